@@ -1,0 +1,352 @@
+"""Vectorised conversion and validation of input batches (rules live in timeseries/datasets.py).
+
+``prepare_batch`` turns one raw Arrow batch (strings from CSV, typed values from Parquet/NDJSON) into
+a typed table holding every stored column except ``recorded_at``, plus ``row_no`` (1-based input
+row), and the list of every error found, each naming the row and the column. The happy path is
+columnar; only a column that fails to convert is examined value by value to name the bad rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from timeseries.datasets import CheckContext, Column, Dataset
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int  # 1-based data row of the input (header excluded)
+    column: str
+    message: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __str__(self) -> str:
+        col = f", column {self.column!r}" if self.column else ""
+        return f"row {self.row}{col}: {self.message}"
+
+
+class InputError(ValueError):
+    """The input as a whole cannot be loaded (unknown/missing columns, unreadable file...)."""
+
+
+@dataclass
+class Prepared:
+    table: pa.Table  # good rows only, typed
+    errors: list[RowError]
+    rows_read: int
+
+
+TRUE_WORDS = {"true", "t", "1", "yes", "y"}
+FALSE_WORDS = {"false", "f", "0", "no", "n"}
+
+
+# --- per-kind conversion ------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _element_errors(values: list, check) -> dict[int, str]:
+    errors = {}
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        message = check(v)
+        if message:
+            errors[i] = message
+    return errors
+
+
+def _timestamp_problem(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"{_describe(v)} is not an ISO 8601 timestamp"
+    try:
+        pc.cast(pa.array([v]), pa.timestamp("us", tz="UTC"))
+        return None
+    except pa.ArrowInvalid:
+        pass
+    try:
+        pc.cast(pa.array([v]), pa.timestamp("us"))
+        return f"{_describe(v)} has no UTC offset: naive timestamps are ambiguous, add Z or +00:00"
+    except pa.ArrowInvalid:
+        return f"{_describe(v)} is not an ISO 8601 timestamp with an offset"
+
+
+def _decimal_problem(col: Column):
+    scale = col.arrow_type.scale
+    max_int_digits = col.arrow_type.precision - scale
+
+    def check(v: Any) -> str | None:
+        try:
+            d = Decimal(str(v).strip())
+        except InvalidOperation:
+            return f"{_describe(v)} is not a number"
+        if not d.is_finite():
+            return f"{_describe(v)} is not a finite number (NaN and infinity are not allowed)"
+        if -d.as_tuple().exponent > scale and d != d.quantize(Decimal(1).scaleb(-scale)):
+            return f"{_describe(v)} has more than {scale} decimal places"
+        if d.adjusted() >= max_int_digits:
+            return f"{_describe(v)} is too large (at most {max_int_digits} digits before the point)"
+        return None
+
+    return check
+
+
+def _int_problem(col: Column):
+    bits = 31 if col.kind == "int" else 63
+
+    def check(v: Any) -> str | None:
+        try:
+            d = Decimal(str(v).strip())
+        except InvalidOperation:
+            return f"{_describe(v)} is not an integer"
+        if not d.is_finite() or d != d.to_integral_value():
+            return f"{_describe(v)} is not an integer"
+        if abs(d) >= 2**bits:
+            return f"{_describe(v)} is out of range"
+        return None
+
+    return check
+
+
+def _float_problem(v: Any) -> str | None:
+    try:
+        f = float(str(v).strip())
+    except ValueError:
+        return f"{_describe(v)} is not a number"
+    if not math.isfinite(f):
+        return f"{_describe(v)} is not a finite number (NaN and infinity are not allowed)"
+    return None
+
+
+def _bool_problem(v: Any) -> str | None:
+    if isinstance(v, bool) or str(v).strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return None
+    return f"{_describe(v)} is not a boolean (true/false)"
+
+
+def _parse_list(v: Any) -> list[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    text = str(v).strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        parsed = json.loads(text)
+        if not isinstance(parsed, list):
+            raise ValueError
+        return [str(x) for x in parsed]
+    return [part.strip() for part in text.split("|") if part.strip()]
+
+
+def _blank_to_null(arr: pa.Array) -> pa.Array:
+    trimmed = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+def _cast_or_find(arr: pa.Array, target: pa.DataType, check) -> tuple[pa.Array, dict[int, str]]:
+    try:
+        return pc.cast(arr, target), {}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        values = arr.to_pylist()
+        errors = _element_errors(values, check)
+        if not errors:  # the vectorised cast and the per-value check disagree: name every row
+            errors = {i: f"{_describe(v)} cannot be read as {target}" for i, v in enumerate(values) if v is not None}
+        mask = pa.array([i in errors for i in range(len(values))])
+        cleaned = pc.if_else(mask, pa.scalar(None, arr.type), arr)
+        return pc.cast(cleaned, target), errors
+
+
+def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]]:
+    """Convert one input column to the dataset's type; returns (values, {row index: message})."""
+    target = col.arrow_type
+    t = arr.type
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_null(t):
+        return pa.nulls(len(arr), target), {}
+    if col.kind == "text":
+        out = arr if pa.types.is_string(t) else pc.cast(arr, pa.string())
+        return out, {}
+    if col.kind == "text[]":
+        errors: dict[int, str] = {}
+        values = []
+        for i, v in enumerate(arr.to_pylist()):
+            try:
+                values.append(_parse_list(v))
+            except (ValueError, json.JSONDecodeError):
+                errors[i] = f"{_describe(v)} is not a list (use a JSON array or a|b|c)"
+                values.append(None)
+        return pa.array(values, target), errors
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        arr = _blank_to_null(arr)
+        t = pa.string()
+    if col.kind == "timestamp":
+        if pa.types.is_timestamp(t):
+            if t.tz is None:
+                return pa.nulls(len(arr), target), {
+                    i: "naive timestamp (no time zone): store timestamps with an offset"
+                    for i, v in enumerate(arr.is_valid().to_pylist())
+                    if v
+                }
+            return pc.cast(arr, target), {}
+        if not pa.types.is_string(t):
+            return pa.nulls(len(arr), target), {
+                i: f"{_describe(v)} is not an ISO 8601 timestamp" for i, v in enumerate(arr.to_pylist()) if v is not None
+            }
+        return _cast_or_find(arr, target, _timestamp_problem)
+    if col.kind in ("price", "money", "float"):
+        errors: dict[int, str] = {}
+        if pa.types.is_floating(t) or col.kind == "float":
+            if not pa.types.is_floating(t):
+                arr, errors = _cast_or_find(arr, pa.float64(), _float_problem)
+            finite = pc.fill_null(pc.is_finite(arr), True)
+            for i in _true_indices(pc.invert(finite)):
+                errors[i] = f"{_describe(arr[i].as_py())} is not a finite number (NaN and infinity are not allowed)"
+            arr = pc.if_else(finite, arr, pa.scalar(None, arr.type))
+        check = _float_problem if col.kind == "float" else _decimal_problem(col)
+        values, more = _cast_or_find(arr, target, check)
+        return values, {**more, **errors}
+    if col.kind in ("int", "bigint"):
+        return _cast_or_find(arr, target, _int_problem(col))
+    if col.kind == "bool":
+        if pa.types.is_string(t):
+            arr = pc.utf8_lower(arr)
+        return _cast_or_find(arr, target, _bool_problem)
+    raise AssertionError(f"unhandled kind {col.kind}")
+
+
+# --- the batch ----------------------------------------------------------------------------------
+
+
+def check_columns(names: list[str], dataset: Dataset) -> None:
+    """File-level rules: every column known, every required column present."""
+    unknown = [n for n in names if n not in dataset.accepted_input_columns]
+    if unknown:
+        raise InputError(
+            f"unknown column(s) {', '.join(map(repr, unknown))} for dataset {dataset.name!r}; "
+            f"expected some of: {', '.join(sorted(dataset.accepted_input_columns))}"
+        )
+    present = set(names)
+    missing = [
+        c.name
+        for c in dataset.columns
+        if c.required and c.name not in present and not (c.name == "news_id" and dataset.name == "news_events")
+    ]
+    if missing:
+        raise InputError(f"missing required column(s) {', '.join(map(repr, missing))} for dataset {dataset.name!r}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"column(s) {', '.join(map(repr, duplicates))} appear more than once")
+
+
+def _news_ids(batch: pa.RecordBatch) -> pa.Array:
+    """A stable id per story: the input's ``id``, else a hash of source + url (title when no url)."""
+    names = batch.schema.names
+
+    def get(name: str) -> list:
+        return batch.column(name).to_pylist() if name in names else [None] * batch.num_rows
+
+    given = [None if v is None or str(v).strip() == "" else str(v).strip() for v in get("id")]
+    out = []
+    for gid, source, url, title in zip(given, get("source"), get("url"), get("title")):
+        if gid is not None:
+            out.append(gid)
+            continue
+        basis = f"{source or ''}\x1f{url or ''}" if url else f"{source or ''}\x1f\x1f{title or ''}"
+        out.append("h:" + hashlib.sha1(basis.encode()).hexdigest()[:24])
+    return pa.array(out, pa.string())
+
+
+def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext, row_offset: int) -> Prepared:
+    n = batch.num_rows
+    names = batch.schema.names
+    errors: dict[int, list[tuple[str, str]]] = {}
+
+    def add(i: int, column: str, message: str) -> None:
+        errors.setdefault(i, []).append((column, message))
+
+    columns: dict[str, pa.Array] = {}
+    for col in dataset.columns:
+        if col.name == "news_id" and "news_id" not in names:
+            columns[col.name] = _news_ids(batch)
+            continue
+        if col.name not in names:
+            columns[col.name] = pa.array([col.default] * n, col.arrow_type)
+            continue
+        values, bad = convert_column(batch.column(col.name), col)
+        for i, message in bad.items():
+            add(i, col.name, message)
+        if col.default is not None:
+            values = pc.fill_null(values, pa.scalar(col.default, col.arrow_type))
+        columns[col.name] = values
+    for col in dataset.columns:
+        if col.required:
+            values = columns[col.name]
+            missing = pc.is_null(values)
+            if col.kind == "text":
+                missing = pc.or_(missing, pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), False))
+            for i in _true_indices(missing):
+                if i not in errors or all(c != col.name for c, _ in errors[i]):
+                    add(i, col.name, f"{col.name} is required")
+    table = pa.table(columns)
+
+    ctx_table = table
+    default_known = dataset.default_known_at(ctx_table, ctx)
+    if "known_at" in names:
+        known, bad = convert_column(batch.column("known_at"), Column("known_at", "timestamp"))
+        for i, message in bad.items():
+            add(i, "known_at", message)
+        known = pc.coalesce(known, default_known)
+    else:
+        known = default_known
+    table = table.append_column("known_at", known)
+    too_early = pc.fill_null(pc.less(known, dataset.min_known_at(table, ctx)), False)
+    for i in _true_indices(too_early):
+        add(i, "known_at", f"known_at is earlier than this dataset allows ({dataset.known_at_rule})")
+    for check in dataset.checks:
+        for i in _true_indices(check.failing(table, ctx)):
+            add(i, check.column, check.message)
+
+    table = table.append_column("row_no", pa.array(range(row_offset + 1, row_offset + n + 1), pa.int64()))
+    row_errors: list[RowError] = []
+    if errors:
+        raw_rows = batch.take(pa.array(sorted(errors))).to_pylist()
+        for (i, problems), raw in zip(sorted(errors.items()), raw_rows):
+            raw = {k: _jsonable(v) for k, v in raw.items()}
+            for column, message in problems:
+                row_errors.append(RowError(row_offset + i + 1, column, message, raw))
+        keep = pa.array([i not in errors for i in range(n)])
+        table = table.filter(keep)
+    return Prepared(table=table, errors=row_errors, rows_read=n)
+
+
+def _true_indices(mask) -> list[int]:
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    if not pc.any(mask).as_py():
+        return []
+    return pc.indices_nonzero(mask).to_pylist()
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (str, int, float, bool)):
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)

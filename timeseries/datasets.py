@@ -1,0 +1,331 @@
+"""Each dataset declared once: columns, key, series, known_at rule and row checks.
+
+Loaders, checks, selectors, commands and admin derive from these declarations (DESIGN.md section 1).
+The three instants of every row (DESIGN.md section 2):
+
+* ``time``        event time (bar open, transaction date, publication, window start)
+* ``known_at``    knowledge time: when a market participant could first have known the row
+* ``recorded_at`` system time: when tsm committed the row (set by tsm, never by the caller)
+
+A *version* is identified by key + known_at + recorded_at; as of T (as recorded by S) the version of a
+key with the greatest (known_at, recorded_at) among known_at <= T, recorded_at <= S is the truth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Column kinds: the Arrow type we convert input to, and the PostgreSQL type it is stored as.
+KINDS: dict[str, tuple[pa.DataType, str]] = {
+    "timestamp": (pa.timestamp("us", tz="UTC"), "timestamptz"),
+    "price": (pa.decimal128(18, 6), "numeric(18,6)"),
+    "money": (pa.decimal128(24, 2), "numeric(24,2)"),
+    "float": (pa.float64(), "double precision"),
+    "int": (pa.int32(), "integer"),
+    "bigint": (pa.int64(), "bigint"),
+    "text": (pa.string(), "text"),
+    "bool": (pa.bool_(), "boolean"),
+    "text[]": (pa.list_(pa.string()), "text[]"),
+}
+TIME_COLUMNS = ("time", "known_at", "recorded_at")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    required: bool = False  # must be present in the input and non-null on every row
+    default: object = None  # value stored when the column is absent or null
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return KINDS[self.kind][0]
+
+    @property
+    def pg_type(self) -> str:
+        return KINDS[self.kind][1]
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """A vectorised rule: ``failing(table, ctx)`` returns a boolean mask of rows that break it."""
+
+    column: str
+    message: str
+    failing: Callable[[pa.Table, "CheckContext"], pa.ChunkedArray | pa.Array]
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    bar_interval: timedelta
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    table: str
+    columns: tuple[Column, ...]  # everything the caller may send, except known_at and recorded_at
+    key: tuple[str, ...]  # identifies a fact; a version is key + known_at (+ recorded_at)
+    series: tuple[str, ...]  # the columns naming one time series (for "latest per series")
+    symbol_column: str
+    known_at_rule: str  # human description of the default knowledge-time rule
+    default_known_at: Callable[[pa.Table, CheckContext], pa.Array]
+    min_known_at: Callable[[pa.Table, CheckContext], pa.Array]
+    checks: tuple[RowCheck, ...] = field(default=())
+    order_newest: tuple[str, ...] = ("time DESC",)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """Columns compared to decide whether an incoming row is a duplicate of the current version."""
+        return tuple(c.name for c in self.columns if c.name not in self.key)
+
+    @property
+    def stored_columns(self) -> tuple[str, ...]:
+        return self.column_names + ("known_at", "recorded_at")
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def accepted_input_columns(self) -> frozenset[str]:
+        extra = {"known_at"}
+        if self.name == "news_events":
+            extra.add("id")
+        return frozenset(self.column_names) | extra
+
+
+# --- helpers used by the declarations -----------------------------------------------------------
+
+
+def _col(t: pa.Table, name: str) -> pa.ChunkedArray:
+    return t.column(name)
+
+
+def _plus(t: pa.Table, name: str, delta: timedelta) -> pa.ChunkedArray:
+    return pc.add(_col(t, name), pa.scalar(delta, pa.duration("us")))
+
+
+def _less(a, b):
+    return pc.fill_null(pc.less(a, b), False)
+
+
+def _outside(t: pa.Table, name: str, lo: float, hi: float):
+    c = _col(t, name)
+    return pc.fill_null(pc.or_(pc.less(c, lo), pc.greater(c, hi)), False)
+
+
+def _negative(t: pa.Table, name: str):
+    return pc.fill_null(pc.less(_col(t, name), 0), False)
+
+
+def _known_at_not_before(column: str, delta: timedelta = timedelta(0)):
+    def rule(t: pa.Table, ctx: CheckContext):
+        return _plus(t, column, delta) if delta else _col(t, column)
+
+    return rule
+
+
+def _market_min_known_at(t: pa.Table, ctx: CheckContext):
+    return _plus(t, "time", ctx.bar_interval)
+
+
+def _range_check(name: str, lo: float, hi: float) -> RowCheck:
+    return RowCheck(name, f"{name} must be between {lo:g} and {hi:g}", lambda t, ctx: _outside(t, name, lo, hi))
+
+
+def _non_negative(name: str) -> RowCheck:
+    return RowCheck(name, f"{name} must not be negative", lambda t, ctx: _negative(t, name))
+
+
+def _on_the_hour(t: pa.Table, ctx: CheckContext):
+    c = _col(t, "time")
+    return pc.fill_null(pc.not_equal(c, pc.floor_temporal(c, unit="hour")), False)
+
+
+# --- the five datasets --------------------------------------------------------------------------
+
+MARKET_DATA = Dataset(
+    name="market_data",
+    table="market_data",
+    columns=(
+        Column("time", "timestamp", required=True),
+        Column("symbol", "text", required=True),
+        Column("open", "price", required=True),
+        Column("high", "price", required=True),
+        Column("low", "price", required=True),
+        Column("close", "price", required=True),
+        Column("volume", "bigint", required=True),
+        Column("vwap", "price"),
+        Column("trades", "int"),
+        Column("market_cap", "money"),
+        Column("source", "text", default=""),
+        Column("quality_score", "float", default=1.0),
+    ),
+    key=("symbol", "time"),
+    series=("symbol",),
+    symbol_column="symbol",
+    known_at_rule="bar close: time + bar interval (default 1 minute)",
+    default_known_at=_market_min_known_at,
+    min_known_at=_market_min_known_at,
+    checks=(
+        RowCheck("high", "high is below low", lambda t, ctx: _less(_col(t, "high"), _col(t, "low"))),
+        RowCheck(
+            "open",
+            "open is outside [low, high]",
+            lambda t, ctx: pc.or_(_less(_col(t, "open"), _col(t, "low")), _less(_col(t, "high"), _col(t, "open"))),
+        ),
+        RowCheck(
+            "close",
+            "close is outside [low, high]",
+            lambda t, ctx: pc.or_(_less(_col(t, "close"), _col(t, "low")), _less(_col(t, "high"), _col(t, "close"))),
+        ),
+        _non_negative("volume"),
+        _non_negative("trades"),
+        _non_negative("market_cap"),
+        _range_check("quality_score", 0.0, 1.0),
+    ),
+)
+
+NEWS_EVENTS = Dataset(
+    name="news_events",
+    table="news_events",
+    columns=(
+        Column("time", "timestamp", required=True),
+        Column("symbol", "text", required=True),
+        Column("news_id", "text", required=True),
+        Column("title", "text", required=True),
+        Column("content", "text", default=""),
+        Column("source", "text", default=""),
+        Column("sentiment", "float"),
+        Column("impact_score", "float"),
+        Column("categories", "text[]", default=[]),
+        Column("url", "text", default=""),
+        Column("author", "text", default=""),
+        Column("language", "text", default="en"),
+    ),
+    key=("symbol", "time", "news_id"),
+    series=("symbol",),
+    symbol_column="symbol",
+    known_at_rule="publication: time",
+    default_known_at=_known_at_not_before("time"),
+    min_known_at=_known_at_not_before("time"),
+    checks=(_range_check("sentiment", -1.0, 1.0), _range_check("impact_score", 0.0, 1.0)),
+    order_newest=("time DESC", "impact_score DESC NULLS LAST"),
+)
+
+INSIDER_TRADES = Dataset(
+    name="insider_trades",
+    table="insider_trades",
+    columns=(
+        Column("time", "timestamp", required=True),
+        Column("symbol", "text", required=True),
+        Column("insider_name", "text", required=True),
+        Column("title", "text", default=""),
+        Column("transaction_type", "text", required=True),
+        Column("shares", "bigint"),
+        Column("price", "price"),
+        Column("value", "money"),
+        Column("filing_date", "timestamp", required=True),
+        Column("form_type", "text", default="4"),
+        Column("is_cluster_trade", "bool", default=False),
+        Column("political_connection", "bool", default=False),
+    ),
+    key=("symbol", "time", "insider_name", "transaction_type"),
+    series=("symbol",),
+    symbol_column="symbol",
+    known_at_rule="filing: filing_date (never the transaction date)",
+    default_known_at=_known_at_not_before("filing_date"),
+    min_known_at=_known_at_not_before("filing_date"),
+    checks=(
+        RowCheck(
+            "filing_date",
+            "filing_date is before the transaction date (time)",
+            lambda t, ctx: _less(_col(t, "filing_date"), _col(t, "time")),
+        ),
+        _non_negative("shares"),
+        _non_negative("price"),
+    ),
+    order_newest=("filing_date DESC", "value DESC NULLS LAST"),
+)
+
+SOCIAL_SENTIMENT = Dataset(
+    name="social_sentiment",
+    table="social_sentiment",
+    columns=(
+        Column("time", "timestamp", required=True),
+        Column("symbol", "text", required=True),
+        Column("platform", "text", required=True),
+        Column("mention_count", "int"),
+        Column("sentiment_avg", "float"),
+        Column("sentiment_std", "float"),
+        Column("unique_users", "int"),
+        Column("total_engagement", "bigint"),
+        Column("momentum_score", "float"),
+        Column("viral_score", "float"),
+    ),
+    key=("symbol", "platform", "time"),
+    series=("symbol", "platform"),
+    symbol_column="symbol",
+    known_at_rule="window end: time + 1 hour",
+    default_known_at=_known_at_not_before("time", timedelta(hours=1)),
+    min_known_at=_known_at_not_before("time", timedelta(hours=1)),
+    checks=(
+        RowCheck("time", "time must be the start of an hourly window", _on_the_hour),
+        _non_negative("mention_count"),
+        _non_negative("unique_users"),
+        _non_negative("total_engagement"),
+        _non_negative("sentiment_std"),
+        _range_check("sentiment_avg", -1.0, 1.0),
+    ),
+)
+
+GOVERNMENT_EVENTS = Dataset(
+    name="government_events",
+    table="government_events",
+    columns=(
+        Column("time", "timestamp", required=True),
+        Column("event_type", "text", required=True),
+        Column("amount", "money"),
+        Column("description", "text", default=""),
+        Column("primary_symbol", "text", default=""),  # "" = market-wide event
+        Column("affected_symbols", "text[]", default=[]),
+        Column("sectors", "text[]", default=[]),
+        Column("country", "text", default=""),
+        Column("state_province", "text", default=""),
+        Column("market_impact", "float"),
+        Column("confidence", "float"),
+    ),
+    key=("time", "event_type", "primary_symbol"),
+    series=("primary_symbol",),
+    symbol_column="primary_symbol",
+    known_at_rule="publication: time",
+    default_known_at=_known_at_not_before("time"),
+    min_known_at=_known_at_not_before("time"),
+    checks=(_range_check("confidence", 0.0, 1.0), _range_check("market_impact", -1.0, 1.0)),
+)
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (MARKET_DATA, NEWS_EVENTS, INSIDER_TRADES, SOCIAL_SENTIMENT, GOVERNMENT_EVENTS)
+}
+
+
+class UnknownDataset(ValueError):
+    pass
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise UnknownDataset(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}") from None

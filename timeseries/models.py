@@ -1,0 +1,191 @@
+"""The five datasets (+ Symbol and the series registry).
+
+Every dataset row carries ``time`` (event time), ``known_at`` (knowledge time) and ``recorded_at``
+(set by tsm on commit). Rows are never updated in place by ingestion: a correction is a new version.
+``time`` is a ``TimescaleDateTimeField`` so that, on the TimescaleDB lane, django-timescaledb turns
+each table into a hypertable; on plain PostgreSQL it is an ordinary timestamptz column.
+
+The natural-key UniqueConstraint (key + known_at + recorded_at) is the version identity, the merge's
+conflict target and the index every point-in-time lookup walks backwards. Its column order puts the
+series columns first and ``time`` next, so "latest row of a series known at T" is one backward index
+probe. ``id`` exists for the admin (which cannot use composite keys) and for curation audit rows.
+"""
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from timescale.db.models.fields import TimescaleDateTimeField
+from timescale.db.models.managers import TimescaleManager
+
+PRICE = {"max_digits": 18, "decimal_places": 6}
+MONEY = {"max_digits": 24, "decimal_places": 2}
+
+
+class TimeSeriesRow(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    time = TimescaleDateTimeField(interval="7 days", help_text="event time")
+    known_at = models.DateTimeField(help_text="when a market participant could first have known the row")
+    recorded_at = models.DateTimeField(help_text="when tsm committed this version")
+
+    objects = models.Manager()
+    timescale = TimescaleManager()
+
+    class Meta:
+        abstract = True
+
+
+def version_constraint(table: str, *key: str) -> models.UniqueConstraint:
+    return models.UniqueConstraint(fields=[*key, "known_at", "recorded_at"], name=f"{table}_version")
+
+
+class MarketData(TimeSeriesRow):
+    symbol = models.CharField(max_length=32)
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    volume = models.BigIntegerField()
+    vwap = models.DecimalField(**PRICE, null=True, blank=True)
+    trades = models.IntegerField(null=True, blank=True)
+    market_cap = models.DecimalField(**MONEY, null=True, blank=True)
+    source = models.CharField(max_length=64, blank=True, default="")
+    quality_score = models.FloatField(null=True, blank=True, default=1.0)
+
+    class Meta:
+        db_table = "market_data"
+        verbose_name = "market data bar"
+        verbose_name_plural = "market data"
+        constraints = [version_constraint("market_data", "symbol", "time")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.time:%Y-%m-%d %H:%M}"
+
+
+class NewsEvent(TimeSeriesRow):
+    symbol = models.CharField(max_length=32)
+    news_id = models.CharField(max_length=128)
+    title = models.TextField()
+    content = models.TextField(blank=True, default="")
+    source = models.CharField(max_length=128, blank=True, default="")
+    sentiment = models.FloatField(null=True, blank=True)
+    impact_score = models.FloatField(null=True, blank=True)
+    categories = ArrayField(models.TextField(), blank=True, default=list)
+    url = models.TextField(blank=True, default="")
+    author = models.TextField(blank=True, default="")
+    language = models.CharField(max_length=16, blank=True, default="en")
+
+    class Meta:
+        db_table = "news_events"
+        constraints = [version_constraint("news_events", "symbol", "time", "news_id")]
+        indexes = [models.Index(fields=["time"], name="news_events_time")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.time:%Y-%m-%d %H:%M} {self.title[:40]}"
+
+
+class InsiderTrade(TimeSeriesRow):
+    symbol = models.CharField(max_length=32)
+    insider_name = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, blank=True, default="")
+    transaction_type = models.CharField(max_length=32)
+    shares = models.BigIntegerField(null=True, blank=True)
+    price = models.DecimalField(**PRICE, null=True, blank=True)
+    value = models.DecimalField(**MONEY, null=True, blank=True)
+    filing_date = models.DateTimeField()
+    form_type = models.CharField(max_length=16, blank=True, default="4")
+    is_cluster_trade = models.BooleanField(default=False)
+    political_connection = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "insider_trades"
+        constraints = [
+            version_constraint("insider_trades", "symbol", "time", "insider_name", "transaction_type")
+        ]
+        indexes = [models.Index(fields=["filing_date"], name="insider_trades_filing")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.insider_name} {self.transaction_type} {self.time:%Y-%m-%d}"
+
+
+class SocialSentiment(TimeSeriesRow):
+    symbol = models.CharField(max_length=32)
+    platform = models.CharField(max_length=64)
+    mention_count = models.IntegerField(null=True, blank=True)
+    sentiment_avg = models.FloatField(null=True, blank=True)
+    sentiment_std = models.FloatField(null=True, blank=True)
+    unique_users = models.IntegerField(null=True, blank=True)
+    total_engagement = models.BigIntegerField(null=True, blank=True)
+    momentum_score = models.FloatField(null=True, blank=True)
+    viral_score = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        db_table = "social_sentiment"
+        verbose_name_plural = "social sentiment"
+        constraints = [version_constraint("social_sentiment", "symbol", "platform", "time")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.platform} {self.time:%Y-%m-%d %H:%M}"
+
+
+class GovernmentEvent(TimeSeriesRow):
+    event_type = models.CharField(max_length=64)
+    amount = models.DecimalField(**MONEY, null=True, blank=True)
+    description = models.TextField(blank=True, default="")
+    primary_symbol = models.CharField(max_length=32, blank=True, default="", help_text='"" = market-wide')
+    affected_symbols = ArrayField(models.CharField(max_length=32), blank=True, default=list)
+    sectors = ArrayField(models.CharField(max_length=64), blank=True, default=list)
+    country = models.CharField(max_length=64, blank=True, default="")
+    state_province = models.CharField(max_length=64, blank=True, default="")
+    market_impact = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        db_table = "government_events"
+        constraints = [
+            version_constraint("government_events", "time", "event_type", "primary_symbol")
+        ]
+        indexes = [
+            models.Index(fields=["primary_symbol", "time"], name="government_events_symbol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.primary_symbol or '(market)'} {self.time:%Y-%m-%d}"
+
+
+class Series(models.Model):
+    """One row per (dataset, series) ever loaded, with its event-time range.
+
+    Maintained by the loader in the merge transaction. Selectors use it to enumerate series for
+    "latest per series" lookups without scanning the datasets; the loader uses the time range to
+    take the no-overlap fast path. It is not a source of truth for what was known when.
+    """
+
+    dataset = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=32)
+    subkey = models.CharField(max_length=64, blank=True, default="")  # platform for sentiment
+    first_time = models.DateTimeField()
+    last_time = models.DateTimeField()
+
+    class Meta:
+        db_table = "timeseries_series"
+        verbose_name_plural = "series"
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "symbol", "subkey"], name="timeseries_series_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}:{self.symbol}{'/' + self.subkey if self.subkey else ''}"
+
+
+class Symbol(models.Model):
+    """Reference data about instruments. Optional: no selector requires it."""
+
+    symbol = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    sector = models.CharField(max_length=64, blank=True, default="")
+    exchange = models.CharField(max_length=32, blank=True, default="")
+    listed_on = models.DateField(null=True, blank=True)
+    delisted_on = models.DateField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.symbol

@@ -1,0 +1,400 @@
+"""Point-in-time selectors: what was knowable at ``at`` (as recorded by ``recorded_by``), nothing more.
+
+As of T (optionally as recorded by S), for each key consider the versions with known_at <= T (and
+recorded_at <= S); the one with the greatest (known_at, recorded_at) is the truth and every other
+version does not exist (DESIGN.md section 2). Every selector returns plain data: a list of dicts
+whose keys are the stored column names (plus time, known_at, recorded_at); timestamps are aware UTC
+datetimes, exact decimals are ``decimal.Decimal``.
+
+Queries are parameterised SQL built from the dataset declarations; the ones that need LATERAL or an
+anti-join live next to the function that runs them. All of them rely on ``known_at >= time`` (the
+loader rejects rows that break it), so ``time <= T`` is added to let the indexes bound each scan.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone as dt_timezone
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+from django.db import connection
+from psycopg import sql
+
+from timeseries import indicators
+from timeseries.datasets import DATASETS, MARKET_DATA, SOCIAL_SENTIMENT, Dataset, get_dataset
+
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
+SELECTOR_FOR_DATASET = {
+    "market_data": "market_state",
+    "news_events": "news",
+    "insider_trades": "insider_trades",
+    "social_sentiment": "sentiment",
+    "government_events": "government_events",
+}
+
+
+class NaiveDatetime(ValueError):
+    pass
+
+
+def aware(name: str, value: datetime | None, *, required: bool = True) -> datetime | None:
+    """Validate a time parameter: tz-aware, returned in UTC."""
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required")
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetime(f"{name}={value.isoformat()} is naive: give a time zone (e.g. +00:00)")
+    return value.astimezone(dt_timezone.utc)
+
+
+def _symbols(symbols: Iterable[str] | None) -> list[str] | None:
+    if symbols is None:
+        return None
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out = [s.strip() for s in symbols if s and s.strip()]
+    return out
+
+
+def _params(at: datetime, recorded_by: datetime | None) -> dict[str, Any]:
+    return {"at": aware("at", at), "rb": aware("recorded_by", recorded_by, required=False) or END_OF_TIME}
+
+
+def _fetch(query: sql.Composable, params: dict) -> list[dict]:
+    with connection.cursor() as cur:
+        cur.execute(query, params)
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _cols(spec: Dataset, alias: str) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in spec.stored_columns
+    )
+
+
+def _is_current(spec: Dataset, alias: str = "a") -> sql.Composable:
+    """``alias`` is the current version of its key as of %(at)s / %(rb)s (anti-join on the version index)."""
+    same_key = sql.SQL(" AND ").join(
+        sql.SQL("b.{k} = {a}.{k}").format(k=sql.Identifier(k), a=sql.Identifier(alias)) for k in spec.key
+    )
+    return sql.SQL(
+        "{a}.known_at <= %(at)s AND {a}.recorded_at <= %(rb)s AND {a}.time <= %(at)s AND NOT EXISTS ("
+        "SELECT 1 FROM {t} b WHERE {same_key} AND b.known_at <= %(at)s AND b.recorded_at <= %(rb)s"
+        " AND (b.known_at, b.recorded_at) > ({a}.known_at, {a}.recorded_at))"
+    ).format(a=sql.Identifier(alias), t=sql.Identifier(spec.table), same_key=same_key)
+
+
+def _current_rows(
+    spec: Dataset,
+    params: dict,
+    *,
+    where: Sequence[sql.Composable] = (),
+    order: Sequence[str] = (),
+    limit: int | None = None,
+) -> list[dict]:
+    conditions = [_is_current(spec), *where]
+    query = sql.SQL("SELECT {cols} FROM {t} a WHERE {cond}").format(
+        cols=_cols(spec, "a"), t=sql.Identifier(spec.table), cond=sql.SQL(" AND ").join(conditions)
+    )
+    if order:
+        query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.SQL("a." + o) for o in order)
+    if limit is not None:
+        query += sql.SQL(" LIMIT %(limit)s")
+        params = {**params, "limit": _positive("limit", limit)}
+    return _fetch(query, params)
+
+
+def _positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer")
+    return value
+
+
+def _symbol_filter(spec: Dataset, params: dict, symbols: list[str] | None) -> list[sql.Composable]:
+    if symbols is None:
+        return []
+    params["symbols"] = symbols
+    return [sql.SQL("a.{} = ANY(%(symbols)s)").format(sql.Identifier(spec.symbol_column))]
+
+
+# --- latest row per series (market state, sentiment, as-of join) -----------------------------------
+
+
+def _latest_lateral(spec: Dataset, outer: str, at_expr: str) -> sql.Composable:
+    """LATERAL body: the latest current row of the series named by ``outer``'s columns, known at at_expr.
+
+    Walking the version index backwards (time, rest of key, known_at, recorded_at all DESC), the first
+    row passing the filters is the current version of the newest key known at that instant.
+    """
+    match = sql.SQL(" AND ").join(
+        sql.SQL("m.{c} = {o}.{c}").format(c=sql.Identifier(c), o=sql.Identifier(outer)) for c in spec.series
+    )
+    rest = [k for k in spec.key if k not in spec.series and k != "time"]
+    order = ["time", *rest, "known_at", "recorded_at"]
+    at = sql.SQL(at_expr)
+    return sql.SQL(
+        "SELECT {cols} FROM {t} m WHERE {match} AND m.time <= {at} AND m.known_at <= {at}"
+        " AND m.recorded_at <= %(rb)s ORDER BY {order} LIMIT 1"
+    ).format(
+        cols=_cols(spec, "m"),
+        t=sql.Identifier(spec.table),
+        match=match,
+        at=at,
+        order=sql.SQL(", ").join(sql.SQL("m.{} DESC").format(sql.Identifier(c)) for c in order),
+    )
+
+
+def _latest_per_series(spec: Dataset, at: datetime, recorded_by: datetime | None, symbols) -> list[dict]:
+    params = _params(at, recorded_by)
+    symbols = _symbols(symbols)
+    series_alias = "s"
+    projection = sql.SQL(", ").join(
+        sql.SQL("s.{} AS {}").format(sql.Identifier("symbol" if i == 0 else "subkey"), sql.Identifier(c))
+        for i, c in enumerate(spec.series)
+    )
+    query = sql.SQL(
+        "SELECT x.* FROM (SELECT {projection} FROM timeseries_series s WHERE s.dataset = %(dataset)s {symfilter}) {sa}"
+        " CROSS JOIN LATERAL ({lateral}) x ORDER BY {order}"
+    ).format(
+        projection=projection,
+        symfilter=sql.SQL("AND s.symbol = ANY(%(symbols)s)") if symbols is not None else sql.SQL(""),
+        sa=sql.Identifier(series_alias),
+        lateral=_latest_lateral(spec, series_alias, "%(at)s"),
+        order=sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(c)) for c in spec.series),
+    )
+    return _fetch(query, {**params, "dataset": spec.name, "symbols": symbols})
+
+
+def market_state(*, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None) -> list[dict]:
+    """Per symbol, its latest bar known at ``at`` (a bar is known when it closes), by symbol."""
+    return _latest_per_series(MARKET_DATA, at, recorded_by, symbols)
+
+
+def sentiment(*, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None) -> list[dict]:
+    """Per symbol and platform, the latest closed hourly window known at ``at``."""
+    return _latest_per_series(SOCIAL_SENTIMENT, at, recorded_by, symbols)
+
+
+# --- event lists --------------------------------------------------------------------------------
+
+
+def news(
+    *, at: datetime, symbols: Iterable[str] | None = None, limit: int = 1000, recorded_by: datetime | None = None
+) -> list[dict]:
+    """News known at ``at``, newest first, then impact_score descending."""
+    spec = DATASETS["news_events"]
+    params = _params(at, recorded_by)
+    return _current_rows(
+        spec, params, where=_symbol_filter(spec, params, _symbols(symbols)), order=spec.order_newest, limit=limit
+    )
+
+
+def insider_trades(
+    *, at: datetime, symbols: Iterable[str] | None = None, limit: int = 500, recorded_by: datetime | None = None
+) -> list[dict]:
+    """Trades filed by ``at`` (the current version of each), newest filing first, then value descending."""
+    spec = DATASETS["insider_trades"]
+    params = _params(at, recorded_by)
+    where = [sql.SQL("a.filing_date <= %(at)s"), *_symbol_filter(spec, params, _symbols(symbols))]
+    return _current_rows(spec, params, where=where, order=spec.order_newest, limit=limit)
+
+
+def government_events(
+    *,
+    at: datetime,
+    symbols: Iterable[str] | None = None,
+    sectors: Iterable[str] | None = None,
+    limit: int = 1000,
+    recorded_by: datetime | None = None,
+) -> list[dict]:
+    """Events known at ``at`` whose primary or affected symbols, or sectors, match; newest first."""
+    spec = DATASETS["government_events"]
+    params = _params(at, recorded_by)
+    symbols, sectors = _symbols(symbols), _symbols(sectors)
+    matches = []
+    if symbols is not None:
+        params["symbols"] = symbols
+        matches += [sql.SQL("a.primary_symbol = ANY(%(symbols)s)"), sql.SQL("a.affected_symbols && %(symbols)s::varchar[]")]
+    if sectors is not None:
+        params["sectors"] = sectors
+        matches.append(sql.SQL("a.sectors && %(sectors)s::varchar[]"))
+    where = [sql.SQL("(") + sql.SQL(" OR ").join(matches) + sql.SQL(")")] if matches else []
+    return _current_rows(spec, params, where=where, order=spec.order_newest, limit=limit)
+
+
+def history(
+    *,
+    dataset: str,
+    at: datetime,
+    symbols: Iterable[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int | None = None,
+    recorded_by: datetime | None = None,
+) -> list[dict]:
+    """Rows of ``dataset`` as known at ``at`` with event time in [start, end], oldest first."""
+    spec = get_dataset(dataset)
+    params = _params(at, recorded_by)
+    where = _symbol_filter(spec, params, _symbols(symbols))
+    if start is not None:
+        params["start"] = aware("start", start)
+        where.append(sql.SQL("a.time >= %(start)s"))
+    if end is not None:
+        params["end"] = aware("end", end)
+        where.append(sql.SQL("a.time <= %(end)s"))
+    if start is not None and end is not None and params["start"] > params["end"]:
+        raise ValueError("start must not be after end")
+    return _current_rows(spec, params, where=where, order=[*spec.key], limit=limit)
+
+
+# --- full state ---------------------------------------------------------------------------------
+
+
+RECENT_BARS_SQL = """
+SELECT DISTINCT ON (time) time, open, high, low, close, volume
+FROM market_data
+WHERE symbol = %(symbol)s AND time <= %(at)s AND known_at <= %(at)s AND recorded_at <= %(rb)s
+ORDER BY time DESC, known_at DESC, recorded_at DESC
+LIMIT %(bars)s
+"""
+
+INSIDER_SUMMARY_DAYS = 90
+
+
+def recent_bars(*, symbol: str, at: datetime, bars: int = 200, recorded_by: datetime | None = None) -> list[dict]:
+    """The last ``bars`` bars of ``symbol`` known at ``at`` (current versions), oldest first."""
+    params = {**_params(at, recorded_by), "symbol": symbol, "bars": _positive("bars", bars)}
+    return _fetch(sql.SQL(RECENT_BARS_SQL), params)[::-1]
+
+
+def _insider_summary(trades: list[dict], at: datetime) -> dict:
+    buys = [t for t in trades if str(t["transaction_type"]).lower() in ("buy", "p", "purchase")]
+    sells = [t for t in trades if str(t["transaction_type"]).lower() in ("sell", "s", "sale")]
+
+    def total(rows, column):
+        return sum((r[column] or 0) for r in rows)
+
+    return {
+        "window_days": INSIDER_SUMMARY_DAYS,
+        "filings": len(trades),
+        "buys": len(buys),
+        "sells": len(sells),
+        "net_shares": total(buys, "shares") - total(sells, "shares"),
+        "net_value": total(buys, "value") - total(sells, "value"),
+        "cluster_trades": sum(1 for t in trades if t["is_cluster_trade"]),
+        "latest_filing": trades[0]["filing_date"] if trades else None,
+        "recent": trades[:10],
+    }
+
+
+def reconstruct(*, at: datetime, symbol: str, recorded_by: datetime | None = None, bars: int = 200) -> dict:
+    """Everything known about ``symbol`` at ``at``: bar, indicators, news, insiders, sentiment, events."""
+    at = aware("at", at)
+    state = market_state(at=at, symbols=[symbol], recorded_by=recorded_by)
+    recent = recent_bars(symbol=symbol, at=at, bars=bars, recorded_by=recorded_by)
+    since = at - timedelta(days=INSIDER_SUMMARY_DAYS)
+    trades = [t for t in insider_trades(at=at, symbols=[symbol], limit=500, recorded_by=recorded_by) if t["filing_date"] >= since]
+    parts = {
+        "market": state[0] if state else None,
+        "news": news(at=at, symbols=[symbol], limit=10, recorded_by=recorded_by),
+        "sentiment": sentiment(at=at, symbols=[symbol], recorded_by=recorded_by),
+        "government_events": government_events(at=at, symbols=[symbol], limit=10, recorded_by=recorded_by),
+    }
+    recorded = [r["recorded_at"] for rows in (state, trades, parts["news"], parts["sentiment"], parts["government_events"]) for r in rows]
+    return {
+        "symbol": symbol,
+        "at": at,
+        "recorded_by": recorded_by,
+        **parts,
+        "indicators": indicators.latest_indicators(bars=recent),
+        "insider": _insider_summary(trades, at),
+        "max_recorded_at": max(recorded) if recorded else None,
+    }
+
+
+# --- as-of join ---------------------------------------------------------------------------------
+
+
+def _points_table(points, series: Sequence[str]) -> pa.Table:
+    if isinstance(points, pa.Table):
+        table = points
+    else:
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover
+            pd = None
+        if pd is not None and isinstance(points, pd.DataFrame):
+            table = pa.Table.from_pandas(points, preserve_index=False)
+        else:
+            rows = list(points)
+            if rows and not isinstance(rows[0], dict):
+                rows = [dict(zip([*series, "time"], r)) for r in rows]
+            table = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in series} | {"time": pa.array([], pa.timestamp("us", tz="UTC"))})
+    for c in [*series, "time"]:
+        if c not in table.column_names:
+            raise ValueError(f"points need a {c!r} column")
+    t = table.column("time").type
+    if not pa.types.is_timestamp(t) or t.tz is None:
+        raise NaiveDatetime("points.time must be tz-aware timestamps")
+    cols = [table.column(c).cast(pa.string()) for c in series]
+    return pa.table(
+        [pa.array(range(table.num_rows), pa.int64()), *cols, table.column("time").cast(pa.timestamp("us", tz="UTC"))],
+        names=["idx", *series, "at"],
+    )
+
+
+def asof_join(points, *, dataset: str = "market_data", recorded_by: datetime | None = None) -> list[dict]:
+    """For each decision point (symbol, time) the latest row known at that time, in one query.
+
+    ``points``: (symbol, time) tuples, dicts, an Arrow table or a DataFrame; for social_sentiment each
+    point also names its platform. Returns one dict per point, in input order, with the point's
+    ``symbol`` (and series columns), ``at`` (the point's time) and the row's columns (None where no
+    row was known).
+    """
+    import pgpq
+
+    spec = get_dataset(dataset)
+    table = _points_table(points, spec.series)
+    rb = aware("recorded_by", recorded_by, required=False) or END_OF_TIME
+    with connection.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS tsm_asof_points (idx bigint, s1 text, s2 text, at timestamptz)")
+        cur.execute("TRUNCATE tsm_asof_points")
+        names = ["idx", "s1", "s2" if len(spec.series) > 1 else None, "at"]
+        names = [n for n in names if n]
+        renamed = table.rename_columns(names)
+        encoder = pgpq.ArrowToPostgresBinaryEncoder(renamed.schema)
+        with cur.cursor.copy(
+            sql.SQL("COPY tsm_asof_points ({}) FROM STDIN WITH (FORMAT binary)").format(
+                sql.SQL(", ").join(map(sql.Identifier, names))
+            )
+        ) as copy:
+            copy.write(encoder.write_header())
+            for batch in renamed.to_batches(max_chunksize=100_000):
+                copy.write(encoder.write_batch(batch))
+            copy.write(encoder.finish())
+        series_select = sql.SQL(", ").join(
+            sql.SQL("p.{} AS {}").format(sql.Identifier(f"s{i + 1}"), sql.Identifier(c)) for i, c in enumerate(spec.series)
+        )
+        row_cols = sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(c)) for c in spec.stored_columns if c not in spec.series)
+        # the inner SELECT renames s1/s2 to the series names so the lateral can match on them
+        query = sql.SQL(
+            "SELECT p.*, {row_cols} FROM (SELECT idx, at, {series_select} FROM tsm_asof_points p) p"
+            " LEFT JOIN LATERAL ({lateral}) x ON true ORDER BY p.idx"
+        ).format(series_select=series_select, row_cols=row_cols, lateral=_latest_lateral(spec, "p", "p.at"))
+        cur.execute(query, {"rb": rb})
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+        cur.execute("TRUNCATE tsm_asof_points")
+    return [dict(zip(names[1:], r[1:])) for r in rows]
+
+
+SELECTORS = {
+    "market_state": market_state,
+    "news": news,
+    "insider_trades": insider_trades,
+    "sentiment": sentiment,
+    "government_events": government_events,
+}

@@ -1,0 +1,48 @@
+"""Which storage lane is live (DESIGN.md section 3): decided once, at settings time.
+
+django-timescaledb's backend runs ``CREATE EXTENSION timescaledb`` before migrating and fails where
+the extension is missing or not preloaded, so the engine is chosen by asking the server, never
+hard-wired. ``TSM_TIMESCALEDB=on`` forces it, ``off`` never uses it, ``auto`` probes.
+At run time, ``timeseries.capabilities`` reports what the connected database can do.
+"""
+from __future__ import annotations
+
+import logging
+
+PLAIN_ENGINE = "django.db.backends.postgresql"
+TIMESCALE_ENGINE = "timescale.db.backends.postgresql"
+
+logger = logging.getLogger(__name__)
+
+PROBE_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+   AND current_setting('shared_preload_libraries') LIKE '%%timescaledb%%'
+"""
+
+
+def server_can_load_timescaledb(db: dict) -> bool:
+    """True when the server has the extension installed and preloaded. False if unreachable."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host=db.get("HOST") or None,
+            port=db.get("PORT") or None,
+            user=db.get("USER") or None,
+            password=db.get("PASSWORD") or None,
+            dbname="postgres",
+            connect_timeout=3,
+        ) as conn:
+            row = conn.execute(PROBE_SQL.replace("%%", "%")).fetchone()
+            return bool(row and row[0])
+    except psycopg.Error as exc:
+        logger.warning("could not probe for TimescaleDB (%s); using plain PostgreSQL", exc)
+        return False
+
+
+def choose_engine(db: dict, mode: str) -> str:
+    if mode == "on":
+        return TIMESCALE_ENGINE
+    if mode == "off":
+        return PLAIN_ENGINE
+    return TIMESCALE_ENGINE if server_can_load_timescaledb(db) else PLAIN_ENGINE
