@@ -1,0 +1,46 @@
+# tsm — every set-up step lives here so that a fresh clone needs only `make run` / `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_SYMBOLS ?= 20
+DEMO_DAYS ?= 10
+PYTEST_ARGS ?=
+
+.PHONY: run test install services db migrate seed bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+services:  ## start PostgreSQL and Redis when they are down (development machines and CI)
+	@bash bin/services
+
+db: install services
+	$(PY) manage.py ensure_database
+
+migrate: db
+	$(PY) manage.py migrate --no-input -v0
+
+seed: migrate
+	$(PY) manage.py seed_demo --symbols $(DEMO_SYMBOLS) --days $(DEMO_DAYS)
+
+run: seed
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: install services
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+bench: migrate
+	$(PY) bench/bench_foundation.py --rows 2000000
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

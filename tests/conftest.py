@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests run against the real PostgreSQL and Redis (DESIGN.md section 5)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from django.db import connection
+
+from timeseries.datasets import DATASETS
+
+T0 = datetime(2024, 3, 1, 14, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def t0() -> datetime:
+    return T0
+
+
+def wipe_datasets() -> None:
+    """Empty every dataset table and the series registry (inside the test's transaction)."""
+    tables = [d.table for d in DATASETS.values()] + ["timeseries_series", "ingestion_rejectedrow", "ingestion_load"]
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
+
+
+def bar(symbol: str, minute: int, *, close: str = "10.5", **extra) -> dict:
+    """One valid 1-minute bar as an input row (strings, as a CSV would give them)."""
+    row = {
+        "time": (T0 + timedelta(minutes=minute)).isoformat(),
+        "symbol": symbol,
+        "open": "10",
+        "high": "11",
+        "low": "9",
+        "close": close,
+        "volume": "100",
+    }
+    row.update(extra)
+    return row
