@@ -32,6 +32,7 @@ seed: migrate
 	$(PY) manage.py seed_demo --symbols $(DEMO_SYMBOLS) --days $(DEMO_DAYS)
 
 run: seed
+	$(PY) manage.py preflight
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py runserver $(HOST):$(PORT)
 

@@ -116,12 +116,30 @@ def _ndjson_batches(stream: IO[bytes], dataset: Dataset) -> Iterator[pa.RecordBa
     yield from reader
 
 
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Dicts -> Arrow table over the union of their keys (pyarrow's from_pylist would drop keys absent
+    from the first row). A column whose values Arrow cannot type together is read as strings."""
+    names: dict[str, None] = {}
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise InputError(f"row {number}: expected an object, got {type(row).__name__}")
+        names.update(dict.fromkeys(row))
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.table(columns)
+
+
 def table_batches(data, *, batch_rows: int = 250_000) -> Iterator[pa.RecordBatch]:
     """In-memory callers: an Arrow table, a pandas DataFrame or a list of dicts."""
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, list):
-        data = pa.Table.from_pylist(data) if data else pa.table({})
+        data = rows_to_table(data)
     elif not isinstance(data, pa.Table):
         import pandas as pd
 

@@ -1,0 +1,36 @@
+"""Parsing of user-given instants and intervals (commands, API): strict, with messages that name the parameter."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(us|ms|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)\s*$")
+_UNITS = {
+    "us": timedelta(microseconds=1),
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1), "sec": timedelta(seconds=1), "secs": timedelta(seconds=1),
+    "second": timedelta(seconds=1), "seconds": timedelta(seconds=1),
+    "min": timedelta(minutes=1), "mins": timedelta(minutes=1), "minute": timedelta(minutes=1),
+    "minutes": timedelta(minutes=1),
+    "h": timedelta(hours=1), "hour": timedelta(hours=1), "hours": timedelta(hours=1),
+    "d": timedelta(days=1), "day": timedelta(days=1), "days": timedelta(days=1),
+}
+
+
+def parse_instant(name: str, text: str) -> datetime:
+    """ISO 8601 with an offset (``Z`` accepted) -> aware UTC datetime. Naive or malformed: ValueError."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not an ISO 8601 timestamp (e.g. 2024-03-01T15:30:00Z)") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{name}={text!r} has no UTC offset: add Z or +00:00 (naive times are ambiguous)")
+    return value.astimezone(timezone.utc)
+
+
+def parse_interval(name: str, text: str) -> timedelta:
+    """'1min', '5 min', '30s', '1h', '1d' -> timedelta (positive)."""
+    match = _INTERVAL.match(text.lower())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{name}={text!r} is not a positive interval such as 1min, 5min, 30s, 1h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
