@@ -23,12 +23,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
+import numpy as np
 import pgpq
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.utils import IntegrityError
 from django.utils import timezone
 from psycopg import sql
 
@@ -109,31 +109,47 @@ def ingest_table(
 
 @dataclass
 class _SeriesRanges:
-    """Per-series event-time ranges of each staged batch, to prove the no-overlap fast path."""
+    """Per-series event-time spans of each staged batch, to prove which rows can be appended as is."""
 
     spans: dict[tuple, list[tuple[datetime, datetime]]] = field(default_factory=dict)
-    unique_keys: bool = True
+    any_multi: bool = False
 
     def add(self, table: pa.Table, spec: Dataset) -> None:
-        if table.num_rows == 0:
-            return
-        if self.unique_keys:
-            groups = table.group_by(list(spec.key)).aggregate([])
-            self.unique_keys = groups.num_rows == table.num_rows
         agg = table.group_by(list(spec.series)).aggregate([("time", "min"), ("time", "max")])
         keys = zip(*(agg.column(c).to_pylist() for c in spec.series))
         for key, lo, hi in zip(keys, agg.column("time_min").to_pylist(), agg.column("time_max").to_pylist()):
             self.spans.setdefault(key, []).append((lo, hi))
 
-    def disjoint(self) -> bool:
-        for spans in self.spans.values():
+    def straddling(self) -> set[tuple]:
+        """Series whose batches overlap in event time: a key of theirs may sit in two batches."""
+        out = set()
+        for key, spans in self.spans.items():
             spans.sort()
             if any(a[1] >= b[0] for a, b in zip(spans, spans[1:])):
-                return False
-        return True
+                out.add(key)
+        return out
 
     def bounds(self) -> dict[tuple, tuple[datetime, datetime]]:
         return {k: (min(s[0] for s in v), max(s[1] for s in v)) for k, v in self.spans.items()}
+
+
+def _repeated_keys(table: pa.Table, key: tuple[str, ...]) -> np.ndarray:
+    """Boolean mask of rows whose key occurs more than once in ``table``."""
+    n = table.num_rows
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in key])
+    ordered = table.select(list(key)).take(order)
+    same = np.ones(n - 1, dtype=bool)
+    for k in key:
+        col = ordered.column(k)
+        same &= pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False).to_numpy(zero_copy_only=False)
+    sorted_mask = np.zeros(n, dtype=bool)
+    sorted_mask[1:] |= same
+    sorted_mask[:-1] |= same
+    mask = np.empty(n, dtype=bool)
+    mask[order.to_numpy()] = sorted_mask
+    return mask
 
 
 def _ingest(
@@ -190,7 +206,7 @@ def _finish(load: Load, result: LoadResult, status: str, error: str = "") -> Non
 
 
 def _stage_columns(spec: Dataset) -> list[str]:
-    return [*spec.column_names, "known_at", "row_no"]
+    return [*spec.column_names, "known_at", "row_no", "multi"]
 
 
 def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _SeriesRanges:
@@ -204,7 +220,9 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _Seri
                 table=sql.Identifier(spec.table),
             )
         )
-        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN row_no bigint").format(sql.Identifier(stage)))
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN row_no bigint, ADD COLUMN multi boolean").format(sql.Identifier(stage))
+        )
     ranges = _SeriesRanges()
     encoder = None
     copy_cm = copy = None
@@ -222,7 +240,9 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _Seri
                     _quarantine(load, prepared.errors, result, rejected_rows)
                 stop_copying = on_error == "reject" and result.rejected
                 if prepared.table.num_rows and not stop_copying:
-                    table = prepared.table.select(columns)
+                    multi = _repeated_keys(prepared.table, spec.key)
+                    ranges.any_multi |= bool(multi.any())
+                    table = prepared.table.append_column("multi", pa.array(multi)).select(columns)
                     ranges.add(table, spec)
                     if encoder is None:
                         encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
@@ -274,53 +294,70 @@ def _drop_stage(stage: str) -> None:
 
 
 def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult, load: Load, on_error: str) -> None:
+    """Append the rows proven new; run the version merge on the rest. One transaction, one recorded_at.
+
+    A staged row is *proven new* when its key occurs once in its batch (``multi`` is false), its
+    series' batches do not overlap in time (so the key is in no other batch) and its series' time
+    range does not overlap what is stored (so the key is not stored). The merge lock makes the last
+    test hold until commit.
+    """
     with transaction.atomic():
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsm.merge.{spec.name}"])
             cur.execute("SELECT clock_timestamp()")
-            recorded_at = cur.fetchone()[0]
-            result.recorded_at = recorded_at
-            staged = _count(cur, stage)
-            if staged and ranges.unique_keys and ranges.disjoint() and not _overlaps_stored(cur, spec, ranges):
-                try:
-                    with transaction.atomic():
-                        inserted = _append(cur, spec, stage, recorded_at)
-                    result.inserted = inserted
-                    _register_series(cur, spec, ranges)
-                    return
-                except IntegrityError:  # cannot happen when the proof holds; fall back to be safe
-                    logger.warning("fast path hit a duplicate key in %s; using the revision path", stage)
-            if staged:
-                conflicts = _conflicts(cur, spec, stage)
+            recorded_at = result.recorded_at = cur.fetchone()[0]
+            mixed = ranges.straddling() | _stored_overlaps(cur, spec, ranges)
+            subset = _subset_predicate(spec, mixed, ranges.any_multi)
+            if subset is not None:
+                conflicts = _conflicts(cur, spec, stage, subset)
                 if conflicts:
                     _reject_conflicts(cur, spec, stage, conflicts, result, load, on_error)
-                inserted, revised, duplicates = _merge_versions(cur, spec, stage, recorded_at)
-                result.inserted, result.revised = inserted, revised
-                result.duplicates = duplicates
-                _register_series(cur, spec, ranges)
+                result.inserted, result.revised, result.duplicates = _merge_versions(
+                    cur, spec, stage, recorded_at, subset
+                )
+            result.inserted += _append(cur, spec, stage, recorded_at, subset)
+            _register_series(cur, spec, ranges)
 
 
-def _count(cur, stage: str) -> int:
-    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(stage)))
-    return cur.fetchone()[0]
+def _series_expr(spec: Dataset, alias: str) -> sql.Composable:
+    return sql.SQL("concat_ws(chr(31), {})").format(
+        sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in spec.series)
+    )
 
 
-def _overlaps_stored(cur, spec: Dataset, ranges: _SeriesRanges) -> bool:
+def _subset_predicate(spec: Dataset, mixed: set[tuple], any_multi: bool) -> sql.Composable | None:
+    """SQL condition on staging alias ``s`` selecting the rows that need the version merge (None: no row)."""
+    if not mixed and not any_multi:
+        return None
+    parts = [sql.SQL("s.multi")]
+    if mixed:
+        names = sql.Literal(["\x1f".join(str(v) for v in key) for key in sorted(mixed)])
+        parts.append(sql.SQL("{} = ANY({}::text[])").format(_series_expr(spec, "s"), names))
+    return sql.SQL("(") + sql.SQL(" OR ").join(parts) + sql.SQL(")")
+
+
+def _stored_overlaps(cur, spec: Dataset, ranges: _SeriesRanges) -> set[tuple]:
+    """Series whose staged time range overlaps the range already stored for them."""
     bounds = ranges.bounds()
     if not bounds:
-        return False
-    symbols = [k[0] for k in bounds]
-    subkeys = [k[1] if len(k) > 1 else "" for k in bounds]
+        return set()
+    keys = list(bounds)
     cur.execute(
         """
-        SELECT EXISTS (
-            SELECT 1 FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS n(symbol, subkey, lo, hi)
-            JOIN timeseries_series s ON s.dataset = %s AND s.symbol = n.symbol AND s.subkey = n.subkey
-            WHERE n.lo <= s.last_time AND n.hi >= s.first_time)
+        SELECT n.i FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                        WITH ORDINALITY AS n(symbol, subkey, lo, hi, i)
+        JOIN timeseries_series s ON s.dataset = %s AND s.symbol = n.symbol AND s.subkey = n.subkey
+        WHERE n.lo <= s.last_time AND n.hi >= s.first_time
         """,
-        [symbols, subkeys, [b[0] for b in bounds.values()], [b[1] for b in bounds.values()], spec.name],
+        [
+            [k[0] for k in keys],
+            [k[1] if len(k) > 1 else "" for k in keys],
+            [bounds[k][0] for k in keys],
+            [bounds[k][1] for k in keys],
+            spec.name,
+        ],
     )
-    return cur.fetchone()[0]
+    return {keys[i - 1] for (i,) in cur.fetchall()}
 
 
 def _register_series(cur, spec: Dataset, ranges: _SeriesRanges) -> None:
@@ -352,11 +389,13 @@ def _ids(names: Iterable[str], prefix: str | None = None) -> sql.Composable:
     return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
-def _append(cur, spec: Dataset, stage: str, recorded_at: datetime) -> int:
+def _append(cur, spec: Dataset, stage: str, recorded_at: datetime, subset: sql.Composable | None) -> int:
+    """Insert the staged rows proven new (those outside ``subset``) as they are."""
     cols = [*spec.column_names, "known_at"]
+    where = sql.SQL("") if subset is None else sql.SQL(" WHERE NOT ") + subset
     cur.execute(
-        sql.SQL("INSERT INTO {t} ({cols}, recorded_at) SELECT {cols}, %s FROM {s}").format(
-            t=sql.Identifier(spec.table), s=sql.Identifier(stage), cols=_ids(cols)
+        sql.SQL("INSERT INTO {t} ({cols}, recorded_at) SELECT {cols}, %s FROM {s} s{where}").format(
+            t=sql.Identifier(spec.table), s=sql.Identifier(stage), cols=_ids(cols), where=where
         ),
         [recorded_at],
     )
@@ -370,13 +409,13 @@ def _key_match(spec: Dataset, left: str, right: str) -> sql.Composable:
     )
 
 
-def _conflicts(cur, spec: Dataset, stage: str) -> list[list[int]]:
+def _conflicts(cur, spec: Dataset, stage: str, subset: sql.Composable) -> list[list[int]]:
     """Groups of input rows with the same key and known_at but different values."""
     cur.execute(
         sql.SQL(
-            "SELECT array_agg(row_no ORDER BY row_no) FROM {s} GROUP BY {key}, known_at "
+            "SELECT array_agg(row_no ORDER BY row_no) FROM {s} s WHERE {subset} GROUP BY {key}, known_at "
             "HAVING count(DISTINCT ROW({vals})) > 1"
-        ).format(s=sql.Identifier(stage), key=_ids(spec.key), vals=_ids(spec.value_columns))
+        ).format(s=sql.Identifier(stage), key=_ids(spec.key), vals=_ids(spec.value_columns), subset=subset)
     )
     return [row[0] for row in cur.fetchall()]
 
@@ -405,7 +444,7 @@ def _reject_conflicts(cur, spec, stage, conflicts, result, load, on_error) -> No
 
 MERGE_SQL = """
 WITH d AS (
-    SELECT DISTINCT ON ({key}, known_at) {cols}, row_no FROM {s} ORDER BY {key}, known_at, row_no
+    SELECT DISTINCT ON ({key}, known_at) {cols}, row_no FROM {s} s WHERE {subset} ORDER BY {key}, known_at, row_no
 ), l AS (
     SELECT d.*,
            lag(ROW({vals})) OVER w AS prev_vals,
@@ -429,12 +468,14 @@ WITH d AS (
 SELECT count(*) FILTER (WHERE NOT is_dup AND NOT is_revision),
        count(*) FILTER (WHERE NOT is_dup AND is_revision),
        count(*) FILTER (WHERE is_dup),
-       (SELECT count(*) FROM {s}) - count(*)
+       (SELECT count(*) FROM {s} s WHERE {subset}) - count(*)
 FROM p
 """
 
 
-def _merge_versions(cur, spec: Dataset, stage: str, recorded_at: datetime) -> tuple[int, int, int]:
+def _merge_versions(
+    cur, spec: Dataset, stage: str, recorded_at: datetime, subset: sql.Composable
+) -> tuple[int, int, int]:
     cols = [*spec.column_names, "known_at"]
     vals = spec.value_columns
     query = sql.SQL(MERGE_SQL).format(
@@ -447,6 +488,7 @@ def _merge_versions(cur, spec: Dataset, stage: str, recorded_at: datetime) -> tu
         t_vals=_ids(vals, "t"),
         t_key=_key_match(spec, "t", "l"),
         x_key=_key_match(spec, "x", "l"),
+        subset=subset,
     )
     cur.execute(query, {"recorded_at": recorded_at})
     inserted, revised, duplicates, same_version_repeats = cur.fetchone()
