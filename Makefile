@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_SYMBOLS ?= 20
-DEMO_DAYS ?= 10
+DEMO_DAYS ?= 30
 PYTEST_ARGS ?=
 
 .PHONY: run test install services db migrate seed bench clean

@@ -261,8 +261,8 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _Seri
                 raise InputError("the input has no data rows")
             if copy is not None:
                 copy.write(encoder.finish())
-                copy_cm.__exit__(None, None, None)
-                copy_cm = None
+                finishing, copy_cm = copy_cm, None
+                finishing.__exit__(None, None, None)
     finally:
         if copy_cm is not None:  # an exception interrupted the COPY: abort it
             copy_cm.__exit__(*sys.exc_info())

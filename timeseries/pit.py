@@ -217,10 +217,10 @@ def government_events(
     matches = []
     if symbols is not None:
         params["symbols"] = symbols
-        matches += [sql.SQL("a.primary_symbol = ANY(%(symbols)s)"), sql.SQL("a.affected_symbols && %(symbols)s::varchar[]")]
+        matches += [sql.SQL("a.primary_symbol = ANY(%(symbols)s)"), sql.SQL("a.affected_symbols && %(symbols)s::text[]")]
     if sectors is not None:
         params["sectors"] = sectors
-        matches.append(sql.SQL("a.sectors && %(sectors)s::varchar[]"))
+        matches.append(sql.SQL("a.sectors && %(sectors)s::text[]"))
     where = [sql.SQL("(") + sql.SQL(" OR ").join(matches) + sql.SQL(")")] if matches else []
     return _current_rows(spec, params, where=where, order=spec.order_newest, limit=limit)
 
