@@ -107,7 +107,7 @@ from tsm_site.lanes import choose_engine  # noqa: E402  (needs the two values ab
 
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 DATABASES["default"]["ENGINE"] = choose_engine(DATABASES["default"], TSM_TIMESCALEDB)
-DATABASES["default"].setdefault("TEST", {})
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TSM_TEST_DATABASE") or f"test_{DATABASES['default']['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache and Celery broker ------------------------------------------------------------

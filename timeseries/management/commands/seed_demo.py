@@ -47,7 +47,11 @@ class Command(BaseCommand):
             ("social_sentiment", demo.social_sentiment),
             ("government_events", demo.government_events),
         ):
-            self._add(report, dataset, ingest_table(dataset=dataset, data=build(**kw), source="seed_demo"))
+            table = build(**kw)
+            if table.num_rows == 0:  # e.g. no insider filing in a short window
+                report[dataset] = {"inserted": 0, "revised": 0, "duplicates": 0, "rejected": 0}
+                continue
+            self._add(report, dataset, ingest_table(dataset=dataset, data=table, source="seed_demo"))
         if format == "json":
             self.stdout.write(json.dumps(report))
         else:

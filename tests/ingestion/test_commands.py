@@ -1,0 +1,157 @@
+"""The management commands end to end, as separate processes against the test database.
+
+Their names, arguments and JSON output are a public contract: `ingest`, `asof`, `seed_demo`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.conftest import T0, bar
+from timeseries.datasets import DATASETS
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def manage(*args: str) -> subprocess.CompletedProcess:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TSM_TIMESCALEDB": "off" if "timescale" not in db["ENGINE"] else "on",
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def last_json(stdout: str):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_it_ingests_a_file_and_prints_the_counts_as_the_last_json_line(tmp_path):
+    path = write_csv(tmp_path / "bars.csv", [bar(s, m) for s in ("AAPL", "MSFT") for m in range(3)])
+    first = manage("ingest", "market_data", str(path), "--format", "json")
+    assert first.returncode == 0, first.stderr
+    counts = last_json(first.stdout)
+    assert {k: counts[k] for k in ("inserted", "revised", "duplicates", "rejected")} == {
+        "inserted": 6, "revised": 0, "duplicates": 0, "rejected": 0
+    }
+    again = manage("ingest", "market_data", str(path), "--format", "json")
+    assert last_json(again.stdout)["duplicates"] == 6 and last_json(again.stdout)["inserted"] == 0
+
+
+def test_it_exits_non_zero_and_stores_nothing_when_a_file_is_rejected(tmp_path):
+    rows = [bar("AAPL", 0), bar("AAPL", 1, volume="-3")]
+    path = write_csv(tmp_path / "bad.csv", rows)
+    run = manage("ingest", "market_data", str(path), "--format", "json")
+    assert run.returncode != 0
+    report = last_json(run.stdout)
+    assert report["rejected"] == 1 and report["inserted"] == 0
+    assert any("row 2, column 'volume': volume must not be negative" in e for e in report["errors"])
+    assert "rejected" in run.stderr
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM market_data")
+        assert cur.fetchone()[0] == 0
+
+
+def test_it_quarantines_and_loads_the_rest_with_on_error_skip(tmp_path):
+    path = write_csv(tmp_path / "bad.csv", [bar("AAPL", 0), bar("AAPL", 1, high="1")])
+    run = manage("ingest", "market_data", str(path), "--on-error", "skip", "--format", "json")
+    assert run.returncode == 0, run.stderr
+    assert last_json(run.stdout)["inserted"] == 1 and last_json(run.stdout)["rejected"] == 1
+
+
+def test_it_uses_the_bar_interval_for_known_at(tmp_path):
+    path = write_csv(tmp_path / "bars.csv", [bar("AAPL", 0)])
+    assert manage("ingest", "market_data", str(path), "--bar-interval", "5min").returncode == 0
+    at = (T0 + timedelta(minutes=4)).isoformat()
+    assert json.loads(manage("asof", "market_data", "--at", at, "--format", "json").stdout) == []
+    at = (T0 + timedelta(minutes=5)).isoformat()
+    rows = json.loads(manage("asof", "market_data", "--at", at, "--format", "json").stdout)
+    assert rows[0]["known_at"] == "2024-03-01T14:35:00Z"
+
+
+def test_it_rejects_a_bad_bar_interval(tmp_path):
+    path = write_csv(tmp_path / "bars.csv", [bar("AAPL", 0)])
+    run = manage("ingest", "market_data", str(path), "--bar-interval", "soon")
+    assert run.returncode != 0 and "--bar-interval='soon' is not a positive interval" in run.stderr
+
+
+def test_it_answers_asof_for_every_dataset_with_every_stored_column():
+    seeded = manage("seed_demo", "--symbols", "5", "--days", "14", "--format", "json")
+    assert seeded.returncode == 0, seeded.stderr
+    for name, spec in DATASETS.items():
+        run = manage("asof", name, "--at", "2024-03-14T16:00:00Z", "--format", "json")
+        assert run.returncode == 0, run.stderr
+        rows = json.loads(run.stdout)
+        assert rows, name
+        assert list(rows[0]) == list(spec.stored_columns)
+        for row in rows:
+            assert row["known_at"] <= "2024-03-14T16:00:00Z" and row["known_at"].endswith("Z")
+
+
+def test_it_replays_asof_as_recorded_by_an_earlier_instant(tmp_path):
+    first = write_csv(tmp_path / "a.csv", [bar("AAPL", 0, close="10.5")])
+    fix = write_csv(tmp_path / "b.csv", [bar("AAPL", 0, close="10.25")])
+    assert manage("ingest", "market_data", str(first)).returncode == 0
+    with connection.cursor() as cur:
+        cur.execute("SELECT max(recorded_at) FROM market_data")
+        recorded = cur.fetchone()[0]
+    assert manage("ingest", "market_data", str(fix)).returncode == 0
+    at = "2024-03-01T15:00:00Z"
+    now = json.loads(manage("asof", "market_data", "--at", at, "--format", "json").stdout)
+    then = json.loads(
+        manage("asof", "market_data", "--at", at, "--recorded-by", recorded.isoformat(), "--format", "json").stdout
+    )
+    assert Decimal(now[0]["close"]) == Decimal("10.25")
+    assert Decimal(then[0]["close"]) == Decimal("10.5")
+
+
+def test_it_prints_csv_and_limits_rows(tmp_path):
+    path = write_csv(tmp_path / "bars.csv", [bar(s, 0) for s in ("AAPL", "IBM", "MSFT")])
+    manage("ingest", "market_data", str(path))
+    run = manage("asof", "market_data", "--at", "2024-03-02T00:00:00Z", "--format", "csv", "--limit", "2")
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    assert [r["symbol"] for r in rows] == ["AAPL", "IBM"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--at", "2024-03-01T15:00:00"], "--at='2024-03-01T15:00:00' has no UTC offset"),
+        (["--at", "noon"], "--at='noon' is not an ISO 8601 timestamp"),
+        (["--at", "2024-03-01T15:00:00Z", "--limit", "0"], "--limit must be a positive integer"),
+    ],
+)
+def test_it_rejects_bad_asof_parameters_by_name(args, message):
+    run = manage("asof", "market_data", *args)
+    assert run.returncode != 0 and message in run.stderr
+
+
+def test_it_seeds_demo_data_idempotently():
+    first = last_json(manage("seed_demo", "--symbols", "3", "--days", "5", "--format", "json").stdout)
+    second = last_json(manage("seed_demo", "--symbols", "3", "--days", "5", "--format", "json").stdout)
+    assert first["market_data"]["inserted"] > 0 and first["market_data"]["revised"] > 0
+    for dataset, counts in second.items():
+        assert counts["inserted"] == counts["revised"] == 0, dataset
+        assert counts["duplicates"] == sum(first[dataset][k] for k in ("inserted", "revised")), dataset
