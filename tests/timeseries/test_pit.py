@@ -211,3 +211,19 @@ def test_it_joins_sentiment_points_per_platform():
     at = datetime(2024, 3, 1, 16, 0, tzinfo=timezone.utc)
     rows = pit.asof_join([{"symbol": "AAPL", "platform": "twitter", "time": at}], dataset="social_sentiment")
     assert rows[0]["mention_count"] == 9
+
+
+def test_it_answers_the_readme_worked_example():
+    at_1530 = datetime(2024, 3, 1, 15, 30, tzinfo=timezone.utc)
+    original = {"time": at_1530.isoformat(), "symbol": "AAPL", "open": "187", "high": "187.5", "low": "186.9",
+                "close": "187.20", "volume": "1000"}
+    first = ingest_table(dataset="market_data", data=[original])
+    ingest_table(dataset="market_data", data=[{**original, "close": "187.05", "known_at": "2024-03-01T18:00:00Z"}])
+    ingest_table(dataset="market_data", data=[{**original, "close": "187.10"}])
+
+    def close(at: str, recorded_by=None) -> Decimal:
+        return pit.market_state(at=datetime.fromisoformat(at), symbols=["AAPL"], recorded_by=recorded_by)[0]["close"]
+
+    assert close("2024-03-01T16:00:00+00:00") == Decimal("187.10")
+    assert close("2024-03-01T16:00:00+00:00", recorded_by=first.recorded_at) == Decimal("187.20")
+    assert close("2024-03-01T19:00:00+00:00") == Decimal("187.05")
