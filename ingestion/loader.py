@@ -35,6 +35,7 @@ from psycopg import sql
 from ingestion import parsers
 from ingestion.checks import InputError, RowError, check_columns, prepare_batch
 from ingestion.models import Load, RejectedRow
+from timeseries.cache import generation_bump
 from timeseries.datasets import CheckContext, Dataset, get_dataset
 
 logger = logging.getLogger(__name__)
@@ -317,6 +318,8 @@ def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult,
                 )
             result.inserted += _append(cur, spec, stage, recorded_at, subset)
             _register_series(cur, spec, ranges)
+            if result.inserted or result.revised:
+                generation_bump(datasets=[spec.name])
 
 
 def _series_expr(spec: Dataset, alias: str) -> sql.Composable:

@@ -189,3 +189,38 @@ class Symbol(models.Model):
 
     def __str__(self) -> str:
         return self.symbol
+
+
+class DatasetGeneration(models.Model):
+    """A counter per dataset, bumped in the same transaction as every change to the dataset.
+
+    Cached answers are keyed by it, so a cached answer can never outlive the data it was computed
+    from, even if Redis missed an invalidation (it lives in PostgreSQL, not in the cache).
+    """
+
+    dataset = models.CharField(max_length=32, primary_key=True)
+    generation = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.dataset}@{self.generation}"
+
+
+class ApiToken(models.Model):
+    """A bearer token with a scope. Only a SHA-256 digest of the key is stored."""
+
+    class Scope(models.TextChoices):
+        READ = "read"
+        WRITE = "write"  # write implies read
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, default="")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=8, editable=False, help_text="first characters, to recognise a token")
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.scope}) for {self.user}"

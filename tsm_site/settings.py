@@ -118,6 +118,7 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env_str("TSM_CACHE_PREFIX", "tsm"),
         "TIMEOUT": env_int("TSM_CACHE_TIMEOUT", 300),
+        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
     }
 }
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

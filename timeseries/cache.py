@@ -1,0 +1,70 @@
+"""Redis-backed caching of selector results, invalidated by ingestion (and curation).
+
+Keys include the normalised parameters and the current generation of every dataset the answer
+reads; the generations live in PostgreSQL and are bumped in the same transaction as the change, so a
+cached answer can never outlive new data that changes it — even a correction for a past time bumps
+the generation and so retires answers for every later time too. If Redis is down or slow, answers
+are computed from PostgreSQL and a warning is logged; the request does not fail.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any, Callable, Iterable
+
+from django.core.cache import cache
+from django.db import connection
+
+from timeseries.formats import plain
+
+logger = logging.getLogger(__name__)
+
+
+def generation_bump(*, datasets: Iterable[str]) -> None:
+    """Call inside the transaction that changes the datasets."""
+    names = sorted(set(datasets))
+    if not names:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO timeseries_datasetgeneration (dataset, generation, changed_at)
+            SELECT unnest(%s::text[]), 1, now()
+            ON CONFLICT (dataset) DO UPDATE
+            SET generation = timeseries_datasetgeneration.generation + 1, changed_at = now()
+            """,
+            [names],
+        )
+
+
+def generations(datasets: Iterable[str]) -> dict[str, int]:
+    names = sorted(set(datasets))
+    with connection.cursor() as cur:
+        cur.execute("SELECT dataset, generation FROM timeseries_datasetgeneration WHERE dataset = ANY(%s)", [names])
+        found = dict(cur.fetchall())
+    return {n: found.get(n, 0) for n in names}
+
+
+def cache_key(name: str, datasets: Iterable[str], params: dict[str, Any]) -> str:
+    gens = generations(datasets)
+    body = json.dumps({"p": plain(params), "g": gens}, sort_keys=True, default=str)
+    return f"pit:{name}:{hashlib.sha256(body.encode()).hexdigest()}"
+
+
+def cached(name: str, *, datasets: Iterable[str], params: dict[str, Any], compute: Callable[[], Any], timeout: int | None = None) -> Any:
+    """``compute()``'s result, from the cache when an answer for these parameters and generations exists."""
+    key = cache_key(name, datasets, params)
+    try:
+        hit = cache.get(key)
+    except Exception as exc:  # Redis down or slow: answer from PostgreSQL
+        logger.warning("cache unavailable (%s); answering %s from PostgreSQL", exc, name)
+        return compute()
+    if hit is not None:
+        return hit
+    value = compute()
+    try:
+        cache.set(key, value, timeout)
+    except Exception as exc:
+        logger.warning("cache unavailable (%s); %s not cached", exc, name)
+    return value
