@@ -34,6 +34,11 @@ seed: migrate
 run: seed
 	$(PY) manage.py preflight
 	$(PY) manage.py ensure_admin
+	@mkdir -p var/log
+	@echo "starting a Celery worker with beat (log: var/log/celery.log)"
+	@$(PY) -m celery -A tsm_site worker -B --concurrency 2 -l info --logfile var/log/celery.log --pidfile var/celery.pid \
+		--schedule var/celerybeat-schedule & \
+	trap 'kill $$(cat var/celery.pid 2>/dev/null) 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install services

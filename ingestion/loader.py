@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -83,12 +84,19 @@ def ingest_file(
     on_error: str = "reject",
     progress: Callable[[int], None] | None = None,
     source: str | None = None,
+    on_phase: Callable[[str, uuid.UUID], None] | None = None,
 ) -> LoadResult:
-    """Load a CSV / Parquet / NDJSON file (optionally gzip-compressed) into ``dataset``."""
+    """Load a CSV / Parquet / NDJSON file (optionally gzip-compressed) into ``dataset``.
+
+    ``progress(rows_read)`` is called after each chunk; ``on_phase(phase, load_id)`` with
+    "validating" when the load starts and "loading" when the merge begins.
+    """
     spec = get_dataset(dataset)
     name = source or (str(path) if isinstance(path, (str, Path)) else "stream")
     batches = parsers.read_batches(path, dataset=spec, fmt=fmt, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
-    return _ingest(spec, batches, source=name, bar_interval=bar_interval, on_error=on_error, progress=progress)
+    return _ingest(
+        spec, batches, source=name, bar_interval=bar_interval, on_error=on_error, progress=progress, on_phase=on_phase
+    )
 
 
 def ingest_table(
@@ -161,6 +169,7 @@ def _ingest(
     bar_interval: timedelta,
     on_error: str,
     progress: Callable[[int], None] | None,
+    on_phase: Callable[[str, uuid.UUID], None] | None = None,
 ) -> LoadResult:
     if on_error not in ON_ERROR_MODES:
         raise ValueError(f"on_error={on_error!r}: expected one of {', '.join(ON_ERROR_MODES)}")
@@ -171,10 +180,14 @@ def _ingest(
     ctx = CheckContext(bar_interval=bar_interval)
     stage = STAGING_PREFIX + load.id.hex
     try:
+        if on_phase:
+            on_phase("validating", load.id)
         ranges = _stage(spec, batches, stage, ctx, result, load, on_error, progress)
         if result.rejected and on_error == "reject":
             _finish(load, result, Load.Status.REJECTED, error=f"{result.rejected} bad row(s); nothing stored")
             raise LoadRejected(result)
+        if on_phase:
+            on_phase("loading", load.id)
         _merge(spec, stage, ranges, result, load, on_error)
         _finish(load, result, Load.Status.DONE)
         return result
@@ -210,6 +223,49 @@ def _stage_columns(spec: Dataset) -> list[str]:
     return [*spec.column_names, "known_at", "row_no", "multi"]
 
 
+class _CopySegments:
+    """Binary COPY into the staging table in segments of a few seconds.
+
+    The connection can run nothing else while a COPY is open, so the COPY is closed at *safe points*
+    (every SEGMENT_SECONDS, or when the quarantine buffer is full) to write quarantined rows and report
+    progress; within a segment PostgreSQL parses while Python prepares the next chunk.
+    """
+
+    SEGMENT_SECONDS = 2.0
+
+    def __init__(self, cur, stage: str, columns: list[str]):
+        self.cur, self.columns = cur, columns
+        self.statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
+            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        self.cm = self.copy = self.encoder = None
+        self.opened_at = 0.0
+
+    def write(self, table: pa.Table) -> None:
+        if self.copy is None:
+            self.encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
+            self.cm = self.cur.cursor.copy(self.statement)
+            self.copy = self.cm.__enter__()
+            self.copy.write(self.encoder.write_header())
+            self.opened_at = time.monotonic()
+        for batch in table.to_batches():
+            self.copy.write(self.encoder.write_batch(batch))
+
+    def due(self) -> bool:
+        return self.copy is not None and time.monotonic() - self.opened_at >= self.SEGMENT_SECONDS
+
+    def close(self) -> None:
+        if self.copy is not None:
+            self.copy.write(self.encoder.finish())
+            cm, self.cm, self.copy = self.cm, None, None
+            cm.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        if self.cm is not None:
+            cm, self.cm, self.copy = self.cm, None, None
+            cm.__exit__(*sys.exc_info())
+
+
 def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _SeriesRanges:
     """Validate every batch and COPY the good rows into an unlogged staging table."""
     columns = _stage_columns(spec)
@@ -225,48 +281,43 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _Seri
             sql.SQL("ALTER TABLE {} ADD COLUMN row_no bigint, ADD COLUMN multi boolean").format(sql.Identifier(stage))
         )
     ranges = _SeriesRanges()
-    encoder = None
-    copy_cm = copy = None
     row_offset = 0
     rejected_rows: set[int] = set()
-    try:
-        with connection.cursor() as cur:
+    pending_errors: list[RowError] = []
+    with connection.cursor() as cur:
+        segments = _CopySegments(cur, stage, columns)
+
+        def safe_point() -> None:
+            segments.close()
+            if pending_errors:
+                _quarantine(load, pending_errors, result, rejected_rows)
+                pending_errors.clear()
+            if progress:
+                progress(row_offset)
+
+        try:
             for raw in batches:
                 if row_offset == 0:
                     check_columns([n for n in raw.schema.names], spec)
                 prepared = prepare_batch(raw, dataset=spec, ctx=ctx, row_offset=row_offset)
                 row_offset += prepared.rows_read
                 result.rows_read = row_offset
-                if prepared.errors:
-                    _quarantine(load, prepared.errors, result, rejected_rows)
-                stop_copying = on_error == "reject" and result.rejected
+                pending_errors.extend(prepared.errors)
+                stop_copying = on_error == "reject" and (result.rejected or pending_errors)
                 if prepared.table.num_rows and not stop_copying:
                     multi = _repeated_keys(prepared.table, spec.key)
                     ranges.any_multi |= bool(multi.any())
                     table = prepared.table.append_column("multi", pa.array(multi)).select(columns)
                     ranges.add(table, spec)
-                    if encoder is None:
-                        encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
-                        copy_cm = cur.cursor.copy(
-                            sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-                                sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
-                            )
-                        )
-                        copy = copy_cm.__enter__()
-                        copy.write(encoder.write_header())
-                    for batch in table.to_batches():
-                        copy.write(encoder.write_batch(batch))
-                if progress:
-                    progress(row_offset)
+                    segments.write(table)
+                if segments.copy is None or segments.due() or len(pending_errors) >= 10_000:
+                    safe_point()
             if row_offset == 0:
                 raise InputError("the input has no data rows")
-            if copy is not None:
-                copy.write(encoder.finish())
-                finishing, copy_cm = copy_cm, None
-                finishing.__exit__(None, None, None)
-    finally:
-        if copy_cm is not None:  # an exception interrupted the COPY: abort it
-            copy_cm.__exit__(*sys.exc_info())
+            safe_point()
+        except BaseException:
+            segments.abort()
+            raise
     return ranges
 
 

@@ -54,3 +54,43 @@ class RejectedRow(models.Model):
 
     def __str__(self) -> str:
         return f"row {self.row_number}: {self.reason}"
+
+
+class Upload(models.Model):
+    """A file staff uploaded through the admin; a Celery worker loads it through the loader."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        VALIDATING = "validating"
+        LOADING = "loading"
+        DONE = "done"
+        FAILED = "failed"
+
+    ACTIVE = (Status.VALIDATING, Status.LOADING)
+
+    dataset = models.CharField(max_length=32)
+    file = models.FileField(upload_to="uploads/%Y/%m/%d/")
+    original_name = models.CharField(max_length=255, blank=True, default="")
+    size = models.BigIntegerField(default=0)
+    bar_interval = models.DurationField(null=True, blank=True, help_text="market data: bar length (default 1 minute)")
+    on_error = models.CharField(max_length=8, default="reject", choices=[("reject", "reject the file"), ("skip", "quarantine bad rows")])
+    uploaded_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows_read = models.BigIntegerField(default=0)
+    percent = models.FloatField(default=0.0)
+    inserted = models.BigIntegerField(default=0)
+    revised = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    load = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last progress report of the worker")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.original_name or self.file.name} → {self.dataset} ({self.status})"

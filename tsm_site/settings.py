@@ -127,9 +127,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BEAT_SCHEDULE = {
+    "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
+}
 
 # --- Ingestion ---------------------------------------------------------------------------------
 TSM_INGEST_BATCH_ROWS = env_int("TSM_INGEST_BATCH_ROWS", 250_000)
+TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
+TSM_UPLOAD_STALE_SECONDS = env_int("TSM_UPLOAD_STALE_SECONDS", 300)  # no heartbeat for this long: reclaim
+MEDIA_ROOT = Path(env_str("TSM_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_URL = "media/"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 << 20
+FILE_UPLOAD_MAX_MEMORY_SIZE = 8 << 20
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -263,3 +263,15 @@ def test_it_loads_a_file_larger_than_one_batch(tmp_path, settings):
     assert result.inserted == 4500
     assert SocialSentiment.objects.count() == 0
     assert pit.market_state(at=T0 + timedelta(days=2), symbols=["IBM"])[0]["time"] == T0 + timedelta(minutes=1499)
+
+
+def test_it_quarantines_bad_rows_found_in_later_chunks_of_a_large_file(tmp_path, settings):
+    settings.TSM_INGEST_BATCH_ROWS = 500
+    rows = [bar("AAPL", m, volume="-1") if m % 700 == 699 else bar("AAPL", m) for m in range(3000)]
+    path = tmp_path / "big.csv"
+    path.write_bytes(csv_bytes(rows))
+    progress: list[int] = []
+    result = ingest_file(dataset="market_data", path=path, on_error="skip", progress=progress.append)
+    assert (result.inserted, result.rejected) == (2996, 4)
+    assert sorted(RejectedRow.objects.filter(load_id=result.load_id).values_list("row_number", flat=True)) == [700, 1400, 2100, 2800]
+    assert progress and progress[-1] == 3000

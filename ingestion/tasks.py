@@ -1,0 +1,41 @@
+"""Celery tasks: thin, idempotent wrappers around the upload services.
+
+They take ids, fetch the row again, retry only transient database errors (with backoff) and record
+failures on the Upload. A bad file fails fast inside the service; it is never retried.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError
+
+from ingestion import uploads
+
+logger = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+class UploadTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        upload_id = args[0] if args else kwargs.get("upload_id")
+        if upload_id is not None:
+            uploads.upload_fail(upload_id=upload_id, reason=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(bind=True, base=UploadTask, acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def ingest_upload(self, upload_id: int) -> dict | None:
+    try:
+        upload = uploads.upload_process(upload_id=upload_id)
+    except TRANSIENT as exc:
+        uploads.upload_requeue(upload_id=upload_id, reason=f"{type(exc).__name__}: {exc}")
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1)))
+    if upload is None:
+        return None
+    return {"status": upload.status, "inserted": upload.inserted, "revised": upload.revised,
+            "duplicates": upload.duplicates, "rejected": upload.rejected}
+
+
+@shared_task
+def uploads_reclaim_stale() -> list[int]:
+    return uploads.uploads_reclaim_stale()

@@ -1,0 +1,255 @@
+"""Admin uploads and their Celery task, including a real worker killed in the middle of a merge."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.urls import reverse
+
+from ingestion import uploads
+from ingestion.models import RejectedRow, Upload
+from tests.conftest import bar
+from tsm_site.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def csv_bytes(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+@pytest.fixture
+def media(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def staff_client(client, db):
+    user = User.objects.create_user("staff", password="pw-for-tests", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
+
+
+def post_upload(client, content: bytes, name: str = "bars.csv", **fields):
+    data = {"dataset": "market_data", "bar_interval_text": "1min", "on_error": "reject", **fields,
+            "file": SimpleUploadedFile(name, content)}
+    return client.post(reverse("admin:ingestion_upload_add"), data)
+
+
+@pytest.mark.django_db
+def test_it_queues_an_admin_upload_and_returns_at_once(staff_client, media, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post_upload(staff_client, csv_bytes([bar("AAPL", m) for m in range(5)]))
+    assert response.status_code == 302
+    upload = Upload.objects.get()
+    assert upload.status == Upload.Status.QUEUED and upload.original_name == "bars.csv"
+    assert len(callbacks) == 1  # the task is enqueued only once the upload row is committed
+    processed = uploads.upload_process(upload_id=upload.pk)
+    assert (processed.status, processed.inserted, processed.percent) == ("done", 5, 100.0)
+    page = staff_client.get(reverse("admin:ingestion_upload_change", args=[upload.pk]))
+    assert b"upload-progress" in page.content and b"done" in page.content
+
+
+@pytest.mark.django_db
+def test_it_shows_counts_and_a_downloadable_quarantine_for_skipped_rows(staff_client, media, django_capture_on_commit_callbacks):
+    rows = [bar("AAPL", 0), bar("AAPL", 1, high="1"), bar("AAPL", 2)]
+    with django_capture_on_commit_callbacks(execute=False):
+        post_upload(staff_client, csv_bytes(rows), on_error="skip")
+    upload = Upload.objects.get()
+    uploads.upload_process(upload_id=upload.pk)
+    upload.refresh_from_db()
+    assert (upload.inserted, upload.rejected) == (2, 1)
+    progress = staff_client.get(reverse("admin:ingestion_upload_progress", args=[upload.pk])).json()
+    assert progress["finished"] and progress["rejected"] == 1
+    page = staff_client.get(reverse("admin:ingestion_upload_change", args=[upload.pk]))
+    assert b"download CSV" in page.content
+    listing = staff_client.get(reverse("admin:ingestion_rejectedrow_changelist") + f"?load__id__exact={upload.load_id}")
+    assert b"high is below low" in listing.content
+    download = staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[upload.pk]))
+    lines = list(csv.reader(io.StringIO(download.content.decode())))
+    assert lines[0][:3] == ["row_number", "column", "reason"] and "high" in lines[0]
+    assert [line[0] for line in lines[1:]] == ["2", "2", "2"]  # high, open and close rules all broken
+
+
+@pytest.mark.django_db
+def test_it_reports_revised_rows_for_a_file_of_corrections_and_nothing_for_a_reupload(staff_client, media, django_capture_on_commit_callbacks):
+    original = csv_bytes([bar("AAPL", m) for m in range(3)])
+    fixes = csv_bytes([bar("AAPL", m, close="10.75") for m in range(2)])
+    with django_capture_on_commit_callbacks(execute=False):
+        for content in (original, original, fixes):
+            post_upload(staff_client, content)
+    done = [uploads.upload_process(upload_id=u.pk) for u in Upload.objects.order_by("created_at")]
+    assert [(u.inserted, u.revised, u.duplicates) for u in done] == [(3, 0, 0), (0, 0, 3), (0, 2, 0)]
+
+
+@pytest.mark.django_db
+def test_it_marks_a_rejected_file_failed_with_the_reason(staff_client, media, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        post_upload(staff_client, csv_bytes([bar("AAPL", 0, volume="-1")]))
+    upload = uploads.upload_process(upload_id=Upload.objects.get().pk)
+    assert upload.status == "failed"
+    assert "row 1, column 'volume': volume must not be negative" in upload.error
+    assert RejectedRow.objects.filter(load_id=upload.load_id).count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "content, name, message",
+    [
+        (b"\x00\x01\x02binary junk" * 10, "bars.csv", "not a CSV, Parquet or NDJSON file"),
+        (b"", "empty.csv", "The submitted file is empty"),
+    ],
+)
+def test_it_refuses_a_file_by_its_content(staff_client, media, content, name, message):
+    response = post_upload(staff_client, content, name=name)
+    assert response.status_code == 200 and message.encode() in response.content
+    assert Upload.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_oversized_file(staff_client, media, settings):
+    settings.TSM_UPLOAD_MAX_BYTES = 100
+    response = post_upload(staff_client, csv_bytes([bar("AAPL", m) for m in range(10)]))
+    assert b"the limit is 100 bytes" in response.content and Upload.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_lets_only_one_worker_claim_an_upload(media):
+    upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes([bar("AAPL", 0)])))
+    assert uploads.upload_process(upload_id=upload.pk).status == "done"
+    assert uploads.upload_process(upload_id=upload.pk) is None  # already done: a redelivered task exits
+
+
+@pytest.mark.django_db
+def test_it_requires_staff_for_the_upload_admin(client, media):
+    User.objects.create_user("reader", password="pw-for-tests")
+    client.login(username="reader", password="pw-for-tests")
+    response = client.get(reverse("admin:ingestion_upload_add"))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+# --- a real Celery worker ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker_env(media, settings):
+    db = connection.settings_dict
+    queue = f"tsm-test-{uuid.uuid4().hex[:8]}"
+    old_queue = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TSM_MEDIA_ROOT": str(media),
+        "TSM_TIMESCALEDB": "on" if "timescale" in db["ENGINE"] else "off",
+    }
+    yield env, queue
+    celery_app.conf.task_default_queue = old_queue
+
+
+def start_worker(env: dict, queue: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", "--pool=solo", "-Q", queue,
+         "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(pk: int) -> str:
+    return Upload.objects.values_list("status", flat=True).get(pk=pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_loads_an_upload_in_a_real_worker(worker_env):
+    env, queue = worker_env
+    worker = start_worker(env, queue)
+    try:
+        upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes([bar("AAPL", m) for m in range(50)])))
+        uploads.upload_enqueue(upload_id=upload.pk)  # autocommit: on_commit runs at once
+        wait_for(lambda: status(upload.pk) in ("done", "failed"), what="the worker to finish")
+        upload.refresh_from_db()
+        assert (upload.status, upload.inserted) == ("done", 50), upload.error
+    finally:
+        worker.terminate()
+        worker.wait(10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_no_partial_load_when_the_worker_is_killed_mid_merge_and_completes_on_rerun(worker_env):
+    env, queue = worker_env
+    db = connection.settings_dict
+    rows = [bar(s, m) for s in ("AAPL", "MSFT") for m in range(300)]
+    upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes(rows)))
+    # Hold the series registry so the merge blocks after it has inserted the bars, inside its transaction.
+    blocker = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+    blocker.execute("LOCK TABLE timeseries_series IN EXCLUSIVE MODE")
+    worker = start_worker(env, queue)
+    try:
+        uploads.upload_enqueue(upload_id=upload.pk)
+        wait_for(lambda: status(upload.pk) == "loading", what="the merge to start")
+        wait_for(
+            lambda: blocker.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", [db["NAME"]]
+            ).fetchone()[0],
+            what="the merge to block mid-transaction",
+        )
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    with connection.cursor() as cur:
+        wait_for(lambda: not _merge_backend_alive(db["NAME"]), what="the killed worker's backend to end")
+        cur.execute("SELECT count(*) FROM market_data")
+        assert cur.fetchone()[0] == 0  # nothing half-loaded
+    assert status(upload.pk) == "loading"  # what a dead worker leaves behind...
+    assert uploads.uploads_reclaim_stale(older_than=timedelta(0)) == [upload.pk]  # ...until the sweeper reclaims it
+    worker = start_worker(env, queue)
+    try:
+        wait_for(lambda: status(upload.pk) in ("done", "failed"), what="the re-run to finish")
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    upload.refresh_from_db()
+    assert (upload.status, upload.inserted, upload.revised, upload.duplicates) == ("done", 600, 0, 0), upload.error
+    assert upload.attempts == 2
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM market_data")
+        assert cur.fetchone()[0] == 600
+
+
+def _merge_backend_alive(dbname: str) -> bool:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query ILIKE %s AND pid <> pg_backend_pid()",
+            [dbname, "%INSERT INTO%market_data%"],
+        )
+        return cur.fetchone()[0] > 0
