@@ -80,3 +80,13 @@ def test_it_keeps_plain_tables_on_the_plain_lane():
     with connection.cursor() as cur:
         cur.execute("SELECT relkind FROM pg_class WHERE relname = 'market_data'")
         assert cur.fetchone()[0] == "r"
+
+
+@pytest.mark.timescaledb
+def test_it_indexes_id_on_hypertables_whose_primary_key_was_dropped():
+    needs_timescaledb()
+    with connection.cursor() as cur:
+        for spec in DATASETS.values():
+            cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexname = %s", [spec.table, f"{spec.table}_id_time"])
+            row = cur.fetchone()
+            assert row and "UNIQUE" in row[0] and "(id, \"time\")" in row[0].replace("(id, time)", '(id, "time")'), spec.table
