@@ -142,23 +142,30 @@ class _SeriesRanges:
         return {k: (min(s[0] for s in v), max(s[1] for s in v)) for k, v in self.spans.items()}
 
 
-def _repeated_keys(table: pa.Table, key: tuple[str, ...]) -> np.ndarray:
-    """Boolean mask of rows whose key occurs more than once in ``table``."""
+def sort_by_key(table: pa.Table, key: tuple[str, ...]) -> tuple[pa.Table, np.ndarray]:
+    """``table`` sorted by ``key``, and the mask of its rows whose key occurs more than once.
+
+    Staging rows in key order makes the merge insert into the version index in order (the version
+    index starts with the key), instead of touching a different leaf page for every row of a
+    time-major file.
+    """
     n = table.num_rows
     if n < 2:
-        return np.zeros(n, dtype=bool)
-    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in key])
-    ordered = table.select(list(key)).take(order)
+        return table, np.zeros(n, dtype=bool)
+    ordered = table.take(pc.sort_indices(table, sort_keys=[(k, "ascending") for k in key]))
     same = np.ones(n - 1, dtype=bool)
     for k in key:
         col = ordered.column(k)
         same &= pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False).to_numpy(zero_copy_only=False)
-    sorted_mask = np.zeros(n, dtype=bool)
-    sorted_mask[1:] |= same
-    sorted_mask[:-1] |= same
-    mask = np.empty(n, dtype=bool)
-    mask[order.to_numpy()] = sorted_mask
-    return mask
+    mask = np.zeros(n, dtype=bool)
+    mask[1:] |= same
+    mask[:-1] |= same
+    return ordered, mask
+
+
+def repeated_keys(table: pa.Table, key: tuple[str, ...]) -> bool:
+    """Whether any key occurs more than once in ``table``."""
+    return bool(sort_by_key(table.select(list(key)), key)[1].any())
 
 
 def _ingest(
@@ -305,9 +312,9 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _Seri
                 pending_errors.extend(prepared.errors)
                 stop_copying = on_error == "reject" and (result.rejected or pending_errors)
                 if prepared.table.num_rows and not stop_copying:
-                    multi = _repeated_keys(prepared.table, spec.key)
+                    ordered, multi = sort_by_key(prepared.table, spec.key)
                     ranges.any_multi |= bool(multi.any())
-                    table = prepared.table.append_column("multi", pa.array(multi)).select(columns)
+                    table = ordered.append_column("multi", pa.array(multi)).select(columns)
                     ranges.add(table, spec)
                     segments.write(table)
                 if segments.copy is None or segments.due() or len(pending_errors) >= 10_000:
