@@ -363,6 +363,8 @@ def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult,
     with transaction.atomic():
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsm.merge.{spec.name}"])
+            # set-based merges over millions of rows: sort in memory, skip JIT compilation
+            cur.execute("SET LOCAL work_mem = '256MB'")
             cur.execute("SELECT clock_timestamp()")
             recorded_at = result.recorded_at = cur.fetchone()[0]
             mixed = ranges.straddling() | _stored_overlaps(cur, spec, ranges)

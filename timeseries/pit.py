@@ -12,12 +12,14 @@ loader rejects rows that break it), so ``time <= T`` is added to let the indexes
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 from django.db import connection
 from psycopg import sql
+from psycopg.types.datetime import TimestamptzLoader
 
 from timeseries import indicators
 from timeseries.datasets import DATASETS, MARKET_DATA, SOCIAL_SENTIMENT, Dataset, get_dataset
@@ -62,8 +64,21 @@ def _params(at: datetime, recorded_by: datetime | None) -> dict[str, Any]:
     return {"at": aware("at", at), "rb": aware("recorded_by", recorded_by, required=False) or END_OF_TIME}
 
 
-def _fetch(query: sql.Composable, params: dict) -> list[dict]:
+@contextmanager
+def _cursor():
+    """A cursor decoding timestamptz with psycopg's C loader.
+
+    Django registers a pure-Python subclass of psycopg's loader on every cursor, which costs ~6 µs
+    per value: most of the client time of a 1,000-row answer. The session time zone is UTC, so the
+    C loader returns the same aware datetimes.
+    """
     with connection.cursor() as cur:
+        cur.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+        yield cur
+
+
+def _fetch(query: sql.Composable, params: dict) -> list[dict]:
+    with _cursor() as cur:
         cur.execute(query, params)
         names = [d.name for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -359,7 +374,7 @@ def asof_join(points, *, dataset: str = "market_data", recorded_by: datetime | N
     spec = get_dataset(dataset)
     table = _points_table(points, spec.series)
     rb = aware("recorded_by", recorded_by, required=False) or END_OF_TIME
-    with connection.cursor() as cur:
+    with _cursor() as cur:
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS tsm_asof_points (idx bigint, s1 text, s2 text, at timestamptz)")
         cur.execute("TRUNCATE tsm_asof_points")
         names = ["idx", "s1", "s2" if len(spec.series) > 1 else None, "at"]
@@ -380,13 +395,23 @@ def asof_join(points, *, dataset: str = "market_data", recorded_by: datetime | N
         )
         row_cols = sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(c)) for c in spec.stored_columns if c not in spec.series)
         # the inner SELECT renames s1/s2 to the series names so the lateral can match on them
+        # probe in (series, time) order so consecutive probes share index and heap pages, then
+        # restore the input order
         query = sql.SQL(
-            "SELECT p.*, {row_cols} FROM (SELECT idx, at, {series_select} FROM tsm_asof_points p) p"
-            " LEFT JOIN LATERAL ({lateral}) x ON true ORDER BY p.idx"
-        ).format(series_select=series_select, row_cols=row_cols, lateral=_latest_lateral(spec, "p", "p.at"))
+            "SELECT p.*, {row_cols} FROM (SELECT idx, at, {series_select} FROM tsm_asof_points p"
+            " ORDER BY {probe_order}) p LEFT JOIN LATERAL ({lateral}) x ON true ORDER BY p.idx"
+        ).format(
+            series_select=series_select, row_cols=row_cols, lateral=_latest_lateral(spec, "p", "p.at"),
+            probe_order=sql.SQL(", ").join(
+                [sql.Identifier(f"s{i + 1}") for i in range(len(spec.series))] + [sql.Identifier("at")]
+            ),
+        )
+        cur.execute("SET work_mem = '256MB'")
+        cur.execute("ANALYZE tsm_asof_points")
         cur.execute(query, {"rb": rb})
         names = [d.name for d in cur.description]
         rows = cur.fetchall()
+        cur.execute("RESET work_mem")
         cur.execute("TRUNCATE tsm_asof_points")
     return [dict(zip(names[1:], r[1:])) for r in rows]
 
