@@ -190,12 +190,14 @@ def _ingest(
         if on_phase:
             on_phase("validating", load.id)
         ranges = _stage(spec, batches, stage, ctx, result, load, on_error, progress)
+        if not (result.rejected and on_error == "reject"):
+            _drop_conflicts(spec, stage, ranges, result, load)
         if result.rejected and on_error == "reject":
             _finish(load, result, Load.Status.REJECTED, error=f"{result.rejected} bad row(s); nothing stored")
             raise LoadRejected(result)
         if on_phase:
             on_phase("loading", load.id)
-        _merge(spec, stage, ranges, result, load, on_error)
+        _merge(spec, stage, ranges, result)
         _finish(load, result, Load.Status.DONE)
         return result
     except InputError as exc:
@@ -352,7 +354,7 @@ def _drop_stage(stage: str) -> None:
 # --- the merge ----------------------------------------------------------------------------------
 
 
-def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult, load: Load, on_error: str) -> None:
+def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult) -> None:
     """Append the rows proven new; run the version merge on the rest. One transaction, one recorded_at.
 
     A staged row is *proven new* when its key occurs once in its batch (``multi`` is false), its
@@ -370,9 +372,6 @@ def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult,
             mixed = ranges.straddling() | _stored_overlaps(cur, spec, ranges)
             subset = _subset_predicate(spec, mixed, ranges.any_multi)
             if subset is not None:
-                conflicts = _conflicts(cur, spec, stage, subset)
-                if conflicts:
-                    _reject_conflicts(cur, spec, stage, conflicts, result, load, on_error)
                 result.inserted, result.revised, result.duplicates = _merge_versions(
                     cur, spec, stage, recorded_at, subset
                 )
@@ -483,7 +482,22 @@ def _conflicts(cur, spec: Dataset, stage: str, subset: sql.Composable) -> list[l
     return [row[0] for row in cur.fetchall()]
 
 
-def _reject_conflicts(cur, spec, stage, conflicts, result, load, on_error) -> None:
+def _drop_conflicts(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult, load: Load) -> None:
+    """Quarantine input rows that give one (key, known_at) two different values, and unstage them.
+
+    Only keys repeated inside a chunk or series spread over several chunks can repeat at all, so
+    nothing is scanned for a file without them. Runs before the merge: the quarantine is kept.
+    """
+    subset = _subset_predicate(spec, ranges.straddling(), ranges.any_multi)
+    if subset is None:
+        return
+    with connection.cursor() as cur:
+        conflicts = _conflicts(cur, spec, stage, subset)
+        if conflicts:
+            _quarantine_conflicts(cur, spec, stage, conflicts, result, load)
+
+
+def _quarantine_conflicts(cur, spec, stage, conflicts, result, load) -> None:
     errors = []
     for rows in conflicts:
         for row in rows[1:]:
@@ -500,8 +514,6 @@ def _reject_conflicts(cur, spec, stage, conflicts, result, load, on_error) -> No
     raw = {r[0]["row_no"]: {k: v for k, v in r[0].items() if k != "row_no"} for r in cur.fetchall()}
     errors = [RowError(e.row, e.column, e.message, raw.get(e.row, {})) for e in errors]
     _quarantine(load, errors, result, set())
-    if on_error == "reject":
-        raise LoadRejected(result)
     cur.execute(sql.SQL("DELETE FROM {} WHERE row_no = ANY(%s)").format(sql.Identifier(stage)), [all_rows])
 
 

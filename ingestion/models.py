@@ -94,3 +94,38 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_name or self.file.name} → {self.dataset} ({self.status})"
+
+
+class IngestBatch(models.Model):
+    """Rows accepted by the write API, durable in PostgreSQL until a flush merges them.
+
+    ``payload`` holds the validated rows as an Arrow IPC stream (known_at already resolved), so an
+    accepted row never lives only in Redis or in a worker's memory.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        MERGED = "merged"
+        FAILED = "failed"
+
+    seq = models.BigAutoField(primary_key=True, help_text="arrival order (batches merge in this order)")
+    id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    dataset = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    rows = models.IntegerField(default=0, help_text="rows accepted")
+    rejected = models.IntegerField(default=0, help_text="rows quarantined (on_error=skip)")
+    payload = models.BinaryField()
+    submitted_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    quarantine = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    load = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    merged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["dataset", "seq"], name="ingest_batch_pending", condition=models.Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} batch {self.id} ({self.status})"

@@ -39,3 +39,23 @@ def ingest_upload(self, upload_id: int) -> dict | None:
 @shared_task
 def uploads_reclaim_stale() -> list[int]:
     return uploads.uploads_reclaim_stale()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=10)
+def flush_buffer(self, dataset: str) -> dict:
+    from ingestion import buffer
+
+    try:
+        result = buffer.buffer_flush(dataset=dataset)
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+    return {"batches": result.batches, "rows": result.rows, "loads": result.loads}
+
+
+@shared_task
+def flush_all_buffers() -> None:
+    """Safety net: pick up pending batches whose scheduled flush was lost (e.g. Redis restarted)."""
+    from ingestion.models import IngestBatch
+
+    for dataset in IngestBatch.objects.filter(status=IngestBatch.Status.PENDING).values_list("dataset", flat=True).distinct():
+        flush_buffer.delay(dataset)

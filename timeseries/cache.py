@@ -14,6 +14,7 @@ import logging
 from typing import Any, Callable, Iterable
 
 from django.core.cache import cache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.db import connection
 
 from timeseries.formats import plain
@@ -30,29 +31,43 @@ def generation_bump(*, datasets: Iterable[str]) -> None:
         cur.execute(
             """
             INSERT INTO timeseries_datasetgeneration (dataset, generation, changed_at)
-            SELECT unnest(%s::text[]), 1, now()
+            SELECT unnest(%s::text[]), 1, clock_timestamp()
             ON CONFLICT (dataset) DO UPDATE
-            SET generation = timeseries_datasetgeneration.generation + 1, changed_at = now()
+            SET generation = timeseries_datasetgeneration.generation + 1, changed_at = clock_timestamp()
             """,
             [names],
         )
 
 
-def generations(datasets: Iterable[str]) -> dict[str, int]:
+def generations(datasets: Iterable[str]) -> dict[str, str]:
+    """Per dataset, its generation number *and* the instant of its last bump.
+
+    The instant makes a generation unique even when numbers restart (a restored or recreated
+    database, a rolled-back bump), so an old cached answer is never taken for a new one.
+    """
     names = sorted(set(datasets))
     with connection.cursor() as cur:
-        cur.execute("SELECT dataset, generation FROM timeseries_datasetgeneration WHERE dataset = ANY(%s)", [names])
-        found = dict(cur.fetchall())
-    return {n: found.get(n, 0) for n in names}
+        cur.execute(
+            "SELECT dataset, generation, changed_at FROM timeseries_datasetgeneration WHERE dataset = ANY(%s)", [names]
+        )
+        found = {d: f"{g}@{c.isoformat()}" for d, g, c in cur.fetchall()}
+    return {n: found.get(n, "0") for n in names}
 
 
 def cache_key(name: str, datasets: Iterable[str], params: dict[str, Any]) -> str:
     gens = generations(datasets)
-    body = json.dumps({"p": plain(params), "g": gens}, sort_keys=True, default=str)
+    db = connection.settings_dict
+    body = json.dumps(
+        {"db": [db.get("HOST"), db.get("PORT"), db.get("NAME")], "p": plain(params), "g": gens},
+        sort_keys=True, default=str,
+    )
     return f"pit:{name}:{hashlib.sha256(body.encode()).hexdigest()}"
 
 
-def cached(name: str, *, datasets: Iterable[str], params: dict[str, Any], compute: Callable[[], Any], timeout: int | None = None) -> Any:
+def cached(
+    name: str, *, datasets: Iterable[str], params: dict[str, Any], compute: Callable[[], Any],
+    timeout: int | object = DEFAULT_TIMEOUT,
+) -> Any:
     """``compute()``'s result, from the cache when an answer for these parameters and generations exists."""
     key = cache_key(name, datasets, params)
     try:

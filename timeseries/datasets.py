@@ -76,7 +76,7 @@ class Dataset:
     default_known_at: Callable[[pa.Table, CheckContext], pa.Array]
     min_known_at: Callable[[pa.Table, CheckContext], pa.Array]
     checks: tuple[RowCheck, ...] = field(default=())
-    order_newest: tuple[str, ...] = ("time DESC",)
+    order_newest: tuple[str, ...] = ("time DESC",)  # a total order: ties broken by the rest of the key
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -221,7 +221,7 @@ NEWS_EVENTS = Dataset(
     default_known_at=_known_at_not_before("time"),
     min_known_at=_known_at_not_before("time"),
     checks=(_range_check("sentiment", -1.0, 1.0), _range_check("impact_score", 0.0, 1.0)),
-    order_newest=("time DESC", "impact_score DESC NULLS LAST"),
+    order_newest=("time DESC", "impact_score DESC NULLS LAST", "symbol", "news_id"),
 )
 
 INSIDER_TRADES = Dataset(
@@ -256,7 +256,7 @@ INSIDER_TRADES = Dataset(
         _non_negative("shares"),
         _non_negative("price"),
     ),
-    order_newest=("filing_date DESC", "value DESC NULLS LAST"),
+    order_newest=("filing_date DESC", "value DESC NULLS LAST", "symbol", "time", "insider_name", "transaction_type"),
 )
 
 SOCIAL_SENTIMENT = Dataset(
@@ -313,6 +313,7 @@ GOVERNMENT_EVENTS = Dataset(
     default_known_at=_known_at_not_before("time"),
     min_known_at=_known_at_not_before("time"),
     checks=(_range_check("confidence", 0.0, 1.0), _range_check("market_impact", -1.0, 1.0)),
+    order_newest=("time DESC", "event_type", "primary_symbol"),
 )
 
 DATASETS: dict[str, Dataset] = {

@@ -269,7 +269,7 @@ def history(
 
 
 RECENT_BARS_SQL = """
-SELECT DISTINCT ON (time) time, open, high, low, close, volume
+SELECT DISTINCT ON (time) time, open, high, low, close, volume, recorded_at
 FROM market_data
 WHERE symbol = %(symbol)s AND time <= %(at)s AND known_at <= %(at)s AND recorded_at <= %(rb)s
 ORDER BY time DESC, known_at DESC, recorded_at DESC
@@ -310,7 +310,8 @@ def reconstruct(*, at: datetime, symbol: str, recorded_by: datetime | None = Non
     at = aware("at", at)
     state = market_state(at=at, symbols=[symbol], recorded_by=recorded_by)
     recent = recent_bars(symbol=symbol, at=at, bars=bars, recorded_by=recorded_by)
-    since = at - timedelta(days=INSIDER_SUMMARY_DAYS)
+    earliest = datetime.min.replace(tzinfo=dt_timezone.utc)
+    since = max(earliest, at - timedelta(days=INSIDER_SUMMARY_DAYS)) if at - earliest > timedelta(days=INSIDER_SUMMARY_DAYS) else earliest
     trades = [t for t in insider_trades(at=at, symbols=[symbol], limit=500, recorded_by=recorded_by) if t["filing_date"] >= since]
     parts = {
         "market": state[0] if state else None,
@@ -318,7 +319,8 @@ def reconstruct(*, at: datetime, symbol: str, recorded_by: datetime | None = Non
         "sentiment": sentiment(at=at, symbols=[symbol], recorded_by=recorded_by),
         "government_events": government_events(at=at, symbols=[symbol], limit=10, recorded_by=recorded_by),
     }
-    recorded = [r["recorded_at"] for rows in (state, trades, parts["news"], parts["sentiment"], parts["government_events"]) for r in rows]
+    answered = (state, recent, trades, parts["news"], parts["sentiment"], parts["government_events"])
+    recorded = [r["recorded_at"] for rows in answered for r in rows]
     return {
         "symbol": symbol,
         "at": at,

@@ -17,6 +17,12 @@ _UNITS = {
 }
 
 
+# Instants far enough from datetime's limits that every selector's arithmetic (e.g. at - 90 days) stays valid
+MIN_INSTANT = datetime(1000, 1, 1, tzinfo=timezone.utc)
+MAX_INSTANT = datetime(9999, 1, 1, tzinfo=timezone.utc)
+RANGE_TEXT = "between 1000-01-01 and 9998-12-31"
+
+
 def parse_instant(name: str, text: str) -> datetime:
     """ISO 8601 with an offset (``Z`` accepted) -> aware UTC datetime. Naive or malformed: ValueError."""
     try:
@@ -25,7 +31,13 @@ def parse_instant(name: str, text: str) -> datetime:
         raise ValueError(f"{name}={text!r} is not an ISO 8601 timestamp (e.g. 2024-03-01T15:30:00Z)") from None
     if value.tzinfo is None:
         raise ValueError(f"{name}={text!r} has no UTC offset: add Z or +00:00 (naive times are ambiguous)")
-    return value.astimezone(timezone.utc)
+    try:
+        value = value.astimezone(timezone.utc)
+    except OverflowError:
+        value = None
+    if value is None or not MIN_INSTANT <= value < MAX_INSTANT:
+        raise ValueError(f"{name}={text!r} is outside the supported range of instants ({RANGE_TEXT})")
+    return value
 
 
 def parse_interval(name: str, text: str) -> timedelta:

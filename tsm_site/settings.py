@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally (no CDN)
     "timeseries",
     "ingestion",
 ]
@@ -107,6 +109,9 @@ from tsm_site.lanes import choose_engine  # noqa: E402  (needs the two values ab
 
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 DATABASES["default"]["ENGINE"] = choose_engine(DATABASES["default"], TSM_TIMESCALEDB)
+# JIT compilation costs 10-50 ms on queries the planner thinks are big (a 1,000-symbol market state,
+# a merge) and never pays back for our index-driven queries.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TSM_TEST_DATABASE") or f"test_{DATABASES['default']['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -130,6 +135,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BEAT_SCHEDULE = {
     "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
+    "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},
 }
 
 # --- Ingestion ---------------------------------------------------------------------------------
@@ -138,7 +144,12 @@ TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
 TSM_UPLOAD_STALE_SECONDS = env_int("TSM_UPLOAD_STALE_SECONDS", 300)  # no heartbeat for this long: reclaim
 MEDIA_ROOT = Path(env_str("TSM_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 MEDIA_URL = "media/"
-DATA_UPLOAD_MAX_MEMORY_SIZE = 64 << 20
+TSM_INGEST_MAX_BODY_BYTES = env_int("TSM_INGEST_MAX_BODY_BYTES", 64 << 20)  # write API request body
+TSM_INGEST_FLUSH_ROWS = env_int("TSM_INGEST_FLUSH_ROWS", 1000)  # flush as soon as this many rows wait...
+TSM_INGEST_FLUSH_SECONDS = float(env_str("TSM_INGEST_FLUSH_SECONDS", "1.0"))  # ...or when the oldest is this old
+TSM_INGEST_BUFFER_MAX_ROWS = env_int("TSM_INGEST_BUFFER_MAX_ROWS", 2_000_000)  # above: 429 + Retry-After
+TSM_INGEST_RATE = env_str("TSM_INGEST_RATE", "6000/min")  # write API requests per token
+DATA_UPLOAD_MAX_MEMORY_SIZE = TSM_INGEST_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 << 20
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -153,8 +164,47 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
+# --- Read API (timeseries/api) -----------------------------------------------------------------
+import re  # noqa: E402
+
+TSM_API_ANONYMOUS_READ = env_bool("TSM_API_ANONYMOUS_READ", False)  # let anonymous callers read
+# requests per token (per user / address without one), counted in the default cache; "none": no limit
+TSM_API_RATE = env_str("TSM_API_RATE", "600/min").strip()
+if TSM_API_RATE.lower() == "none":
+    TSM_API_RATE = None
+elif not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", TSM_API_RATE):
+    raise ImproperlyConfigured(f"TSM_API_RATE={TSM_API_RATE!r}: expected N/s, N/min, N/hour, N/day or none")
+
 REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "timeseries.api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["timeseries.api.auth.ReadScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["timeseries.api.auth.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "timeseries.api.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "timeseries.api.renderers.ContentNegotiation",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tsm read API",
+    "DESCRIPTION": (
+        "Point-in-time (bitemporal) time series: what was knowable at T, as recorded by S. "
+        "Every answer that depends on T states at, recorded_by and max_recorded_at (JSON envelope, or "
+        "X-TSM-At / X-TSM-Recorded-By / X-TSM-Max-Recorded-At headers for CSV, Parquet and Arrow); pass "
+        "max_recorded_at as recorded_by to replay an answer exactly. Times are ISO 8601 with an offset."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "SECURITY": [{"tokenAuth": []}],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
 }
 
 LOGGING = {

@@ -1,0 +1,427 @@
+#!/usr/bin/env python
+"""Foundation benchmark: ingest, load, point-in-time reads and storage of minute bars.
+
+Prints ONE JSON object on stdout (progress on stderr). Uses its own database ``tsm_bench``:
+
+    .venv/bin/python bench/bench_foundation.py --rows 2000000 --ingest-rows 1000000   # quick
+    .venv/bin/python bench/bench_foundation.py                                        # 50M bars
+
+Figures are reported, never asserted; each carries its target from the issue. See bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "tsm_bench"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
+BARS_PER_DAY = 390
+WINDOW_DAYS = 10  # business days per generated / loaded chunk (1,000 symbols -> 3.9M bars)
+SPEC_ROWS = 2_000_000
+PARTS = ("ingest", "load", "market_state", "reconstruct", "asof_join", "size")
+SPEC_COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume", "vwap", "trades",
+                "market_cap", "source", "quality_score"]
+SPEC_DDL = """
+CREATE TABLE IF NOT EXISTS spec_market_data (
+    time timestamptz NOT NULL, symbol varchar(10) NOT NULL,
+    open numeric(12,4), high numeric(12,4), low numeric(12,4), close numeric(12,4),
+    volume bigint, vwap numeric(12,4), trades int, market_cap numeric(20,2),
+    source varchar(50), quality_score numeric(3,2),
+    PRIMARY KEY (time, symbol))
+"""
+SPEC_LATEST_SQL = "SELECT DISTINCT ON (symbol) * FROM spec_market_data WHERE time <= %s ORDER BY symbol, time DESC"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def bench_env() -> dict[str, str]:
+    env = dict(os.environ, DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings")
+    env.setdefault("DEBUG", "false")  # no query logging in the timed code
+    env.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    return env
+
+
+def setup_django() -> None:
+    os.environ.update(bench_env())
+    sys.path.insert(0, str(ROOT))
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+            log(f"created database {DB_NAME}")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    sql_exec(SPEC_DDL)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def sql_exec(query: str, params=None) -> list[tuple]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def stats_ms(samples_s: list[float]) -> dict:
+    import numpy as np
+
+    ms = np.array(samples_s) * 1000.0
+    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3), "max_ms": round(float(ms.max()), 3)}
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t, out
+
+
+def business_days(n: int) -> list[datetime]:
+    days, d = [], START
+    while len(days) < n:
+        if d.weekday() < 5:
+            days.append(d)
+        d += timedelta(days=1)
+    return days
+
+
+def bar_windows(symbols: list[str], rows: int, seed: int):
+    """Exactly ``rows`` bars for ``symbols`` from START on, as time-ordered Arrow tables of WINDOW_DAYS.
+
+    Sorted by (time, symbol) like a live feed, so the heap is laid out by time as in production.
+    Each window is generated with its own seed (the walk restarts at each window: fine for timing).
+    """
+    import pyarrow as pa
+
+    from timeseries import demo
+
+    per_day = BARS_PER_DAY * len(symbols)
+    windows = math.ceil(math.ceil(rows / per_day) / WINDOW_DAYS)
+    days = business_days(windows * WINDOW_DAYS + 1)
+    emitted = 0
+    for k in range(windows):
+        lo, hi = days[k * WINDOW_DAYS], days[(k + 1) * WINDOW_DAYS]
+        batches = demo.market_data_batches(symbols=symbols, start=lo, days=(hi - lo).days, seed=seed + k,
+                                           batch_rows=1_000_000, include_corrections=False)
+        table = pa.Table.from_batches(list(batches)).sort_by([("time", "ascending"), ("symbol", "ascending")])
+        table = table.slice(0, rows - emitted)
+        emitted += table.num_rows
+        yield table
+        if emitted >= rows:
+            return
+
+
+def write_bars_csv(symbols: list[str], rows: int, seed: int, workdir: Path) -> Path:
+    from timeseries import demo
+
+    path = workdir / f"tsm_bench_bars_{rows}_{len(symbols)}_{seed}.csv"
+    if path.exists():
+        log(f"reusing {path}")
+        return path
+    tmp = path.with_suffix(".part")
+    seconds, written = timed(demo.write_csv, (b for t in bar_windows(symbols, rows, seed) for b in t.to_batches()), tmp)
+    tmp.rename(path)
+    log(f"wrote {written:,} bars to {path} in {seconds:.1f}s ({path.stat().st_size / 1e9:.2f} GB)")
+    return path
+
+
+def truncate_market_data() -> None:
+    sql_exec("TRUNCATE market_data, timeseries_series")
+
+
+# --- the spec's own ingester (asyncpg, pandas) ----------------------------------------------------
+
+
+async def spec_ingest(path: Path) -> dict:
+    """The original spec's CSV ingester: pandas.read_csv -> COPY into a TEMP table -> INSERT ... ON CONFLICT."""
+    import asyncpg
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    df = pd.read_csv(path, usecols=SPEC_COLUMNS, parse_dates=["time"])[SPEC_COLUMNS]
+    columns = [df["time"].dt.to_pydatetime().tolist()] + [df[c].tolist() for c in SPEC_COLUMNS[1:]]
+    t1 = time.perf_counter()
+    conn = await asyncpg.connect(DB_URL.replace("postgres://", "postgresql://"))
+    try:
+        async with conn.transaction():
+            await conn.execute("CREATE TEMP TABLE tmp_market_data (LIKE spec_market_data) ON COMMIT DROP")
+            await conn.copy_records_to_table("tmp_market_data", records=zip(*columns), columns=SPEC_COLUMNS)
+            t2 = time.perf_counter()
+            status = await conn.execute(
+                "INSERT INTO spec_market_data SELECT * FROM tmp_market_data ON CONFLICT (time, symbol) DO NOTHING")
+    finally:
+        await conn.close()
+    t3 = time.perf_counter()
+    return {"rows": len(df), "inserted": int(status.split()[-1]), "seconds": t3 - t0,
+            "read_csv_s": round(t1 - t0, 2), "copy_s": round(t2 - t1, 2), "insert_s": round(t3 - t2, 2)}
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def tsm_ingest_cli(path: Path) -> dict:
+    cmd = [sys.executable, "manage.py", "ingest", "market_data", str(path), "--format", "json"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), stdout=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t
+    lines = proc.stdout.strip().splitlines()
+    try:
+        out = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        out = {"stdout_tail": lines[-3:]}
+    out.pop("errors", None)
+    rows = out.get("rows_read", 0)
+    return {"exit_code": proc.returncode, "seconds": round(seconds, 2),
+            "rows_per_s": round(rows / seconds) if proc.returncode == 0 else None, **out}
+
+
+def fig_ingest(args, symbols) -> dict:
+    path = write_bars_csv(symbols, args.ingest_rows, args.seed, args.workdir)
+    truncate_market_data()
+    log(f"tsm: manage.py ingest of {args.ingest_rows:,} bars ...")
+    first = tsm_ingest_cli(path)
+    log(f"tsm ingest: {first}")
+    again = tsm_ingest_cli(path)
+    log(f"tsm re-ingest (all duplicates): {again}")
+    sql_exec("TRUNCATE spec_market_data")
+    log("spec ingester (asyncpg) on the same CSV ...")
+    spec = asyncio.run(spec_ingest(path))
+    spec["rows_per_s"] = round(spec["rows"] / spec["seconds"])
+    spec["seconds"] = round(spec["seconds"], 2)
+    log(f"spec ingest: {spec}")
+    ratio = first["rows_per_s"] / spec["rows_per_s"] if first["rows_per_s"] else None
+    return {"rows": args.ingest_rows, "csv_bytes": path.stat().st_size, "target": "tsm >= 300000 rows/s",
+            "tsm": first, "tsm_reingest_duplicates": again, "spec": spec,
+            "ratio_tsm_over_spec": round(ratio, 2) if ratio else None}
+
+
+def fig_load(args, symbols) -> dict:
+    from ingestion.loader import ingest_table
+
+    truncate_market_data()
+    load_s = gen_s = 0.0
+    calls = []
+    gen = bar_windows(symbols, args.rows, args.seed)
+    while True:
+        seconds, table = timed(next, gen, None)
+        gen_s += seconds
+        if table is None:
+            break
+        seconds, result = timed(ingest_table, dataset="market_data", data=table, source=f"bench window {len(calls)}")
+        load_s += seconds
+        calls.append({"rows": table.num_rows, "seconds": round(seconds, 2), "inserted": result.inserted,
+                      "duplicates": result.duplicates, "revised": result.revised})
+        log(f"load call {len(calls)}: {table.num_rows:,} bars in {seconds:.1f}s ({table.num_rows / seconds:,.0f}/s)")
+    rows = sum(c["rows"] for c in calls)
+    vacuum_s, _ = timed(sql_exec, "VACUUM ANALYZE market_data")
+    log(f"loaded {rows:,} bars in {load_s:.1f}s; VACUUM ANALYZE {vacuum_s:.1f}s; spec table ...")
+    sql_exec("TRUNCATE spec_market_data")
+    spec_rows = min(SPEC_ROWS, args.rows)
+    spec = asyncio.run(spec_ingest(write_bars_csv(symbols, spec_rows, args.seed, args.workdir)))
+    sql_exec("VACUUM ANALYZE spec_market_data")
+    return {"rows": rows, "calls": len(calls), "seconds": round(load_s, 2), "rows_per_s": round(rows / load_s),
+            "generate_s": round(gen_s, 2), "vacuum_analyze_s": round(vacuum_s, 2),
+            "per_call": calls if len(calls) <= 20 else calls[:3] + calls[-2:],
+            "spec_table": {"rows": spec["inserted"], "seconds": round(spec["seconds"], 2)}}
+
+
+def data_info() -> dict:
+    (count,), = sql_exec("SELECT count(*) FROM market_data")
+    lo, hi, n = sql_exec("SELECT min(first_time), max(last_time), count(*) FROM timeseries_series "
+                         "WHERE dataset = 'market_data'")[0]
+    symbols = [r[0] for r in sql_exec("SELECT symbol FROM timeseries_series WHERE dataset = 'market_data' "
+                                      "ORDER BY symbol")]
+    slo, shi, scount = sql_exec("SELECT min(time), max(time), count(*) FROM spec_market_data")[0]
+    return {"rows": count, "symbols": n, "time_min": lo, "time_max": hi, "symbol_list": symbols,
+            "spec_rows": scount, "spec_time_min": slo, "spec_time_max": shi}
+
+
+def random_times(rng: random.Random, lo: datetime, hi: datetime, n: int) -> list[datetime]:
+    span = (hi + timedelta(minutes=1) - lo).total_seconds()  # up to the close of the last bar
+    return [lo + timedelta(seconds=rng.uniform(0, span)) for _ in range(n)]
+
+
+def sample(fn, calls: list[dict], warmup: int = 3) -> list[float]:
+    for kw in calls[:warmup]:
+        fn(**kw)
+    return [timed(fn, **kw)[0] for kw in calls]
+
+
+def fig_market_state(args, info) -> dict:
+    from django.db import connection
+
+    from timeseries import pit
+
+    rng = random.Random(args.seed)
+    n_all, n_one, n_spec = 200 * args.runs, 1000 * args.runs, 20 * args.runs
+    log(f"market_state: {n_all} x all symbols, {n_one} x one symbol, {n_spec} x spec DISTINCT ON ...")
+    all_calls = [{"at": t} for t in random_times(rng, info["time_min"], info["time_max"], n_all)]
+    rows_returned = len(pit.market_state(**all_calls[0]))
+    all_symbols = stats_ms(sample(pit.market_state, all_calls))
+    one_calls = [{"at": t, "symbols": [rng.choice(info["symbol_list"])]}
+                 for t in random_times(rng, info["time_min"], info["time_max"], n_one)]
+    one_symbol = stats_ms(sample(pit.market_state, one_calls))
+
+    def spec_latest(at):
+        with connection.cursor() as cur:
+            cur.execute(SPEC_LATEST_SQL, [at])
+            return cur.fetchall()
+
+    spec, ratio = {"skipped": "spec_market_data is empty: run the load part"}, None
+    if info["spec_rows"]:
+        spec_calls = [{"at": t} for t in random_times(rng, info["spec_time_min"], info["spec_time_max"], n_spec)]
+        spec = {**stats_ms(sample(spec_latest, spec_calls, warmup=1)), "table_rows": info["spec_rows"]}
+        ratio = round(spec["p50_ms"] / all_symbols["p50_ms"], 1)
+    return {"all_symbols": {**all_symbols, "symbols_returned": rows_returned, "target": "p99 < 25 ms"},
+            "one_symbol": {**one_symbol, "target": "p99 < 2 ms"},
+            "spec_distinct_on": spec, "ratio_spec_over_tsm_all_symbols_p50": ratio,
+            "note": "T uniform over each table's own time range; tsm on the full load, spec on its 2M-bar table"}
+
+
+def fig_reconstruct(args, info) -> dict:
+    from timeseries import pit
+
+    rng = random.Random(args.seed + 1)
+    n = 200 * args.runs
+    log(f"reconstruct: {n} calls ...")
+    calls = [{"at": t, "symbol": rng.choice(info["symbol_list"])}
+             for t in random_times(rng, info["time_min"], info["time_max"], n)]
+    return {**stats_ms(sample(pit.reconstruct, calls)), "target": "p99 < 20 ms",
+            "note": "only market data is loaded: news/insider/sentiment/government queries hit empty tables"}
+
+
+def fig_asof_join(args, info) -> dict:
+    import pyarrow as pa
+
+    from timeseries import pit
+
+    rng = random.Random(args.seed + 2)
+    n = args.asof_points
+    lo_us = int(info["time_min"].timestamp() * 1e6)
+    span_us = int((info["time_max"] - info["time_min"]).total_seconds() * 1e6) + 60_000_000
+    points = pa.table({
+        "symbol": pa.array([rng.choice(info["symbol_list"]) for _ in range(n)]),
+        "time": pa.array([lo_us + rng.randrange(span_us) for _ in range(n)], pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")),
+    })
+    walls, matched = [], 0
+    for run in range(max(1, args.runs)):
+        seconds, rows = timed(pit.asof_join, points)
+        walls.append(seconds)
+        matched = sum(1 for r in rows if r.get("close") is not None)
+        del rows
+        log(f"asof_join run {run + 1}: {n:,} points in {seconds:.2f}s")
+    walls.sort()
+    return {"points": n, "matched": matched, "runs": len(walls), "median_s": round(walls[len(walls) // 2], 3),
+            "all_s": [round(w, 3) for w in walls], "target": "< 5 s"}
+
+
+def table_size(table: str, rows: int) -> dict:
+    total, heap, indexes = sql_exec("SELECT pg_total_relation_size(%s), pg_relation_size(%s), pg_indexes_size(%s)",
+                                    [table, table, table])[0]
+    per_index = dict(sql_exec("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+                              "WHERE relname = %s ORDER BY 1", [table]))
+    per = (lambda b: round(b / rows, 1)) if rows else (lambda b: None)
+    return {"rows": rows, "total_bytes": total, "bytes_per_bar": per(total), "heap_bytes_per_bar": per(heap),
+            "index_bytes_per_bar": per(indexes), "other_bytes_per_bar": per(total - heap - indexes),
+            "index_bytes": per_index}
+
+
+def fig_size(args, info) -> dict:
+    return {"market_data": table_size("market_data", info["rows"]),
+            "spec_market_data": table_size("spec_market_data", info["spec_rows"])}
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=50_000_000, help="bars loaded for the read figures")
+    p.add_argument("--symbols", type=int, default=1000)
+    p.add_argument("--ingest-rows", type=int, default=10_000_000, help="bars in the ingest CSV (capped at --rows)")
+    p.add_argument("--runs", type=int, default=1, help="repetitions: latency samples x runs, asof_join median")
+    p.add_argument("--asof-points", type=int, default=1_000_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp"), help="where the CSV files are written")
+    p.add_argument("--skip-load", action="store_true", help="reuse the loaded bench database (skips ingest too)")
+    p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {','.join(PARTS)}")
+    args = p.parse_args(argv)
+    args.ingest_rows = min(args.ingest_rows, args.rows)
+    args.runs = max(1, args.runs)
+    args.parts = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        p.error(f"unknown part(s) {', '.join(sorted(unknown))}: expected {', '.join(PARTS)}")
+    if args.skip_load:
+        args.parts = [x for x in args.parts if x not in ("ingest", "load")]  # ingest would wipe the bars
+    return args
+
+
+def environment() -> dict:
+    from django.conf import settings
+
+    settings_names = ("shared_buffers", "work_mem", "effective_cache_size", "max_parallel_workers_per_gather",
+                      "random_page_cost", "jit")
+    return {"postgresql": sql_exec("SELECT version()")[0][0],
+            "pg_settings": {n: sql_exec(f"SHOW {n}")[0][0] for n in settings_names},
+            "engine": settings.DATABASES["default"]["ENGINE"], "cores": os.cpu_count(),
+            "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    setup_django()
+    from timeseries import demo
+
+    symbols = demo.make_symbols(args.symbols)
+    out: dict = {"command": command, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 **environment(), "parts": args.parts, "figures": {}}
+    t0 = time.perf_counter()
+    if "ingest" in args.parts:
+        out["figures"]["ingest"] = fig_ingest(args, symbols)
+    if "load" in args.parts:
+        out["figures"]["load"] = fig_load(args, symbols)
+    info = data_info()
+    out.update(rows_loaded=info["rows"], symbols=info["symbols"],
+               time_range=[info["time_min"].isoformat() if info["time_min"] else None,
+                           info["time_max"].isoformat() if info["time_max"] else None],
+               spec_rows=info["spec_rows"])
+    for part, fn in (("market_state", fig_market_state), ("reconstruct", fig_reconstruct),
+                     ("asof_join", fig_asof_join), ("size", fig_size)):
+        if part in args.parts:
+            if not info["rows"] and part != "size":
+                out["figures"][part] = {"skipped": "market_data is empty: run without --skip-load"}
+                continue
+            out["figures"][part] = fn(args, info)
+            log(f"{part}: {json.dumps(out['figures'][part], default=str)[:300]}")
+    out["total_s"] = round(time.perf_counter() - t0, 1)
+    out["load_average_at_end"] = os.getloadavg()  # other work on this machine skews the figures
+    print(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

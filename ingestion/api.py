@@ -1,0 +1,88 @@
+"""The buffered write API: POST rows, get a durable 202, poll until they are queryable. Thin views."""
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ParseError
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from ingestion import buffer
+from timeseries.api.auth import TokenRateThrottle, WriteScope
+from timeseries.datasets import DATASETS, UnknownDataset
+from timeseries.timeparse import parse_interval
+
+
+class IngestRateThrottle(TokenRateThrottle):
+    scope = "tsm_ingest"
+
+    def get_rate(self):
+        return settings.TSM_INGEST_RATE
+
+
+class IngestView(APIView):
+    permission_classes = [WriteScope]
+    throttle_classes = [IngestRateThrottle]
+    parser_classes: list = []  # the service reads the raw body: every format gets the same validation
+
+    @extend_schema(
+        summary="Send rows to a dataset (buffered, durable before the answer)",
+        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR, "text/csv": OpenApiTypes.STR},
+        parameters=[
+            OpenApiParameter("on_error", str, enum=["reject", "skip"], description="reject: any bad row → 400, nothing stored; skip: quarantine bad rows"),
+            OpenApiParameter("bar_interval", str, description="market_data bar length (default 1min): a bar is known when it closes"),
+        ],
+        responses={202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT, 415: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
+    )
+    def post(self, request, dataset: str):
+        if dataset not in DATASETS:
+            raise NotFound(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.TSM_INGEST_MAX_BODY_BYTES:
+            return Response({"detail": f"the body is {length:,} bytes; the limit is {settings.TSM_INGEST_MAX_BODY_BYTES:,}"},
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        on_error = request.query_params.get("on_error", "reject")
+        if on_error not in ("reject", "skip"):
+            raise ParseError(f"on_error={on_error!r}: expected reject or skip")
+        try:
+            interval = parse_interval("bar_interval", request.query_params.get("bar_interval", "1min"))
+        except ValueError as exc:
+            raise ParseError(str(exc)) from None
+        try:
+            batch = buffer.batch_accept(
+                dataset=dataset, body=request._request.body, content_type=request.content_type,
+                on_error=on_error, bar_interval=interval, user=request.user if request.user.is_authenticated else None,
+            )
+        except buffer.UnsupportedBody as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+        except buffer.BadBody as exc:
+            raise ParseError(str(exc)) from None
+        except buffer.Backpressure as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": "1"})
+        except buffer.BatchRejected as exc:
+            return Response(
+                {"detail": str(exc), "rejected": exc.rejected,
+                 "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in exc.errors]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        except UnknownDataset as exc:
+            raise NotFound(str(exc)) from None
+        body = {
+            "batch_id": str(batch.id), "dataset": dataset, "status": batch.status, "accepted": batch.rows,
+            "rejected": batch.rejected, "status_url": reverse("ingest-batch", args=[batch.id], request=request),
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class BatchView(APIView):
+    permission_classes = [WriteScope]
+
+    @extend_schema(summary="Is a batch merged (queryable) yet?", responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    def get(self, request, batch_id):
+        info = buffer.batch_status(batch_id=batch_id)
+        if info is None:
+            raise NotFound("no such batch")
+        return Response(info)

@@ -1,0 +1,239 @@
+"""The buffered write API's services: accept a batch durably, flush buffered batches into the datasets.
+
+A batch is validated with the same rules and messages as files, then stored in PostgreSQL
+(``IngestBatch.payload``) before the caller gets its 202: Redis is never the only copy of an accepted
+row. A flush (Celery task, scheduled by size or age) merges pending batches in arrival order through
+the normal loader, inside one transaction with marking them merged — so a crash leaves them pending
+and a re-flush merges them exactly once. Batches are combined into one load unless two of them hold
+the same (key, known_at), in which case each is merged on its own, as if they had arrived serially.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pyarrow as pa
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from ingestion import parsers
+from ingestion.checks import InputError, RowError, check_columns, prepare_batch
+from ingestion.loader import repeated_keys, ingest_table
+from ingestion.models import IngestBatch, Load, RejectedRow
+from timeseries.datasets import CheckContext, Dataset, get_dataset
+
+logger = logging.getLogger(__name__)
+
+JSON_TYPES = {"application/json"}
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+CSV_TYPES = {"text/csv", "application/csv"}
+
+
+class UnsupportedBody(ValueError):
+    """The Content-Type is not one the API reads (415)."""
+
+
+class BadBody(ValueError):
+    """The body cannot be read as the format it claims (400)."""
+
+
+class Backpressure(Exception):
+    def __init__(self, pending: int, limit: int):
+        self.pending, self.limit = pending, limit
+        super().__init__(f"{pending:,} rows are waiting to be merged (limit {limit:,}): retry shortly")
+
+
+class BatchRejected(Exception):
+    def __init__(self, errors: list[RowError], rejected: int):
+        self.errors, self.rejected = errors, rejected
+        super().__init__(f"{rejected} bad row(s), nothing stored")
+
+
+@dataclass
+class FlushResult:
+    batches: int = 0
+    rows: int = 0
+    loads: int = 0
+
+
+def body_table(*, body: bytes, content_type: str, dataset: Dataset) -> pa.Table:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if not body.strip():
+        raise BadBody("the body is empty")
+    if kind in JSON_TYPES:
+        try:
+            rows = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadBody(f"the body is not valid JSON: {exc}") from None
+        if isinstance(rows, dict):
+            rows = [rows]
+        if not isinstance(rows, list) or not rows:
+            raise BadBody("expected a JSON array of row objects")
+        try:
+            return parsers.rows_to_table(rows)
+        except InputError as exc:
+            raise BadBody(str(exc)) from None
+    if kind in NDJSON_TYPES or kind in CSV_TYPES:
+        fmt = "csv" if kind in CSV_TYPES else "ndjson"
+        try:
+            batches = list(parsers.read_batches(io.BytesIO(body), dataset=dataset, fmt=fmt))
+        except InputError as exc:
+            raise BadBody(str(exc)) from None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
+            raise BadBody(f"cannot read the {fmt.upper()} body: {exc}") from None
+        if not batches:
+            raise BadBody("the body has no rows")
+        return pa.Table.from_batches(batches)
+    raise UnsupportedBody(
+        f"Content-Type {kind or '(none)'!r} is not supported: send application/json, application/x-ndjson or text/csv"
+    )
+
+
+def pending_rows(*, dataset: str) -> int:
+    return IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.PENDING).aggregate(n=Sum("rows"))["n"] or 0
+
+
+def batch_accept(
+    *, dataset: str, body: bytes, content_type: str, on_error: str = "reject",
+    bar_interval: timedelta = timedelta(minutes=1), user=None,
+) -> IngestBatch:
+    """Validate a body and store its good rows durably; raises BatchRejected / BadBody / Backpressure."""
+    spec = get_dataset(dataset)
+    if on_error not in ("reject", "skip"):
+        raise ValueError(f"on_error={on_error!r}: expected reject or skip")
+    waiting = pending_rows(dataset=dataset)
+    if waiting > settings.TSM_INGEST_BUFFER_MAX_ROWS:
+        raise Backpressure(waiting, settings.TSM_INGEST_BUFFER_MAX_ROWS)
+    table = body_table(body=body, content_type=content_type, dataset=spec)
+    try:
+        check_columns(table.column_names, spec)
+    except InputError as exc:
+        raise BadBody(str(exc)) from None
+    ctx = CheckContext(bar_interval=bar_interval)
+    try:
+        prepared = prepare_batch(table, dataset=spec, ctx=ctx, row_offset=0)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise BadBody(f"cannot convert the rows: {exc}") from None
+    rejected = len({e.row for e in prepared.errors})
+    if rejected and on_error == "reject":
+        raise BatchRejected(prepared.errors, rejected)
+    good = prepared.table.drop_columns(["row_no"])
+    with transaction.atomic():
+        quarantine = _quarantine(spec, prepared.errors, rejected) if rejected else None
+        batch = IngestBatch.objects.create(
+            dataset=spec.name, rows=good.num_rows, rejected=rejected, payload=_ipc(good), submitted_by=user,
+            quarantine=quarantine,
+            status=IngestBatch.Status.PENDING if good.num_rows else IngestBatch.Status.MERGED,
+        )
+        if good.num_rows:
+            transaction.on_commit(lambda: schedule_flush(dataset=spec.name, pending=waiting + good.num_rows))
+    return batch
+
+
+def _quarantine(spec: Dataset, errors: list[RowError], rejected: int) -> Load:
+    load = Load.objects.create(dataset=spec.name, source="write API", on_error="skip", status=Load.Status.DONE,
+                               rejected=rejected, finished_at=timezone.now())
+    RejectedRow.objects.bulk_create(
+        [RejectedRow(load=load, row_number=e.row, column=e.column, reason=e.message, raw=e.raw) for e in errors]
+    )
+    return load
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _table(payload) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(bytes(payload))).read_all()
+
+
+def schedule_flush(*, dataset: str, pending: int) -> None:
+    """Enqueue a flush now when the buffer is big enough, else once per age window."""
+    from ingestion.tasks import flush_buffer
+
+    big = pending >= settings.TSM_INGEST_FLUSH_ROWS
+    key = f"tsm:flush:{'now' if big else 'later'}:{dataset}"
+    window = 0.2 if big else settings.TSM_INGEST_FLUSH_SECONDS
+    try:
+        first = cache.add(key, 1, timeout=max(1, int(window + 0.999)))
+    except Exception as exc:  # Redis trouble: the periodic flush will still pick the batch up
+        logger.warning("cannot schedule a flush (%s); the periodic flush will merge the batch", exc)
+        return
+    if first:
+        flush_buffer.apply_async((dataset,), countdown=0 if big else settings.TSM_INGEST_FLUSH_SECONDS)
+
+
+def buffer_flush(*, dataset: str, max_rows: int = 200_000) -> FlushResult:
+    """Merge every pending batch of ``dataset`` in arrival order. One flusher per dataset at a time."""
+    spec = get_dataset(dataset)
+    out = FlushResult()
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"tsm.flush.{dataset}"])
+        if not cur.fetchone()[0]:
+            return out
+    try:
+        while True:
+            batches = _next_batches(dataset, max_rows)
+            if not batches:
+                return out
+            tables = [_table(b.payload) for b in batches]
+            for group in _groups(spec, batches, tables):
+                with transaction.atomic():
+                    result = ingest_table(
+                        dataset=dataset, data=pa.concat_tables([t for _, t in group]),
+                        source=f"write API: {len(group)} batch(es) from #{group[0][0].seq}",
+                    )
+                    IngestBatch.objects.filter(seq__in=[b.seq for b, _ in group]).update(
+                        status=IngestBatch.Status.MERGED, load_id=result.load_id, merged_at=timezone.now()
+                    )
+                out.loads += 1
+                out.batches += len(group)
+                out.rows += sum(t.num_rows for _, t in group)
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"tsm.flush.{dataset}"])
+
+
+def _next_batches(dataset: str, max_rows: int) -> list[IngestBatch]:
+    picked, total = [], 0
+    for batch in IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.PENDING).order_by("seq")[:1000]:
+        if picked and total + batch.rows > max_rows:
+            break
+        picked.append(batch)
+        total += batch.rows
+    return picked
+
+
+def _groups(spec: Dataset, batches: list[IngestBatch], tables: list[pa.Table]):
+    """One group when no (key, known_at) repeats across the batches, else one group per batch."""
+    pairs = list(zip(batches, tables))
+    if len(pairs) == 1:
+        return [pairs]
+    combined = pa.concat_tables(tables)
+    if repeated_keys(combined, (*spec.key, "known_at")):
+        return [[p] for p in pairs]
+    return [pairs]
+
+
+def batch_status(*, batch_id) -> dict | None:
+    batch = IngestBatch.objects.select_related("load").filter(id=batch_id).first()
+    if batch is None:
+        return None
+    info = {
+        "batch_id": str(batch.id), "dataset": batch.dataset, "status": batch.status, "rows": batch.rows,
+        "rejected": batch.rejected, "created_at": batch.created_at, "merged_at": batch.merged_at,
+        "queryable": batch.status == IngestBatch.Status.MERGED, "error": batch.error,
+    }
+    if batch.load:
+        info["load"] = {"id": str(batch.load.id), "inserted": batch.load.inserted, "revised": batch.load.revised,
+                        "duplicates": batch.load.duplicates, "recorded_at": batch.load.recorded_at}
+    return info

@@ -1,0 +1,234 @@
+"""The buffered write API: durable 202s, every bad row named, backpressure, auth, concurrency, fuzzing."""
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from rest_framework.test import APIClient
+
+from ingestion import buffer
+from ingestion.models import IngestBatch, RejectedRow
+from tests.conftest import T0, bar
+from timeseries import pit
+from timeseries.models import MarketData
+from timeseries.tokens import token_create
+
+
+@pytest.fixture
+def writer(db) -> APIClient:
+    user = User.objects.create_user("feed")
+    _, key = token_create(user=user, scope="write")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def post(client, rows, *, dataset="market_data", fmt="json", **params):
+    if fmt == "json":
+        body, ctype = json.dumps(rows), "application/json"
+    elif fmt == "ndjson":
+        body, ctype = "\n".join(json.dumps(r) for r in rows) + "\n", "application/x-ndjson"
+    else:
+        cols = list(rows[0])
+        body = "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n"
+        ctype = "text/csv"
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return client.generic("POST", f"/api/v1/ingest/{dataset}/" + (f"?{query}" if query else ""), body, content_type=ctype)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_it_accepts_a_batch_durably_and_merges_it_on_flush(writer, fmt, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as scheduled:
+        response = post(writer, [bar("AAPL", m) for m in range(5)], fmt=fmt)
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["accepted"], body["rejected"], body["status"]) == (5, 0, "pending")
+    assert len(scheduled) == 1  # a flush is scheduled once the batch is committed
+    assert IngestBatch.objects.get(id=body["batch_id"]).rows == 5  # durable in PostgreSQL before the answer
+    assert MarketData.objects.count() == 0
+    status = writer.get(body["status_url"]).json()
+    assert status["queryable"] is False
+    assert buffer.buffer_flush(dataset="market_data").rows == 5
+    status = writer.get(body["status_url"]).json()
+    assert status["queryable"] is True and status["load"]["inserted"] == 5
+    assert len(pit.market_state(at=T0 + timedelta(hours=1))) == 1
+
+
+@pytest.mark.django_db
+def test_it_answers_400_with_every_bad_row_and_stores_nothing(writer):
+    rows = [bar("AAPL", 0), bar("AAPL", 1, high="1"), bar("AAPL", 2, time="2024-03-01T15:00:00")]
+    response = post(writer, rows)
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert {"row": 2, "column": "high", "message": "high is below low"} in errors
+    assert any(e["row"] == 3 and e["column"] == "time" and "no UTC offset" in e["message"] for e in errors)
+    assert response.json()["rejected"] == 2
+    assert IngestBatch.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_quarantines_bad_rows_with_on_error_skip(writer):
+    response = post(writer, [bar("AAPL", 0), bar("AAPL", 1, volume="-1")], on_error="skip")
+    assert response.status_code == 202
+    assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
+    batch = IngestBatch.objects.get()
+    assert RejectedRow.objects.get(load=batch.quarantine).reason == "volume must not be negative"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body, ctype, code, message",
+    [
+        (b"{not json", "application/json", 400, "the body is not valid JSON"),
+        (b'"a string"', "application/json", 400, "expected a JSON array of row objects"),
+        (b"[1, 2]", "application/json", 400, "row 1: expected an object"),
+        (b"time,symbol\n\"2024-03-01T00:00:00Z,AAPL\n", "text/csv", 400, "cannot read the CSV input"),
+        (b"", "application/json", 400, "the body is empty"),
+        (b"hello", "text/plain", 415, "Content-Type 'text/plain' is not supported"),
+        (b'[{"time": "2024-03-01T00:00:00Z", "symbol": "A", "colour": "red"}]', "application/json", 400, "unknown column(s) 'colour'"),
+    ],
+)
+def test_it_rejects_a_malformed_body_with_a_clear_4xx(writer, body, ctype, code, message):
+    response = writer.generic("POST", "/api/v1/ingest/market_data/", body, content_type=ctype)
+    assert response.status_code == code, response.content
+    assert message in response.json()["detail"]
+    assert IngestBatch.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_answers_404_for_an_unknown_dataset(writer):
+    assert post(writer, [bar("AAPL", 0)], dataset="prices").status_code == 404
+
+
+@pytest.mark.django_db
+def test_it_answers_413_for_an_oversized_body(writer, settings):
+    settings.TSM_INGEST_MAX_BODY_BYTES = 100
+    response = post(writer, [bar("AAPL", m) for m in range(10)])
+    assert response.status_code == 413 and "the limit is 100" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_it_answers_429_with_retry_after_when_the_buffer_is_full(writer, settings):
+    settings.TSM_INGEST_BUFFER_MAX_ROWS = 5
+    assert post(writer, [bar("AAPL", m) for m in range(6)]).status_code == 202
+    refused = post(writer, [bar("AAPL", 10)])
+    assert refused.status_code == 429 and refused["Retry-After"] == "1"
+    buffer.buffer_flush(dataset="market_data")
+    assert post(writer, [bar("AAPL", 10)]).status_code == 202
+
+
+@pytest.mark.django_db
+def test_it_needs_a_write_token(db):
+    anonymous = APIClient()
+    assert post(anonymous, [bar("AAPL", 0)]).status_code == 401
+    reader = APIClient()
+    _, key = token_create(user=User.objects.create_user("reader"), scope="read")
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = post(reader, [bar("AAPL", 0)])
+    assert response.status_code == 403 and "needs 'write'" in response.json()["detail"]
+    assert IngestBatch.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_merges_batches_with_the_same_key_and_known_at_in_arrival_order(writer):
+    post(writer, [bar("AAPL", 0, close="10.1")])
+    post(writer, [bar("AAPL", 0, close="10.2")])
+    post(writer, [bar("AAPL", 1)])
+    result = buffer.buffer_flush(dataset="market_data")
+    assert (result.batches, result.loads) == (3, 3)  # a (key, known_at) repeats: one load per batch
+    assert pit.market_state(at=T0 + timedelta(seconds=90))[0]["close"] == Decimal("10.2")
+    assert MarketData.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_it_combines_independent_batches_into_one_load(writer):
+    for s in ("AAPL", "MSFT", "IBM"):
+        post(writer, [bar(s, m) for m in range(3)])
+    result = buffer.buffer_flush(dataset="market_data")
+    assert (result.batches, result.loads, result.rows) == (3, 1, 9)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_gives_concurrent_writers_the_state_of_their_arrival_order_without_duplicate_versions():
+    writers = 10
+    rows_by_writer = [
+        [bar(sym, m, close=f"{10 + w / 100 + m / 10000:.4f}") for sym in ("AAPL", "MSFT") for m in range(w % 3, 30, 2)]
+        for w in range(writers)
+    ]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(writers + 1)
+
+    def send(rows):
+        try:
+            barrier.wait()
+            for start in range(0, len(rows), 10):
+                buffer.batch_accept(dataset="market_data", body=json.dumps(rows[start:start + 10]).encode(), content_type="application/json")
+        except BaseException as exc:  # noqa: BLE001 — surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def flush():
+        try:
+            barrier.wait()
+            for _ in range(30):
+                buffer.buffer_flush(dataset="market_data", max_rows=50)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(rows,)) for rows in rows_by_writer] + [threading.Thread(target=flush)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    buffer.buffer_flush(dataset="market_data")
+    assert IngestBatch.objects.filter(status="pending").count() == 0
+    # the expected state: apply the batches serially in arrival (seq) order
+    expected: dict[tuple, str] = {}
+    versions: dict[tuple, list[str]] = defaultdict(list)
+    for batch in IngestBatch.objects.order_by("seq"):
+        for row in buffer._table(batch.payload).to_pylist():
+            key = (row["symbol"], row["time"])
+            value = f"{row['close']:.4f}"
+            if not versions[key] or versions[key][-1] != value:
+                versions[key].append(value)
+            expected[key] = value
+    state = pit.history(dataset="market_data", at=T0 + timedelta(days=1))
+    assert {(r["symbol"], r["time"]): f"{r['close']:.4f}" for r in state} == expected
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM market_data")
+        assert cur.fetchone()[0] == sum(len(v) for v in versions.values())
+        cur.execute("SELECT count(*) FROM (SELECT 1 FROM market_data GROUP BY symbol, time, known_at, close HAVING count(*) > 1) d")
+        assert cur.fetchone()[0] == 0  # no duplicate versions
+
+
+bodies = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(str.encode),
+    st.lists(st.dictionaries(st.sampled_from(["time", "symbol", "open", "high", "low", "close", "volume", "x"]),
+                             st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20), st.booleans()),
+                             max_size=8), max_size=5).map(lambda rows: json.dumps(rows).encode()),
+    st.lists(st.lists(st.text(alphabet=',"\n\rabc0123456789-:TZ.', max_size=12), min_size=1, max_size=7), max_size=6)
+    .map(lambda rows: ("time,symbol,open,high,low,close,volume\n" + "\n".join(",".join(r) for r in rows)).encode()),
+)
+
+
+@pytest.mark.django_db
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=bodies, ctype=st.sampled_from(["application/json", "application/x-ndjson", "text/csv"]))
+def test_it_never_fails_with_a_server_error_on_any_body(writer, body, ctype):
+    response = writer.generic("POST", "/api/v1/ingest/market_data/", body, content_type=ctype)
+    assert response.status_code in (202, 400), (response.status_code, body, response.content[:300])
+    if response.status_code == 400:
+        assert response.json()["detail"]
