@@ -12,7 +12,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ingestion import uploads
-from ingestion.loader import ON_ERROR_MODES
 from ingestion.models import Load, RejectedRow, Upload
 from timeseries.datasets import DATASETS
 from timeseries.timeparse import parse_interval

@@ -20,6 +20,7 @@ def wipe_datasets() -> None:
     """Empty every dataset table and the series registry (inside the test's transaction)."""
     tables = [d.table for d in DATASETS.values()] + ["timeseries_series", "ingestion_rejectedrow", "ingestion_load"]
     with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred FK checks of earlier inserts would block TRUNCATE
         cur.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
 
 

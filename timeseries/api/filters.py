@@ -25,7 +25,7 @@ import base64
 import binascii
 import json
 import re
-
+from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -42,7 +42,7 @@ from timeseries.datasets import DATASETS, Dataset
 from timeseries.formats import iso
 from timeseries.models import GovernmentEvent, InsiderTrade, MarketData, NewsEvent, SocialSentiment
 from timeseries.pit import END_OF_TIME
-from timeseries.timeparse import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT, parse_instant  # noqa: F401 (re-exported)
+from timeseries.timeparse import parse_instant
 
 MODELS: dict[str, type[models.Model]] = {
     "market_data": MarketData,

@@ -18,16 +18,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from timeseries.api.filters import (
-    MAX_INSTANT,
-    MAX_LIST_ITEMS,
-    MIN_INSTANT,
-    RANGE_TEXT,
-    check_text,
-    parse_instant_param,
-    parse_list,
-)
+from timeseries.api.filters import MAX_LIST_ITEMS, check_text, parse_instant_param, parse_list
 from timeseries.datasets import DATASETS, Dataset
+from timeseries.timeparse import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT
 
 MAX_LIMIT = 10_000
 UTC_MICROS = pa.timestamp("us", tz="UTC")

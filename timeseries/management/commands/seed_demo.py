@@ -7,6 +7,7 @@ include form 4/A amendments.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -16,6 +17,12 @@ from timeseries.models import Symbol
 from timeseries.timeparse import parse_instant
 
 DEFAULT_START = "2024-03-01T00:00:00Z"
+BUILDERS = (
+    ("news_events", demo.news_events),
+    ("insider_trades", demo.insider_trades),
+    ("social_sentiment", demo.social_sentiment),
+    ("government_events", demo.government_events),
+)
 
 
 class Command(BaseCommand):
@@ -27,8 +34,12 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--start", default=DEFAULT_START, help="first day (ISO 8601 with offset)")
         parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--export", metavar="DIR",
+            help="write the demo data as CSV files (one per dataset) into DIR instead of loading it",
+        )
 
-    def handle(self, *args, symbols, days, seed, start, format, **options):
+    def handle(self, *args, symbols, days, seed, start, format, export=None, **options):
         if symbols < 1 or days < 1:
             raise CommandError("--symbols and --days must be positive")
         try:
@@ -36,17 +47,15 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         names = demo.make_symbols(symbols)
-        self._symbols(names)
         kw = {"symbols": names, "start": start_at, "days": days, "seed": seed}
+        if export:
+            self._export(Path(export), kw)
+            return
+        self._symbols(names)
         report = {}
         for batch in demo.market_data_batches(**kw, batch_rows=500_000):
             self._add(report, "market_data", ingest_table(dataset="market_data", data=batch, source="seed_demo"))
-        for dataset, build in (
-            ("news_events", demo.news_events),
-            ("insider_trades", demo.insider_trades),
-            ("social_sentiment", demo.social_sentiment),
-            ("government_events", demo.government_events),
-        ):
+        for dataset, build in BUILDERS:
             table = build(**kw)
             if table.num_rows == 0:  # e.g. no insider filing in a short window
                 report[dataset] = {"inserted": 0, "revised": 0, "duplicates": 0, "rejected": 0}
@@ -57,6 +66,16 @@ class Command(BaseCommand):
         else:
             for dataset, counts in report.items():
                 self.stdout.write(f"{dataset}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    def _export(self, folder: Path, kw: dict) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.stdout.write(f"{folder / 'market_data.csv'}: {demo.write_csv(demo.market_data_batches(**kw), folder / 'market_data.csv')} rows")
+        for dataset, build in BUILDERS:
+            table = build(**kw)
+            if table.num_rows == 0:  # a header-only file would be rejected as empty: write none
+                self.stdout.write(f"{dataset}: no rows in this window, no file written")
+                continue
+            self.stdout.write(f"{folder / (dataset + '.csv')}: {demo.write_csv(table, folder / f'{dataset}.csv')} rows")
 
     @staticmethod
     def _add(report: dict, dataset: str, result) -> None:

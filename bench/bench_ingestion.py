@@ -1,0 +1,838 @@
+#!/usr/bin/env python
+"""Ingestion benchmark: admin/Celery uploads, re-upload, memory bound, buffered write API.
+
+Prints ONE JSON object on stdout (progress on stderr). Uses its own database ``tsm_bench_ingest``
+(created and migrated when missing) and starts its own Celery worker (private queue) and HTTP server,
+stopping them on the way out, errors included. Run it alone (other benchmarks skew every figure):
+
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py --quick          # ~3 min
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py > bench/results/ingestion-full.json
+
+Figures are reported, never asserted; each carries its target from the issue. See bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from contextlib import ExitStack
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_foundation as bf  # noqa: E402  (the spec's own ingester, CSV writer, helpers)
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "tsm_bench_ingest"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+CACHE_PREFIX = "tsm_bench_ingest"
+PARTS = ("upload", "reupload", "memory", "api")
+API_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday, after every bar the other parts load
+TICK = os.sysconf("SC_CLK_TCK")
+log = bf.log
+
+
+# --- environment and processes ------------------------------------------------------------------
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings", DEBUG="false",
+               TSM_CACHE_PREFIX=CACHE_PREFIX, LOG_LEVEL="WARNING")
+    env.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    env.update(extra)
+    return env
+
+
+def setup_django(run_dir: Path, queue: str) -> None:
+    """Create + migrate tsm_bench_ingest (never tsm_bench), then route this process's tasks to ``queue``."""
+    os.environ.update(bench_env(TSM_MEDIA_ROOT=str(run_dir / "media")))
+    sys.path.insert(0, str(ROOT))
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+            log(f"created database {DB_NAME}")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+    bf.sql_exec(bf.SPEC_DDL)
+    bf.DB_URL = DB_URL  # bf.spec_ingest connects to bf.DB_URL: point it at this benchmark's database
+    from tsm_site.celery import app
+
+    app.conf.task_default_queue = queue
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A child process in its own process group; stop() ends that group (TERM, then KILL)."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict, log_path: Path):
+        self.name, self.log_path = name, log_path
+        self.log_file = open(log_path, "wb")
+        self.popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        self.pid = self.popen.pid
+        log(f"started {name} (pid {self.pid}): {' '.join(shlex.quote(c) for c in cmd[:8])} ...")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def wait_for_log(self, pattern: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+            if re.search(pattern, self.log_path.read_text(errors="replace")):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, grace: float = 20.0) -> None:
+        if self.alive():
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+                try:
+                    os.killpg(self.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.popen.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    log(f"{self.name} (pid {self.pid}) ignored {sig.name}")
+        self.log_file.close()
+        log(f"stopped {self.name} (pid {self.pid}, exit {self.popen.returncode})")
+
+
+def start_worker(stack: ExitStack, run_dir: Path, queue: str, label: str) -> Proc:
+    cmd = [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", "--pool=solo", "-Q", queue,
+           "-n", f"{queue}-{label}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
+    proc = Proc(f"celery worker ({label})", cmd, bench_env(TSM_MEDIA_ROOT=str(run_dir / "media")),
+                run_dir / f"worker-{label}.log")
+    stack.callback(proc.stop)
+    proc.wait_for_log(r"ready\.", timeout=120)
+    return proc
+
+
+GUNICORN = ("import sys; from tsm_site.celery import app; app.conf.task_default_queue = sys.argv.pop(1); "
+            "sys.argv[0] = 'gunicorn'; from gunicorn.app.wsgiapp import run; sys.exit(run())")
+
+
+def start_server(stack: ExitStack, run_dir: Path, queue: str, workers: int) -> tuple[Proc, str]:
+    """gunicorn (sync workers) whose flush tasks go to the private queue (set before the app loads)."""
+    port = free_port()
+    env = bench_env(TSM_MEDIA_ROOT=str(run_dir / "media"), TSM_API_RATE="none", TSM_INGEST_RATE="1000000/min",
+                    ALLOWED_HOSTS="127.0.0.1")
+    cmd = [sys.executable, "-c", GUNICORN, queue, "tsm_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
+           "--workers", str(workers), "--timeout", "120", "--graceful-timeout", "10", "--log-level", "warning"]
+    proc = Proc("gunicorn", cmd, env, run_dir / "gunicorn.log")
+    stack.callback(proc.stop)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+# --- process statistics (/proc) -----------------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])  # kB
+    except OSError:
+        pass
+    return out
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getpgid(int(d.name)) == pgid:
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+class CpuMeter:
+    """CPU seconds per role over a window: bench process, worker, server (process group), PostgreSQL."""
+
+    def __init__(self, roles: dict[str, list[int] | int]):
+        self.roles = roles
+
+    def _pids(self, role) -> list[int]:
+        spec = self.roles[role]
+        return group_pids(spec) if isinstance(spec, int) else list(spec)
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        out = {role: {p: cpu_s(p) for p in self._pids(role)} for role in self.roles}
+        out["postgres"] = {p: cpu_s(p) for p in postgres_pids()}
+        return out
+
+    def __enter__(self):
+        self.t0, self.b0, self.s0 = time.perf_counter(), machine_busy(), self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        self.t1, self.b1, self.s1 = time.perf_counter(), machine_busy(), self._sample()
+
+    def result(self) -> dict:
+        wall = self.t1 - self.t0
+        out = {"wall_s": round(wall, 2)}
+        for role, after in self.s1.items():
+            before = self.s0.get(role, {})
+            out[f"{role}_cpu_s"] = round(sum(v - before.get(p, 0.0) for p, v in after.items()), 1)
+        busy = (self.b1[0] - self.b0[0]) / max(1, self.b1[1] - self.b0[1])
+        out["machine_busy_pct"] = round(100 * busy, 1)
+        out["note"] = "postgres_cpu_s: every postgres process alive at the end (backends that exited are missed)"
+        return out
+
+
+class RssMonitor(threading.Thread):
+    """Samples VmRSS of ``pid`` every 0.1 s; peak() also reads VmHWM (reset at start)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.max_kb, self.stop_event = pid, 0, threading.Event()
+        self.hwm_reset = reset_peak_rss(pid)
+        self.start_kb = proc_status(pid).get("VmRSS", 0)
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.1):
+            self.max_kb = max(self.max_kb, proc_status(self.pid).get("VmRSS", 0))
+
+    def peak(self) -> dict:
+        self.stop_event.set()
+        self.join(2)
+        status = proc_status(self.pid)
+        hwm = status.get("VmHWM") if self.hwm_reset else None
+        return {"rss_at_start_mb": round(self.start_kb / 1024, 1),
+                "peak_rss_sampled_mb": round(self.max_kb / 1024, 1),
+                "peak_rss_vmhwm_mb": round(hwm / 1024, 1) if hwm else None}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.array(values), q)) if values else float("nan")
+
+
+def truncate_datasets() -> None:
+    bf.sql_exec("TRUNCATE market_data, timeseries_series")
+
+
+def truncate_bookkeeping() -> None:
+    bf.sql_exec("TRUNCATE ingestion_upload, ingestion_ingestbatch, ingestion_rejectedrow, ingestion_load CASCADE")
+
+
+def count_market_data() -> int:
+    return bf.sql_exec("SELECT count(*) FROM market_data")[0][0]
+
+
+def target_ratio(value: float | None, target: float) -> float | None:
+    return round(value / target, 2) if value else None
+
+
+# --- 1 + 2: admin upload -> Celery worker -> queryable ----------------------------------------------
+
+
+def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
+    """upload_create (the admin form's service) -> the worker loads it -> Upload.status == done."""
+    from django.core.files.uploadedfile import UploadedFile
+
+    from ingestion.models import Load, Upload
+    from ingestion.uploads import upload_create
+
+    rss = RssMonitor(worker.pid)
+    rss.start()
+    seen: dict[str, float] = {}
+    with CpuMeter({"worker": [worker.pid], "bench": [os.getpid()]}) as cpu:
+        t0 = time.perf_counter()
+        with open(path, "rb") as fh:
+            upload = upload_create(dataset="market_data", bar_interval=None, on_error="reject", user=None,
+                                   file=UploadedFile(fh, name=path.name, content_type="text/csv",
+                                                     size=path.stat().st_size))
+        accepted = time.perf_counter()  # stored, row committed, task sent (on_commit runs at once here)
+        status = "queued"
+        while status not in ("done", "failed"):
+            time.sleep(0.05)
+            status = Upload.objects.values_list("status", flat=True).get(pk=upload.pk)
+            now = time.perf_counter()
+            seen.setdefault(status, round(now - accepted, 2))
+            if now - accepted > timeout:
+                raise RuntimeError(f"upload {upload.pk} still {status} after {timeout}s:\n{worker.log_tail()}")
+        done = time.perf_counter()
+    upload.refresh_from_db()
+    if upload.status != "done":
+        raise RuntimeError(f"upload {upload.pk} failed: {upload.error}")
+    load = Load.objects.get(pk=upload.load_id)
+    seconds = done - accepted
+    return {
+        "upload_id": upload.pk, "status": upload.status, "rows_read": upload.rows_read,
+        "inserted": upload.inserted, "revised": upload.revised, "duplicates": upload.duplicates,
+        "rejected": upload.rejected, "store_s": round(accepted - t0, 2),
+        "accepted_to_queryable_s": round(seconds, 2), "rows_per_s": round(upload.rows_read / seconds),
+        "including_store_rows_per_s": round(upload.rows_read / (done - t0)),
+        "status_first_seen_s": seen,
+        "load_started_to_finished_s": round((load.finished_at - load.started_at).total_seconds(), 2),
+        "worker_memory": rss.peak(), "cpu": cpu.result(),
+    }
+
+
+def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
+    path = bf.write_bars_csv(symbols, args.rows, args.seed, args.workdir)
+    with ExitStack() as stack:
+        worker = start_worker(stack, run_dir, queue, "upload")
+        runs, reruns, spec_runs = [], [], []
+        for run in range(args.runs):
+            if "upload" in args.parts:
+                truncate_datasets()
+                log(f"upload run {run + 1}/{args.runs}: {args.rows:,} bars ({path.stat().st_size / 1e9:.2f} GB) ...")
+                r = upload_once(path, worker, timeout=args.timeout)
+                r["market_data_rows_after"] = count_market_data()
+                runs.append(r)
+                log(f"upload: {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s, worker peak "
+                    f"{r['worker_memory']['peak_rss_vmhwm_mb']} MB; {json.dumps(r['status_first_seen_s'])}")
+            if "reupload" in args.parts:
+                if count_market_data() != args.rows:  # --only reupload on an empty database: load it first
+                    truncate_datasets()
+                    log("reupload: loading the file once first (not timed) ...")
+                    upload_once(path, worker, timeout=args.timeout)
+                log(f"re-upload run {run + 1}/{args.runs} (every row a duplicate) ...")
+                r = upload_once(path, worker, timeout=args.timeout)
+                r["market_data_rows_after"] = count_market_data()
+                reruns.append(r)
+                log(f"re-upload: {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s; "
+                    f"{json.dumps(r['status_first_seen_s'])}")
+            if "upload" in args.parts and not args.skip_spec and (run == 0 or args.spec_runs_all):
+                bf.sql_exec("TRUNCATE spec_market_data")
+                log("spec ingester (asyncpg COPY + INSERT ON CONFLICT) on the same CSV ...")
+                spec = asyncio.run(bf.spec_ingest(path))
+                spec["rows_per_s"] = round(spec["rows"] / spec["seconds"])
+                spec["seconds"] = round(spec["seconds"], 2)
+                spec_runs.append(spec)
+                log(f"spec: {spec}")
+                bf.sql_exec("TRUNCATE spec_market_data")
+    base = {"rows": args.rows, "csv_bytes": path.stat().st_size, "csv": str(path), "runs": args.runs}
+    if runs:
+        rps = [r["rows_per_s"] for r in runs]
+        spec_rps = median([s["rows_per_s"] for s in spec_runs]) if spec_runs else None
+        out["upload"] = {
+            **base, "target": "accepted -> all rows queryable >= 300000 rows/s",
+            "median_rows_per_s": round(median(rps)), "ratio_to_target": target_ratio(median(rps), 300_000),
+            "median_accepted_to_queryable_s": round(median([r["accepted_to_queryable_s"] for r in runs]), 2),
+            "worker_peak_rss_mb": max(r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"]
+                                      for r in runs),
+            "spec": spec_runs[0] if len(spec_runs) == 1 else spec_runs,
+            "spec_median_rows_per_s": round(spec_rps) if spec_rps else None,
+            "ratio_tsm_over_spec": round(median(rps) / spec_rps, 2) if spec_rps else None,
+            "per_run": runs,
+            "note": "accepted = upload_create returned (file stored, Upload committed, task sent); queryable = "
+                    "Upload.status observed 'done' (polled every 50 ms). store_s is the copy into TSM_MEDIA_ROOT.",
+        }
+    if reruns:
+        rps = [r["rows_per_s"] for r in reruns]
+        out["reupload"] = {
+            **base, "target": "re-upload (all duplicates) >= 500000 rows/s",
+            "median_rows_per_s": round(median(rps)), "ratio_to_target": target_ratio(median(rps), 500_000),
+            "median_accepted_to_queryable_s": round(median([r["accepted_to_queryable_s"] for r in reruns]), 2),
+            "worker_peak_rss_mb": max(r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"]
+                                      for r in reruns),
+            "per_run": reruns,
+        }
+
+
+# --- 3: memory bound on a CSV larger than 2 GB ----------------------------------------------------
+
+
+TIME_V = {"Maximum resident set size (kbytes)": "max_rss_kb", "Elapsed (wall clock) time (h:mm:ss or m:ss)": "wall",
+          "User time (seconds)": "user_s", "System time (seconds)": "sys_s"}
+
+
+def ingest_cli_measured(path: Path, run_dir: Path) -> dict:
+    """``/usr/bin/time -v manage.py ingest market_data FILE --format json`` on an empty market_data."""
+    truncate_datasets()
+    time_log = run_dir / "time-v.txt"
+    cmd = ["/usr/bin/time", "-v", "-o", str(time_log), sys.executable, "manage.py", "ingest", "market_data",
+           str(path), "--format", "json"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t
+    measured = {}
+    for line in time_log.read_text().splitlines():
+        name, _, value = line.strip().rpartition(": ")
+        if name in TIME_V:
+            measured[TIME_V[name]] = value
+    try:
+        counts = json.loads(proc.stdout.strip().splitlines()[-1])
+        counts.pop("errors", None)
+    except (IndexError, ValueError):
+        counts = {"stdout_tail": proc.stdout[-500:], "stderr_tail": proc.stderr[-2000:]}
+    rows = counts.get("rows_read", 0)
+    return {"file_bytes": path.stat().st_size, "exit_code": proc.returncode, "seconds": round(seconds, 2),
+            "rows_per_s": round(rows / seconds) if proc.returncode == 0 and rows else None,
+            "peak_rss_mb": round(int(measured.get("max_rss_kb", 0)) / 1024, 1),
+            "user_s": float(measured.get("user_s", 0)), "sys_s": float(measured.get("sys_s", 0)), **counts}
+
+
+def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
+    from django.conf import settings
+
+    import pyarrow.csv as pcsv  # noqa: F401  (only to be sure pyarrow is importable before the long run)
+
+    from timeseries import demo
+
+    big = bf.write_bars_csv(symbols, args.memory_rows, args.seed, args.workdir)
+    created_big = True
+    small = bf.write_bars_csv(symbols, args.memory_small_rows, args.seed, args.workdir)
+    tiny = run_dir / "tiny.csv"
+    demo.write_csv(next(bf.bar_windows(symbols[:10], 1000, args.seed)), tiny)
+    try:
+        results = {}
+        for name, path in (("baseline_1k_rows", tiny), (f"csv_{args.memory_small_rows}_rows", small),
+                           (f"csv_{args.memory_rows}_rows", big)):
+            log(f"memory: manage.py ingest {path.name} ({path.stat().st_size / 1e9:.2f} GB) under /usr/bin/time -v ...")
+            results[name] = ingest_cli_measured(path, run_dir)
+            log(f"memory {name}: {results[name]}")
+        parquet = {}
+        if not args.skip_parquet:
+            for rows in (args.parquet_small_rows, args.parquet_rows):
+                pq_path = run_dir / f"bars_{rows}.parquet"
+                demo.write_parquet(
+                    (b for t in bf.bar_windows(symbols, rows, args.seed) for b in t.to_batches()), pq_path)
+                log(f"memory: manage.py ingest {pq_path.name} ({pq_path.stat().st_size / 1e6:.0f} MB Parquet) ...")
+                parquet[f"parquet_{rows}_rows"] = ingest_cli_measured(pq_path, run_dir)
+                log(f"memory parquet {rows}: {parquet[f'parquet_{rows}_rows']}")
+                pq_path.unlink()
+    finally:
+        if created_big and not args.keep_files:
+            big.unlink(missing_ok=True)
+            log(f"deleted {big}")
+    big_r = results[f"csv_{args.memory_rows}_rows"]
+    base_r = results["baseline_1k_rows"]
+    chunk = settings.TSM_INGEST_BATCH_ROWS
+    bytes_per_row = big_r["file_bytes"] / max(1, args.memory_rows)
+    block_rows = round(8 * 2**20 / bytes_per_row)
+    # one chunk held as raw CSV strings, the typed prepared table, its key-sorted copy, the pgpq COPY buffer
+    # and pyarrow's read-ahead block: ~5 copies of a chunk of CSV-sized rows, on top of the process baseline
+    implied = base_r["peak_rss_mb"] + 5 * chunk * bytes_per_row / 2**20
+    out["memory"] = {
+        "target": "memory bounded (independent of file size) on a CSV > 2 GB; bound stated by the design",
+        "batch_rows_setting": chunk, "csv_bytes_per_row": round(bytes_per_row, 1),
+        "csv_block_rows_actual": block_rows,
+        "implied_bound_mb": round(implied),
+        "implied_bound_formula": "baseline (Django+pyarrow, 1k-row file) + 5 x TSM_INGEST_BATCH_ROWS x CSV bytes/row "
+                                 "(raw strings, typed table, sorted copy, COPY buffer, read-ahead)",
+        "peak_rss_mb": big_r["peak_rss_mb"], "rows_per_s": big_r["rows_per_s"],
+        "within_bound": big_r["peak_rss_mb"] <= implied,
+        "growth_small_to_big_mb": round(big_r["peak_rss_mb"] - results[f"csv_{args.memory_small_rows}_rows"]["peak_rss_mb"], 1),
+        "runs": results, "parquet": parquet,
+        "note": "each run on a freshly truncated market_data; peak RSS = /usr/bin/time -v 'Maximum resident set size'",
+    }
+
+
+# --- 4: buffered write API --------------------------------------------------------------------------
+
+
+def api_bodies(args, symbols, run_dir: Path) -> list[list[tuple[int, bytes]]]:
+    """Per client, 5,000-row JSON arrays of distinct bars: its own symbols, in time order, no known_at."""
+    from timeseries import demo
+
+    per_client_rows = args.api_max_rows // args.api_clients
+    minutes = -(-per_client_rows * args.api_clients // len(symbols))
+    days = -(-minutes // bf.BARS_PER_DAY) + 1
+    cal_days = days * 7 // 5 + 3
+    out = []
+    for c in range(args.api_clients):
+        mine = symbols[c::args.api_clients]
+        batches = demo.market_data_batches(symbols=mine, start=API_START, days=cal_days, seed=args.seed + 100 + c,
+                                           include_corrections=False)
+        import pyarrow as pa
+
+        table = pa.Table.from_batches(list(batches)).sort_by([("time", "ascending"), ("symbol", "ascending")])
+        table = table.drop_columns(["known_at"]).slice(0, per_client_rows)
+        nd = run_dir / f"api-client-{c}.ndjson"
+        demo.write_ndjson(table, nd)
+        lines = nd.read_bytes().splitlines()
+        nd.unlink()
+        n = args.api_batch_rows
+        out.append([(len(lines[i:i + n]), b"[" + b",".join(lines[i:i + n]) + b"]") for i in range(0, len(lines), n)])
+    return out
+
+
+class Poller(threading.Thread):
+    """Watches sampled batches, oldest first, with one GET at a time: accepted -> queryable latency."""
+
+    def __init__(self, session, base: str, headers: dict):
+        super().__init__(daemon=True)
+        self.session, self.base, self.headers = session, base, headers
+        self.queue: deque = deque()
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.gets = 0
+        self.done_event = threading.Event()
+
+    def add(self, batch_id: str, accepted_at: float) -> None:
+        with self.lock:
+            self.queue.append((accepted_at, batch_id))
+
+    def run(self) -> None:
+        while True:
+            with self.lock:
+                head = min(self.queue) if self.queue else None
+            if head is None:
+                if self.done_event.is_set():
+                    return
+                time.sleep(0.02)
+                continue
+            accepted_at, batch_id = head
+            r = self.session.get(f"{self.base}/api/v1/ingest/batches/{batch_id}/", headers=self.headers, timeout=30)
+            self.gets += 1
+            if r.status_code == 200 and r.json().get("queryable"):
+                self.latencies.append(time.perf_counter() - accepted_at)
+                with self.lock:
+                    self.queue.remove(head)
+                continue
+            time.sleep(0.02)
+
+
+def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
+    import requests
+    from django.contrib.auth.models import User
+    from django.db.models import Sum
+
+    from ingestion.models import IngestBatch
+    from ingestion.tasks import flush_all_buffers
+    from timeseries.tokens import token_create
+
+    log(f"api: generating up to {args.api_max_rows:,} bars as {args.api_batch_rows:,}-row JSON bodies ...")
+    t = time.perf_counter()
+    bodies = api_bodies(args, symbols, run_dir)
+    log(f"api: {sum(len(b) for b in bodies)} bodies, {sum(len(x[1]) for b in bodies for x in b) / 1e9:.2f} GB, "
+        f"{time.perf_counter() - t:.1f}s")
+    bf.sql_exec("DELETE FROM market_data WHERE time >= %s", [API_START])
+    bf.sql_exec("TRUNCATE ingestion_ingestbatch CASCADE")
+    user, _ = User.objects.get_or_create(username="bench_ingest")
+    _, key = token_create(user=user, scope="write", name="bench_ingestion")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    results: dict = {"clients": args.api_clients, "batch_rows": args.api_batch_rows, "http_workers": args.api_http_workers}
+    with ExitStack() as stack:
+        worker = start_worker(stack, run_dir, queue, "api")
+        server, base = start_server(stack, run_dir, queue, args.api_http_workers)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = requests.get(f"{base}/api/v1/ingest/batches/{uuid.uuid4()}/", headers=headers, timeout=5)
+                if r.status_code == 404:
+                    break
+                raise RuntimeError(f"server answered {r.status_code}: {r.text[:300]}")
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or not server.alive():
+                    raise RuntimeError(f"gunicorn did not come up:\n{server.log_tail()}")
+                time.sleep(0.3)
+        log(f"api: gunicorn up at {base} ({args.api_http_workers} workers); {args.api_clients} clients for "
+            f"{args.api_seconds}s ...")
+        poller = Poller(requests.Session(), base, headers)
+        poller.start()
+        lock = threading.Lock()
+        accepted: list[tuple[float, float, int]] = []  # (sent, answered, rows)
+        statuses: dict[int, int] = {}
+        errors: list[str] = []
+        stop_at = time.perf_counter() + args.api_seconds
+        exhausted = []
+
+        def client(c: int) -> None:
+            session = requests.Session()
+            for k, (rows, body) in enumerate(bodies[c]):
+                while True:
+                    if time.perf_counter() >= stop_at:
+                        return
+                    sent = time.perf_counter()
+                    try:
+                        r = session.post(f"{base}/api/v1/ingest/market_data/", data=body, headers=headers, timeout=120)
+                    except requests.RequestException as exc:
+                        with lock:
+                            errors.append(f"client {c}: {exc}")
+                        return
+                    answered = time.perf_counter()
+                    with lock:
+                        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code == 202:
+                        with lock:
+                            accepted.append((sent, answered, rows))
+                        if k % args.api_sample_every == c % args.api_sample_every:
+                            poller.add(r.json()["batch_id"], answered)
+                        break
+                    if r.status_code == 429:
+                        time.sleep(float(r.headers.get("Retry-After", "1")))
+                        continue
+                    with lock:
+                        errors.append(f"client {c}: HTTP {r.status_code}: {r.text[:300]}")
+                    return
+            exhausted.append(c)
+
+        beat_stop = threading.Event()
+
+        def beat() -> None:
+            """Stands in for celery beat's 'flush-write-buffers' entry (every 5 s), routed to the private queue."""
+            while not beat_stop.wait(5.0):
+                flush_all_buffers.delay()
+
+        beat_thread = threading.Thread(target=beat, daemon=True)
+        if not args.api_no_beat:
+            beat_thread.start()
+        rss = RssMonitor(worker.pid)
+        rss.start()
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(args.api_clients)]
+        with CpuMeter({"server": server.pid, "worker": [worker.pid], "bench": [os.getpid()]}) as cpu:
+            window_start = time.perf_counter()
+            wall_start = datetime.now(timezone.utc)
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            window_end = time.perf_counter()
+        wall_end = datetime.now(timezone.utc)
+        log(f"api: window closed after {window_end - window_start:.1f}s; statuses {statuses}; draining ...")
+        drain_start = time.perf_counter()
+        pending = None
+        while time.perf_counter() - drain_start < args.timeout:
+            pending = IngestBatch.objects.filter(status="pending").aggregate(n=Sum("rows"))["n"] or 0
+            if not pending:
+                break
+            time.sleep(0.1)
+        drain_s = time.perf_counter() - drain_start
+        poller.done_event.set()
+        poller.join(60)
+        beat_stop.set()
+        worker_mem = rss.peak()
+    # server-side view of every batch: created_at (just before the 202) -> merged_at (in the merge transaction)
+    rows_db = bf.sql_exec(
+        "SELECT extract(epoch FROM merged_at - created_at), rows, merged_at <= %s, status FROM ingestion_ingestbatch",
+        [wall_end])
+    server_lat = [float(r[0]) for r in rows_db if r[0] is not None]
+    merged_in_window = sum(r[1] for r in rows_db if r[2])
+    window = window_end - window_start
+    acc_rows = sum(a[2] for a in accepted)
+    post_s = [a[1] - a[0] for a in accepted]
+    thirds = [0, 0, 0]
+    for sent, answered, rows in accepted:
+        thirds[min(2, int(3 * (answered - window_start) / window))] += rows
+    lat = poller.latencies
+    loads = bf.sql_exec("SELECT count(*), sum(rows_read), avg(extract(epoch FROM finished_at - started_at)), "
+                        "max(extract(epoch FROM finished_at - started_at)) FROM ingestion_load "
+                        "WHERE source LIKE 'write API:%%' AND started_at >= %s", [wall_start])[0]
+    results.update({
+        "target": "sustained accepted >= 100000 rows/s; accepted -> queryable p99 < 2 s",
+        "window_s": round(window, 2), "accepted_batches": len(accepted), "accepted_rows": acc_rows,
+        "accepted_rows_per_s": round(acc_rows / window),
+        "ratio_to_target": target_ratio(acc_rows / window, 100_000),
+        "accepted_rows_per_s_by_third": [round(x / (window / 3)) for x in thirds],
+        "merged_rows_per_s_in_window": round(merged_in_window / window),
+        "drain_after_window_s": round(drain_s, 2), "pending_rows_left": pending,
+        "end_to_end_rows_per_s": round(acc_rows / (window + drain_s)),
+        "http_status_counts": {str(k): v for k, v in sorted(statuses.items())},
+        "backpressure_429": statuses.get(429, 0), "errors": errors[:10],
+        "clients_out_of_bodies": sorted(exhausted),
+        "post_latency_ms": {"p50": round(1000 * pct(post_s, 50), 1), "p99": round(1000 * pct(post_s, 99), 1),
+                            "max": round(1000 * max(post_s), 1) if post_s else None},
+        "accepted_to_queryable_client_s": {
+            "sampled_batches": len(lat), "p50": round(pct(lat, 50), 3), "p99": round(pct(lat, 99), 3),
+            "max": round(max(lat), 3) if lat else None, "status_gets": poller.gets,
+            "target": "p99 < 2 s",
+            "note": f"every {args.api_sample_every}th batch of each client; 202 received -> first GET that says "
+                    "queryable (one GET in flight, oldest first, 20 ms pause between misses)"},
+        "created_to_merged_server_s": {
+            "batches": len(server_lat), "p50": round(pct(server_lat, 50), 3), "p99": round(pct(server_lat, 99), 3),
+            "max": round(max(server_lat), 3) if server_lat else None,
+            "note": "IngestBatch.merged_at - created_at for every batch (both server clocks)"},
+        "flush_loads": {"count": loads[0], "rows": int(loads[1] or 0),
+                        "avg_rows": round(int(loads[1] or 0) / loads[0]) if loads[0] else None,
+                        "avg_s": round(float(loads[2] or 0), 3), "max_s": round(float(loads[3] or 0), 3)},
+        "worker_memory": worker_mem, "cpu": cpu.result(),
+        "beat": "none" if args.api_no_beat else "flush_all_buffers every 5 s from the bench process (as celery beat)",
+    })
+    out["api"] = results
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (development)")
+    p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {','.join(PARTS)}")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp"), help="CSV files, media root, logs")
+    p.add_argument("--rows", type=int, help="bars in the upload CSV (default 10M; quick 500k)")
+    p.add_argument("--runs", type=int, default=1, help="upload / re-upload repetitions (medians)")
+    p.add_argument("--spec-runs-all", action="store_true", help="time the spec ingester in every run, not only the first")
+    p.add_argument("--skip-spec", action="store_true")
+    p.add_argument("--memory-rows", type=int, help="bars in the > 2 GB CSV (default 16M; quick 1M)")
+    p.add_argument("--memory-small-rows", type=int, help="bars in the comparison CSV (default 1M; quick 200k)")
+    p.add_argument("--parquet-rows", type=int, help="bars in the larger Parquet file (default 4M; quick 400k)")
+    p.add_argument("--parquet-small-rows", type=int, help="(default 1M; quick 100k)")
+    p.add_argument("--skip-parquet", action="store_true")
+    p.add_argument("--keep-files", action="store_true", help="keep the > 2 GB CSV (deleted by default)")
+    p.add_argument("--api-seconds", type=float, help="posting window (default 30; quick 8)")
+    p.add_argument("--api-clients", type=int, default=4)
+    p.add_argument("--api-batch-rows", type=int, default=5000)
+    p.add_argument("--api-max-rows", type=int, help="bars generated for the clients (default 9M; quick 1M)")
+    p.add_argument("--api-http-workers", type=int, default=4, help="gunicorn sync workers")
+    p.add_argument("--api-sample-every", type=int, default=2, help="poll every Nth batch of each client")
+    p.add_argument("--api-no-beat", action="store_true", help="no periodic flush_all_buffers (celery beat stand-in)")
+    p.add_argument("--symbols", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--timeout", type=float, default=1800, help="per upload / drain")
+    args = p.parse_args(argv)
+    q = args.quick
+    defaults = {"rows": (10_000_000, 500_000), "memory_rows": (16_000_000, 1_000_000),
+                "memory_small_rows": (1_000_000, 200_000), "parquet_rows": (4_000_000, 400_000),
+                "parquet_small_rows": (1_000_000, 100_000), "api_seconds": (30.0, 8.0),
+                "api_max_rows": (9_000_000, 1_000_000)}
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if q else full)
+    args.runs = max(1, args.runs)
+    args.parts = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        p.error(f"unknown part(s) {', '.join(sorted(unknown))}: expected {', '.join(PARTS)}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def environment() -> dict:
+    from django.conf import settings
+
+    names = ("shared_buffers", "work_mem", "maintenance_work_mem", "max_wal_size", "synchronous_commit",
+             "wal_level", "checkpoint_timeout")
+    return {"postgresql": bf.sql_exec("SELECT version()")[0][0],
+            "pg_settings": {n: bf.sql_exec(f"SHOW {n}")[0][0] for n in names},
+            "engine": settings.DATABASES["default"]["ENGINE"], "cores": os.cpu_count(),
+            "python": sys.version.split()[0], "ingest_batch_rows": settings.TSM_INGEST_BATCH_ROWS,
+            "flush_rows": settings.TSM_INGEST_FLUSH_ROWS, "flush_seconds": settings.TSM_INGEST_FLUSH_SECONDS,
+            "buffer_max_rows": settings.TSM_INGEST_BUFFER_MAX_ROWS,
+            "load_average_at_start": os.getloadavg()}
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # run the finally blocks: stop the worker / server
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    queue = f"tsm-bench-ingest-{uuid.uuid4().hex[:8]}"
+    run_dir = Path(tempfile.mkdtemp(prefix="tsm_bench_ingest_", dir=args.workdir))
+    (run_dir / "media").mkdir()
+    out: dict = {"command": command, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    ok = False
+    try:
+        setup_django(run_dir, queue)
+        from timeseries import demo
+
+        symbols = demo.make_symbols(args.symbols)
+        out.update(**environment(), database=DB_NAME, queue=queue, parts=args.parts, figures={})
+        truncate_bookkeeping()
+        t0 = time.perf_counter()
+        if {"upload", "reupload"} & set(args.parts):
+            fig_upload(args, symbols, run_dir, queue, out["figures"])
+        if "memory" in args.parts:
+            fig_memory(args, symbols, run_dir, out["figures"])
+        if "api" in args.parts:
+            fig_api(args, symbols, run_dir, queue, out["figures"])
+        out["total_s"] = round(time.perf_counter() - t0, 1)
+        out["load_average_at_end"] = os.getloadavg()
+        ok = True
+    finally:
+        try:
+            import redis
+
+            redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")).delete(
+                queue, f"_kombu.binding.{queue}")
+        except Exception as exc:  # the figures matter more than the broker's leftovers
+            log(f"could not delete the queue keys: {exc}")
+        shutil.rmtree(run_dir / "media", ignore_errors=True)
+        if ok:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            log(f"failed: worker / server logs kept in {run_dir}")
+    print(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,421 @@
+"""A brute-force, in-memory model of the time model (DESIGN.md section 2) and of the loader's merge.
+
+Nothing here is clever on purpose: every question is answered by scanning every stored version. The
+property tests (tests/timeseries/test_pit_oracle.py) load random histories both through
+``ingestion.loader`` and into an :class:`Oracle` and compare every selector of ``timeseries.pit``
+with the oracle's answer.
+
+The model
+---------
+* A *version* is a complete stored row: every column of the dataset, ``known_at`` and
+  ``recorded_at``. Versions are never changed or removed.
+* As of T (as recorded by S): for each key, among the versions with ``known_at <= T`` and
+  ``recorded_at <= S`` the one with the greatest ``(known_at, recorded_at)`` is the truth; the
+  others do not exist.
+* One load gets one ``recorded_at``, greater than every earlier load's. Within a load, rows with the
+  same (key, known_at) must carry the same values (they collapse into one, counted as duplicates);
+  different values are a conflict and the load stores nothing (on_error="reject"), or every row
+  of the conflicting group is rejected and the rest loaded (on_error="skip"). A row is a
+  duplicate (not stored) when its values equal those of the version current for (key, its
+  known_at), where "current"
+  looks at the stored versions with known_at <= its known_at and at the same load's rows of the
+  key with a smaller known_at (these are newer than any stored version, their recorded_at being
+  the load's). Every other row is stored: "inserted" when the key had no version at all (stored,
+  or earlier-known in the same load), else "revised".
+
+Rows given to :meth:`Oracle.load` are already typed (datetimes, ``Decimal``, floats, ints, lists);
+missing or ``None`` columns get the declared defaults and ``known_at`` its dataset rule, like the
+loader's checks do. :func:`typed_row` converts well-formed loader input (ISO strings...) to that.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Iterable
+
+from timeseries.datasets import DATASETS, Dataset
+
+ONE_HOUR = timedelta(hours=1)
+
+
+class OracleConflict(ValueError):
+    """Two rows of one load share key and known_at but not values: the load must store nothing."""
+
+
+# --- input conversion ---------------------------------------------------------------------------
+
+
+def _parse_time(v: Any) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v
+    d = datetime.fromisoformat(str(v).strip())
+    if d.tzinfo is None:
+        raise ValueError(f"naive timestamp {v!r}")
+    return d.astimezone(timezone.utc)
+
+
+def _parse_list(v: Any) -> list[str] | None:
+    if v is None or isinstance(v, list):
+        return v
+    text = str(v).strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return [str(x) for x in json.loads(text)]
+    return [p.strip() for p in text.split("|") if p.strip()]
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v.strip() == "")
+
+
+def typed_row(dataset: str, raw: dict) -> dict:
+    """Well-formed loader input (strings as a CSV gives them) -> a typed row for :meth:`Oracle.load`."""
+    spec = DATASETS[dataset]
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "id":
+            out["id"] = None if _blank(value) else str(value).strip()
+            continue
+        kind = "timestamp" if name == "known_at" else spec.column(name).kind
+        if kind == "text":
+            out[name] = value
+        elif kind == "text[]":
+            out[name] = _parse_list(value)
+        elif _blank(value):
+            out[name] = None
+        elif kind == "timestamp":
+            out[name] = _parse_time(value)
+        elif kind in ("price", "money"):
+            out[name] = Decimal(str(value).strip())
+        elif kind == "float":
+            out[name] = float(str(value).strip())
+        elif kind in ("int", "bigint"):
+            out[name] = int(Decimal(str(value).strip()))
+        elif kind == "bool":
+            out[name] = value if isinstance(value, bool) else str(value).strip().lower() in ("true", "t", "1", "yes", "y")
+        else:  # pragma: no cover
+            raise AssertionError(kind)
+    return out
+
+
+def news_id_for(row: dict) -> str:
+    """The loader's id rule for a story: the input's ``id``, else a hash of source + url (or title)."""
+    if not _blank(row.get("id")):
+        return str(row["id"]).strip()
+    source, url, title = row.get("source"), row.get("url"), row.get("title")
+    basis = f"{source or ''}\x1f{url or ''}" if url else f"{source or ''}\x1f\x1f{title or ''}"
+    return "h:" + hashlib.sha1(basis.encode()).hexdigest()[:24]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(v)
+    return v
+
+
+def key_of(spec: Dataset, row: dict) -> tuple:
+    return tuple(row[k] for k in spec.key)
+
+
+def values_of(spec: Dataset, row: dict) -> tuple:
+    """Value columns, compared by value (Decimals numerically, floats exactly, lists element-wise)."""
+    return tuple(_hashable(row[c]) for c in spec.value_columns)
+
+
+def version_of(row: dict) -> tuple:
+    return (row["known_at"], row["recorded_at"])
+
+
+def _symbols(symbols: Iterable[str] | str | None) -> list[str] | None:
+    """Same reading of a symbols argument as pit.py: a string is one symbol, blanks are dropped."""
+    if symbols is None:
+        return None
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    return [s.strip() for s in symbols if s and s.strip()]
+
+
+def _desc_nulls_last(v: Any) -> tuple:
+    """Sort key component for "v DESC NULLS LAST" inside an ascending sort."""
+    return (1, 0) if v is None else (0, -v)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _neg_time(t: datetime) -> int:
+    """Sort key component for "t DESC" (exact, in microseconds)."""
+    return -((t - _EPOCH) // timedelta(microseconds=1))
+
+
+# --- the oracle ---------------------------------------------------------------------------------
+
+
+class Oracle:
+    def __init__(self) -> None:
+        self.versions: dict[str, list[dict]] = defaultdict(list)
+        self.loads: list[datetime] = []
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def complete(self, spec: Dataset, row: dict, bar_interval: timedelta = timedelta(minutes=1)) -> dict:
+        """The row as the loader would stage it: every column (defaults applied) and known_at."""
+        unknown = set(row) - set(spec.column_names) - {"known_at", "id"}
+        if unknown:
+            raise ValueError(f"unknown column(s) {sorted(unknown)} for {spec.name}")
+        out: dict[str, Any] = {}
+        for col in spec.columns:
+            value = row.get(col.name)
+            if col.name == "news_id" and spec.name == "news_events" and _blank(value):
+                value = news_id_for(row)
+            if value is None and col.default is not None:
+                value = list(col.default) if isinstance(col.default, list) else col.default
+            out[col.name] = value
+        known_at = row.get("known_at")
+        if known_at is None:
+            known_at = self.default_known_at(spec, out, bar_interval)
+        out["known_at"] = known_at
+        return out
+
+    @staticmethod
+    def default_known_at(spec: Dataset, row: dict, bar_interval: timedelta) -> datetime:
+        if spec.name == "market_data":
+            return row["time"] + bar_interval
+        if spec.name == "insider_trades":
+            return row["filing_date"]
+        if spec.name == "social_sentiment":
+            return row["time"] + ONE_HOUR
+        return row["time"]
+
+    def collapse(
+        self, dataset: str, rows: list[dict], *, bar_interval: timedelta = timedelta(minutes=1), on_error: str = "reject"
+    ) -> tuple[dict[tuple, dict], int, int]:
+        """One row per (key, known_at), the number of rows collapsed into another, the number rejected.
+
+        A conflict (same key and known_at, different values) raises OracleConflict when
+        ``on_error="reject"``; with ``"skip"`` every row of the conflicting group is rejected.
+        """
+        spec = DATASETS[dataset]
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for row in (self.complete(spec, r, bar_interval) for r in rows):
+            groups[(key_of(spec, row), row["known_at"])].append(row)
+        distinct: dict[tuple, dict] = {}
+        duplicates = rejected = 0
+        for vk, group in groups.items():
+            if len({values_of(spec, r) for r in group}) > 1:
+                if on_error == "reject":
+                    raise OracleConflict(f"same key and known_at, different values: {group}")
+                rejected += len(group)
+                continue
+            distinct[vk] = group[0]
+            duplicates += len(group) - 1
+        return distinct, duplicates, rejected
+
+    def load(
+        self,
+        dataset: str,
+        rows: list[dict],
+        recorded_at: datetime,
+        *,
+        bar_interval: timedelta = timedelta(minutes=1),
+        on_error: str = "reject",
+    ) -> dict[str, int]:
+        """Apply one load; returns {"inserted", "revised", "duplicates", "rejected"}.
+
+        Raises OracleConflict (and applies nothing) for a conflict when ``on_error="reject"``.
+        """
+        spec = DATASETS[dataset]
+        if self.loads and recorded_at <= self.loads[-1]:
+            raise AssertionError(f"recorded_at {recorded_at} is not after the previous load's {self.loads[-1]}")
+        distinct, duplicates, rejected = self.collapse(dataset, rows, bar_interval=bar_interval, on_error=on_error)
+        by_key: dict[tuple, list[dict]] = defaultdict(list)
+        for (key, _), row in distinct.items():
+            by_key[key].append(row)
+        stored = self.by_key(dataset)
+        inserted = revised = 0
+        new_versions = []
+        for key, group in by_key.items():
+            group.sort(key=lambda r: r["known_at"])
+            existing = stored.get(key, [])
+            for i, row in enumerate(group):
+                # current for (key, row's known_at): stored versions known by then, and this load's
+                # earlier-known rows of the key (newer than anything stored: recorded_at is this load's)
+                candidates = [v for v in existing if v["known_at"] <= row["known_at"]]
+                candidates += [{**earlier, "recorded_at": recorded_at} for earlier in group[:i]]
+                current = max(candidates, key=version_of, default=None)
+                if current is not None and values_of(spec, current) == values_of(spec, row):
+                    duplicates += 1
+                    continue
+                if existing or i > 0:
+                    revised += 1
+                else:
+                    inserted += 1
+                new_versions.append({**row, "recorded_at": recorded_at})
+        self.versions[dataset].extend(new_versions)
+        self.loads.append(recorded_at)
+        return {"inserted": inserted, "revised": revised, "duplicates": duplicates, "rejected": rejected}
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def by_key(self, dataset: str) -> dict[tuple, list[dict]]:
+        spec = DATASETS[dataset]
+        out: dict[tuple, list[dict]] = defaultdict(list)
+        for v in self.versions[dataset]:
+            out[key_of(spec, v)].append(v)
+        return out
+
+    def all_versions(self, dataset: str) -> list[dict]:
+        return [dict(v) for v in self.versions[dataset]]
+
+    def current(self, dataset: str, at: datetime, recorded_by: datetime | None = None) -> list[dict]:
+        """The truth as of ``at`` (as recorded by ``recorded_by``): one version per key, unordered."""
+        spec = DATASETS[dataset]
+        best: dict[tuple, dict] = {}
+        for v in self.versions[dataset]:
+            if v["known_at"] > at or (recorded_by is not None and v["recorded_at"] > recorded_by):
+                continue
+            k = key_of(spec, v)
+            if k not in best or version_of(v) > version_of(best[k]):
+                best[k] = v
+        return [dict(v) for v in best.values()]
+
+    def _latest_per_series(self, dataset: str, at, symbols, recorded_by) -> list[dict]:
+        spec = DATASETS[dataset]
+        symbols = _symbols(symbols)
+        latest: dict[tuple, dict] = {}
+        for row in self.current(dataset, at, recorded_by):
+            if symbols is not None and row[spec.symbol_column] not in symbols:
+                continue
+            s = tuple(row[c] for c in spec.series)
+            if s not in latest or row["time"] > latest[s]["time"]:
+                latest[s] = row
+        return [latest[s] for s in sorted(latest)]
+
+    def market_state(self, *, at: datetime, symbols=None, recorded_by: datetime | None = None) -> list[dict]:
+        """Per symbol its latest bar known at ``at``, ordered by symbol."""
+        return self._latest_per_series("market_data", at, symbols, recorded_by)
+
+    def recent_bars(self, *, symbol: str, at: datetime, bars: int = 200, recorded_by: datetime | None = None) -> list[dict]:
+        """The last ``bars`` bars of ``symbol`` known at ``at`` (current versions, every column), oldest first."""
+        rows = sorted((r for r in self.current("market_data", at, recorded_by) if r["symbol"] == symbol), key=lambda r: r["time"])
+        return rows[-bars:]
+
+    def sentiment(self, *, at: datetime, symbols=None, recorded_by: datetime | None = None) -> list[dict]:
+        """Per (symbol, platform) the latest window known at ``at``, ordered by symbol, platform."""
+        return self._latest_per_series("social_sentiment", at, symbols, recorded_by)
+
+    # ordering keys (the selectors' documented order) and total tie-breakers
+
+    @staticmethod
+    def news_order(row: dict) -> tuple:
+        return (_neg_time(row["time"]), _desc_nulls_last(row["impact_score"]))
+
+    @staticmethod
+    def insider_order(row: dict) -> tuple:
+        return (_neg_time(row["filing_date"]), _desc_nulls_last(row["value"]))
+
+    @staticmethod
+    def government_order(row: dict) -> tuple:
+        return (_neg_time(row["time"]),)
+
+    def _listing(self, dataset, rows, order, limit) -> list[dict]:
+        spec = DATASETS[dataset]
+        rows.sort(key=lambda r: (order(r), key_of(spec, r)))
+        return rows if limit is None else rows[:limit]
+
+    def news(self, *, at: datetime, symbols=None, limit: int | None = 1000, recorded_by: datetime | None = None) -> list[dict]:
+        """Stories known at ``at``, time desc then impact_score desc nulls last (ties: by key)."""
+        symbols = _symbols(symbols)
+        rows = [r for r in self.current("news_events", at, recorded_by) if symbols is None or r["symbol"] in symbols]
+        return self._listing("news_events", rows, self.news_order, limit)
+
+    def insider_trades(
+        self, *, at: datetime, symbols=None, limit: int | None = 500, recorded_by: datetime | None = None
+    ) -> list[dict]:
+        """Current trades filed by ``at``, filing_date desc then value desc nulls last (ties: by key)."""
+        symbols = _symbols(symbols)
+        rows = [
+            r
+            for r in self.current("insider_trades", at, recorded_by)
+            if r["filing_date"] <= at and (symbols is None or r["symbol"] in symbols)
+        ]
+        return self._listing("insider_trades", rows, self.insider_order, limit)
+
+    def government_events(
+        self, *, at: datetime, symbols=None, sectors=None, limit: int | None = 1000, recorded_by: datetime | None = None
+    ) -> list[dict]:
+        """Events whose primary or affected symbols or sectors match (no filter: all), time desc."""
+        symbols, sectors = _symbols(symbols), _symbols(sectors)
+
+        def matches(r: dict) -> bool:
+            if symbols is None and sectors is None:
+                return True
+            if symbols is not None and (r["primary_symbol"] in symbols or set(r["affected_symbols"] or ()) & set(symbols)):
+                return True
+            return sectors is not None and bool(set(r["sectors"] or ()) & set(sectors))
+
+        rows = [r for r in self.current("government_events", at, recorded_by) if matches(r)]
+        return self._listing("government_events", rows, self.government_order, limit)
+
+    def history(
+        self,
+        *,
+        dataset: str,
+        at: datetime,
+        symbols=None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+        recorded_by: datetime | None = None,
+    ) -> list[dict]:
+        """Current rows with event time in [start, end], ordered by key."""
+        spec = DATASETS[dataset]
+        symbols = _symbols(symbols)
+        rows = [
+            r
+            for r in self.current(dataset, at, recorded_by)
+            if (symbols is None or r[spec.symbol_column] in symbols)
+            and (start is None or r["time"] >= start)
+            and (end is None or r["time"] <= end)
+        ]
+        rows.sort(key=lambda r: key_of(spec, r))
+        return rows if limit is None else rows[:limit]
+
+    def asof_candidates(self, point: dict, dataset: str, recorded_by: datetime | None = None) -> list[dict]:
+        """Every current row of the point's series known at its time whose event time is the latest."""
+        spec = DATASETS[dataset]
+        at = point["time"]
+        rows = [
+            r for r in self.current(dataset, at, recorded_by) if all(r[c] == point[c] for c in spec.series)
+        ]
+        if not rows:
+            return []
+        newest = max(r["time"] for r in rows)
+        return [r for r in rows if r["time"] == newest]
+
+    def asof_join(self, points: list[dict], dataset: str = "market_data", recorded_by: datetime | None = None) -> list[dict]:
+        """One dict per point, in order: the point's series columns, ``at`` and the latest row's columns.
+
+        Where several keys of the series share the latest event time (news, insider trades...), the
+        one with the greatest rest of the key is taken; callers comparing with pit should accept any
+        of :meth:`asof_candidates`.
+        """
+        spec = DATASETS[dataset]
+        rest = [k for k in spec.key if k not in spec.series and k != "time"]
+        out = []
+        for p in points:
+            cands = self.asof_candidates(p, dataset, recorded_by)
+            row = max(cands, key=lambda r: tuple(r[k] for k in rest), default=None)
+            d = {"at": p["time"], **{c: p[c] for c in spec.series}}
+            for c in spec.stored_columns:
+                if c not in spec.series:
+                    d[c] = None if row is None else row[c]
+            out.append(d)
+        return out
