@@ -37,3 +37,11 @@ def bar(symbol: str, minute: int, *, close: str = "10.5", **extra) -> dict:
     }
     row.update(extra)
     return row
+
+
+def waiting_on_a_lock(dbname: str) -> bool:
+    """Whether a session of ``dbname`` waits on a lock. Asked on the test's autocommit connection:
+    inside a transaction pg_stat_activity is a snapshot and would never change."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", [dbname])
+        return cur.fetchone()[0] > 0

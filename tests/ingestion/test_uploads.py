@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from ingestion import uploads
 from ingestion.models import RejectedRow, Upload
-from tests.conftest import bar
+from tests.conftest import bar, waiting_on_a_lock
 from tsm_site.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,12 +215,7 @@ def test_it_leaves_no_partial_load_when_the_worker_is_killed_mid_merge_and_compl
     try:
         uploads.upload_enqueue(upload_id=upload.pk)
         wait_for(lambda: status(upload.pk) == "loading", what="the merge to start")
-        wait_for(
-            lambda: blocker.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", [db["NAME"]]
-            ).fetchone()[0],
-            what="the merge to block mid-transaction",
-        )
+        wait_for(lambda: waiting_on_a_lock(db["NAME"]), what="the merge to block mid-transaction")
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
     finally:
