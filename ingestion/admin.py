@@ -6,7 +6,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -90,6 +90,10 @@ class UploadAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
         messages.info(request, "Upload queued: a worker is loading it; this page shows its progress.")
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """After an upload, show its page: that is where its progress appears."""
+        return HttpResponseRedirect(reverse("admin:ingestion_upload_change", args=[obj.pk]))
 
     def get_urls(self):
         return [

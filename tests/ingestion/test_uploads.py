@@ -58,8 +58,9 @@ def post_upload(client, content: bytes, name: str = "bars.csv", **fields):
 def test_it_queues_an_admin_upload_and_returns_at_once(staff_client, media, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = post_upload(staff_client, csv_bytes([bar("AAPL", m) for m in range(5)]))
-    assert response.status_code == 302
     upload = Upload.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:ingestion_upload_change", args=[upload.pk])  # progress page
     assert upload.status == Upload.Status.QUEUED and upload.original_name == "bars.csv"
     assert len(callbacks) == 1  # the task is enqueued only once the upload row is committed
     processed = uploads.upload_process(upload_id=upload.pk)
