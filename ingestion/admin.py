@@ -113,12 +113,11 @@ class UploadAdmin(admin.ModelAdmin):
 
 def rejected_rows_csv(rows, filename: str) -> HttpResponse:
     """Quarantined rows as CSV: row, column, reason, then the raw values, so they can be fixed and re-sent."""
-    rows = list(rows.order_by("row_number", "id"))
-    raw_columns: list[str] = []
-    for r in rows:
-        for k in r.raw:
-            if k not in raw_columns:
-                raw_columns.append(k)
+    rows = list(rows.select_related("load").order_by("row_number", "id"))
+    seen = {k for r in rows for k in r.raw}
+    spec = DATASETS.get(rows[0].load.dataset) if rows else None
+    declared = [*(spec.column_names if spec else ()), "known_at"]
+    raw_columns = [c for c in declared if c in seen] + sorted(seen.difference(declared))  # the file's usual order
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
