@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -124,6 +125,26 @@ class ApiView(APIView):
             request.accepted_media_type = r.JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
+    def cached_answer(self, request, name: str, datasets: list[str], params: dict, answer) -> HttpResponse:
+        """The rendered answer (body + headers), from the cache when one exists for these parameters,
+        this format and the datasets' current generations. Caching the rendered bytes, not the rows,
+        spares re-rendering a 1,000-row answer on every hit."""
+
+        def render() -> tuple[bytes, dict[str, str]]:
+            response = answer()
+            response.accepted_renderer = request.accepted_renderer
+            response.accepted_media_type = request.accepted_media_type
+            response.renderer_context = self.get_renderer_context()
+            response.render()
+            return bytes(response.content), dict(response.items())
+
+        params = {**params, "_media": request.accepted_media_type}
+        content, headers = cached(name, datasets=datasets, params=params, compute=render, timeout=DEFAULT_TIMEOUT)
+        response = HttpResponse(content)
+        for header, value in headers.items():
+            response[header] = value
+        return response
+
     def query(self, serializer_class, request) -> dict:
         """The validated query: every field of ``serializer_class`` (None where not given)."""
         serializer = serializer_class(data=request.query_params)
@@ -222,20 +243,18 @@ class PitView(ApiView):
 
     def get(self, request):
         query = self.query(self.query_class, request)
-        rows = cached(
-            self.cache_name,
-            datasets=[self.spec.name],
-            params=cache_params(query),
-            compute=lambda: self.select(query),
-            timeout=DEFAULT_TIMEOUT,
-        )
-        return r.TableResponse(
-            rows,
-            columns=stored_columns(self.spec),
-            at=query["at"],
-            recorded_by=query.get("recorded_by"),
-            max_recorded=r.max_recorded_at(rows),
-        )
+
+        def answer() -> r.TableResponse:
+            rows = self.select(query)
+            return r.TableResponse(
+                rows,
+                columns=stored_columns(self.spec),
+                at=query["at"],
+                recorded_by=query.get("recorded_by"),
+                max_recorded=r.max_recorded_at(rows),
+            )
+
+        return self.cached_answer(request, self.cache_name, [self.spec.name], cache_params(query), answer)
 
 
 def _pit_schema(spec: Dataset, query, summary: str, description: str):
@@ -332,17 +351,15 @@ class ReconstructView(ApiView):
     def get(self, request, symbol: str):
         symbol = check_symbol(symbol)
         query = self.query(self.query_class, request)
-        state = cached(
-            "reconstruct",
-            datasets=list(DATASETS),
-            params={"symbol": symbol, **cache_params(query)},
-            compute=lambda: pit.reconstruct(at=query["at"], symbol=symbol, recorded_by=query.get("recorded_by"), bars=query["bars"]),
-            timeout=DEFAULT_TIMEOUT,
-        )
-        results = {"symbol": state["symbol"], **{part: state[part] for part in self.parts}}
-        return r.TableResponse(
-            results, columns=None, at=state["at"], recorded_by=state["recorded_by"], max_recorded=state["max_recorded_at"]
-        )
+
+        def answer() -> r.TableResponse:
+            state = pit.reconstruct(at=query["at"], symbol=symbol, recorded_by=query.get("recorded_by"), bars=query["bars"])
+            results = {"symbol": state["symbol"], **{part: state[part] for part in self.parts}}
+            return r.TableResponse(
+                results, columns=None, at=state["at"], recorded_by=state["recorded_by"], max_recorded=state["max_recorded_at"]
+            )
+
+        return self.cached_answer(request, "reconstruct", list(DATASETS), {"symbol": symbol, **cache_params(query)}, answer)
 
 
 @extend_schema(
