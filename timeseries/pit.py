@@ -363,59 +363,137 @@ def _points_table(points, series: Sequence[str]) -> pa.Table:
     )
 
 
+PARALLEL_ASOF_POINTS = 200_000  # from this many points, probe on two connections at once
+
+
 def asof_join(points, *, dataset: str = "market_data", recorded_by: datetime | None = None) -> list[dict]:
-    """For each decision point (symbol, time) the latest row known at that time, in one query.
+    """For each decision point (symbol, time) the latest row known at that time.
 
     ``points``: (symbol, time) tuples, dicts, an Arrow table or a DataFrame; for social_sentiment each
     point also names its platform. Returns one dict per point, in input order, with the point's
     ``symbol`` (and series columns), ``at`` (the point's time) and the row's columns (None where no
-    row was known).
+    row was known). ``asof_join_table`` gives the same answer as an Arrow table (for bulk callers).
     """
-    import pgpq
+    return asof_join_table(points, dataset=dataset, recorded_by=recorded_by).to_pylist()
 
+
+def asof_join_table(points, *, dataset: str = "market_data", recorded_by: datetime | None = None) -> pa.Table:
+    """``asof_join`` as an Arrow table (exact decimals, UTC timestamps), built without Python rows.
+
+    Set-based: the points are copied into a temporary table and probed with one LATERAL query in
+    (series, time) order, so consecutive probes share index and heap pages; the answer comes back
+    through COPY as CSV parsed by Arrow. Large inputs are split in two halves probed on two
+    connections sharing one exported snapshot, so both halves see exactly the same data.
+    """
     spec = get_dataset(dataset)
     table = _points_table(points, spec.series)
     rb = aware("recorded_by", recorded_by, required=False) or END_OF_TIME
-    with _cursor() as cur:
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS tsm_asof_points (idx bigint, s1 text, s2 text, at timestamptz)")
-        cur.execute("TRUNCATE tsm_asof_points")
-        names = ["idx", "s1", "s2" if len(spec.series) > 1 else None, "at"]
-        names = [n for n in names if n]
-        renamed = table.rename_columns(names)
-        encoder = pgpq.ArrowToPostgresBinaryEncoder(renamed.schema)
-        with cur.cursor.copy(
-            sql.SQL("COPY tsm_asof_points ({}) FROM STDIN WITH (FORMAT binary)").format(
-                sql.SQL(", ").join(map(sql.Identifier, names))
-            )
-        ) as copy:
-            copy.write(encoder.write_header())
-            for batch in renamed.to_batches(max_chunksize=100_000):
-                copy.write(encoder.write_batch(batch))
-            copy.write(encoder.finish())
-        series_select = sql.SQL(", ").join(
-            sql.SQL("p.{} AS {}").format(sql.Identifier(f"s{i + 1}"), sql.Identifier(c)) for i, c in enumerate(spec.series)
-        )
-        row_cols = sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(c)) for c in spec.stored_columns if c not in spec.series)
-        # the inner SELECT renames s1/s2 to the series names so the lateral can match on them
-        # probe in (series, time) order so consecutive probes share index and heap pages, then
-        # restore the input order
-        query = sql.SQL(
-            "SELECT p.*, {row_cols} FROM (SELECT idx, at, {series_select} FROM tsm_asof_points p"
-            " ORDER BY {probe_order}) p LEFT JOIN LATERAL ({lateral}) x ON true ORDER BY p.idx"
-        ).format(
-            series_select=series_select, row_cols=row_cols, lateral=_latest_lateral(spec, "p", "p.at"),
-            probe_order=sql.SQL(", ").join(
-                [sql.Identifier(f"s{i + 1}") for i in range(len(spec.series))] + [sql.Identifier("at")]
-            ),
-        )
-        cur.execute("SET work_mem = '256MB'")
-        cur.execute("ANALYZE tsm_asof_points")
-        cur.execute(query, {"rb": rb})
-        names = [d.name for d in cur.description]
-        rows = cur.fetchall()
-        cur.execute("RESET work_mem")
-        cur.execute("TRUNCATE tsm_asof_points")
-    return [dict(zip(names[1:], r[1:])) for r in rows]
+    if table.num_rows >= PARALLEL_ASOF_POINTS and not connection.in_atomic_block:
+        result = _asof_parallel(spec, table, rb)
+    else:
+        with connection.cursor() as cur:
+            result = _asof_probe(cur.cursor, spec, table, rb)
+    return result.sort_by("idx").drop_columns(["idx"])
+
+
+def _asof_parallel(spec: Dataset, table: pa.Table, rb: datetime) -> pa.Table:
+    import psycopg
+    from concurrent.futures import ThreadPoolExecutor
+
+    ordered = table.sort_by([(c, "ascending") for c in spec.series] + [("at", "ascending")])
+    half = ordered.num_rows // 2
+    params = connection.get_connection_params()
+    conns = [psycopg.connect(**params) for _ in range(2)]
+    try:
+        first, second = conns
+        first.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        snapshot = first.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        second.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        with ThreadPoolExecutor(2) as pool:
+            parts = list(pool.map(
+                lambda job: _asof_probe(job[0].cursor(), spec, job[1], rb),
+                [(first, ordered.slice(0, half)), (second, ordered.slice(half))],
+            ))
+        return pa.concat_tables(parts)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _asof_result_schema(spec: Dataset) -> list[tuple[str, pa.DataType]]:
+    series = [(c, pa.string()) for c in spec.series]
+    rest = [(c.name, c.arrow_type) for c in spec.columns if c.name not in spec.series]
+    times = [(c, pa.timestamp("us", tz="UTC")) for c in ("known_at", "recorded_at")]
+    return [("idx", pa.int64()), *series, ("at", pa.timestamp("us", tz="UTC")), *rest, *times]
+
+
+def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime) -> pa.Table:
+    """One connection's share: COPY the points in, probe, COPY the answer out as CSV."""
+    import io
+    import json
+
+    import pgpq
+    import pyarrow.csv as pcsv
+
+    names = ["idx", *(f"s{i + 1}" for i in range(len(spec.series))), "at"]
+    cur.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS tsm_asof_points (idx bigint, s1 text, s2 text, at timestamptz)"
+    )
+    cur.execute("TRUNCATE tsm_asof_points")
+    renamed = points.rename_columns(names)
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(renamed.schema)
+    with cur.copy(
+        sql.SQL("COPY tsm_asof_points ({}) FROM STDIN WITH (FORMAT binary)").format(_ids(names))
+    ) as copy:
+        copy.write(encoder.write_header())
+        for batch in renamed.to_batches(max_chunksize=100_000):
+            copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
+    schema = _asof_result_schema(spec)
+    arrays = {c.name for c in spec.columns if c.kind == "text[]"}
+    row_cols = sql.SQL(", ").join(
+        sql.SQL("to_json(x.{c})::text" if name in arrays else "x.{c}").format(c=sql.Identifier(name))
+        for name, _ in schema[len(spec.series) + 2:]
+    )
+    series_as = sql.SQL(", ").join(
+        sql.SQL("p.{} AS {}").format(sql.Identifier(f"s{i + 1}"), sql.Identifier(c)) for i, c in enumerate(spec.series)
+    )
+    series_out = sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(c)) for c in spec.series)
+    probe_order = _ids([f"s{i + 1}" for i in range(len(spec.series))] + ["at"])
+    query = sql.SQL(
+        "SELECT p.idx, {series_out}, p.at, {row_cols} FROM (SELECT idx, at, {series_as} FROM tsm_asof_points p"
+        " ORDER BY {probe_order}) p LEFT JOIN LATERAL ({lateral}) x ON true"
+    ).format(
+        series_out=series_out, row_cols=row_cols, series_as=series_as, probe_order=probe_order,
+        lateral=_latest_lateral(spec, "p", "p.at"),
+    )
+    cur.execute("SET TimeZone = 'UTC'")
+    cur.execute("ANALYZE tsm_asof_points")
+    buffer = io.BytesIO()
+    statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)
+    with cur.copy(statement, {"rb": rb}) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    cur.execute("TRUNCATE tsm_asof_points")
+    buffer.seek(0)
+    types = {name: (pa.string() if name in arrays else kind) for name, kind in schema}
+    result = pcsv.read_csv(
+        buffer,
+        read_options=pcsv.ReadOptions(column_names=[name for name, _ in schema]),
+        convert_options=pcsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
+            true_values=["t"], false_values=["f"],
+        ),
+    ) if buffer.getbuffer().nbytes else pa.table({name: pa.array([], kind) for name, kind in schema})
+    for name in arrays:
+        values = [None if v is None else json.loads(v) for v in result.column(name).to_pylist()]
+        result = result.set_column(result.schema.get_field_index(name), name, pa.array(values, pa.list_(pa.string())))
+    return result
+
+
+def _ids(names: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
 SELECTORS = {

@@ -227,3 +227,23 @@ def test_it_answers_the_readme_worked_example():
     assert close("2024-03-01T16:00:00+00:00") == Decimal("187.10")
     assert close("2024-03-01T16:00:00+00:00", recorded_by=first.recorded_at) == Decimal("187.20")
     assert close("2024-03-01T19:00:00+00:00") == Decimal("187.05")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_a_large_join_on_two_connections_exactly_like_one(monkeypatch):
+    ingest_table(dataset="market_data", data=[bar(s, m, close=f"{10 + m / 100:.2f}") for s in ("AAPL", "MSFT", "IBM") for m in range(40)])
+    ingest_table(dataset="market_data", data=[bar("MSFT", 5, close="10.99", known_at=(T0 + timedelta(minutes=30)).isoformat())])
+    points = [(s, T0 + timedelta(minutes=m, seconds=7)) for m in range(0, 45, 3) for s in ("IBM", "MSFT", "AAPL", "NOPE")]
+    single = pit.asof_join(points)
+    monkeypatch.setattr(pit, "PARALLEL_ASOF_POINTS", 10)
+    assert not connection_in_atomic_block()
+    parallel = pit.asof_join(points)
+    assert parallel == single
+    assert [(r["symbol"], r["at"]) for r in parallel] == points
+    assert next(r for r in parallel if r["symbol"] == "MSFT" and r["at"] == T0 + timedelta(minutes=30, seconds=7))["time"] == T0 + timedelta(minutes=29)
+
+
+def connection_in_atomic_block() -> bool:
+    from django.db import connection
+
+    return connection.in_atomic_block
