@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -46,8 +47,10 @@ def _iso_or_empty(value: datetime | None) -> str:
     return iso(value) if value is not None else ""
 
 
-def max_recorded_at(rows: Iterable[dict]) -> datetime | None:
+def max_recorded_at(rows: Iterable[dict] | pa.Table) -> datetime | None:
     """The newest ``recorded_at`` among ``rows`` (None when there is none)."""
+    if isinstance(rows, pa.Table):
+        return pc.max(rows.column("recorded_at")).as_py() if rows.num_rows else None
     return max((r["recorded_at"] for r in rows if r.get("recorded_at") is not None), default=None)
 
 
@@ -138,7 +141,7 @@ class _TabularRenderer(renderers.BaseRenderer):
     def _table(self, data, renderer_context) -> tuple[list[dict], Columns, dict]:
         response = (renderer_context or {}).get("response")
         columns = getattr(response, "columns", None)
-        if columns is None or not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        if columns is None or not isinstance(data, dict) or not isinstance(data.get("results"), (list, pa.Table)):
             raise TypeError(f"{type(self).__name__} renders tables only")
         meta = {
             "tsm.at": _iso_or_empty(data.get("at")),
@@ -161,9 +164,12 @@ class CSVRenderer(_TabularRenderer):
         return to_csv(rows, [name for name, _ in columns]).encode("utf-8")
 
 
-def arrow_table(rows: list[dict], columns: Columns, metadata: dict[str, str] | None = None) -> pa.Table:
-    """Rows -> an Arrow table typed from the column kinds (timestamps UTC, exact decimals)."""
+def arrow_table(rows: list[dict] | pa.Table, columns: Columns, metadata: dict[str, str] | None = None) -> pa.Table:
+    """Rows (or an Arrow table already) -> an Arrow table typed from the column kinds (timestamps UTC, exact decimals)."""
     fields = [pa.field(name, KINDS[kind][0]) for name, kind in columns]
+    if isinstance(rows, pa.Table):
+        arrays = [rows.column(f.name).cast(f.type) for f in fields]
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
     arrays = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in fields]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
 

@@ -416,12 +416,16 @@ class AsofJoinView(ApiView):
         table = points_table(request.data, spec=spec, max_points=max_points)
         recorded_by = query.get("recorded_by")
 
+        # Parquet / Arrow answers are written from the Arrow table itself, never through Python rows
+        columnar = isinstance(request.accepted_renderer, (r.ParquetRenderer, r.ArrowRenderer))
+
         def compute():
-            return pit.asof_join(table, dataset=spec.name, recorded_by=recorded_by)
+            result = pit.asof_join_table(table, dataset=spec.name, recorded_by=recorded_by)
+            return result if columnar else result.to_pylist()
 
         if table.num_rows <= ASOF_CACHE_MAX_POINTS:
             digest = hashlib.sha256(points_digest_source(table)).hexdigest()
-            params = {"dataset": spec.name, "recorded_by": recorded_by, "points": digest}
+            params = {"dataset": spec.name, "recorded_by": recorded_by, "points": digest, "columnar": columnar}
             rows = cached("asof_join", datasets=[spec.name], params=params, compute=compute, timeout=DEFAULT_TIMEOUT)
         else:
             rows = compute()
