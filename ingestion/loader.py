@@ -369,11 +369,12 @@ def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult)
             cur.execute("SET LOCAL work_mem = '256MB'")
             cur.execute("SELECT clock_timestamp()")
             recorded_at = result.recorded_at = cur.fetchone()[0]
-            mixed = ranges.straddling() | _stored_overlaps(cur, spec, ranges)
+            straddling = ranges.straddling()
+            mixed = straddling | _stored_overlaps(cur, spec, ranges)
             subset = _subset_predicate(spec, mixed, ranges.any_multi)
             if subset is not None:
                 result.inserted, result.revised, result.duplicates = _merge_versions(
-                    cur, spec, stage, recorded_at, subset
+                    cur, spec, stage, recorded_at, subset, keys_repeat=ranges.any_multi or bool(straddling)
                 )
             result.inserted += _append(cur, spec, stage, recorded_at, subset)
             _register_series(cur, spec, ranges)
@@ -518,20 +519,8 @@ def _quarantine_conflicts(cur, spec, stage, conflicts, result, load) -> None:
 
 
 MERGE_SQL = """
-WITH d AS (
-    SELECT DISTINCT ON ({key}, known_at) {cols}, row_no FROM {s} s WHERE {subset} ORDER BY {key}, known_at, row_no
-), l AS (
-    SELECT d.*,
-           lag(ROW({vals})) OVER w AS prev_vals,
-           lag(known_at) OVER w AS prev_known
-    FROM d WINDOW w AS (PARTITION BY {key} ORDER BY known_at)
-), p AS (
-    SELECT l.*,
-           CASE WHEN l.prev_known IS NOT NULL AND (cur.known_at IS NULL OR l.prev_known >= cur.known_at)
-                    THEN l.prev_vals IS NOT DISTINCT FROM ROW({l_vals})
-                WHEN cur.known_at IS NOT NULL THEN cur.vals IS NOT DISTINCT FROM ROW({l_vals})
-                ELSE false END AS is_dup,
-           (l.prev_known IS NOT NULL OR EXISTS (SELECT 1 FROM {t} x WHERE {x_key})) AS is_revision
+WITH {rows}, p AS (
+    SELECT l.*, {is_dup} AS is_dup, {is_revision} AS is_revision
     FROM l LEFT JOIN LATERAL (
         SELECT t.known_at, ROW({t_vals}) AS vals FROM {t} t
         WHERE {t_key} AND t.known_at <= l.known_at
@@ -547,13 +536,37 @@ SELECT count(*) FILTER (WHERE NOT is_dup AND NOT is_revision),
 FROM p
 """
 
+# Keys may repeat in the input: keep one row per (key, known_at) and compare each row with the
+# version before it in the input too (an earlier-known row of the same load).
+REPEATED_KEY_ROWS = """d AS (
+    SELECT DISTINCT ON ({key}, known_at) {cols}, row_no FROM {s} s WHERE {subset} ORDER BY {key}, known_at, row_no
+), l AS (
+    SELECT d.*, lag(ROW({vals})) OVER w AS prev_vals, lag(known_at) OVER w AS prev_known
+    FROM d WINDOW w AS (PARTITION BY {key} ORDER BY known_at)
+)"""
+REPEATED_KEY_DUP = """CASE WHEN l.prev_known IS NOT NULL AND (cur.known_at IS NULL OR l.prev_known >= cur.known_at)
+                    THEN l.prev_vals IS NOT DISTINCT FROM ROW({l_vals})
+                WHEN cur.known_at IS NOT NULL THEN cur.vals IS NOT DISTINCT FROM ROW({l_vals})
+                ELSE false END"""
+REPEATED_KEY_REVISION = "(l.prev_known IS NOT NULL OR EXISTS (SELECT 1 FROM {t} x WHERE {x_key}))"
+
+# Every key occurs once in the input (a replay, or corrections of stored rows): no sort, no window.
+UNIQUE_KEY_ROWS = "l AS (SELECT {cols}, row_no FROM {s} s WHERE {subset})"
+UNIQUE_KEY_DUP = "(cur.known_at IS NOT NULL AND cur.vals IS NOT DISTINCT FROM ROW({l_vals}))"
+UNIQUE_KEY_REVISION = "(cur.known_at IS NOT NULL OR EXISTS (SELECT 1 FROM {t} x WHERE {x_key}))"
+
 
 def _merge_versions(
-    cur, spec: Dataset, stage: str, recorded_at: datetime, subset: sql.Composable
+    cur, spec: Dataset, stage: str, recorded_at: datetime, subset: sql.Composable, *, keys_repeat: bool
 ) -> tuple[int, int, int]:
     cols = [*spec.column_names, "known_at"]
     vals = spec.value_columns
-    query = sql.SQL(MERGE_SQL).format(
+    parts = (
+        (REPEATED_KEY_ROWS, REPEATED_KEY_DUP, REPEATED_KEY_REVISION)
+        if keys_repeat
+        else (UNIQUE_KEY_ROWS, UNIQUE_KEY_DUP, UNIQUE_KEY_REVISION)
+    )
+    names = dict(
         s=sql.Identifier(stage),
         t=sql.Identifier(spec.table),
         key=_ids(spec.key),
@@ -565,6 +578,8 @@ def _merge_versions(
         x_key=_key_match(spec, "x", "l"),
         subset=subset,
     )
+    rows, is_dup, is_revision = (sql.SQL(part).format(**names) for part in parts)
+    query = sql.SQL(MERGE_SQL).format(rows=rows, is_dup=is_dup, is_revision=is_revision, **names)
     cur.execute(query, {"recorded_at": recorded_at})
     inserted, revised, duplicates, same_version_repeats = cur.fetchone()
     return inserted, revised, duplicates + same_version_repeats
