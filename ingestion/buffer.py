@@ -204,13 +204,15 @@ def buffer_flush(*, dataset: str, max_rows: int = 200_000) -> FlushResult:
 
 
 def _next_batches(dataset: str, max_rows: int) -> list[IngestBatch]:
+    """The oldest pending batches up to ``max_rows`` rows; payloads are read only for those picked."""
     picked, total = [], 0
-    for batch in IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.PENDING).order_by("seq")[:1000]:
-        if picked and total + batch.rows > max_rows:
+    pending = IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.PENDING).order_by("seq")
+    for seq, rows in pending.values_list("seq", "rows")[:1000]:
+        if picked and total + rows > max_rows:
             break
-        picked.append(batch)
-        total += batch.rows
-    return picked
+        picked.append(seq)
+        total += rows
+    return list(IngestBatch.objects.filter(seq__in=picked).order_by("seq"))
 
 
 def _groups(spec: Dataset, batches: list[IngestBatch], tables: list[pa.Table]):

@@ -197,6 +197,8 @@ def _ingest(
             raise LoadRejected(result)
         if on_phase:
             on_phase("loading", load.id)
+        with connection.cursor() as cur:  # row counts for the planner (it would guess ~34k rows)
+            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
         _merge(spec, stage, ranges, result)
         _finish(load, result, Load.Status.DONE)
         return result

@@ -39,6 +39,24 @@ def _open(source: str | Path | bytes | IO[bytes]) -> IO[bytes]:
     return stream  # type: ignore[return-value]
 
 
+def _seekable(source, stream: IO[bytes]):
+    """Parquet needs random access: the file itself when it is one (then read row group by row
+    group), the bytes when they are in memory already, else a spooled copy (gzip-compressed or
+    streamed input) that moves to disk once it is large."""
+    compressed = isinstance(getattr(stream, "raw", None), gzip.GzipFile)
+    if isinstance(source, (str, Path)) and not compressed:
+        return str(source)
+    if isinstance(source, (bytes, bytearray)) and not compressed:
+        return io.BytesIO(source)
+    import shutil
+    import tempfile
+
+    spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    shutil.copyfileobj(stream, spool, 1 << 20)
+    spool.seek(0)
+    return spool
+
+
 def sniff_format(stream: IO[bytes]) -> str:
     head = stream.peek(4096)[:4096]  # type: ignore[attr-defined]
     if head[:4] == b"PAR1":
@@ -62,8 +80,7 @@ def read_batches(
         raise InputError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     try:
         if fmt == "parquet":
-            data = stream.read()
-            yield from pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=batch_rows)
+            yield from pq.ParquetFile(_seekable(source, stream)).iter_batches(batch_size=batch_rows)
         elif fmt == "csv":
             yield from _csv_batches(stream)
         else:

@@ -174,6 +174,15 @@ def start_worker(env: dict, queue: str) -> subprocess.Popen:
     )
 
 
+def stop_worker(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)
+
+
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -199,8 +208,7 @@ def test_it_loads_an_upload_in_a_real_worker(worker_env):
         upload.refresh_from_db()
         assert (upload.status, upload.inserted) == ("done", 50), upload.error
     finally:
-        worker.terminate()
-        worker.wait(10)
+        stop_worker(worker)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -217,9 +225,9 @@ def test_it_leaves_no_partial_load_when_the_worker_is_killed_mid_merge_and_compl
         uploads.upload_enqueue(upload_id=upload.pk)
         wait_for(lambda: status(upload.pk) == "loading", what="the merge to start")
         wait_for(lambda: waiting_on_a_lock(db["NAME"]), what="the merge to block mid-transaction")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
     finally:
+        worker.send_signal(signal.SIGKILL)  # also when a wait above failed: never leave a worker behind
+        worker.wait(10)
         blocker.rollback()
         blocker.close()
     with connection.cursor() as cur:
@@ -232,8 +240,7 @@ def test_it_leaves_no_partial_load_when_the_worker_is_killed_mid_merge_and_compl
     try:
         wait_for(lambda: status(upload.pk) in ("done", "failed"), what="the re-run to finish")
     finally:
-        worker.terminate()
-        worker.wait(10)
+        stop_worker(worker)
     upload.refresh_from_db()
     assert (upload.status, upload.inserted, upload.revised, upload.duplicates) == ("done", 600, 0, 0), upload.error
     assert upload.attempts == 2
@@ -249,3 +256,20 @@ def _merge_backend_alive(dbname: str) -> bool:
             [dbname, "%INSERT INTO%market_data%"],
         )
         return cur.fetchone()[0] > 0
+
+
+@pytest.mark.django_db
+def test_it_loads_a_gzipped_parquet_upload(media):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [bar("AAPL", m) for m in range(20)]
+    table = pa.Table.from_pylist(rows)
+    table = table.set_column(0, "time", table.column("time").cast(pa.timestamp("us", tz="UTC")))
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=5)
+    upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("bars.parquet.gz", gzip.compress(sink.getvalue())))
+    done = uploads.upload_process(upload_id=upload.pk)
+    assert (done.status, done.inserted) == ("done", 20), done.error

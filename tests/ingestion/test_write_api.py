@@ -268,9 +268,9 @@ def test_it_keeps_batches_pending_when_a_flushing_worker_is_killed_and_merges_th
         while not waiting_on_a_lock(db["NAME"]):
             assert time.monotonic() < deadline, "the flush never reached the merge"
             time.sleep(0.1)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
     finally:
+        worker.send_signal(signal.SIGKILL)  # also when the wait above failed: never leave a worker behind
+        worker.wait(10)
         blocker.rollback()
         blocker.close()
     deadline = time.monotonic() + 30
