@@ -37,6 +37,9 @@ HOST = "127.0.0.1"
 PARTS = ("state", "state_cached", "reconstruct", "throughput", "pagination", "asof_join")
 PARQUET = "application/vnd.apache.parquet"
 BENCH_USER = "bench_api"
+# a cache namespace of this run only: the server starts with an empty cache, so a request for a T never
+# asked before is a miss by construction (whatever the key is made of), and the keys it stores can be counted
+CACHE_PREFIX = f"tsm-bench-api-{os.getpid()}-{int(time.time())}"
 
 
 def log(msg: str) -> None:
@@ -53,6 +56,7 @@ def server_env() -> dict[str, str]:
         SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-not-a-secret",
         ALLOWED_HOSTS=HOST,
         TSM_API_RATE="none",  # no throttling: the bench is one token hammering the API
+        TSM_CACHE_PREFIX=CACHE_PREFIX,
         LOG_LEVEL="WARNING",
     )
 
@@ -116,6 +120,70 @@ def proc_cpu_s(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total / tick
+
+
+def pids_named(name: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == name:
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+class CpuMeter:
+    """Where the machine's CPU went during a part: the server's workers, their PostgreSQL backends,
+    Redis, this process (the client), and everything else (other work on the shared machine)."""
+
+    def __init__(self, server: "Server"):
+        self.server = server
+
+    def start(self) -> "CpuMeter":
+        self.groups = {"server_workers": self.server.worker_pids(), "postgres_backends": self.pg_backends(),
+                       "redis": pids_named("redis-server")}
+        self.t0, self.machine0 = time.perf_counter(), cpu_times()
+        self.cpu0 = {k: {pid: proc_cpu_s([pid]) for pid in v} for k, v in self.groups.items()}
+        self.client0 = time.process_time()
+        return self
+
+    @staticmethod
+    def pg_backends() -> list[int]:
+        # the workers' persistent connections (conn_max_age) to tsm_bench, not this process's own
+        return [r[0] for r in sql_rows("SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = "
+                                       "'client backend' AND pid <> pg_backend_pid()", [DB_NAME])]
+
+    def stop(self, requests: int | None = None) -> dict:
+        wall = time.perf_counter() - self.t0
+        machine1 = cpu_times()
+        tick = os.sysconf("SC_CLK_TCK")
+        busy_s = (machine1[0] - self.machine0[0]) / tick
+        now = {"server_workers": self.server.worker_pids(), "postgres_backends": self.pg_backends(),
+               "redis": pids_named("redis-server")}
+        out = {}
+        for k, before in self.cpu0.items():
+            # per process: a process gone since the start is not counted (its last CPU is unknown);
+            # one started since counts in full (the workers' connections are re-opened after conn_max_age)
+            out[k] = round(sum(proc_cpu_s([pid]) - before.get(pid, 0.0) for pid in now[k]), 2)
+        out["client"] = round(time.process_time() - self.client0, 2)
+        out["other"] = round(busy_s - sum(out.values()), 2)
+        result = {"wall_s": round(wall, 2), "cores": os.cpu_count(),
+                  "machine_busy_pct": round(100 * (machine1[0] - self.machine0[0]) /
+                                            max(1, machine1[1] - self.machine0[1]), 1),
+                  "cpu_s": out}
+        if requests:
+            result["cpu_ms_per_request"] = {k: round(1000 * v / requests, 3) for k, v in out.items() if k != "other"}
+        return result
+
+
+def machine_busy_pct(seconds: float = 3.0) -> float:
+    a = cpu_times()
+    time.sleep(seconds)
+    b = cpu_times()
+    return round(100 * (b[0] - a[0]) / max(1, b[1] - a[1]), 1)
 
 
 # --- HTTP client ------------------------------------------------------------------------------------
@@ -201,7 +269,8 @@ class Server:
 
     @property
     def command(self) -> str:
-        env = "DATABASE_URL=%s DEBUG=false SECRET_KEY=… ALLOWED_HOSTS=%s TSM_API_RATE=none" % (DB_URL, HOST)
+        env = "DATABASE_URL=%s DEBUG=false SECRET_KEY=… ALLOWED_HOSTS=%s TSM_API_RATE=none TSM_CACHE_PREFIX=%s" % (
+            DB_URL, HOST, CACHE_PREFIX)
         return env + " " + " ".join(shlex.quote(c) for c in self.cmd)
 
     def start(self, token: str, probe: str) -> None:
@@ -310,31 +379,22 @@ def random_times(rng: random.Random, lo: datetime, hi: datetime, n: int) -> list
     return [lo + timedelta(microseconds=us) for us in picks]
 
 
-def query_of(query_class, params: dict) -> dict:
-    """The validated query exactly as the view builds it (``ApiView.query``)."""
-    from django.http import QueryDict
+def cached_keys() -> int:
+    """How many keys this run's server has stored in Redis (its own KEY_PREFIX)."""
+    from django.core.cache import cache
 
-    qd = QueryDict(mutable=True)
-    qd.update(params)
-    serializer = query_class(data=qd)
-    serializer.is_valid(raise_exception=True)
-    return {name: serializer.validated_data.get(name) for name in serializer.fields}
+    client = cache._cache.get_client(write=False)
+    return sum(1 for _ in client.scan_iter(match=f"{CACHE_PREFIX}:*", count=1000))
 
 
-def state_key(params: dict) -> str:
-    from timeseries.api.views import StateView, cache_params
-    from timeseries.cache import cache_key
+def drop_cached_keys() -> int:
+    from django.core.cache import cache
 
-    return cache_key(StateView.cache_name, [StateView.spec.name], cache_params(query_of(StateView.query_class, params)))
-
-
-def reconstruct_key(symbol: str, params: dict) -> str:
-    from timeseries.api.views import ReconstructView, cache_params
-    from timeseries.cache import cache_key
-    from timeseries.datasets import DATASETS
-
-    query = query_of(ReconstructView.query_class, params)
-    return cache_key("reconstruct", list(DATASETS), {"symbol": symbol, **cache_params(query)})
+    client = cache._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"{CACHE_PREFIX}:*", count=1000))
+    for k in range(0, len(keys), 1000):
+        client.delete(*keys[k:k + 1000])
+    return len(keys)
 
 
 def url(path: str, params: dict) -> str:
@@ -344,38 +404,32 @@ def url(path: str, params: dict) -> str:
 # --- figures ----------------------------------------------------------------------------------------
 
 
-def uncached_latencies(client: Client, requests: list[tuple[str, str]], what: str, check) -> dict:
-    """Each (path, cache key): the key is deleted first (a miss by construction), then the request is
-    timed; afterwards the key must exist (the server computed and stored the answer)."""
-    from django.core.cache import cache
-
-    errors, samples, present_before, stored_after = Errors(), [], 0, 0
-    for i, (path, key) in enumerate(requests):
-        cache.delete(key)
-        present_before += bool(cache.has_key(key))
+def uncached_latencies(client: Client, paths: list[str], what: str, check) -> dict:
+    """Each path asks for a T (or (symbol, T)) never asked before in this run's empty cache namespace: a
+    miss by construction; the number of keys stored meanwhile shows the server computed and cached each."""
+    errors, samples = Errors(), []
+    keys_before = cached_keys()
+    for i, path in enumerate(paths):
         status, _, body, seconds = client.get(path)
         if status != 200:
             errors.add(path, status, body)
             continue
         check(body)
         samples.append(seconds)
-        stored_after += bool(cache.has_key(key))
-        if (i + 1) % max(1, len(requests) // 5) == 0:
-            log(f"{what}: {i + 1}/{len(requests)} ({stats_ms(samples).get('p50_ms')} ms p50 so far)")
+        if (i + 1) % max(1, len(paths) // 5) == 0:
+            log(f"{what}: {i + 1}/{len(paths)} ({stats_ms(samples).get('p50_ms')} ms p50 so far)")
+    stored = cached_keys() - keys_before
     return {**stats_ms(samples), **errors.report(),
-            "cache": {"state": "miss (Redis key of each request deleted just before it)",
-                      "keys_present_before_request": present_before,
-                      "keys_stored_by_the_request": stored_after}}
+            "cache": {"state": "miss: every request asks for a T never asked before, in a cache namespace of "
+                               "this run only (TSM_CACHE_PREFIX)",
+                      "requests": len(paths), "keys_stored_meanwhile": stored}}
 
 
 def fig_state(args, client: Client, info: dict) -> dict:
     rng = random.Random(args.seed)
     n, warmup = (100, 5) if args.quick else (1000, 10)
     times = random_times(rng, info["time_min"], info["time_max"], n + warmup)
-    requests = []
-    for t in times:
-        params = {"at": iso(t)}
-        requests.append((url("/api/v1/state/", params), state_key(params)))
+    requests = [url("/api/v1/state/", {"at": iso(t)}) for t in times]
     rows = []
 
     def check(body):
@@ -390,19 +444,14 @@ def fig_state(args, client: Client, info: dict) -> dict:
 
 
 def fig_state_cached(args, client: Client, info: dict) -> dict:
-    from django.core.cache import cache
-
     rng = random.Random(args.seed + 10)
     n, distinct = (200, 5) if args.quick else (2000, 5)
-    paths, keys = [], []
-    for t in random_times(rng, info["time_min"], info["time_max"], distinct):
-        params = {"at": iso(t)}
-        paths.append(url("/api/v1/state/", params))
-        keys.append(state_key(params))
+    paths = [url("/api/v1/state/", {"at": iso(t)})
+             for t in random_times(rng, info["time_min"], info["time_max"], distinct)]
     log(f"state cached: {distinct} distinct T, each warmed, then {n} requests cycling over them ...")
     for path in paths * 3:  # warm-up: the first request of each T stores it, the next ones hit
         client.get(path)
-    present = sum(bool(cache.has_key(k)) for k in keys)
+    keys_before = cached_keys()
     errors, samples = Errors(), []
     for i in range(n):
         path = paths[i % distinct]
@@ -411,11 +460,11 @@ def fig_state_cached(args, client: Client, info: dict) -> dict:
             errors.add(path, status, body)
             continue
         samples.append(seconds)
-    still = sum(bool(cache.has_key(k)) for k in keys)
+    stored = cached_keys() - keys_before
     out = stats_ms(samples)
     return {**out, **errors.report(), "distinct_T": distinct, "response_bytes": len(body),
-            "cache": {"state": "hit (each T requested 3 times before the timed requests)",
-                      "keys_present_before": f"{present}/{distinct}", "keys_present_after": f"{still}/{distinct}"},
+            "cache": {"state": "hit: each T requested 3 times before the timed requests",
+                      "keys_stored_during_timed_requests": stored},
             "request": "GET /api/v1/state/?at=T (all symbols), JSON", "target": "p99 < 5 ms",
             **against(out.get("p99_ms"), 5, at_most=True)}
 
@@ -424,11 +473,7 @@ def fig_reconstruct(args, client: Client, info: dict) -> dict:
     rng = random.Random(args.seed + 1)
     n, warmup = (100, 5) if args.quick else (1000, 10)
     times = random_times(rng, info["time_min"], info["time_max"], n + warmup)
-    requests = []
-    for t in times:
-        symbol = rng.choice(info["symbol_list"])
-        params = {"at": iso(t)}
-        requests.append((url(f"/api/v1/reconstruct/{quote(symbol)}/", params), reconstruct_key(symbol, params)))
+    requests = [url(f"/api/v1/reconstruct/{quote(rng.choice(info['symbol_list']))}/", {"at": iso(t)}) for t in times]
     with_bar = []
 
     def check(body):
@@ -444,21 +489,18 @@ def fig_reconstruct(args, client: Client, info: dict) -> dict:
 
 
 def fig_throughput(args, server: Server, token: str, info: dict) -> dict:
-    from django.core.cache import cache
-
     rng = random.Random(args.seed + 3)
     clients, duration = args.clients, (3.0 if args.quick else args.duration)
     pairs = [(rng.choice(info["symbol_list"]), t)
              for t in random_times(rng, info["time_min"], info["time_max"], clients)]
     paths = [url("/api/v1/state/", {"symbols": s, "at": iso(t)}) for s, t in pairs]
-    keys = [state_key({"symbols": s, "at": iso(t)}) for s, t in pairs]
     warm = Client(server.port, token)
     for path in paths * 2:
         warm.get(path)
     for _ in range(20 * len(server.worker_pids())):  # every worker has served requests before the clock starts
         warm.get(paths[0])
     warm.close()
-    present = sum(bool(cache.has_key(k)) for k in keys)
+    keys_before = cached_keys()
     log(f"throughput: {clients} clients x {duration:.0f} s on cached /state/?symbols=ONE&at=T ...")
     errors, lock = Errors(), threading.Lock()
     latencies: list[float] = []
@@ -486,28 +528,27 @@ def fig_throughput(args, server: Server, token: str, info: dict) -> dict:
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
     for th in threads:
         th.start()
-    workers = server.worker_pids()
-    cpu0, wcpu0, ccpu0 = cpu_times(), proc_cpu_s(workers), time.process_time()
+    meter = CpuMeter(server).start()
     t0 = time.perf_counter()
     stop_at[0] = t0 + duration
     start.wait()
     for th in threads:
         th.join()
     wall = time.perf_counter() - t0
-    cpu1, wcpu1, ccpu1 = cpu_times(), proc_cpu_s(workers), time.process_time()
     done = sum(counts)
+    cpu = meter.stop(requests=done)
     rps = done / wall
-    busy = (cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1])
-    still = sum(bool(cache.has_key(k)) for k in keys)
+    server_ms = sum(v for k, v in cpu.get("cpu_ms_per_request", {}).items() if k != "client")
+    stored = cached_keys() - keys_before
     return {"clients": clients, "seconds": round(wall, 2), "requests": done, "requests_per_s": round(rps, 1),
             "per_client_requests": counts, "reconnects_after_server_close": sum(retries), **errors.report(),
             "latency_under_load": stats_ms(latencies),
-            "cpu": {"machine_busy_pct": round(100 * busy, 1), "cores": os.cpu_count(),
-                    "server_workers_cpu_s": round(wcpu1 - wcpu0, 2),
-                    "client_cpu_s": round(ccpu1 - ccpu0, 2),
-                    "note": "client = this process (8 threads of http.client); the rest is PostgreSQL, Redis, other"},
-            "cache": {"state": "hit (each (symbol, T) requested before the clock starts)",
-                      "keys_present_before": f"{present}/{clients}", "keys_present_after": f"{still}/{clients}"},
+            "cpu": {**cpu, "note": "client = this process (the client threads); other = the rest of the machine "
+                    "(other sessions' work): the server side (workers + PostgreSQL + Redis) needs "
+                    f"{server_ms:.2f} ms of CPU per request, i.e. at most {2000 / server_ms if server_ms else 0:.0f} "
+                    "req/s on 2 otherwise idle cores with a free client"},
+            "cache": {"state": "hit: each (symbol, T) requested before the clock starts",
+                      "keys_stored_during_timed_requests": stored},
             "request": "GET /api/v1/state/?symbols=S&at=T, JSON; one (S, T) per client, keep-alive connections",
             "target": ">= 1000 requests/s", **against(rps, 1000, at_most=False)}
 
@@ -522,7 +563,7 @@ def page_cursor(row: tuple) -> str:
 
 def fig_pagination(args, client: Client, info: dict) -> dict:
     page, size = args.page, args.page_size
-    samples_n = 10 if args.quick else 30
+    samples_n = 10 if args.quick else 50
     offset = (page - 1) * size - 1  # the last row of page - 1: the next cursor points after it
     log(f"pagination: the row at offset {offset:,} of the version index (for the page-{page:,} cursor) ...")
     row = sql_rows("SELECT symbol, time, known_at, recorded_at FROM market_data "
@@ -673,7 +714,8 @@ def environment() -> dict:
     return {"postgresql": sql_rows("SELECT version()")[0][0],
             "pg_settings": {n: sql_rows(f"SHOW {n}")[0][0] for n in names},
             "cores": os.cpu_count(), "python": sys.version.split()[0],
-            "load_average_at_start": os.getloadavg()}
+            "load_average_at_start": os.getloadavg(),
+            "machine_busy_pct_before_start": machine_busy_pct(3.0)}
 
 
 def summary(figures: dict) -> list[dict]:
@@ -728,7 +770,8 @@ def main(argv=None) -> int:
     server = Server(args)
     out["server"] = {"command": server.command, "workers": args.workers, "worker_class": args.worker_class,
                      **({"threads": args.threads} if args.worker_class == "gthread" else {}), "port": server.port,
-                     "settings": "DEBUG=false, TSM_API_RATE=none (no throttling), conn_max_age=60, Redis cache"}
+                     "settings": "DEBUG=false, TSM_API_RATE=none (no throttling), conn_max_age=60, Redis cache "
+                                 f"with TSM_CACHE_PREFIX={CACHE_PREFIX} (empty at start, dropped at the end)"}
     t0 = time.perf_counter()
     client = None
     try:
@@ -738,6 +781,7 @@ def main(argv=None) -> int:
             client.get(url("/api/v1/state/", {"symbols": info["symbol_list"][0], "at": iso(info["time_max"])}))
         for part in args.parts:
             log(f"--- {part}")
+            meter = CpuMeter(server).start()
             try:
                 if part == "state":
                     fig = fig_state(args, client, info)
@@ -753,6 +797,8 @@ def main(argv=None) -> int:
                     fig = fig_asof_join(args, client, info)
             except (OSError, http.client.HTTPException, RuntimeError, ValueError, KeyError) as exc:
                 fig = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+            if part != "throughput":
+                fig["cpu_during_part"] = meter.stop()
             out["figures"][part] = fig
             log(f"{part}: {json.dumps(fig, default=str)[:400]}")
     finally:
@@ -761,6 +807,7 @@ def main(argv=None) -> int:
         server.stop()
         out["server"]["log"] = server.log_summary()
         ApiToken.objects.filter(pk=token.pk).delete()
+        out["server"]["cache_keys_dropped_at_end"] = drop_cached_keys()
     out["summary"] = summary(out["figures"])
     out["total_s"] = round(time.perf_counter() - t0, 1)
     out["load_average_at_end"] = os.getloadavg()
