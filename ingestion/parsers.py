@@ -6,6 +6,7 @@ NDJSON are read as strings so that a naive one is caught, not guessed).
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 from pathlib import Path
@@ -99,9 +100,10 @@ def _arrow_message(exc: Exception) -> str:
 def _csv_batches(stream: IO[bytes]) -> Iterator[pa.RecordBatch]:
     header = stream.peek(1 << 16)  # type: ignore[attr-defined]
     first_line = header.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
-    import csv
-
-    names = next(csv.reader([first_line]), [])
+    try:
+        names = next(csv.reader([first_line]), [])
+    except csv.Error as exc:
+        raise InputError(f"cannot read the CSV header: {exc}") from None
     names = [n.strip() for n in names]
     reader = pcsv.open_csv(
         stream,

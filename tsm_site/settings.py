@@ -167,7 +167,9 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # --- Read API (timeseries/api) -----------------------------------------------------------------
 import re  # noqa: E402
 
-TSM_API_ANONYMOUS_READ = env_bool("TSM_API_ANONYMOUS_READ", False)  # let anonymous callers read
+TSM_API_ANONYMOUS_READ = env_bool("TSM_API_ANONYMOUS_READ", False)
+# a revoked token / deactivated user is refused by every server process within this many seconds
+TSM_TOKEN_CACHE_SECONDS = env_int("TSM_TOKEN_CACHE_SECONDS", 10)  # let anonymous callers read
 # requests per token (per user / address without one), counted in the default cache; "none": no limit
 TSM_API_RATE = env_str("TSM_API_RATE", "600/min").strip()
 if TSM_API_RATE.lower() == "none":

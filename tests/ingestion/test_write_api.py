@@ -93,6 +93,7 @@ def test_it_quarantines_bad_rows_with_on_error_skip(writer):
         (b"time,symbol\n\"2024-03-01T00:00:00Z,AAPL\n", "text/csv", 400, "cannot read the CSV input"),
         (b"", "application/json", 400, "the body is empty"),
         (b"hello", "text/plain", 415, "Content-Type 'text/plain' is not supported"),
+        (b"time\rsymbol,open\n1,2\n", "text/csv", 400, "cannot read the CSV header"),  # found by the fuzz test
         (b'[{"time": "2024-03-01T00:00:00Z", "symbol": "A", "colour": "red"}]', "application/json", 400, "unknown column(s) 'colour'"),
     ],
 )

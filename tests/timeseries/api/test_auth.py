@@ -46,7 +46,8 @@ def test_it_refuses_a_bad_token_with_a_401(header):
     assert client.get(URL, QUERY).status_code == 401
 
 
-def test_it_refuses_a_revoked_token_and_a_token_of_an_inactive_user(user, read_key):
+def test_it_refuses_a_revoked_token_and_a_token_of_an_inactive_user(user, read_key, settings):
+    settings.TSM_TOKEN_CACHE_SECONDS = 0  # as another server process sees it once its cache expired
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {read_key}")
     assert client.get(URL, QUERY).status_code == 200
@@ -127,3 +128,25 @@ def test_it_refuses_to_create_a_token_for_an_unknown_user_unless_asked_to_create
     call_command("create_token", "ghost", "--scope", "write", "--create-user", stdout=out, stderr=io.StringIO())
     assert User.objects.get(username="ghost").api_tokens.get().scope == "write"
     assert not User.objects.get(username="ghost").has_usable_password()
+
+
+def test_it_refuses_a_token_revoked_in_this_process_at_once(user, read_key):
+    from timeseries.tokens import token_revoke
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {read_key}")
+    assert client.get(URL, QUERY).status_code == 200  # now remembered as valid
+    token_revoke(token=ApiToken.objects.get())
+    assert client.get(URL, QUERY).status_code == 401
+
+
+def test_it_refuses_a_revoked_token_in_other_processes_once_the_cache_expires(user, read_key, settings, monkeypatch):
+    import timeseries.tokens as tokens
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {read_key}")
+    assert client.get(URL, QUERY).status_code == 200
+    ApiToken.objects.update(revoked=True)  # e.g. revoked by another process
+    later = tokens.time.monotonic() + settings.TSM_TOKEN_CACHE_SECONDS + 1
+    monkeypatch.setattr(tokens.time, "monotonic", lambda: later)
+    assert client.get(URL, QUERY).status_code == 401
