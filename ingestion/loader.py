@@ -587,15 +587,24 @@ def _merge_versions(
     return inserted, revised, duplicates + same_version_repeats
 
 
-def stale_staging_tables(*, older_than: timedelta = timedelta(hours=6)) -> list[str]:
-    """Staging tables whose load is no longer running (left behind by a killed process)."""
+def staging_drop_stale(*, older_than: timedelta = timedelta(hours=6)) -> list[str]:
+    """Drop staging tables left behind by a killed process; returns their names.
+
+    A staging table belongs to a running load while its Load is "loading" and younger than
+    ``older_than`` (longer than any load runs); a load found dead is marked failed.
+    """
     with connection.cursor() as cur:
-        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s", [STAGING_PREFIX + "%"])
+        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s", [STAGING_PREFIX.replace("_", r"\_") + "%"])
         names = [r[0] for r in cur.fetchall()]
+    cutoff = timezone.now() - older_than
     live = {
-        l.hex
-        for l in Load.objects.filter(status=Load.Status.LOADING, started_at__gte=timezone.now() - older_than).values_list(
-            "id", flat=True
-        )
+        pk.hex
+        for pk in Load.objects.filter(status=Load.Status.LOADING, started_at__gte=cutoff).values_list("id", flat=True)
     }
-    return [n for n in names if n[len(STAGING_PREFIX):] not in live]
+    stale = [n for n in names if n[len(STAGING_PREFIX):] not in live]
+    Load.objects.filter(status=Load.Status.LOADING, started_at__lt=cutoff).update(
+        status=Load.Status.FAILED, error="the loading process stopped (killed or lost)", finished_at=timezone.now()
+    )
+    for name in stale:
+        _drop_stage(name)
+    return stale

@@ -38,6 +38,10 @@ def ingest_upload(self, upload_id: int) -> dict | None:
 
 @shared_task
 def uploads_reclaim_stale() -> list[int]:
+    """Beat: give uploads whose worker died back to the queue, drop staging tables of dead loads."""
+    from ingestion.loader import staging_drop_stale
+
+    staging_drop_stale()
     return uploads.uploads_reclaim_stale()
 
 

@@ -275,3 +275,23 @@ def test_it_quarantines_bad_rows_found_in_later_chunks_of_a_large_file(tmp_path,
     assert (result.inserted, result.rejected) == (2996, 4)
     assert sorted(RejectedRow.objects.filter(load_id=result.load_id).values_list("row_number", flat=True)) == [700, 1400, 2100, 2800]
     assert progress and progress[-1] == 3000
+
+
+def test_it_drops_staging_tables_of_dead_loads_but_not_of_running_ones():
+    from django.db import connection
+    from django.utils import timezone
+
+    from ingestion.loader import STAGING_PREFIX, staging_drop_stale
+
+    running = Load.objects.create(dataset="market_data", source="running")
+    dead = Load.objects.create(dataset="market_data", source="killed")
+    Load.objects.filter(pk=dead.pk).update(started_at=timezone.now() - timedelta(days=1))
+    with connection.cursor() as cur:
+        for load in (running, dead):
+            cur.execute(f'CREATE UNLOGGED TABLE "{STAGING_PREFIX}{load.id.hex}" (x int)')
+    assert staging_drop_stale() == [STAGING_PREFIX + dead.id.hex]
+    with connection.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'ingest\\_stage\\_%%'")
+        assert [r[0] for r in cur.fetchall()] == [STAGING_PREFIX + running.id.hex]
+    dead.refresh_from_db()
+    assert dead.status == Load.Status.FAILED
