@@ -402,18 +402,30 @@ def _subset_predicate(spec: Dataset, mixed: set[tuple], any_multi: bool) -> sql.
 
 
 def _stored_overlaps(cur, spec: Dataset, ranges: _SeriesRanges) -> set[tuple]:
-    """Series whose staged time range overlaps the range already stored for them."""
+    """Series of which a stored row falls inside the staged time range.
+
+    The registry's [first, last] range rules most series out at once; for the others one index probe
+    per series asks whether a stored row really lies in the staged range, so a backfill into a gap
+    (or after a later load) still takes the append path.
+    """
     bounds = ranges.bounds()
     if not bounds:
         return set()
     keys = list(bounds)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{} = n.{}").format(sql.Identifier(column), sql.Identifier(name))
+        for column, name in zip(spec.series, ("symbol", "subkey"))
+    )
     cur.execute(
-        """
-        SELECT n.i FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-                        WITH ORDINALITY AS n(symbol, subkey, lo, hi, i)
-        JOIN timeseries_series s ON s.dataset = %s AND s.symbol = n.symbol AND s.subkey = n.subkey
-        WHERE n.lo <= s.last_time AND n.hi >= s.first_time
-        """,
+        sql.SQL(
+            """
+            SELECT n.i FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                            WITH ORDINALITY AS n(symbol, subkey, lo, hi, i)
+            JOIN timeseries_series s ON s.dataset = %s AND s.symbol = n.symbol AND s.subkey = n.subkey
+            WHERE n.lo <= s.last_time AND n.hi >= s.first_time
+              AND EXISTS (SELECT 1 FROM {table} t WHERE {match} AND t.time BETWEEN n.lo AND n.hi)
+            """
+        ).format(table=sql.Identifier(spec.table), match=match),
         [
             [k[0] for k in keys],
             [k[1] if len(k) > 1 else "" for k in keys],
