@@ -58,17 +58,11 @@ def bench_env() -> dict[str, str]:
 def setup_django() -> None:
     os.environ.update(bench_env())
     sys.path.insert(0, str(ROOT))
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
-            log(f"created database {DB_NAME}")
     import django
     from django.core.management import call_command
 
     django.setup()
+    call_command("ensure_database")  # the project's own command: creates DATABASE_URL's database if missing
     call_command("migrate", verbosity=0, interactive=False)
     sql_exec(SPEC_DDL)
 

@@ -61,17 +61,11 @@ def setup_django(run_dir: Path, queue: str) -> None:
     """Create + migrate tsm_bench_ingest (never tsm_bench), then route this process's tasks to ``queue``."""
     os.environ.update(bench_env(TSM_MEDIA_ROOT=str(run_dir / "media")))
     sys.path.insert(0, str(ROOT))
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
-            log(f"created database {DB_NAME}")
     import django
     from django.core.management import call_command
 
     django.setup()
+    call_command("ensure_database")  # the project's own command: creates DATABASE_URL's database if missing
     call_command("migrate", verbosity=0, interactive=False)
     bf.sql_exec(bf.SPEC_DDL)
     bf.DB_URL = DB_URL  # bf.spec_ingest connects to bf.DB_URL: point it at this benchmark's database
