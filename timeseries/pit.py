@@ -398,25 +398,28 @@ def asof_join_table(points, *, dataset: str = "market_data", recorded_by: dateti
     return result.sort_by("idx").drop_columns(["idx"])
 
 
+ASOF_CONNECTIONS = 2  # one per core here; each probes a contiguous share of the sorted points
+
+
 def _asof_parallel(spec: Dataset, table: pa.Table, rb: datetime) -> pa.Table:
+    """Probe contiguous shares of the (series, time)-sorted points on several connections, all in
+    REPEATABLE READ on one exported snapshot, so every share sees exactly the same data."""
     import psycopg
     from concurrent.futures import ThreadPoolExecutor
 
-    ordered = table  # already in (series, time) order
-    half = ordered.num_rows // 2
+    n = ASOF_CONNECTIONS
+    cuts = [table.num_rows * i // n for i in range(n + 1)]
     params = connection.get_connection_params()
-    conns = [psycopg.connect(**params) for _ in range(2)]
+    conns = [psycopg.connect(**params) for _ in range(n)]
     try:
-        first, second = conns
-        first.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        snapshot = first.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        second.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        second.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        with ThreadPoolExecutor(2) as pool:
-            parts = list(pool.map(
-                lambda job: _asof_probe(job[0].cursor(), spec, job[1], rb),
-                [(first, ordered.slice(0, half)), (second, ordered.slice(half))],
-            ))
+        conns[0].execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        snapshot = conns[0].execute("SELECT pg_export_snapshot()").fetchone()[0]
+        for conn in conns[1:]:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        jobs = [(conn, table.slice(cuts[i], cuts[i + 1] - cuts[i])) for i, conn in enumerate(conns)]
+        with ThreadPoolExecutor(n) as pool:
+            parts = list(pool.map(lambda job: _asof_probe(job[0].cursor(), spec, job[1], rb), jobs))
         return pa.concat_tables(parts)
     finally:
         for conn in conns:
