@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from ingestion import parsers
 from ingestion.checks import InputError, RowError, check_columns, prepare_batch
-from ingestion.loader import repeated_keys, ingest_table
-from ingestion.models import IngestBatch, Load, RejectedRow
+from ingestion.loader import ingest_table, rejected_rows_save, repeated_keys
+from ingestion.models import IngestBatch, Load
 from timeseries.datasets import CheckContext, Dataset, get_dataset
 
 logger = logging.getLogger(__name__)
@@ -139,9 +139,7 @@ def batch_accept(
 def _quarantine(spec: Dataset, errors: list[RowError], rejected: int) -> Load:
     load = Load.objects.create(dataset=spec.name, source="write API", on_error="skip", status=Load.Status.DONE,
                                rejected=rejected, finished_at=timezone.now())
-    RejectedRow.objects.bulk_create(
-        [RejectedRow(load=load, row_number=e.row, column=e.column, reason=e.message, raw=e.raw) for e in errors]
-    )
+    rejected_rows_save(load=load, errors=errors)
     return load
 
 

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Callable, Iterator
 
 import numpy as np
 import pgpq
@@ -38,6 +38,7 @@ from ingestion.checks import InputError, RowError, check_columns, prepare_batch
 from ingestion.models import Load, RejectedRow
 from timeseries.cache import generation_bump
 from timeseries.datasets import CheckContext, Dataset, get_dataset
+from timeseries.sqltext import identifiers
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class _CopySegments:
     def __init__(self, cur, stage: str, columns: list[str]):
         self.cur, self.columns = cur, columns
         self.statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-            sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns))
+            sql.Identifier(stage), identifiers(columns)
         )
         self.cm = self.copy = self.encoder = None
         self.opened_at = 0.0
@@ -284,7 +285,7 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _Seri
         cur.execute(
             sql.SQL("CREATE UNLOGGED TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
                 stage=sql.Identifier(stage),
-                cols=sql.SQL(", ").join(map(sql.Identifier, [*spec.column_names, "known_at"])),
+                cols=identifiers([*spec.column_names, "known_at"]),
                 table=sql.Identifier(spec.table),
             )
         )
@@ -332,12 +333,17 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress) -> _Seri
     return ranges
 
 
-def _quarantine(load: Load, errors: list[RowError], result: LoadResult, rejected_rows: set[int]) -> None:
-    """Keep every bad row (raw values + reason) with the load, whatever the mode."""
+def rejected_rows_save(*, load: Load, errors: list[RowError]) -> None:
+    """Keep bad rows (raw values + reason) with their load, so staff can fix and re-send them."""
     RejectedRow.objects.bulk_create(
         [RejectedRow(load=load, row_number=e.row, column=e.column, reason=e.message, raw=e.raw) for e in errors],
         batch_size=5000,
     )
+
+
+def _quarantine(load: Load, errors: list[RowError], result: LoadResult, rejected_rows: set[int]) -> None:
+    """Keep every bad row with the load, whatever the mode, and count the rows rejected."""
+    rejected_rows_save(load=load, errors=errors)
     new_rows = {e.row for e in errors} - rejected_rows
     rejected_rows |= new_rows
     result.rejected += len(new_rows)
@@ -460,19 +466,13 @@ def _register_series(cur, spec: Dataset, ranges: _SeriesRanges) -> None:
     )
 
 
-def _ids(names: Iterable[str], prefix: str | None = None) -> sql.Composable:
-    if prefix:
-        return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(prefix), sql.Identifier(n)) for n in names)
-    return sql.SQL(", ").join(map(sql.Identifier, names))
-
-
 def _append(cur, spec: Dataset, stage: str, recorded_at: datetime, subset: sql.Composable | None) -> int:
     """Insert the staged rows proven new (those outside ``subset``) as they are."""
     cols = [*spec.column_names, "known_at"]
     where = sql.SQL("") if subset is None else sql.SQL(" WHERE NOT ") + subset
     cur.execute(
         sql.SQL("INSERT INTO {t} ({cols}, recorded_at) SELECT {cols}, %s FROM {s} s{where}").format(
-            t=sql.Identifier(spec.table), s=sql.Identifier(stage), cols=_ids(cols), where=where
+            t=sql.Identifier(spec.table), s=sql.Identifier(stage), cols=identifiers(cols), where=where
         ),
         [recorded_at],
     )
@@ -492,7 +492,7 @@ def _conflicts(cur, spec: Dataset, stage: str, subset: sql.Composable) -> list[l
         sql.SQL(
             "SELECT array_agg(row_no ORDER BY row_no) FROM {s} s WHERE {subset} GROUP BY {key}, known_at "
             "HAVING count(DISTINCT ROW({vals})) > 1"
-        ).format(s=sql.Identifier(stage), key=_ids(spec.key), vals=_ids(spec.value_columns), subset=subset)
+        ).format(s=sql.Identifier(stage), key=identifiers(spec.key), vals=identifiers(spec.value_columns), subset=subset)
     )
     return [row[0] for row in cur.fetchall()]
 
@@ -583,11 +583,11 @@ def _merge_versions(
     names = dict(
         s=sql.Identifier(stage),
         t=sql.Identifier(spec.table),
-        key=_ids(spec.key),
-        cols=_ids(cols),
-        vals=_ids(vals),
-        l_vals=_ids(vals, "l"),
-        t_vals=_ids(vals, "t"),
+        key=identifiers(spec.key),
+        cols=identifiers(cols),
+        vals=identifiers(vals),
+        l_vals=identifiers(vals, "l"),
+        t_vals=identifiers(vals, "t"),
         t_key=_key_match(spec, "t", "l"),
         x_key=_key_match(spec, "x", "l"),
         subset=subset,

@@ -31,7 +31,6 @@ KINDS: dict[str, tuple[pa.DataType, str]] = {
     "bool": (pa.bool_(), "boolean"),
     "text[]": (pa.list_(pa.string()), "text[]"),
 }
-TIME_COLUMNS = ("time", "known_at", "recorded_at")
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,23 @@ loader rejects rows that break it), so ``time <= T`` is added to let the indexes
 """
 from __future__ import annotations
 
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable, Sequence
 
+import pgpq
+import psycopg
 import pyarrow as pa
+import pyarrow.csv as pcsv
 from django.db import connection
 from psycopg import sql
 from psycopg.types.datetime import TimestamptzLoader
 
 from timeseries import indicators
+from timeseries.sqltext import identifiers
 from timeseries.datasets import DATASETS, MARKET_DATA, SOCIAL_SENTIMENT, Dataset, get_dataset
 
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
@@ -84,12 +91,6 @@ def _fetch(query: sql.Composable, params: dict) -> list[dict]:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def _cols(spec: Dataset, alias: str) -> sql.Composable:
-    return sql.SQL(", ").join(
-        sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in spec.stored_columns
-    )
-
-
 def _is_current(spec: Dataset, alias: str = "a") -> sql.Composable:
     """``alias`` is the current version of its key as of %(at)s / %(rb)s (anti-join on the version index)."""
     same_key = sql.SQL(" AND ").join(
@@ -112,7 +113,7 @@ def _current_rows(
 ) -> list[dict]:
     conditions = [_is_current(spec), *where]
     query = sql.SQL("SELECT {cols} FROM {t} a WHERE {cond}").format(
-        cols=_cols(spec, "a"), t=sql.Identifier(spec.table), cond=sql.SQL(" AND ").join(conditions)
+        cols=identifiers(spec.stored_columns, "a"), t=sql.Identifier(spec.table), cond=sql.SQL(" AND ").join(conditions)
     )
     if order:
         query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.SQL("a." + o) for o in order)
@@ -154,7 +155,7 @@ def _latest_lateral(spec: Dataset, outer: str, at_expr: str) -> sql.Composable:
         "SELECT {cols} FROM {t} m WHERE {match} AND m.time <= {at} AND m.known_at <= {at}"
         " AND m.recorded_at <= %(rb)s ORDER BY {order} LIMIT 1"
     ).format(
-        cols=_cols(spec, "m"),
+        cols=identifiers(spec.stored_columns, "m"),
         t=sql.Identifier(spec.table),
         match=match,
         at=at,
@@ -404,9 +405,6 @@ ASOF_CONNECTIONS = 2  # one per core here; each probes a contiguous share of the
 def _asof_parallel(spec: Dataset, table: pa.Table, rb: datetime) -> pa.Table:
     """Probe contiguous shares of the (series, time)-sorted points on several connections, all in
     REPEATABLE READ on one exported snapshot, so every share sees exactly the same data."""
-    import psycopg
-    from concurrent.futures import ThreadPoolExecutor
-
     n = ASOF_CONNECTIONS
     cuts = [table.num_rows * i // n for i in range(n + 1)]
     params = connection.get_connection_params()
@@ -435,12 +433,6 @@ def _asof_result_schema(spec: Dataset) -> list[tuple[str, pa.DataType]]:
 
 def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime) -> pa.Table:
     """One connection's share: COPY the points in, probe, COPY the answer out as CSV."""
-    import io
-    import json
-
-    import pgpq
-    import pyarrow.csv as pcsv
-
     names = ["idx", *(f"s{i + 1}" for i in range(len(spec.series))), "at"]
     cur.execute(
         "CREATE TEMP TABLE IF NOT EXISTS tsm_asof_points (idx bigint, s1 text, s2 text, at timestamptz)"
@@ -449,7 +441,7 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime) -> pa.Table:
     renamed = points.rename_columns(names)
     encoder = pgpq.ArrowToPostgresBinaryEncoder(renamed.schema)
     with cur.copy(
-        sql.SQL("COPY tsm_asof_points ({}) FROM STDIN WITH (FORMAT binary)").format(_ids(names))
+        sql.SQL("COPY tsm_asof_points ({}) FROM STDIN WITH (FORMAT binary)").format(identifiers(names))
     ) as copy:
         copy.write(encoder.write_header())
         for batch in renamed.to_batches(max_chunksize=100_000):
@@ -492,16 +484,3 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime) -> pa.Table:
         values = [None if v is None else json.loads(v) for v in result.column(name).to_pylist()]
         result = result.set_column(result.schema.get_field_index(name), name, pa.array(values, pa.list_(pa.string())))
     return result
-
-
-def _ids(names: Sequence[str]) -> sql.Composable:
-    return sql.SQL(", ").join(map(sql.Identifier, names))
-
-
-SELECTORS = {
-    "market_state": market_state,
-    "news": news,
-    "insider_trades": insider_trades,
-    "sentiment": sentiment,
-    "government_events": government_events,
-}
