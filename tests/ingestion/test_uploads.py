@@ -3,16 +3,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
-import uuid
 from datetime import timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -21,10 +13,10 @@ from django.urls import reverse
 
 from ingestion import uploads
 from ingestion.models import RejectedRow, Upload
-from tests.conftest import bar, waiting_on_a_lock
+from tests.conftest import bar
+from tests.ingestion import workers
+from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, stop_worker, wait_for
 from tsm_site.celery import app as celery_app
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def csv_bytes(rows: list[dict]) -> bytes:
@@ -151,46 +143,12 @@ def test_it_requires_staff_for_the_upload_admin(client, media):
 
 
 @pytest.fixture
-def worker_env(media, settings):
-    db = connection.settings_dict
-    queue = f"tsm-test-{uuid.uuid4().hex[:8]}"
+def worker_env(media):
+    queue = private_queue()
     old_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "TSM_MEDIA_ROOT": str(media),
-        "TSM_TIMESCALEDB": "on" if "timescale" in db["ENGINE"] else "off",
-    }
-    yield env, queue
+    yield workers.worker_env(TSM_MEDIA_ROOT=str(media)), queue
     celery_app.conf.task_default_queue = old_queue
-
-
-def start_worker(env: dict, queue: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", "--pool=solo", "-Q", queue,
-         "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-
-
-def stop_worker(worker: subprocess.Popen) -> None:
-    worker.terminate()
-    try:
-        worker.wait(10)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(10)
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status(pk: int) -> str:
@@ -214,24 +172,14 @@ def test_it_loads_an_upload_in_a_real_worker(worker_env):
 @pytest.mark.django_db(transaction=True)
 def test_it_leaves_no_partial_load_when_the_worker_is_killed_mid_merge_and_completes_on_rerun(worker_env):
     env, queue = worker_env
-    db = connection.settings_dict
     rows = [bar(s, m) for s in ("AAPL", "MSFT") for m in range(300)]
     upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes(rows)))
-    # Hold the series registry so the merge blocks after it has inserted the bars, inside its transaction.
-    blocker = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
-    blocker.execute("LOCK TABLE timeseries_series IN EXCLUSIVE MODE")
     worker = start_worker(env, queue)
-    try:
+    with merge_blocked_then_killed(worker) as merge_blocked:
         uploads.upload_enqueue(upload_id=upload.pk)
         wait_for(lambda: status(upload.pk) == "loading", what="the merge to start")
-        wait_for(lambda: waiting_on_a_lock(db["NAME"]), what="the merge to block mid-transaction")
-    finally:
-        worker.send_signal(signal.SIGKILL)  # also when a wait above failed: never leave a worker behind
-        worker.wait(10)
-        blocker.rollback()
-        blocker.close()
+        merge_blocked()
     with connection.cursor() as cur:
-        wait_for(lambda: not _merge_backend_alive(db["NAME"]), what="the killed worker's backend to end")
         cur.execute("SELECT count(*) FROM market_data")
         assert cur.fetchone()[0] == 0  # nothing half-loaded
     assert status(upload.pk) == "loading"  # what a dead worker leaves behind...
@@ -247,15 +195,6 @@ def test_it_leaves_no_partial_load_when_the_worker_is_killed_mid_merge_and_compl
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM market_data")
         assert cur.fetchone()[0] == 600
-
-
-def _merge_backend_alive(dbname: str) -> bool:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query ILIKE %s AND pid <> pg_backend_pid()",
-            [dbname, "%INSERT INTO%market_data%"],
-        )
-        return cur.fetchone()[0] > 0
 
 
 @pytest.mark.django_db

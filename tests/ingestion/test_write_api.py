@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from ingestion import buffer
 from ingestion.models import IngestBatch, RejectedRow
-from tests.conftest import T0, bar, waiting_on_a_lock
+from tests.conftest import T0, bar
 from timeseries import pit
 from timeseries.models import MarketData
 from timeseries.tokens import token_create
@@ -236,52 +236,18 @@ def test_it_never_fails_with_a_server_error_on_any_body(writer, body, ctype):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_keeps_batches_pending_when_a_flushing_worker_is_killed_and_merges_them_once_on_reflush(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-    import uuid
-    from pathlib import Path
-
-    import psycopg
-
+def test_it_keeps_batches_pending_when_a_flushing_worker_is_killed_and_merges_them_once_on_reflush():
+    from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, worker_env
     from tsm_site.celery import app as celery_app
 
-    db = connection.settings_dict
     for m in range(0, 40, 10):
         buffer.batch_accept(dataset="market_data", body=json.dumps([bar("AAPL", i) for i in range(m, m + 10)]).encode(),
                             content_type="application/json")
-    blocker = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
-    blocker.execute("LOCK TABLE timeseries_series IN EXCLUSIVE MODE")  # the merge blocks after inserting
-    queue = f"tsm-test-{uuid.uuid4().hex[:8]}"
-    env = {**__import__("os").environ,
-           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-           "TSM_TIMESCALEDB": "on" if "timescale" in db["ENGINE"] else "off"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", "--pool=solo", "-Q", queue,
-         "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
-        cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
+    queue = private_queue()
+    worker = start_worker(worker_env(), queue)
+    with merge_blocked_then_killed(worker) as merge_blocked:
         celery_app.send_task("ingestion.tasks.flush_buffer", args=["market_data"], queue=queue)
-        deadline = time.monotonic() + 60
-        while not waiting_on_a_lock(db["NAME"]):
-            assert time.monotonic() < deadline, "the flush never reached the merge"
-            time.sleep(0.1)
-    finally:
-        worker.send_signal(signal.SIGKILL)  # also when the wait above failed: never leave a worker behind
-        worker.wait(10)
-        blocker.rollback()
-        blocker.close()
-    deadline = time.monotonic() + 30
-    while True:  # the killed worker's backend rolls back once it notices the client is gone
-        with connection.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-                        "AND query ILIKE %s", [db["NAME"], "%market_data%"])
-            if cur.fetchone()[0] == 0 or time.monotonic() > deadline:
-                break
-        time.sleep(0.1)
+        merge_blocked()
     assert MarketData.objects.count() == 0
     assert IngestBatch.objects.filter(status="pending").count() == 4  # nothing was marked merged
     result = buffer.buffer_flush(dataset="market_data")

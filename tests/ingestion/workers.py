@@ -1,0 +1,86 @@
+"""Real Celery worker processes for the ingestion tests, and the "kill it mid-merge" choreography."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from django.db import connection
+
+from tests.conftest import waiting_on_a_lock
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a worker that uses the test database."""
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TSM_TIMESCALEDB": "on" if "timescale" in db["ENGINE"] else "off",
+        **extra,
+    }
+
+
+def private_queue() -> str:
+    return f"tsm-test-{uuid.uuid4().hex[:8]}"
+
+
+def start_worker(env: dict, queue: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", "--pool=solo", "-Q", queue,
+         "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def merge_blocked_then_killed(worker: subprocess.Popen):
+    """Hold the series registry so a merge blocks after inserting, inside its transaction; on leaving,
+    SIGKILL the worker (whatever happened inside) and wait until its backend has rolled back."""
+    db = connection.settings_dict
+    blocker = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+    blocker.execute("LOCK TABLE timeseries_series IN EXCLUSIVE MODE")
+    try:
+        yield lambda: wait_for(lambda: waiting_on_a_lock(db["NAME"]), what="the merge to block mid-transaction")
+    finally:
+        worker.send_signal(signal.SIGKILL)  # never leave a worker behind
+        worker.wait(10)
+        blocker.rollback()
+        blocker.close()
+    wait_for(lambda: not _other_sessions_on("market_data"), timeout=30, what="the killed worker's backend to end")
+
+
+def _other_sessions_on(table: str) -> bool:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND query ILIKE %s",
+            [connection.settings_dict["NAME"], f"%{table}%"],
+        )
+        return cur.fetchone()[0] > 0
