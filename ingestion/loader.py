@@ -37,6 +37,7 @@ from ingestion import parsers
 from ingestion.checks import InputError, RowError, check_columns, prepare_batch
 from ingestion.models import Load, RejectedRow
 from timeseries.cache import generation_bump
+from timeseries.changes import changes_record
 from timeseries.datasets import CheckContext, Dataset, get_dataset
 from timeseries.sqltext import identifiers
 
@@ -387,6 +388,7 @@ def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult)
             result.inserted += _append(cur, spec, stage, recorded_at, subset)
             _register_series(cur, spec, ranges)
             if result.inserted or result.revised:
+                changes_record(cur=cur, dataset=spec.name, bounds=ranges.bounds(), recorded_at=recorded_at)
                 generation_bump(datasets=[spec.name])
 
 

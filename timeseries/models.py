@@ -224,3 +224,45 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.scope}) for {self.user}"
+
+
+class Change(models.Model):
+    """The change log: one row per series a merge wrote new versions into, with the event-time span.
+
+    Written by the loader inside the merge transaction (so it is exactly as durable as the rows).
+    Merges of one dataset run one at a time under the merge lock, so within a dataset ids become
+    visible in increasing order and a consumer may remember "done through id N" (``ChangeCursor``).
+    The span covers every staged row of the series, a superset of what actually changed.
+    Consumers: rollups (aggregates), automatic quality checks, the InfluxDB backup.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    dataset = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=32)
+    subkey = models.CharField(max_length=64, blank=True, default="")
+    first_time = models.DateTimeField()
+    last_time = models.DateTimeField()
+    recorded_at = models.DateTimeField(help_text="recorded_at of the versions the merge stored")
+
+    class Meta:
+        db_table = "timeseries_change"
+        indexes = [models.Index(fields=["dataset", "id"], name="timeseries_change_dataset_id")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}:{self.symbol} {self.first_time}..{self.last_time} @ {self.recorded_at}"
+
+
+class ChangeCursor(models.Model):
+    """How far a consumer of the change log has got, per dataset."""
+
+    consumer = models.CharField(max_length=32)
+    dataset = models.CharField(max_length=32)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "timeseries_change_cursor"
+        constraints = [models.UniqueConstraint(fields=["consumer", "dataset"], name="timeseries_change_cursor_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}/{self.dataset} through {self.last_id}"
