@@ -9,7 +9,7 @@ DEMO_SYMBOLS ?= 20
 DEMO_DAYS ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: run test install services db migrate seed bench clean
+.PHONY: run test install system-packages services db migrate seed bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+system-packages:  ## Debian packages the tests use (Chromium for browser tests, InfluxDB for the backup test)
+	@bash bin/system-packages
 
 services:  ## start PostgreSQL and Redis when they are down (development machines and CI)
 	@bash bin/services
@@ -41,7 +44,7 @@ run: seed
 	trap 'kill $$(cat var/celery.pid 2>/dev/null) 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install services
+test: install system-packages services
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
