@@ -1,0 +1,23 @@
+"""Celery tasks of the timeseries app: thin wrappers around services (DESIGN.md section 6).
+
+Other features may add their tasks here (one import line or one task each).
+"""
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=10)
+def rollups_refresh(self, dataset: str | None = None) -> dict:
+    """Beat (every few seconds) and after loads: recompute the aggregate buckets the change log says
+    were touched (``timeseries.aggregates.rollups_refresh``). Idempotent; concurrent runs serialise
+    on the consumer's cursor row."""
+    from timeseries import aggregates
+
+    try:
+        return aggregates.rollups_refresh(dataset=dataset)
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
