@@ -484,3 +484,104 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime) -> pa.Table:
         values = [None if v is None else json.loads(v) for v in result.column(name).to_pylist()]
         result = result.set_column(result.schema.get_field_index(name), name, pa.array(values, pa.list_(pa.string())))
     return result
+
+
+# --- timeline -----------------------------------------------------------------------------------
+
+
+def _series_match(spec: Dataset, params: dict, symbols: list[str] | None) -> list[sql.Composable]:
+    """Rows of ``symbols``; government events match on their primary or affected symbols."""
+    if symbols is None:
+        return []
+    params["symbols"] = symbols
+    if spec.name == "government_events":
+        return [sql.SQL("(a.primary_symbol = ANY(%(symbols)s) OR a.affected_symbols && %(symbols)s::text[])")]
+    return [sql.SQL("a.{} = ANY(%(symbols)s)").format(sql.Identifier(spec.symbol_column))]
+
+
+def changes_between(
+    *,
+    t1: datetime,
+    t2: datetime,
+    symbols: Iterable[str] | None = None,
+    datasets: Iterable[str] | None = None,
+    recorded_by: datetime | None = None,
+    limit: int | None = None,
+) -> dict[str, list[dict]]:
+    """What became known in (t1, t2], per dataset: the difference between the world as of t1 and as of t2.
+
+    For every key whose current version as of t2 (as recorded by ``recorded_by``) was not yet known at
+    t1 (its known_at lies in (t1, t2]), that version's stored columns plus ``correction`` (True when the
+    key already had a version known at t1) and ``previous`` (the stored columns of the version current
+    at t1, or None). Keys unchanged between t1 and t2 are absent; versions known in (t1, t2] but already
+    superseded by t2 are not listed (the answer is a difference of two states). Newest known_at first,
+    then by key; at most ``limit`` rows per dataset.
+    """
+    t1, t2 = aware("t1", t1), aware("t2", t2)
+    if t1 > t2:
+        raise ValueError("t1 must not be after t2")
+    names = list(DATASETS) if datasets is None else [get_dataset(d).name for d in datasets]
+    symbols = _symbols(symbols)
+    return {name: _changes(get_dataset(name), t1, t2, symbols, recorded_by, limit) for name in names}
+
+
+def _changes(spec: Dataset, t1: datetime, t2: datetime, symbols, recorded_by, limit) -> list[dict]:
+    params = {**_params(t2, recorded_by), "t1": t1}
+    where = [_is_current(spec), sql.SQL("a.known_at > %(t1)s"), *_series_match(spec, params, symbols)]
+    same_key = sql.SQL(" AND ").join(sql.SQL("p.{k} = a.{k}").format(k=sql.Identifier(k)) for k in spec.key)
+    previous = [f"prev_{c}" for c in spec.stored_columns]
+    query = sql.SQL(
+        "SELECT {cols}, {prev} FROM {t} a LEFT JOIN LATERAL (SELECT {pcols} FROM {t} p WHERE {same_key}"
+        " AND p.known_at <= %(t1)s AND p.time <= %(t1)s AND p.recorded_at <= %(rb)s"
+        " ORDER BY p.known_at DESC, p.recorded_at DESC LIMIT 1) p ON true WHERE {where}"
+        " ORDER BY a.known_at DESC, {key}"
+    ).format(
+        cols=identifiers(spec.stored_columns, "a"),
+        prev=sql.SQL(", ").join(
+            sql.SQL("p.{} AS {}").format(sql.Identifier(c), sql.Identifier(p)) for c, p in zip(spec.stored_columns, previous)
+        ),
+        pcols=identifiers(spec.stored_columns, "p"),
+        t=sql.Identifier(spec.table),
+        same_key=same_key,
+        where=sql.SQL(" AND ").join(where),
+        key=identifiers(spec.key, "a"),
+    )
+    if limit is not None:
+        query += sql.SQL(" LIMIT %(limit)s")
+        params["limit"] = _positive("limit", limit)
+    out = []
+    for row in _fetch(query, params):
+        prev = {c: row.pop(p) for c, p in zip(spec.stored_columns, previous)}
+        row["previous"] = prev if prev["recorded_at"] is not None else None
+        row["correction"] = row["previous"] is not None
+        out.append(row)
+    return out
+
+
+def newest_recorded_at(
+    *,
+    dataset: str,
+    at: datetime,
+    symbols: Iterable[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    recorded_by: datetime | None = None,
+) -> datetime | None:
+    """The greatest recorded_at among the versions visible as of ``at`` (as recorded by ``recorded_by``)
+    with event time in [start, end]: replaying with ``recorded_by`` set to it gives the same answer."""
+    spec = get_dataset(dataset)
+    params = _params(at, recorded_by)
+    where = [
+        sql.SQL("a.known_at <= %(at)s AND a.time <= %(at)s AND a.recorded_at <= %(rb)s"),
+        *_series_match(spec, params, _symbols(symbols)),
+    ]
+    if start is not None:
+        params["start"] = aware("start", start)
+        where.append(sql.SQL("a.time >= %(start)s"))
+    if end is not None:
+        params["end"] = aware("end", end)
+        where.append(sql.SQL("a.time <= %(end)s"))
+    query = sql.SQL("SELECT max(a.recorded_at) AS newest FROM {t} a WHERE {where}").format(
+        t=sql.Identifier(spec.table), where=sql.SQL(" AND ").join(where)
+    )
+    return _fetch(query, params)[0]["newest"]
