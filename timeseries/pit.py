@@ -585,3 +585,29 @@ def newest_recorded_at(
         t=sql.Identifier(spec.table), where=sql.SQL(" AND ").join(where)
     )
     return _fetch(query, params)[0]["newest"]
+
+
+# --- aggregates ---------------------------------------------------------------------------------
+# Thin over timeseries/aggregates.py (rollups / continuous aggregates, exact point in time): stored
+# buckets whose every version is visible as of T are read from the rollup, the rest aggregated live.
+
+
+def daily_bars(
+    *, symbol: str, at: datetime, start: datetime, end: datetime, recorded_by: datetime | None = None
+) -> list[dict]:
+    """Daily OHLCV bars of ``symbol`` (UTC days overlapping [start, end]) built only from the bars known
+    at ``at``, oldest first: time (day start), open, high, low, close, volume, vwap (volume-weighted),
+    bars (count), partial (the day had not ended at ``at``)."""
+    from timeseries import aggregates
+
+    return aggregates.daily_bars(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+
+
+def hourly_sentiment(
+    *, symbol: str, at: datetime, start: datetime, end: datetime, recorded_by: datetime | None = None
+) -> list[dict]:
+    """Hourly sentiment of ``symbol`` over its platforms (hours overlapping [start, end]) as known at
+    ``at``, oldest first: time (hour), sentiment (mention-weighted), mentions, platforms."""
+    from timeseries import aggregates
+
+    return aggregates.hourly_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
