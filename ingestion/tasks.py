@@ -32,6 +32,8 @@ def ingest_upload(self, upload_id: int) -> dict | None:
         raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1)))
     if upload is None:
         return None
+    if upload.status == "done":
+        rollups_enqueue(self, upload.dataset)
     return {"status": upload.status, "inserted": upload.inserted, "revised": upload.revised,
             "duplicates": upload.duplicates, "rejected": upload.rejected}
 
@@ -53,7 +55,20 @@ def flush_buffer(self, dataset: str) -> dict:
         result = buffer.buffer_flush(dataset=dataset)
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+    if result.loads:
+        rollups_enqueue(self, dataset)
     return {"batches": result.batches, "rows": result.rows, "loads": result.loads}
+
+
+def rollups_enqueue(task: Task, dataset: str) -> None:
+    """After a committed load: have the rollups consumer pick up its changes now (beat also runs it
+    every few seconds), on the queue this task came from."""
+    from timeseries.aggregates import BY_DATASET
+    from timeseries.tasks import rollups_refresh
+
+    if dataset in BY_DATASET:
+        queue = (task.request.delivery_info or {}).get("routing_key")
+        rollups_refresh.apply_async((dataset,), **({"queue": queue} if queue else {}))
 
 
 @shared_task

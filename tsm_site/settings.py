@@ -136,6 +136,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VIS
 CELERY_BEAT_SCHEDULE = {
     "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
     "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},
+    "refresh-rollups": {"task": "timeseries.tasks.rollups_refresh", "schedule": 5.0},
 }
 
 # --- Ingestion ---------------------------------------------------------------------------------
