@@ -160,3 +160,5 @@ class RejectedRowAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+from ingestion import admin_influx  # noqa: E402,F401  (InfluxDB backup status page; see that module)

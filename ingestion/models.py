@@ -129,3 +129,22 @@ class IngestBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset} batch {self.id} ({self.status})"
+
+
+class InfluxBackupState(models.Model):
+    """How the InfluxDB backup of one dataset is doing (the cursor itself is the change log's)."""
+
+    dataset = models.CharField(max_length=32, unique=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True, help_text="last run that sent everything pending")
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    points_sent = models.BigIntegerField(default=0, help_text="points acknowledged by InfluxDB (re-sends included)")
+    changes_done = models.BigIntegerField(default=0, help_text="change-log rows consumed")
+
+    class Meta:
+        verbose_name = "InfluxDB backup"
+        verbose_name_plural = "InfluxDB backup"
+
+    def __str__(self) -> str:
+        return f"InfluxDB backup of {self.dataset}"

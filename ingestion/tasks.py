@@ -78,3 +78,18 @@ def flush_all_buffers() -> None:
 
     for dataset in IngestBatch.objects.filter(status=IngestBatch.Status.PENDING).values_list("dataset", flat=True).distinct():
         flush_buffer.delay(dataset)
+
+
+@shared_task(bind=True, max_retries=8)
+def influx_backup(self) -> dict:
+    """Beat: mirror new market data versions to InfluxDB (a no-op when the backup is off).
+
+    Only an unreachable InfluxDB / 5xx answer (or a transient database error) is retried, with
+    backoff; the service has recorded the error and left the change-log cursor where it was.
+    """
+    from ingestion import influx
+
+    try:
+        return influx.influx_backup_run().as_dict()
+    except (influx.InfluxUnavailable, *TRANSIENT) as exc:
+        raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 2)))

@@ -136,6 +136,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VIS
 CELERY_BEAT_SCHEDULE = {
     "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
     "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},
+    "influx-backup": {"task": "ingestion.tasks.influx_backup", "schedule": 30.0},  # a no-op when off
     "refresh-rollups": {"task": "timeseries.tasks.rollups_refresh", "schedule": 5.0},
 }
 
@@ -152,6 +153,16 @@ TSM_INGEST_BUFFER_MAX_ROWS = env_int("TSM_INGEST_BUFFER_MAX_ROWS", 200_000)  # ~
 TSM_INGEST_RATE = env_str("TSM_INGEST_RATE", "6000/min")  # write API requests per token
 DATA_UPLOAD_MAX_MEMORY_SIZE = TSM_INGEST_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 << 20
+
+# --- InfluxDB backup of high-frequency market data (ingestion/influx.py) -------------------------
+TSM_INFLUX_URL = env_str("TSM_INFLUX_URL", "").strip().rstrip("/")  # unset: the backup is off
+TSM_INFLUX_DB = env_str("TSM_INFLUX_DB", "tsm")
+TSM_INFLUX_USER = env_str("TSM_INFLUX_USER", "")
+TSM_INFLUX_PASSWORD = env_str("TSM_INFLUX_PASSWORD", "")
+# subminute: bars finer than one minute (see README); all: every bar; off: nothing even with a URL
+TSM_INFLUX_BACKUP = env_choice("TSM_INFLUX_BACKUP", "subminute", {"off", "subminute", "all"})
+TSM_INFLUX_BATCH_LINES = env_int("TSM_INFLUX_BATCH_LINES", 20_000)  # points per POST /write
+TSM_INFLUX_TIMEOUT = float(env_str("TSM_INFLUX_TIMEOUT", "60"))  # seconds per HTTP request
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
