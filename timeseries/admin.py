@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
 
+from timeseries import admin_storage  # noqa: F401  (admin page "Storage report")
 from timeseries import models
 from timeseries.datasets import DATASETS
 

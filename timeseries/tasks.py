@@ -21,3 +21,14 @@ def rollups_refresh(self, dataset: str | None = None) -> dict:
         return aggregates.rollups_refresh(dataset=dataset)
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def retention_run(self) -> list[dict]:
+    """Beat (hourly): remove rows past each dataset's retention horizon (``timeseries.lifecycle``)."""
+    from timeseries import lifecycle
+
+    try:
+        return [r.as_dict() for r in lifecycle.retention_run()]
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 4)))

@@ -9,6 +9,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -48,6 +49,28 @@ def env_choice(name: str, default: str, choices: set[str]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r}: expected one of {sorted(choices)}")
     return value
+
+
+INTERVAL_RE = re.compile(
+    r"\s*\d+\s*(microsecond|millisecond|second|minute|hour|day|week|month|year)s?\s*", re.IGNORECASE
+)
+
+
+def env_intervals(prefix: str, defaults: dict[str, str | None]) -> dict[str, str | None]:
+    """Per-dataset PostgreSQL intervals ("7 days", "2 years"; "none" = no policy) from
+    ``{prefix}_{DATASET}`` (e.g. TSM_RETENTION_MARKET_DATA=5 years), else the defaults."""
+    out: dict[str, str | None] = {}
+    for dataset, default in defaults.items():
+        name = f"{prefix}_{dataset.upper()}"
+        raw = os.environ.get(name)
+        value = (default or "none") if raw is None else raw.strip().lower()
+        if value in {"none", "off", ""}:
+            out[dataset] = None
+        elif INTERVAL_RE.fullmatch(value):
+            out[dataset] = " ".join(value.split())
+        else:
+            raise ImproperlyConfigured(f"{name}={raw!r} is not an interval (e.g. '7 days', '2 years', or 'none')")
+    return out
 
 
 DEBUG = env_bool("DEBUG", True)
@@ -136,6 +159,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VIS
 CELERY_BEAT_SCHEDULE = {
     "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
     "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},
+    "retention": {"task": "timeseries.tasks.retention_run", "schedule": 3600.0},  # deletes past TSM_RETENTION
     "influx-backup": {"task": "ingestion.tasks.influx_backup", "schedule": 30.0},  # a no-op when off
     "refresh-rollups": {"task": "timeseries.tasks.rollups_refresh", "schedule": 5.0},
 }
@@ -175,6 +199,21 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Lifecycle: compression and retention (timeseries/lifecycle.py) -----------------------------
+# Override one dataset with e.g. TSM_COMPRESS_AFTER_MARKET_DATA="14 days" or TSM_RETENTION_NEWS_EVENTS=none,
+# then run `manage.py lifecycle_apply` (TimescaleDB lane; migrations apply them on first migrate).
+TSM_COMPRESS_AFTER = env_intervals(
+    "TSM_COMPRESS_AFTER",
+    {"market_data": "7 days", "news_events": "30 days", "social_sentiment": "3 days",
+     "insider_trades": "30 days", "government_events": "30 days"},
+)
+TSM_RETENTION = env_intervals(
+    "TSM_RETENTION",
+    {"market_data": "10 years", "news_events": "10 years", "social_sentiment": "2 years",
+     "insider_trades": "20 years", "government_events": "20 years"},
+)
+TSM_RETENTION_BATCH_ROWS = env_int("TSM_RETENTION_BATCH_ROWS", 10_000)  # rows per DELETE (plain lane)
 
 # --- Read API (timeseries/api) -----------------------------------------------------------------
 import re  # noqa: E402
