@@ -1,17 +1,35 @@
-"""Admin over the datasets: thin, and safe on tables with tens of millions of rows.
+"""Admin over the datasets and their curation: thin, and safe on tables with tens of millions of rows.
 
-No full COUNT (an estimate from the planner's statistics instead), no DISTINCT-based filters,
-filters and ordering that follow the version index. Curation features arrive with their own issue.
+* No full COUNT (an estimate from the planner's statistics, or a count capped at 10,001), no
+  DISTINCT-based filters: the filters are input boxes (symbol, source, event-time, known_at and
+  quality ranges) and the search box matches symbols exactly, so every query walks an index.
+* The changelist is ordered newest first by (time, key, known_at, recorded_at): a unique order that
+  follows the ``time`` index (or, filtered by symbol, the version index backwards).
+* Rows are versions: the loader is their only writer. The one editable column is ``quality_score``
+  (inline in the list, on the row's page, or by the bulk actions "mark suspect", "mark good",
+  "set score…" over the selection or over *all rows matching the filter*). Every change goes
+  through ``timeseries.quality`` (set-based, audited, cache generation bumped); selections above
+  ``TSM_CURATION_SYNC_MAX_ROWS`` rows go to a Celery task.
+* Quality audit (read-only), quality flags and the per-symbol-day quality report.
 """
 from __future__ import annotations
 
-from django.contrib import admin
-from django.core.paginator import Paginator
-from django.db import connection
-from django.utils.functional import cached_property
+from datetime import date
 
-from timeseries import admin_storage  # noqa: F401  (admin page "Storage report")
-from timeseries import models
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.core.paginator import Paginator
+from django.db import connection, transaction
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.http import urlencode
+
+from timeseries import models, quality
 from timeseries.datasets import DATASETS
 
 
@@ -32,27 +50,242 @@ class EstimatedCountPaginator(Paginator):
         return self.object_list.order_by()[: self.CAP + 1].count()
 
 
+# --- input-box filters (no DISTINCT, no dropdown of values) ---------------------------------------
+
+
+class InputFilter(admin.ListFilter):
+    """A group of input boxes; validated by ``quality.curation_filters_clean`` (errors name the box).
+
+    A bad value shows the error and an empty list (never the unfiltered table: a bulk action over
+    "all rows matching the filter" must not hit every row because a filter was mistyped).
+    """
+
+    template = "admin/timeseries/input_filter.html"
+    fields: tuple[tuple[str, str, str], ...] = ()  # (parameter, label, placeholder)
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.dataset = model._meta.db_table
+        for name, _, _ in self.fields:
+            if name in params:
+                self.used_parameters[name] = params.pop(name)[-1]
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self):
+        return [name for name, _, _ in self.fields]
+
+    def choices(self, changelist):
+        mine = set(self.expected_parameters()) | {"p", "e"}
+        hidden = [(k, v) for k, values in self.request.GET.lists() if k not in mine for v in values]
+        yield {
+            "fields": [
+                {"name": name, "label": label, "placeholder": placeholder, "value": self.used_parameters.get(name, "")}
+                for name, label, placeholder in self.fields
+            ],
+            "hidden": hidden,
+        }
+
+    def queryset(self, request, queryset):
+        try:
+            cleaned = quality.curation_filters_clean(dataset=self.dataset, params=self.used_parameters)
+        except quality.CurationError as exc:
+            shown = request.__dict__.setdefault("_tsm_filter_errors", set())
+            if str(exc) not in shown:
+                shown.add(str(exc))
+                messages.error(request, str(exc))
+            return queryset.none()
+        return quality.curation_filters_apply(queryset, dataset=self.dataset, filters=cleaned)
+
+
+class SymbolSourceFilter(InputFilter):
+    title = "symbol and source"
+    fields = (("symbol", "symbol(s)", "AAPL, MSFT"), ("source", "source(s)", "exact, comma-separated"))
+
+
+class SymbolFilter(InputFilter):
+    title = "symbol"
+    fields = (("symbol", "symbol(s)", "AAPL, MSFT"),)
+
+
+class TimeRangeFilter(InputFilter):
+    title = "event time"
+    fields = (("time_after", "from", "2024-03-01T14:30Z"), ("time_before", "to (inclusive)", "2024-03-01T21:00Z"))
+
+
+class KnownAtRangeFilter(InputFilter):
+    title = "known_at"
+    fields = (("known_at_after", "from", "2024-03-01T14:30Z"), ("known_at_before", "to (inclusive)", "2024-03-01T21:00Z"))
+
+
+class QualityRangeFilter(InputFilter):
+    title = "quality score"
+    fields = (("quality_min", "min", "0"), ("quality_max", "max", "0.5"))
+
+
+# --- dataset admins ---------------------------------------------------------------------------------
+
+
+class CurationActionForm(ActionForm):
+    score = forms.CharField(required=False, label="score", widget=forms.TextInput(attrs={"size": 4, "placeholder": "0–1"}))
+    reason = forms.CharField(required=False, label="reason", widget=forms.TextInput(attrs={"size": 30, "placeholder": "why (recorded in the audit)"}))
+
+
 class TimeSeriesAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     list_per_page = 100
-    readonly_fields = ("known_at", "recorded_at")
+    search_help_text = "Exact symbol(s), comma-separated."
+
+    @cached_property
+    def spec(self):
+        return DATASETS[self.model._meta.db_table]
 
     def get_search_fields(self, request):
-        spec = DATASETS[self.model._meta.db_table]
-        return (f"={spec.symbol_column}",)
+        return (self.spec.symbol_column,)  # shows the box; the search itself is get_search_results
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact symbols (an index probe), never a case-insensitive scan of every row."""
+        terms = [t.strip() for t in search_term.replace(" ", ",").split(",") if t.strip()]
+        if terms:
+            queryset = queryset.filter(**{f"{self.spec.symbol_column}__in": terms})
+        return queryset, False
+
+    def get_list_filter(self, request):
+        first = SymbolSourceFilter if "source" in self.spec.column_names else SymbolFilter
+        return (first, TimeRangeFilter, KnownAtRangeFilter)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.concrete_fields if f.name not in ("id", "quality_score")]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # rows are versions written by the loader (Admin › Ingestion › Uploads)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a deleted version would change past point-in-time answers
 
 
-def _register(model, columns: tuple[str, ...]) -> None:
-    attrs = {"list_display": (*columns, "known_at", "recorded_at"), "ordering": ("-time",)}
-    admin.site.register(model, type(f"{model.__name__}Admin", (TimeSeriesAdmin,), attrs))
+class CuratedAdmin(TimeSeriesAdmin):
+    """A dataset with ``quality_score``: inline editing, bulk actions, checks, report links."""
+
+    list_editable = ("quality_score",)
+    action_form = CurationActionForm
+    actions = ("mark_suspect", "mark_good", "set_score", "run_quality_checks")
+
+    def get_list_filter(self, request):
+        return (*super().get_list_filter(request), QualityRangeFilter)
+
+    @admin.display(description="report")
+    def report_link(self, obj):
+        url = reverse("admin:timeseries_qualityflag_report")
+        query = urlencode({"dataset": self.spec.name, "symbol": getattr(obj, self.spec.symbol_column), "day": obj.time.date().isoformat()})
+        return format_html('<a href="{}?{}">quality report</a>', url, query)
+
+    # -- editing the score (row page and inline in the list) --
+
+    def save_model(self, request, obj, form, change):
+        if not change or "quality_score" not in form.changed_data:
+            return
+        reason = (request.POST.get("reason") or "").strip() or "edited in the admin"
+        try:
+            quality.quality_scores_set(dataset=self.spec.name, rows=[obj.pk], score=obj.quality_score, reason=reason, user=request.user)
+        except quality.CurationError as exc:
+            messages.error(request, f"{obj}: {exc}")
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no related objects; nothing else of the row may change
+
+    # -- bulk actions --
+
+    def _curate(self, request: HttpRequest, queryset, score, what: str) -> None:
+        reason = (request.POST.get("reason") or "").strip() or what
+        try:
+            score = quality.score_check("score", score)
+        except quality.CurationError as exc:
+            messages.error(request, str(exc))
+            return
+        limit = getattr(settings, "TSM_CURATION_SYNC_MAX_ROWS", 50_000)
+        if request.POST.get("select_across") == "1" and queryset.order_by()[: limit + 1].count() > limit:
+            from timeseries import tasks
+
+            params = {k: request.GET.get(k) for k in quality.FILTER_PARAMS if request.GET.get(k)}
+            try:
+                quality.curation_filters_clean(dataset=self.spec.name, params=params)
+            except quality.CurationError as exc:
+                messages.error(request, str(exc))
+                return
+            transaction.on_commit(
+                lambda: tasks.quality_scores_set_filtered.delay(self.spec.name, params, score, reason, request.user.pk)
+            )
+            messages.info(
+                request,
+                f"More than {limit:,} rows match the filter: setting their score to {score:g} runs in the background. "
+                "The quality audit lists them when it is done.",
+            )
+            return
+        try:
+            result = quality.quality_scores_set(dataset=self.spec.name, rows=queryset, score=score, reason=reason, user=request.user)
+        except quality.CurationError as exc:
+            messages.error(request, str(exc))
+            return
+        audit = reverse("admin:timeseries_qualityaudit_changelist") + "?" + urlencode({"batch": str(result.batch)})
+        messages.success(
+            request, format_html('Quality score set to {} on {} row(s) (<a href="{}">audit</a>).', f"{score:g}", result.changed, audit)
+        )
+
+    @admin.action(description="Mark suspect (score 0)")
+    def mark_suspect(self, request, queryset):
+        self._curate(request, queryset, quality.SUSPECT, "marked suspect")
+
+    @admin.action(description="Mark good (score 1)")
+    def mark_good(self, request, queryset):
+        self._curate(request, queryset, quality.GOOD, "marked good")
+
+    @admin.action(description="Set score… (type the score and a reason)")
+    def set_score(self, request, queryset):
+        self._curate(request, queryset, request.POST.get("score"), "score set")
+
+    @admin.action(description="Run quality checks over these rows' symbols and days")
+    def run_quality_checks(self, request, queryset):
+        limit = getattr(settings, "TSM_CURATION_SYNC_MAX_ROWS", 50_000)
+        if queryset.order_by()[: limit + 1].count() > limit:
+            messages.error(request, f"More than {limit:,} rows: narrow the filter or run `manage.py quality_check`.")
+            return
+        result = quality.quality_checks_rows(dataset=self.spec.name, rows=queryset)
+        messages.success(
+            request,
+            f"Checked {result.spans} symbol span(s): {result.flags} flag(s) "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(result.by_check.items())) or 'nothing found'}), {result.lowered} score(s) lowered.",
+        )
 
 
-_register(models.MarketData, ("time", "symbol", "open", "high", "low", "close", "volume", "quality_score"))
-_register(models.NewsEvent, ("time", "symbol", "title", "source", "impact_score"))
-_register(models.InsiderTrade, ("time", "symbol", "insider_name", "transaction_type", "shares", "value", "filing_date", "form_type"))
-_register(models.SocialSentiment, ("time", "symbol", "platform", "mention_count", "sentiment_avg"))
-_register(models.GovernmentEvent, ("time", "event_type", "primary_symbol", "amount", "confidence"))
+def _register(model, columns: tuple[str, ...], ordering: tuple[str, ...]) -> None:
+    spec = DATASETS[model._meta.db_table]
+    base = CuratedAdmin if spec.curated else TimeSeriesAdmin
+    display = (*columns, "known_at", "recorded_at", *(("report_link",) if spec.curated else ()))
+    attrs = {"list_display": display, "ordering": ordering}
+    admin.site.register(model, type(f"{model.__name__}Admin", (base,), attrs))
+
+
+# newest first by event time, ties by the rest of the version key (unique: no "-pk" added)
+_register(
+    models.MarketData,
+    ("time", "symbol", "open", "high", "low", "close", "volume", "source", "quality_score"),
+    ("-time", "-symbol", "-known_at", "-recorded_at"),
+)
+_register(
+    models.NewsEvent,
+    ("time", "symbol", "title", "source", "impact_score", "quality_score"),
+    ("-time", "-symbol", "-news_id", "-known_at", "-recorded_at"),
+)
+_register(
+    models.InsiderTrade,
+    ("time", "symbol", "insider_name", "transaction_type", "shares", "value", "filing_date", "form_type"),
+    ("-time",),
+)
+_register(models.SocialSentiment, ("time", "symbol", "platform", "mention_count", "sentiment_avg"), ("-time",))
+_register(models.GovernmentEvent, ("time", "event_type", "primary_symbol", "amount", "confidence"), ("-time",))
 
 
 @admin.register(models.Symbol)
@@ -66,3 +299,118 @@ class SeriesAdmin(admin.ModelAdmin):
     list_display = ("dataset", "symbol", "subkey", "first_time", "last_time")
     list_filter = ("dataset",)
     search_fields = ("=symbol",)
+
+
+# --- curation records ---------------------------------------------------------------------------------
+
+
+class CuratedDatasetFilter(admin.SimpleListFilter):
+    """The curated datasets, from their declarations (not a DISTINCT over the audit)."""
+
+    title = "dataset"
+    parameter_name = "dataset"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in quality.CURATED_DATASETS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(dataset=self.value()) if self.value() else queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        terms = [t.strip() for t in search_term.replace(" ", ",").split(",") if t.strip()]
+        return (queryset.filter(symbol__in=terms) if terms else queryset), False
+
+    @admin.display(description="row")
+    def row_link(self, obj):
+        model = next(m for m in admin.site._registry if m._meta.db_table == obj.dataset)
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.row_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.row_id)
+
+
+@admin.register(models.QualityAudit)
+class QualityAuditAdmin(ReadOnlyAdmin):
+    """Every curation: who, when, which row, old and new score, why. Read-only."""
+
+    list_display = ("changed_at", "dataset", "symbol", "time", "row_link", "old_score", "new_score", "source", "user", "reason")
+    list_filter = (CuratedDatasetFilter,)
+    list_select_related = ("user",)
+    search_fields = ("symbol",)
+    search_help_text = "Exact symbol(s), comma-separated."
+    ordering = ("-changed_at", "-id")
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        batch = request.GET.get("batch")
+        if batch:
+            try:
+                queryset = queryset.filter(batch=batch)
+            except Exception:  # noqa: BLE001 - a malformed uuid: show nothing rather than everything
+                queryset = queryset.none()
+        return queryset
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup == "batch" or super().lookup_allowed(lookup, value, request)
+
+
+@admin.register(models.QualityFlag)
+class QualityFlagAdmin(ReadOnlyAdmin):
+    """What the automatic checks found; the per-symbol-day report."""
+
+    list_display = ("created_at", "dataset", "symbol", "time", "row_link", "check_name", "reason", "proposed_score", "applied", "report")
+    list_filter = (CuratedDatasetFilter,)
+    search_fields = ("symbol",)
+    search_help_text = "Exact symbol(s), comma-separated."
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="report")
+    def report(self, obj):
+        url = reverse("admin:timeseries_qualityflag_report")
+        query = urlencode({"dataset": obj.dataset, "symbol": obj.symbol, "day": obj.time.date().isoformat()})
+        return format_html('<a href="{}?{}">{} {}</a>', url, query, obj.symbol, obj.time.date())
+
+    def get_urls(self):
+        urls = [path("report/", self.admin_site.admin_view(self.report_view), name="timeseries_qualityflag_report")]
+        return urls + super().get_urls()
+
+    def report_view(self, request):
+        """Quality report for one symbol and (UTC) day: flags with reasons and the audit of curations."""
+        dataset = request.GET.get("dataset") or "market_data"
+        symbol = (request.GET.get("symbol") or "").strip()
+        error, report, day = None, None, None
+        try:
+            quality.curated_spec(dataset)
+            day = date.fromisoformat((request.GET.get("day") or "").strip())
+            if not symbol:
+                raise ValueError("symbol is required")
+            report = quality.quality_report(dataset=dataset, symbol=symbol, day=day)
+        except ValueError as exc:
+            error = str(exc) if request.GET else None
+            if "day" in str(exc) or "isoformat" in str(exc) or "Invalid" in str(exc):
+                error = f"day={request.GET.get('day', '')!r} is not a date (YYYY-MM-DD)"
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Quality report {symbol} {day or ''}".strip(),
+            "opts": self.model._meta,
+            "datasets": quality.CURATED_DATASETS,
+            "dataset": dataset,
+            "symbol": symbol,
+            "day": request.GET.get("day", ""),
+            "report": report,
+            "error": error,
+        }
+        return TemplateResponse(request, "admin/timeseries/quality_report.html", context)

@@ -83,8 +83,18 @@ class Dataset:
 
     @property
     def value_columns(self) -> tuple[str, ...]:
-        """Columns compared to decide whether an incoming row is a duplicate of the current version."""
-        return tuple(c.name for c in self.columns if c.name not in self.key)
+        """Columns compared to decide whether an incoming row is a duplicate of the current version.
+
+        ``quality_score`` is not one: curation changes it in place (timeseries/quality.py), so a
+        replayed row that differs from the stored version only in its score is a duplicate, and
+        replaying a file never undoes a curation.
+        """
+        return tuple(c.name for c in self.columns if c.name not in self.key and c.name not in CURATED_COLUMNS)
+
+    @property
+    def curated(self) -> bool:
+        """Whether rows of this dataset carry a ``quality_score`` (curation, ``min_quality``)."""
+        return "quality_score" in self.column_names
 
     @property
     def stored_columns(self) -> tuple[str, ...]:
@@ -102,6 +112,9 @@ class Dataset:
         if self.name == "news_events":
             extra.add("id")
         return frozenset(self.column_names) | extra
+
+
+CURATED_COLUMNS = frozenset({"quality_score"})
 
 
 # --- helpers used by the declarations -----------------------------------------------------------
@@ -212,6 +225,7 @@ NEWS_EVENTS = Dataset(
         Column("url", "text", default=""),
         Column("author", "text", default=""),
         Column("language", "text", default="en"),
+        Column("quality_score", "float"),  # NULL: not scored
     ),
     key=("symbol", "time", "news_id"),
     series=("symbol",),
@@ -219,7 +233,11 @@ NEWS_EVENTS = Dataset(
     known_at_rule="publication: time",
     default_known_at=_known_at_not_before("time"),
     min_known_at=_known_at_not_before("time"),
-    checks=(_range_check("sentiment", -1.0, 1.0), _range_check("impact_score", 0.0, 1.0)),
+    checks=(
+        _range_check("sentiment", -1.0, 1.0),
+        _range_check("impact_score", 0.0, 1.0),
+        _range_check("quality_score", 0.0, 1.0),
+    ),
     order_newest=("time DESC", "impact_score DESC NULLS LAST", "symbol", "news_id"),
 )
 

@@ -73,6 +73,7 @@ class NewsEvent(TimeSeriesRow):
     url = models.TextField(blank=True, default="")
     author = models.TextField(blank=True, default="")
     language = models.CharField(max_length=16, blank=True, default="en")
+    quality_score = models.FloatField(null=True, blank=True, help_text="NULL: not scored (kept by min_quality)")
 
     class Meta:
         db_table = "news_events"
@@ -266,3 +267,72 @@ class ChangeCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer}/{self.dataset} through {self.last_id}"
+
+
+class QualityAudit(models.Model):
+    """One curated row: who (user, or the check that did it), when, which row, old and new score, why.
+
+    Written only by ``timeseries.quality`` in the same statement that changes ``quality_score`` (one
+    ``UPDATE … RETURNING`` feeding one ``INSERT``), never edited. ``changed_at`` is the database's
+    clock_timestamp(), on the same clock as ``recorded_at``: the score a row had "as recorded by S" is
+    ``old_score`` of its earliest audit with ``changed_at > S``, else its current score.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    dataset = models.CharField(max_length=32)
+    row_id = models.BigIntegerField(help_text="id of the version row whose score changed")
+    symbol = models.CharField(max_length=32)
+    time = models.DateTimeField(help_text="event time of the row")
+    known_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    old_score = models.FloatField(null=True, blank=True)
+    new_score = models.FloatField(null=True, blank=True)
+    reason = models.TextField()
+    source = models.CharField(max_length=64, help_text='"user" or the name of the automatic check')
+    user = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    changed_at = models.DateTimeField()
+    batch = models.UUIDField(help_text="one curation action (all rows changed together)")
+
+    class Meta:
+        db_table = "timeseries_quality_audit"
+        verbose_name = "quality audit entry"
+        verbose_name_plural = "quality audit"
+        indexes = [
+            models.Index(fields=["dataset", "row_id", "changed_at"], name="quality_audit_row"),
+            models.Index(fields=["dataset", "symbol", "time"], name="quality_audit_symbol_time"),
+            models.Index(fields=["changed_at"], name="quality_audit_changed_at"),
+            models.Index(fields=["batch"], name="quality_audit_batch"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}#{self.row_id} {self.old_score} -> {self.new_score} ({self.source})"
+
+
+class QualityFlag(models.Model):
+    """What an automatic check found about a row, with its reason and proposed score.
+
+    One row per (dataset, row, check): re-running a check over the same span refreshes it. Checks that
+    apply their score record it here with ``applied`` and in ``QualityAudit``; the others only propose.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    dataset = models.CharField(max_length=32)
+    row_id = models.BigIntegerField()
+    symbol = models.CharField(max_length=32)
+    time = models.DateTimeField()
+    check_name = models.CharField(max_length=32)
+    reason = models.TextField()
+    proposed_score = models.FloatField(null=True, blank=True)
+    applied = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "timeseries_quality_flag"
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "row_id", "check_name"], name="quality_flag_unique")
+        ]
+        indexes = [models.Index(fields=["dataset", "symbol", "time"], name="quality_flag_symbol_time")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}#{self.row_id} {self.check_name}: {self.reason}"
+

@@ -7,6 +7,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from timeseries.quality_tasks import quality_check_pending, quality_scores_set_filtered  # noqa: F401,E402
+
 TRANSIENT = (OperationalError, InterfaceError)
 
 

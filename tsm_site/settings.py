@@ -156,9 +156,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VISIBILITY_TIMEOUT", 3600)}
+TSM_CURATION_SYNC_MAX_ROWS = env_int("TSM_CURATION_SYNC_MAX_ROWS", 50_000)  # larger admin curations run in Celery
 CELERY_BEAT_SCHEDULE = {
     "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
     "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},
+    "quality-checks": {"task": "timeseries.quality_tasks.quality_check_pending", "schedule": 10.0},
     "retention": {"task": "timeseries.tasks.retention_run", "schedule": 3600.0},  # deletes past TSM_RETENTION
     "influx-backup": {"task": "ingestion.tasks.influx_backup", "schedule": 30.0},  # a no-op when off
     "refresh-rollups": {"task": "timeseries.tasks.rollups_refresh", "schedule": 5.0},

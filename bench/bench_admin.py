@@ -1,0 +1,252 @@
+#!/usr/bin/env python
+"""Admin curation benchmark: the market_data changelist and a bulk "mark suspect" on a big table.
+
+Prints ONE JSON object on stdout (progress on stderr). Uses its own database ``tsm_bench_admin``,
+filled once (and reused) with ``--rows`` generated minute bars of 1,000 symbols by
+``INSERT … SELECT generate_series`` (indexes dropped during the fill and rebuilt after):
+
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_admin.py                 # 50M bars
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_admin.py --rows 2000000  # quick
+
+Times (median of ``--runs``, Django test Client, logged-in superuser, first request discarded as warm-up)
+the changelist unfiltered, filtered by symbol, by an event-time range, by a quality range, by
+known_at range, a search, and the admin action "mark suspect" over all rows of one symbol-day
+(select all matching the filter). Baseline in the same run: the changelist as Django would run it by
+default (full ``COUNT(*)`` for the paginator and the "N total" link). Target: < 1 s each.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "tsm_bench_admin"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+START = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
+BARS_PER_DAY = 390
+SYMBOLS = 1000
+DAYS_PER_CHUNK = 8
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def setup_django() -> None:
+    os.environ.update(DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings")
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("ensure_database")
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def recreate_database() -> None:
+    """Start from an empty, freshly migrated database (a half-built table cannot be trusted)."""
+    import psycopg
+    from django.core.management import call_command
+    from django.db import connection
+
+    log(f"recreating {DB_NAME}")
+    connection.close()
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin_conn:
+        admin_conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    call_command("ensure_database")
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def q(query: str, params=None) -> list[tuple]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+# --- building the table ---------------------------------------------------------------------------
+
+
+def stored_rows() -> int:
+    q("CREATE TABLE IF NOT EXISTS bench_admin_meta (rows bigint NOT NULL)")
+    found = q("SELECT rows FROM bench_admin_meta")
+    return found[0][0] if found else 0
+
+
+def build(rows: int) -> dict:
+    """Fill market_data with ``rows`` bars (1,000 symbols x 390 bars a day), unless already there."""
+    have = stored_rows()
+    if have == rows and q("SELECT 1 FROM pg_indexes WHERE indexname = 'market_data_version'"):
+        log(f"reusing {have:,} bars in {DB_NAME}")
+        return {"reused": True, "seconds": 0}
+    t0 = time.perf_counter()
+    log(f"building {rows:,} bars in {DB_NAME} (had {have:,})")
+    if have or q("SELECT 1 FROM market_data LIMIT 1") or not q("SELECT 1 FROM pg_indexes WHERE indexname = 'market_data_version'"):
+        recreate_database()
+        stored_rows()
+    constraints = q(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'market_data'::regclass AND contype IN ('p', 'u')"
+    )
+    indexes = q(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'market_data' AND indexname NOT IN "
+        "(SELECT conname FROM pg_constraint WHERE conrelid = 'market_data'::regclass)"
+    )
+    for name, _ in indexes:
+        q(f'DROP INDEX "{name}"')
+    for name, _ in constraints:
+        q(f'ALTER TABLE market_data DROP CONSTRAINT "{name}"')
+    days = -(-rows // (BARS_PER_DAY * SYMBOLS))
+    done = 0
+    for lo in range(0, days, DAYS_PER_CHUNK):
+        hi = min(days, lo + DAYS_PER_CHUNK) - 1
+        limit = rows - done
+        # (time, symbol) order like a live feed; 0.1% of the bars carry a suspect score
+        q(
+            """
+            INSERT INTO market_data (time, symbol, open, high, low, close, volume, source, quality_score, known_at, recorded_at)
+            SELECT t, sym, p, p + 0.05, p - 0.05, p + 0.01, 100 + (i * 7 + m) %% 900, 'bench',
+                   CASE WHEN random() < 0.001 THEN 0.3 ELSE 1.0 END, t + interval '1 minute', t + interval '2 minutes'
+            FROM generate_series(%s::int, %s::int) d, generate_series(0, 389) m,
+                 LATERAL (SELECT %s::timestamptz + d * interval '1 day' + m * interval '1 minute' AS t) tt,
+                 generate_series(0, %s - 1) i,
+                 LATERAL (SELECT 'S' || lpad(i::text, 4, '0') AS sym,
+                                 round((20 + i %% 400 + 2 * sin((d * 390 + m) / 60.0))::numeric, 6) AS p) v
+            ORDER BY d, m, i
+            LIMIT %s
+            """,
+            [lo, hi, START, SYMBOLS, limit],
+        )
+        done = min(rows, (hi + 1) * BARS_PER_DAY * SYMBOLS)
+        log(f"  {done:,} bars")
+    q("SET maintenance_work_mem = '1GB'")
+    for name, definition in constraints:
+        log(f"  constraint {name}")
+        q(f'ALTER TABLE market_data ADD CONSTRAINT "{name}" {definition}')
+    for name, definition in indexes:
+        log(f"  index {name}")
+        q(definition)
+    q(
+        """INSERT INTO timeseries_series (dataset, symbol, subkey, first_time, last_time)
+           SELECT 'market_data', symbol, '', min(time), max(time) FROM market_data GROUP BY symbol"""
+    )
+    log("  vacuum analyze")
+    q("VACUUM ANALYZE market_data")
+    q("INSERT INTO bench_admin_meta VALUES (%s)", [rows])
+    return {"reused": False, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+# --- timing ---------------------------------------------------------------------------------------
+
+
+def client_login():
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    user, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def median_ms(fn, runs: int) -> dict:
+    fn()  # warm-up
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return {"median_ms": round(statistics.median(samples) * 1000, 1), "max_ms": round(max(samples) * 1000, 1), "n": runs}
+
+
+def get(client, url: str):
+    def run():
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        return response
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=50_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--build-only", action="store_true")
+    args = parser.parse_args()
+    setup_django()
+    built = build(args.rows)
+    out: dict = {"rows": args.rows, "symbols": SYMBOLS, "build": built}
+    if args.build_only:
+        print(json.dumps(out))
+        return
+    from django.contrib import admin as django_admin
+    from django.core.paginator import Paginator
+
+    from timeseries import models
+
+    client = client_login()
+    base = "/admin/timeseries/marketdata/"
+    days = args.rows // (BARS_PER_DAY * SYMBOLS)
+    mid = START + timedelta(days=days // 2)
+    iso = lambda d: d.isoformat().replace("+00:00", "Z")  # noqa: E731
+    cases = {
+        "unfiltered": "",
+        "symbol": "?symbol=S0500",
+        "time_range": f"?time_after={iso(mid)}&time_before={iso(mid + timedelta(hours=1))}",
+        "time_range_symbol": f"?symbol=S0123&time_after={iso(mid)}&time_before={iso(mid + timedelta(hours=6))}",
+        "known_at_range": f"?known_at_after={iso(mid)}&known_at_before={iso(mid + timedelta(hours=1))}",
+        "quality_range": "?quality_min=0.2&quality_max=0.5",
+        "quality_none_match": "?quality_min=0.6&quality_max=0.7",
+        "search": "?q=S0777",
+        "audit_log": None,
+    }
+    figures = {}
+    for name, params in cases.items():
+        url = "/admin/timeseries/qualityaudit/" if params is None else base + params
+        figures[name] = median_ms(get(client, url), args.runs)
+        log(f"{name}: {figures[name]}")
+    # baseline: what Django's defaults would cost on this table (the full COUNT behind the paginator)
+    model_admin = django_admin.site._registry[models.MarketData]
+    figures["baseline_full_count"] = median_ms(lambda: Paginator(models.MarketData.objects.all(), 100).count, max(1, args.runs // 2))
+    log(f"baseline_full_count: {figures['baseline_full_count']}")
+    # bulk "mark suspect" over every row of one symbol-day (select all matching the filter)
+    samples = []
+    for k in range(args.runs + 1):
+        day = START + timedelta(days=k)
+        params = f"?symbol=S{(k * 37) % SYMBOLS:04d}&time_after={iso(day - timedelta(hours=1))}&time_before={iso(day + timedelta(hours=7))}"
+        t = time.perf_counter()
+        response = client.post(
+            base + params,
+            {"action": "mark_suspect", "select_across": "1", "index": "0", "_selected_action": ["0"], "reason": "bench"},
+        )
+        elapsed = time.perf_counter() - t
+        assert response.status_code == 302, response.status_code
+        if k:
+            samples.append(elapsed)
+    audited = q("SELECT count(*) FROM timeseries_quality_audit WHERE reason = 'bench'")[0][0]
+    figures["mark_suspect_symbol_day"] = {
+        "median_ms": round(statistics.median(samples) * 1000, 1), "max_ms": round(max(samples) * 1000, 1),
+        "n": len(samples), "rows_per_action": BARS_PER_DAY, "audit_rows_total": audited,
+    }
+    log(f"mark_suspect_symbol_day: {figures['mark_suspect_symbol_day']}")
+    q("DELETE FROM timeseries_quality_audit WHERE reason = 'bench'")
+    q("UPDATE market_data SET quality_score = 1.0 WHERE quality_score = 0.0 AND source = 'bench' AND time < %s",
+      [START + timedelta(days=args.runs + 2)])
+    out["list_per_page"] = model_admin.list_per_page
+    out["figures"] = figures
+    out["target_ms"] = 1000
+    out["met"] = all(f["median_ms"] < 1000 for k, f in figures.items() if not k.startswith("baseline"))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

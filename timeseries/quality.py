@@ -1,0 +1,487 @@
+"""Data-quality curation: set scores (audited), automatic checks, the per-symbol-day report.
+
+Curation is the one place where a stored version row is changed in place: ``quality_score`` is tsm's
+annotation of a row, not part of the fact (the loader does not compare it when deciding whether a
+re-sent row is a new version, see ``Dataset.value_columns``). Every change is set-based — one
+``UPDATE … RETURNING`` feeding one ``INSERT`` of ``QualityAudit`` rows, never a Python loop — runs
+under a per-dataset advisory lock (so "old score" is exact under concurrent curations) and bumps the
+dataset's generation in the same transaction, so cached answers never serve an old score.
+
+Scores: 1.0 good (the market data default), 0.0 suspect, NULL not scored (news). ``min_quality=q``
+on a selector keeps a row whose score is NULL or >= q, and with ``recorded_by=S`` the score used is
+the one the row had at S: ``old_score`` of its earliest audit with ``changed_at > S``, else its
+current score. A row excluded that way is not replaced by an older version of the same key.
+
+Automatic checks (``quality_checks_run``) are SQL over the current versions of the given spans
+(symbol, [lo, hi) widened to whole UTC days, so neighbours are seen). Each finding is a
+``QualityFlag`` (one per row and check, refreshed on re-runs). Checks listed in ``APPLIED_CHECKS``
+also lower the row's score (never raise it), audited with the check's name as source; the others
+only propose a score for a curator to accept.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone as dt_timezone
+from typing import Any, Iterable
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from psycopg import sql
+
+from timeseries.cache import generation_bump
+from timeseries.datasets import DATASETS, Dataset
+
+GOOD = 1.0
+SUSPECT = 0.0
+CURATED_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.curated)
+QUALITY_CONSUMER = "quality"
+
+# check name -> (proposed score, applied automatically?)
+CHECKS: dict[str, dict[str, tuple[float | None, bool]]] = {
+    "market_data": {
+        "ohlc": (SUSPECT, True),
+        "spike": (0.2, True),
+        "stale": (0.5, False),
+        "volume": (0.5, False),
+        "gap": (None, False),
+    },
+    "news_events": {"duplicate_title": (0.3, True)},
+}
+SPIKE_JUMP = 0.10  # close at least 10% away from both neighbours...
+SPIKE_NEIGHBOURS_AGREE = 0.02  # ...which are within 2% of each other
+STALE_BARS = 5  # this many consecutive bars with identical open/high/low/close
+VOLUME_FACTOR = 10  # volume above 10x the mean of the 60 surrounding bars
+SESSION = ("09:30", "16:00", "America/New_York")  # trading hours checked for gaps in minute bars
+DUPLICATE_TITLE_WINDOW = timedelta(hours=24)
+
+
+class CurationError(ValueError):
+    """Bad curation input; the message names the parameter."""
+
+
+def curated_spec(dataset: str) -> Dataset:
+    spec = DATASETS.get(dataset)
+    if spec is None or not spec.curated:
+        raise CurationError(f"dataset={dataset!r} has no quality_score: expected one of {', '.join(CURATED_DATASETS)}")
+    return spec
+
+
+def score_check(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    """A score parameter: a finite number in [0, 1] (strings accepted); the error names ``name``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if allow_none:
+            return None
+        raise CurationError(f"{name} is required: a number between 0 and 1")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise CurationError(f"{name}={str(value)[:64]!r} is not a number between 0 and 1")
+    return number
+
+
+def min_quality_check(value: Any) -> float | None:
+    """``min_quality`` of a selector: None (no filter) or a number in [0, 1]."""
+    return score_check("min_quality", value, allow_none=True)
+
+
+@dataclass
+class Curation:
+    batch: uuid.UUID
+    changed: int
+    queued: bool = False
+
+
+# --- setting scores -------------------------------------------------------------------------------
+
+
+def _lock(cur, spec: Dataset) -> None:
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsm.curate.{spec.name}"])
+
+
+def _ids_source(spec: Dataset, rows: QuerySet | Iterable[int]) -> tuple[sql.Composable, list]:
+    """SQL yielding the ids to curate: the queryset's own SQL (set-based) or an id array."""
+    if isinstance(rows, QuerySet):
+        if rows.model._meta.db_table != spec.table:
+            raise CurationError(f"rows are {rows.model._meta.db_table}, not {spec.name}")
+        query, params = rows.order_by().values("id").query.sql_with_params()
+        return sql.SQL(query), list(params)
+    ids = [int(i) for i in rows]
+    return sql.SQL("SELECT unnest(%s::bigint[])"), [ids]
+
+
+AUDIT_COLUMNS = "dataset, row_id, symbol, time, known_at, recorded_at, old_score, new_score, reason, source, user_id, changed_at, batch"
+
+
+def quality_scores_set(
+    *,
+    dataset: str,
+    rows: QuerySet | Iterable[int],
+    score: Any,
+    reason: str,
+    user=None,
+    source: str = "user",
+) -> Curation:
+    """Set ``quality_score`` of ``rows`` (a queryset of the dataset, or ids) to ``score``; audited.
+
+    Rows that already have the score are left alone (no audit row). One statement: the update
+    returns each row's old score and key, which are inserted as audit rows.
+    """
+    spec = curated_spec(dataset)
+    score = score_check("score", score)
+    reason = (reason or "").strip()
+    if not reason:
+        raise CurationError("reason is required: say why the score changes")
+    ids_sql, ids_params = _ids_source(spec, rows)
+    batch = uuid.uuid4()
+    statement = sql.SQL(
+        """
+        WITH target AS (
+            SELECT t.id, t.quality_score AS old FROM {t} t
+            WHERE t.id IN ({ids}) AND t.quality_score IS DISTINCT FROM %s
+        ), upd AS (
+            UPDATE {t} t SET quality_score = %s FROM target WHERE t.id = target.id
+            RETURNING t.id, {sym} AS symbol, t.time, t.known_at, t.recorded_at, target.old
+        )
+        INSERT INTO timeseries_quality_audit ({audit})
+        SELECT %s, id, symbol, time, known_at, recorded_at, old, %s, %s, %s, %s, clock_timestamp(), %s FROM upd
+        """
+    ).format(t=sql.Identifier(spec.table), ids=ids_sql, sym=sql.Identifier("t", spec.symbol_column), audit=sql.SQL(AUDIT_COLUMNS))
+    params = [*ids_params, score, score, spec.name, score, reason, source, getattr(user, "pk", user), batch]
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock(cur, spec)
+        cur.execute(statement, params)
+        changed = cur.rowcount
+        if changed:
+            generation_bump(datasets=[spec.name])
+    return Curation(batch=batch, changed=changed)
+
+
+def quality_scores_lower(*, dataset: str, findings: list[tuple[int, float, str]], source: str) -> Curation:
+    """Per row (id, score, reason): lower the row's score to ``score`` (never raise it); audited."""
+    spec = curated_spec(dataset)
+    batch = uuid.uuid4()
+    if not findings:
+        return Curation(batch=batch, changed=0)
+    statement = sql.SQL(
+        """
+        WITH f AS (
+            SELECT DISTINCT ON (id) id, score, reason FROM unnest(%s::bigint[], %s::float8[], %s::text[]) AS f(id, score, reason)
+            ORDER BY id, score
+        ), target AS (
+            SELECT t.id, t.quality_score AS old, f.score, f.reason FROM {t} t JOIN f ON f.id = t.id
+            WHERE t.quality_score IS NULL OR t.quality_score > f.score
+        ), upd AS (
+            UPDATE {t} t SET quality_score = target.score FROM target WHERE t.id = target.id
+            RETURNING t.id, {sym} AS symbol, t.time, t.known_at, t.recorded_at, target.old, target.score, target.reason
+        )
+        INSERT INTO timeseries_quality_audit ({audit})
+        SELECT %s, id, symbol, time, known_at, recorded_at, old, score, reason, %s, NULL, clock_timestamp(), %s FROM upd
+        """
+    ).format(t=sql.Identifier(spec.table), sym=sql.Identifier("t", spec.symbol_column), audit=sql.SQL(AUDIT_COLUMNS))
+    ids, scores, reasons = zip(*findings)
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock(cur, spec)
+        cur.execute(statement, [list(ids), list(scores), list(reasons), spec.name, source, batch])
+        changed = cur.rowcount
+        if changed:
+            generation_bump(datasets=[spec.name])
+    return Curation(batch=batch, changed=changed)
+
+
+# --- the filters of the admin changelist (also used by the Celery task for large selections) ------
+
+TEXT_FILTERS = ("symbol", "source")
+RANGE_FILTERS = {
+    "time_after": ("time", "gte"),
+    "time_before": ("time", "lte"),
+    "known_at_after": ("known_at", "gte"),
+    "known_at_before": ("known_at", "lte"),
+    "quality_min": ("quality_score", "gte"),
+    "quality_max": ("quality_score", "lte"),
+}
+FILTER_PARAMS = (*TEXT_FILTERS, *RANGE_FILTERS, "q")
+
+
+def _instant(name: str, text: str) -> datetime:
+    from timeseries.timeparse import parse_instant
+
+    try:
+        return parse_instant(name, text.strip())
+    except ValueError as exc:
+        raise CurationError(str(exc)) from None
+
+
+def curation_filters_clean(*, dataset: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the changelist filter parameters (unknown ones are ignored); errors name the parameter."""
+    spec = DATASETS[dataset]
+    out: dict[str, Any] = {}
+    for name in FILTER_PARAMS:
+        raw = params.get(name)
+        if raw is None or not str(raw).strip():
+            continue
+        text = str(raw).strip()
+        if "\x00" in text or len(text) > 200:
+            raise CurationError(f"{name} must be at most 200 characters, without NUL")
+        if name == "source" and "source" not in spec.column_names:
+            raise CurationError(f"source is not a column of {spec.name}")
+        if name.startswith("quality") and not spec.curated:
+            raise CurationError(f"{name}: {spec.name} has no quality_score")
+        if name in ("symbol", "q"):
+            out[name] = [s.strip() for s in text.split(",") if s.strip()]
+        elif name == "source":
+            out[name] = [s.strip() for s in text.split(",")]
+        elif name.startswith("quality"):
+            out[name] = score_check(name, text)
+        else:
+            out[name] = _instant(name, text)
+    for lo, hi in (("time_after", "time_before"), ("known_at_after", "known_at_before"), ("quality_min", "quality_max")):
+        if lo in out and hi in out and out[lo] > out[hi]:
+            raise CurationError(f"{lo} must not be after {hi}")
+    return out
+
+
+def curation_filters_apply(queryset: QuerySet, *, dataset: str, filters: dict[str, Any]) -> QuerySet:
+    """Apply cleaned filters: exact symbols (filter or search box), sources, inclusive ranges."""
+    spec = DATASETS[dataset]
+    for name in ("symbol", "q"):
+        if filters.get(name):
+            queryset = queryset.filter(**{f"{spec.symbol_column}__in": filters[name]})
+    if filters.get("source"):
+        queryset = queryset.filter(source__in=filters["source"])
+    for name, (column, lookup) in RANGE_FILTERS.items():
+        if name in filters:
+            queryset = queryset.filter(**{f"{column}__{lookup}": filters[name]})
+    return queryset
+
+
+def curation_queryset(*, dataset: str, params: dict[str, Any]) -> QuerySet:
+    from timeseries.api.filters import MODELS
+
+    filters = curation_filters_clean(dataset=dataset, params=params)
+    return curation_filters_apply(MODELS[dataset].objects.all(), dataset=dataset, filters=filters)
+
+
+def quality_scores_set_filtered(*, dataset: str, params: dict[str, Any], score: Any, reason: str, user_id: int | None) -> Curation:
+    """``quality_scores_set`` over every row matching the changelist filters (the Celery path)."""
+    return quality_scores_set(
+        dataset=dataset, rows=curation_queryset(dataset=dataset, params=params), score=score, reason=reason, user=user_id
+    )
+
+
+# --- automatic checks -----------------------------------------------------------------------------
+
+Span = tuple[str, datetime, datetime]  # symbol, [lo, hi)
+
+
+def spans_merge(spans: Iterable[tuple[str, datetime, datetime]]) -> list[Span]:
+    """Widen each (symbol, first, last) to whole UTC days [day(first), day(last) + 1) and merge overlaps."""
+    by_symbol: dict[str, list[tuple[datetime, datetime]]] = {}
+    for symbol, lo, hi in spans:
+        lo = lo.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        hi = hi.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        by_symbol.setdefault(symbol, []).append((lo, hi))
+    out: list[Span] = []
+    for symbol in sorted(by_symbol):
+        ranges = sorted(by_symbol[symbol])
+        cur_lo, cur_hi = ranges[0]
+        for lo, hi in ranges[1:]:
+            if lo <= cur_hi:
+                cur_hi = max(cur_hi, hi)
+            else:
+                out.append((symbol, cur_lo, cur_hi))
+                cur_lo, cur_hi = lo, hi
+        out.append((symbol, cur_lo, cur_hi))
+    return out
+
+
+SPANS_CTE = "WITH spans AS (SELECT * FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi))"
+
+MARKET_CHECKS_SQL = SPANS_CTE + """,
+cur AS (
+    SELECT c.* FROM spans s CROSS JOIN LATERAL (
+        SELECT DISTINCT ON (m.time) m.id, m.symbol, m.time, m.open, m.high, m.low, m.close, m.volume, m.vwap
+        FROM market_data m WHERE m.symbol = s.symbol AND m.time >= s.lo AND m.time < s.hi
+        ORDER BY m.time, m.known_at DESC, m.recorded_at DESC
+    ) c
+), w1 AS (
+    SELECT cur.*,
+        lag(close) OVER w AS prev_close, lead(close) OVER w AS next_close, lag(time) OVER w AS prev_time,
+        (open, high, low, close) = (lag(open) OVER w, lag(high) OVER w, lag(low) OVER w, lag(close) OVER w) AS same_as_prev,
+        sum(volume) OVER around AS vol_sum, count(*) OVER around AS vol_n
+    FROM cur
+    WINDOW w AS (PARTITION BY symbol ORDER BY time),
+           around AS (PARTITION BY symbol ORDER BY time ROWS BETWEEN 30 PRECEDING AND 30 FOLLOWING)
+), w2 AS (
+    SELECT w1.*,
+        count(*) FILTER (WHERE same_as_prev) OVER last AS same_run,
+        min(time - prev_time) OVER around AS step,
+        (time AT TIME ZONE %(tz)s)::time AS local_t, (prev_time AT TIME ZONE %(tz)s)::time AS local_prev,
+        (time AT TIME ZONE %(tz)s)::date = (prev_time AT TIME ZONE %(tz)s)::date AS same_day
+    FROM w1
+    WINDOW last AS (PARTITION BY symbol ORDER BY time ROWS BETWEEN %(stale_frame)s PRECEDING AND CURRENT ROW),
+           around AS (PARTITION BY symbol ORDER BY time ROWS BETWEEN 30 PRECEDING AND 30 FOLLOWING)
+)
+SELECT id, symbol, time, v.check_name, v.reason FROM w2 CROSS JOIN LATERAL (VALUES
+    ('ohlc', CASE
+        WHEN least(open, high, low, close) <= 0 THEN format('a price is not positive (open %%s, high %%s, low %%s, close %%s)', open, high, low, close)
+        WHEN vwap IS NOT NULL AND (vwap < low OR vwap > high) THEN format('vwap %%s is outside [low %%s, high %%s]', vwap, low, high)
+        WHEN high < greatest(open, close) OR low > least(open, close) THEN format('open/close outside [low %%s, high %%s]', low, high)
+    END),
+    ('spike', CASE WHEN prev_close > 0 AND next_close > 0
+        AND abs(close / prev_close - 1) > %(jump)s AND abs(close / next_close - 1) > %(jump)s
+        AND abs(next_close / prev_close - 1) < %(agree)s
+        THEN format('close %%s is %%s%%%% away from its neighbours (%%s before, %%s after)', close,
+                    round(100 * abs(close / prev_close - 1), 1), prev_close, next_close) END),
+    ('stale', CASE WHEN same_run >= %(stale_prev)s
+        THEN format('open/high/low/close unchanged for %%s consecutive bars', %(stale)s) END),
+    ('volume', CASE WHEN vol_n >= 11 AND (vol_sum - volume) > 0
+        AND volume > %(vol_factor)s * (vol_sum - volume)::numeric / (vol_n - 1)
+        THEN format('volume %%s is %%sx the mean of the %%s surrounding bars', volume,
+                    round(volume / ((vol_sum - volume)::numeric / (vol_n - 1)), 1), vol_n - 1) END),
+    ('gap', CASE WHEN step = interval '1 minute' AND same_day AND time - prev_time > step
+        AND local_prev >= %(open)s::time AND local_t <= %(close)s::time
+        THEN format('no bar for %%s minutes before this one during trading hours (previous bar %%s)',
+                    extract(epoch FROM time - prev_time)::bigint / 60 - 1, prev_time) END)
+) AS v(check_name, reason)
+WHERE v.reason IS NOT NULL
+"""
+
+NEWS_CHECKS_SQL = SPANS_CTE + """,
+cur AS (
+    SELECT c.* FROM spans s CROSS JOIN LATERAL (
+        SELECT DISTINCT ON (n.time, n.news_id) n.id, n.symbol, n.time, n.news_id, n.title
+        FROM news_events n WHERE n.symbol = s.symbol AND n.time >= s.lo - %(window)s AND n.time < s.hi
+        ORDER BY n.time, n.news_id, n.known_at DESC, n.recorded_at DESC
+    ) c
+), w AS (
+    SELECT cur.*, lag(news_id) OVER t AS prev_id, lag(time) OVER t AS prev_time
+    FROM cur WINDOW t AS (PARTITION BY symbol, lower(btrim(title)) ORDER BY time, news_id)
+)
+SELECT id, symbol, time, 'duplicate_title', format('same title as story %%s published %%s', prev_id, prev_time)
+FROM w WHERE prev_id IS NOT NULL AND prev_id <> news_id AND time - prev_time <= %(window)s
+"""
+
+
+@dataclass
+class CheckResult:
+    spans: int = 0
+    flags: int = 0
+    lowered: int = 0
+    by_check: dict[str, int] = field(default_factory=dict)
+
+
+def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, datetime]]) -> CheckResult:
+    """Run the dataset's checks over ``spans`` (symbol, first, last): flag rows, lower applied scores."""
+    spec = curated_spec(dataset)
+    merged = spans_merge(spans)
+    result = CheckResult(spans=len(merged))
+    if not merged:
+        return result
+    params: dict[str, Any] = {
+        "symbols": [s for s, _, _ in merged], "los": [lo for _, lo, _ in merged], "his": [hi for _, _, hi in merged],
+    }
+    if spec.name == "market_data":
+        query = MARKET_CHECKS_SQL
+        params.update(
+            tz=SESSION[2], open=SESSION[0], close=SESSION[1], jump=SPIKE_JUMP, agree=SPIKE_NEIGHBOURS_AGREE,
+            stale=STALE_BARS, stale_prev=STALE_BARS - 1, stale_frame=STALE_BARS - 2, vol_factor=VOLUME_FACTOR,
+        )
+    else:
+        query = NEWS_CHECKS_SQL
+        params["window"] = DUPLICATE_TITLE_WINDOW
+    checks = CHECKS[spec.name]
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(query, params)
+        found = cur.fetchall()
+        if not found:
+            return result
+        cur.execute(
+            """
+            INSERT INTO timeseries_quality_flag (dataset, row_id, symbol, time, check_name, reason, proposed_score, applied, created_at)
+            SELECT %s, f.id, f.symbol, f.time, f.check_name, f.reason, f.score, f.applied, clock_timestamp()
+            FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::float8[], %s::bool[])
+                 AS f(id, symbol, time, check_name, reason, score, applied)
+            ON CONFLICT (dataset, row_id, check_name) DO UPDATE
+            SET reason = EXCLUDED.reason, proposed_score = EXCLUDED.proposed_score, created_at = EXCLUDED.created_at,
+                applied = timeseries_quality_flag.applied OR EXCLUDED.applied
+            """,
+            [
+                spec.name, [r[0] for r in found], [r[1] for r in found], [r[2] for r in found], [r[3] for r in found],
+                [r[4] for r in found], [checks[r[3]][0] for r in found], [checks[r[3]][1] for r in found],
+            ],
+        )
+        result.flags = len(found)
+        for _, _, _, name, _ in found:
+            result.by_check[name] = result.by_check.get(name, 0) + 1
+        for name, (score, applied) in checks.items():
+            rows = [(r[0], score, f"{name}: {r[4]}") for r in found if r[3] == name]
+            if applied and rows:
+                result.lowered += quality_scores_lower(dataset=spec.name, findings=rows, source=f"check:{name}").changed
+    return result
+
+
+def quality_checks_range(
+    *, dataset: str, symbols: Iterable[str] | None = None, start: datetime, end: datetime
+) -> CheckResult:
+    """On demand: run the checks over [start, end] for ``symbols`` (default: every series of the dataset)."""
+    from timeseries.models import Series
+
+    spec = curated_spec(dataset)
+    series = Series.objects.filter(dataset=spec.name, first_time__lte=end, last_time__gte=start)
+    if symbols is not None:
+        series = series.filter(symbol__in=list(symbols))
+    spans = [(s, max(lo, start), min(hi, end)) for s, lo, hi in series.values_list("symbol", "first_time", "last_time")]
+    return quality_checks_run(dataset=spec.name, spans=spans)
+
+
+def quality_checks_rows(*, dataset: str, rows: QuerySet) -> CheckResult:
+    """On demand from the admin: the checks over the spans (per symbol, first to last time) of ``rows``."""
+    from django.db.models import Max, Min
+
+    spec = curated_spec(dataset)
+    spans = rows.order_by().values(spec.symbol_column).annotate(lo=Min("time"), hi=Max("time"))
+    return quality_checks_run(dataset=spec.name, spans=[(r[spec.symbol_column], r["lo"], r["hi"]) for r in spans])
+
+
+def quality_changes_process(*, dataset: str, limit: int = 10_000) -> CheckResult:
+    """On ingest: check the spans the change log lists after the "quality" cursor, then move it.
+
+    Runs in one transaction with the cursor locked: a crash keeps neither the flags nor the move.
+    """
+    from timeseries.changes import changes_consume, changes_pending
+
+    spec = curated_spec(dataset)
+    with transaction.atomic():
+        pending = changes_pending(consumer=QUALITY_CONSUMER, dataset=spec.name, limit=limit)
+        if not pending:
+            return CheckResult()
+        result = quality_checks_run(dataset=spec.name, spans=[(c.symbol, c.first_time, c.last_time) for c in pending])
+        changes_consume(consumer=QUALITY_CONSUMER, dataset=spec.name, through_id=pending[-1].id)
+    return result
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def quality_report(*, dataset: str, symbol: str, day: date) -> dict:
+    """What was flagged and curated for ``symbol`` on ``day`` (UTC): flags, audit entries, counts."""
+    from timeseries.models import QualityAudit, QualityFlag
+
+    spec = curated_spec(dataset)
+    lo = datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc)
+    hi = lo + timedelta(days=1)
+    flags = list(
+        QualityFlag.objects.filter(dataset=spec.name, symbol=symbol, time__gte=lo, time__lt=hi).order_by("time", "check_name")
+    )
+    audits = list(
+        QualityAudit.objects.filter(dataset=spec.name, symbol=symbol, time__gte=lo, time__lt=hi)
+        .select_related("user").order_by("-changed_at", "-id")[:1000]
+    )
+    counts: dict[str, int] = {}
+    for f in flags:
+        counts[f.check_name] = counts.get(f.check_name, 0) + 1
+    return {"dataset": spec.name, "symbol": symbol, "day": day, "flags": flags, "audits": audits, "counts": counts}

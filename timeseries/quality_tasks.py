@@ -1,0 +1,35 @@
+"""Celery tasks of curation: thin wrappers around ``timeseries.quality`` (imported by timeseries/tasks.py)."""
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=10)
+def quality_check_pending(self, dataset: str | None = None) -> dict:
+    """Beat (every few seconds): run the quality checks over the spans the change log lists after the
+    "quality" cursor (``quality.quality_changes_process``). Idempotent; runs serialise on the cursor."""
+    from timeseries import quality
+
+    out = {}
+    try:
+        for name in [dataset] if dataset else quality.CURATED_DATASETS:
+            result = quality.quality_changes_process(dataset=name)
+            out[name] = {"spans": result.spans, "flags": result.flags, "lowered": result.lowered}
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+    return out
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def quality_scores_set_filtered(self, dataset: str, params: dict, score: float, reason: str, user_id: int | None) -> dict:
+    """A bulk curation too large for the request: every row matching the admin filters ``params``."""
+    from timeseries import quality
+
+    try:
+        result = quality.quality_scores_set_filtered(dataset=dataset, params=params, score=score, reason=reason, user_id=user_id)
+    except TRANSIENT as exc:
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1)))
+    return {"batch": str(result.batch), "changed": result.changed}
