@@ -65,8 +65,7 @@ _EXACT = Context(prec=60)
 
 @dataclass(frozen=True)
 class Measure:
-    name: str
-    pg_type: str
+    name: str  # a column of the rollup model
     live: str  # aggregate over alias ``v`` of one bucket's versions; {cur} is the "current version" test
     cagg: str  # the same over every version, as a continuous aggregate may compute it (TimescaleDB)
 
@@ -80,7 +79,7 @@ class Aggregate:
     measures: tuple[Measure, ...]
 
     @property
-    def rollup_table(self) -> str:
+    def rollup_table(self) -> str:  # DailyOhlcvRollup / HourlySentimentRollup
         return f"timeseries_rollup_{self.name}"
 
     @property
@@ -98,15 +97,15 @@ DAILY_OHLCV = Aggregate(
     width=timedelta(days=1),
     inputs=("open", "high", "low", "close", "volume", "vwap"),
     measures=(
-        Measure("open", "numeric(18,6)", "(array_agg(v.open ORDER BY v.time) FILTER (WHERE {cur}))[1]", "first(open, time)"),
-        Measure("high", "numeric(18,6)", "max(v.high) FILTER (WHERE {cur})", "max(high)"),
-        Measure("low", "numeric(18,6)", "min(v.low) FILTER (WHERE {cur})", "min(low)"),
-        Measure("close", "numeric(18,6)", "(array_agg(v.close ORDER BY v.time DESC) FILTER (WHERE {cur}))[1]", "last(close, time)"),
-        Measure("volume", "numeric", "sum(v.volume) FILTER (WHERE {cur})", "sum(volume)"),
-        Measure("pv", "numeric", "sum(v.vwap * v.volume) FILTER (WHERE {cur})", "sum(vwap * volume)"),
-        Measure("pv_volume", "numeric", "sum(v.volume) FILTER (WHERE v.vwap IS NOT NULL AND {cur})",
+        Measure("open", "(array_agg(v.open ORDER BY v.time) FILTER (WHERE {cur}))[1]", "first(open, time)"),
+        Measure("high", "max(v.high) FILTER (WHERE {cur})", "max(high)"),
+        Measure("low", "min(v.low) FILTER (WHERE {cur})", "min(low)"),
+        Measure("close", "(array_agg(v.close ORDER BY v.time DESC) FILTER (WHERE {cur}))[1]", "last(close, time)"),
+        Measure("volume", "sum(v.volume) FILTER (WHERE {cur})", "sum(volume)"),
+        Measure("pv", "sum(v.vwap * v.volume) FILTER (WHERE {cur})", "sum(vwap * volume)"),
+        Measure("pv_volume", "sum(v.volume) FILTER (WHERE v.vwap IS NOT NULL AND {cur})",
                 "sum(CASE WHEN vwap IS NOT NULL THEN volume END)"),
-        Measure("bars", "integer", "count(*) FILTER (WHERE {cur})", "count(*)"),
+        Measure("bars", "count(*) FILTER (WHERE {cur})", "count(*)"),
     ),
 )
 
@@ -116,11 +115,11 @@ HOURLY_SENTIMENT = Aggregate(
     width=timedelta(hours=1),
     inputs=("mention_count", "sentiment_avg"),
     measures=(
-        Measure("platforms", "integer", "count(*) FILTER (WHERE {cur})", "count(*)"),
-        Measure("mentions", "numeric", "sum(v.mention_count) FILTER (WHERE {cur})", "sum(mention_count)"),
-        Measure("weighted", "double precision", "sum(v.sentiment_avg * v.mention_count) FILTER (WHERE {cur})",
+        Measure("platforms", "count(*) FILTER (WHERE {cur})", "count(*)"),
+        Measure("mentions", "sum(v.mention_count) FILTER (WHERE {cur})", "sum(mention_count)"),
+        Measure("weighted", "sum(v.sentiment_avg * v.mention_count) FILTER (WHERE {cur})",
                 "sum(sentiment_avg * mention_count)"),
-        Measure("weight", "numeric", "sum(v.mention_count) FILTER (WHERE v.sentiment_avg IS NOT NULL AND {cur})",
+        Measure("weight", "sum(v.mention_count) FILTER (WHERE v.sentiment_avg IS NOT NULL AND {cur})",
                 "sum(CASE WHEN sentiment_avg IS NOT NULL THEN mention_count END)"),
     ),
 )
@@ -134,20 +133,6 @@ def bucket_floor(agg: Aggregate, t: datetime) -> datetime:
 
 
 # --- schema (called by migration 0006; idempotent) ------------------------------------------------
-
-
-def rollup_table_sql(agg: Aggregate) -> str:
-    cols = ",\n    ".join(f"{m.name} {m.pg_type}" for m in agg.measures)
-    return f"""
-CREATE TABLE IF NOT EXISTS {agg.rollup_table} (
-    symbol varchar(32) NOT NULL,
-    bucket timestamptz NOT NULL,
-    {cols},
-    versions integer NOT NULL,
-    max_known_at timestamptz NOT NULL,
-    max_recorded_at timestamptz NOT NULL,
-    PRIMARY KEY (symbol, bucket)
-)"""
 
 
 def cagg_sql(agg: Aggregate) -> str:
@@ -173,12 +158,9 @@ CAGG_POLICY = {  # the usual policy; it alone would skip older buckets — the r
 
 
 def aggregates_install(*, cur) -> list[str]:
-    """Create the rollup tables and, where TimescaleDB runs the dataset tables as hypertables, the
-    continuous aggregates with their refresh policies. Safe to run twice. Returns what it created."""
+    """Where TimescaleDB runs the dataset tables as hypertables, create the continuous aggregates with
+    their refresh policies (the rollup tables are models). Safe to run twice. Returns what it created."""
     done = []
-    for agg in AGGREGATES.values():
-        cur.execute(rollup_table_sql(agg))
-        done.append(agg.rollup_table)
     cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
     if cur.fetchone() is None:
         return done

@@ -336,3 +336,47 @@ class QualityFlag(models.Model):
     def __str__(self) -> str:
         return f"{self.dataset}#{self.row_id} {self.check_name}: {self.reason}"
 
+
+class DailyOhlcvRollup(models.Model):
+    """daily_ohlcv per symbol and UTC day, from the current versions (timeseries/aggregates.py).
+
+    Maintained by the rollups consumer of the change log; never a source of truth (rebuilt from
+    market_data). Plain PostgreSQL lane: every bucket. TimescaleDB lane: only the buckets where a key
+    has several versions (the continuous aggregate ``daily_ohlcv`` serves the others).
+    """
+
+    pk = models.CompositePrimaryKey("symbol", "bucket")
+    symbol = models.CharField(max_length=32)
+    bucket = models.DateTimeField(help_text="UTC day start")
+    open = models.DecimalField(**PRICE, null=True)
+    high = models.DecimalField(**PRICE, null=True)
+    low = models.DecimalField(**PRICE, null=True)
+    close = models.DecimalField(**PRICE, null=True)
+    volume = models.DecimalField(max_digits=38, decimal_places=0, null=True)
+    pv = models.DecimalField(max_digits=50, decimal_places=6, null=True, help_text="sum(vwap x volume)")
+    pv_volume = models.DecimalField(max_digits=38, decimal_places=0, null=True, help_text="volume of bars with a vwap")
+    bars = models.IntegerField()
+    versions = models.IntegerField(help_text="versions in the bucket (all keys)")
+    max_known_at = models.DateTimeField()
+    max_recorded_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "timeseries_rollup_daily_ohlcv"
+
+
+class HourlySentimentRollup(models.Model):
+    """hourly_sentiment per symbol and hour over its platforms (see DailyOhlcvRollup)."""
+
+    pk = models.CompositePrimaryKey("symbol", "bucket")
+    symbol = models.CharField(max_length=32)
+    bucket = models.DateTimeField(help_text="hour start")
+    platforms = models.IntegerField()
+    mentions = models.DecimalField(max_digits=38, decimal_places=0, null=True)
+    weighted = models.FloatField(null=True, help_text="sum(sentiment_avg x mention_count)")
+    weight = models.DecimalField(max_digits=38, decimal_places=0, null=True, help_text="mentions with a sentiment")
+    versions = models.IntegerField()
+    max_known_at = models.DateTimeField()
+    max_recorded_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "timeseries_rollup_hourly_sentiment"
