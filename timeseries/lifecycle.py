@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from django.conf import settings
@@ -534,6 +534,11 @@ def bytes_human(n: int | None) -> str:
     return f"{n} B"
 
 
+def _short(iso: str | None) -> str:
+    """An ISO timestamp from the report as 'YYYY-MM-DD HH:MM:SS' (UTC), '-' for none."""
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
+
+
 def storage_report_lines(*, report: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The report as display strings, one dict per dataset (same keys for the command and the admin)."""
     lines = []
@@ -561,12 +566,12 @@ def storage_report_lines(*, report: list[dict[str, Any]]) -> list[dict[str, str]
         lines.append({
             "dataset": r["dataset"],
             "rows": f"~{r['rows_estimate']:,}",
-            "time_range": f"{r['time_min'] or '-'} .. {r['time_max'] or '-'}",
+            "time_range": f"{_short(r['time_min'])} .. {_short(r['time_max'])} UTC" if r["time_min"] else "-",
             "bytes": bytes_human(r["bytes"]["total"]),
             "bytes_per_row": f"{r['bytes_per_row']:.1f}" if r["bytes_per_row"] is not None else "-",
             "compression": compression,
             "aggregates": f"{agg['pending']} change(s) pending"
-            + (f" since {agg['oldest_pending_recorded_at']}" if agg.get("oldest_pending_recorded_at") else ""),
+            + (f" since {_short(agg['oldest_pending_recorded_at'])} UTC" if agg.get("oldest_pending_recorded_at") else ""),
             "retention": f"{r['retention']['horizon']} (before {r['retention']['cutoff'][:10]})"
             if r["retention"]["horizon"] else "kept forever",
             "backup": backup_text,
