@@ -30,6 +30,7 @@ db: install services
 
 migrate: db
 	$(PY) manage.py migrate --no-input -v0
+	$(PY) manage.py lifecycle_apply  # TimescaleDB lane: compression/retention policies as TSM_COMPRESS_AFTER / TSM_RETENTION say
 
 seed: migrate
 	$(PY) manage.py seed_demo --symbols $(DEMO_SYMBOLS) --days $(DEMO_DAYS)
