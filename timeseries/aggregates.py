@@ -23,7 +23,9 @@ statement does both, so it sees one snapshot of rows, rollups, change log and cu
 Maintenance. ``rollups_refresh`` consumes the change log (consumer "rollups") and recomputes exactly
 the buckets each change's event-time span covers, in the same transaction as the cursor move: a
 backfill or correction of last month re-aggregates last month's buckets, whatever any refresh window
-would have skipped.
+would have skipped. Stored buckets are trusted only while the dataset's ``RollupState`` row exists:
+without it (fresh install, data loaded before the change log, a restored or truncated database)
+every bucket is read live and the consumer's next run first rebuilds everything from scratch.
 
 * Plain PostgreSQL lane: rollup tables ``timeseries_rollup_<name>`` hold every bucket.
 * TimescaleDB lane: real continuous aggregates ``daily_ohlcv`` / ``hourly_sentiment`` (time_bucket,
@@ -46,8 +48,9 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Iterable
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from psycopg import sql
+from psycopg.errors import LockNotAvailable
 from psycopg.types.datetime import TimestamptzLoader
 
 from timeseries.capabilities import capabilities
@@ -298,10 +301,29 @@ def _cagg_refresh(agg: Aggregate, spans: dict[str, list[tuple[datetime, datetime
             windows[-1][1] = max(windows[-1][1], hi)
         else:
             windows.append([lo, hi])
-    with connection.cursor() as cur:
-        for lo, hi in windows:
-            cur.execute("CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)", [agg.cagg, lo, hi])
+    for lo, hi in windows:
+        _cagg_call_refresh(agg, lo, hi)
     return len(windows)
+
+
+REFRESH_ATTEMPTS = 40
+
+
+def _cagg_call_refresh(agg: Aggregate, lo: datetime | None, hi: datetime | None) -> None:
+    """``refresh_continuous_aggregate`` over [lo, hi) (None: unbounded). TimescaleDB refuses a refresh
+    overlapping one in progress (e.g. its policy job): wait and try again."""
+    for attempt in range(REFRESH_ATTEMPTS):
+        try:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)", [agg.cagg, lo, hi]
+                )
+            return
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, LockNotAvailable) or attempt == REFRESH_ATTEMPTS - 1:
+                raise
+            logger.info("refresh of %s [%s, %s) waits for a concurrent refresh", agg.cagg, lo, hi)
+            _time.sleep(0.25)
 
 
 def rollups_refresh(*, dataset: str | None = None, batch: int = 1000, max_batches: int | None = None) -> dict:
@@ -316,12 +338,18 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 1000, max_batche
     for name in names:
         if name not in BY_DATASET:
             raise ValueError(f"dataset {name!r} has no aggregate: expected one of {', '.join(BY_DATASET)}")
+    from timeseries.models import RollupState
+
     cagg = uses_cagg()
+    _outside_transaction(cagg)
     report: dict[str, Any] = {"lane": "timescaledb" if cagg else "postgresql"}
     for name in names:
         agg = BY_DATASET[name]
-        done = {"changes": 0, "buckets": 0, "batches": 0, "seconds": 0.0}
+        done = {"changes": 0, "buckets": 0, "batches": 0, "seconds": 0.0, "rebuilt": False}
         started = _time.monotonic()
+        if not RollupState.objects.filter(dataset=name).exists():
+            done["buckets"] += rollups_rebuild(dataset=name)
+            done["rebuilt"] = True
         while max_batches is None or done["batches"] < max_batches:
             through = None
             if cagg:
@@ -347,23 +375,26 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 1000, max_batche
 
 
 def rollups_rebuild(*, dataset: str) -> int:
-    """Recompute every bucket of every series of ``dataset`` and move the cursor past the change log
-    (migration 0006 runs it for data loaded before the change log existed; also after a restore).
-    On the TimescaleDB lane the continuous aggregate is refreshed over all time first, outside a
-    transaction; changes logged after that refresh stay pending."""
+    """Rebuild the stored buckets of ``dataset`` from scratch and mark them trusted (RollupState).
+
+    The consumer runs it first whenever the state row is missing: fresh install, data loaded before
+    the change log existed, a restored or truncated database. On the TimescaleDB lane the continuous
+    aggregate is refreshed over all time first (outside a transaction). The cursor moves only past
+    the changes logged before that refresh; later ones stay pending (read live, consumed next)."""
     from django.db.models import Max
 
-    from timeseries.models import Change
+    from timeseries.models import Change, RollupState
 
     agg = BY_DATASET[dataset]
     cagg = uses_cagg()
+    _outside_transaction(cagg)
     through = Change.objects.filter(dataset=dataset).aggregate(m=Max("id"))["m"]
     if cagg:
-        with connection.cursor() as cur:
-            cur.execute("CALL refresh_continuous_aggregate(%s::regclass, NULL, NULL)", [agg.cagg])
+        _cagg_call_refresh(agg, None, None)
     with transaction.atomic():
         changes_pending(consumer=CONSUMER, dataset=dataset, limit=1)  # locks the cursor row
         with connection.cursor() as cur:
+            cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(agg.rollup_table)))
             cur.execute(
                 "SELECT symbol, min(first_time), max(last_time) FROM timeseries_series WHERE dataset = %s GROUP BY symbol",
                 [dataset],
@@ -372,7 +403,16 @@ def rollups_rebuild(*, dataset: str) -> int:
         written = rollups_recompute(aggregate=agg.name, spans=spans, only_multi_version=cagg)
         if through is not None:
             changes_consume(consumer=CONSUMER, dataset=dataset, through_id=through)
+        RollupState.objects.update_or_create(dataset=dataset, defaults={})
     return written
+
+
+def _outside_transaction(cagg: bool) -> None:
+    if cagg and connection.in_atomic_block:
+        raise RuntimeError(
+            "the rollups consumer refreshes TimescaleDB continuous aggregates, which cannot run inside a"
+            " transaction: call it outside transaction.atomic()"
+        )
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -413,7 +453,8 @@ def _read_sql(agg: Aggregate, *, cagg: bool, force_live: bool) -> sql.Composable
         " WHERE k.consumer = %(consumer)s AND k.dataset = %(dataset)s), 0)"
         " AND c.last_time >= %(lo)s AND c.first_time < %(hi)s),"
         " stored AS ({stored}),"
-        " judged AS (SELECT s.*, (s.max_known_at <= %(at)s AND s.max_recorded_at <= %(rb)s AND NOT EXISTS ("
+        " judged AS (SELECT s.*, (EXISTS (SELECT 1 FROM timeseries_rollup_state st WHERE st.dataset = %(dataset)s)"
+        " AND s.max_known_at <= %(at)s AND s.max_recorded_at <= %(rb)s AND NOT EXISTS ("
         "SELECT 1 FROM pending p WHERE p.first_time < s.bucket + %(width)s AND p.last_time >= s.bucket)) AS exact"
         " FROM stored s),"
         " live(bucket) AS ({live_buckets})"

@@ -380,3 +380,20 @@ class HourlySentimentRollup(models.Model):
 
     class Meta:
         db_table = "timeseries_rollup_hourly_sentiment"
+
+
+class RollupState(models.Model):
+    """Per aggregated dataset: when the rollups were last built from scratch (timeseries/aggregates.py).
+
+    Without this row (fresh install, restored or truncated database) stored buckets are not trusted —
+    every bucket is read live — and the rollups consumer first rebuilds everything, then creates it.
+    """
+
+    dataset = models.CharField(max_length=32, primary_key=True)
+    built_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "timeseries_rollup_state"
+
+    def __str__(self) -> str:
+        return f"{self.dataset} rollups built {self.built_at:%Y-%m-%d %H:%M:%S}"

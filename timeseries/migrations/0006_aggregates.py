@@ -2,8 +2,9 @@
 the continuous aggregates daily_ohlcv and hourly_sentiment with their refresh policies.
 
 Not atomic: creating and refreshing a continuous aggregate cannot run inside a transaction. Every
-step is idempotent, so a migration interrupted half-way can simply be run again. Data loaded before
-the change log existed is rolled up here (``rollups_rebuild``); on an empty database that is a no-op.
+step is idempotent, so a migration interrupted half-way can simply be run again. The rollups are
+built by the consumer's first run (no ``timeseries_rollup_state`` row yet: it rebuilds everything,
+including data loaded before the change log existed); until then every bucket is read live.
 """
 from django.db import migrations, models
 
@@ -15,8 +16,6 @@ def install(apps, schema_editor):
     capabilities(fresh=True)
     with schema_editor.connection.cursor() as cur:
         aggregates.aggregates_install(cur=cur)
-    for dataset in aggregates.BY_DATASET:
-        aggregates.rollups_rebuild(dataset=dataset)
 
 
 def uninstall(apps, schema_editor):
@@ -73,6 +72,14 @@ class Migration(migrations.Migration):
             options={
                 'db_table': 'timeseries_rollup_hourly_sentiment',
             },
+        ),
+        migrations.CreateModel(
+            name="RollupState",
+            fields=[
+                ("dataset", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                ("built_at", models.DateTimeField(auto_now=True)),
+            ],
+            options={"db_table": "timeseries_rollup_state"},
         ),
         migrations.RunPython(install, uninstall),
     ]
