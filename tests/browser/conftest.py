@@ -22,7 +22,8 @@ Fixtures (all usable from any test module under tests/browser/):
 * ``live_url``      ``live_url("/path/?q=1")`` -> absolute URL on the live server.
 * ``make_user``     ``make_user(username=..., staff=..., superuser=..., perms=["app.codename", ...])`` -> a
                     saved user whose clear-text password is ``user.raw_password``.
-* ``login``         ``login(page, user)``: logs in through the real admin login form.
+* ``login``         ``login(page, user[, path])``: logs in through a real login form (the admin's for
+                    staff, ``/accounts/login/`` for other users, or the form at ``path``).
 * ``staff_page``    a page logged in as a staff superuser (``staff_page.user`` is the user).
 * ``screenshot``    ``screenshot(page, name)``: full-page PNG saved under ``var/test-screenshots/``,
                     asserted not blank (see :func:`assert_not_blank`); returns the PNG bytes.
@@ -131,8 +132,9 @@ def make_user(db) -> Callable:
 
 @pytest.fixture
 def login(live_url) -> Callable:
-    def do_login(page, user) -> None:
-        page.goto(live_url("/admin/login/?next=/admin/"))
+    def do_login(page, user, path: str | None = None) -> None:
+        # staff log in through the admin's form; other users through the site's (/accounts/login/)
+        page.goto(live_url(path or ("/admin/login/?next=/admin/" if user.is_staff else "/accounts/login/")))
         page.fill("input[name=username]", user.username)
         page.fill("input[name=password]", user.raw_password)
         page.click("input[type=submit], button[type=submit]")

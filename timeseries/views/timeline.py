@@ -245,7 +245,7 @@ DATASET_LABELS = {
     "social_sentiment": "Sentiment windows",
     "government_events": "Government events",
 }
-CHANGES_SHOWN_NEW = 20  # newest additions listed per dataset (corrections are all listed)
+CHANGES_SHOWN = 8  # newest corrections and newest additions listed per dataset (each)
 
 
 def change_summary(dataset: str, row: dict) -> str:
@@ -272,7 +272,7 @@ def changes_listing(changes: dict[str, list[dict]], *, limit: int = CHANGES_LIMI
     for dataset, rows in changes.items():
         corrections = [r for r in rows if r["correction"]]
         additions = [r for r in rows if not r["correction"]]
-        shown = corrections + additions[:CHANGES_SHOWN_NEW]
+        shown = corrections[:CHANGES_SHOWN] + additions[:CHANGES_SHOWN]
         shown.sort(key=lambda r: r["known_at"], reverse=True)
         out.append({
             "dataset": dataset,
@@ -280,7 +280,7 @@ def changes_listing(changes: dict[str, list[dict]], *, limit: int = CHANGES_LIMI
             "new": len(additions),
             "corrections": len(corrections),
             "truncated": len(rows) >= limit,
-            "hidden": len(additions) - min(len(additions), CHANGES_SHOWN_NEW),
+            "hidden": len(rows) - len(shown),
             "rows": [{**r, "summary": change_summary(dataset, r)} for r in shown],
         })
     return out

@@ -31,9 +31,9 @@
       line: { color: "#8250df", width: 1.5 } }
   ];
   var layout = {
-    margin: { l: 60, r: 20, t: 20, b: 40 },
-    showlegend: true, legend: { orientation: "h", y: 1.04 },
-    xaxis: { type: "date", range: [d.start, d.end], rangeslider: { visible: false }, title: { text: "UTC" } },
+    margin: { l: 60, r: 20, t: 36, b: 40 },
+    showlegend: true, legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom" },
+    xaxis: { type: "date", range: [d.start, d.end], rangeslider: { visible: false }, anchor: "y4", title: { text: "UTC" } },
     yaxis: { domain: [0.52, 1], title: { text: "price" } },
     yaxis2: { domain: [0.38, 0.5], type: "category", categoryarray: ["government", "insider", "news"], fixedrange: true },
     yaxis3: { domain: [0.2, 0.36], title: { text: "volume" } },
