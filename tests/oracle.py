@@ -162,6 +162,41 @@ class Oracle:
     def __init__(self) -> None:
         self.versions: dict[str, list[dict]] = defaultdict(list)
         self.loads: list[datetime] = []
+        # curation (timeseries/quality.py): per dataset, audit entries {version, old, new, changed_at}
+        self.audits: dict[str, list[dict]] = defaultdict(list)
+
+    # -- curation -----------------------------------------------------------------------------
+
+    @staticmethod
+    def version_id(spec: Dataset, row: dict) -> tuple:
+        """A version's identity: key + known_at + recorded_at (the version constraint)."""
+        return (*key_of(spec, row), row["known_at"], row["recorded_at"])
+
+    def curate(self, dataset: str, version: tuple, score: float | None, changed_at: datetime) -> bool:
+        """Set the stored version's score in place and audit it; a version that has the score already is
+        left alone (False)."""
+        spec = DATASETS[dataset]
+        for v in self.versions[dataset]:
+            if self.version_id(spec, v) == version:
+                if v["quality_score"] == score:
+                    return False
+                self.audits[dataset].append({"version": version, "old": v["quality_score"], "new": score, "changed_at": changed_at})
+                v["quality_score"] = score
+                return True
+        raise KeyError(version)
+
+    def score_at(self, dataset: str, row: dict, recorded_by: datetime | None) -> float | None:
+        """The score the version had as recorded by S: old score of its earliest audit after S, else current."""
+        if recorded_by is None:
+            return row["quality_score"]
+        version = self.version_id(DATASETS[dataset], row)
+        later = [a for a in self.audits[dataset] if a["version"] == version and a["changed_at"] > recorded_by]
+        return min(later, key=lambda a: a["changed_at"])["old"] if later else row["quality_score"]
+
+    @staticmethod
+    def passes(score: float | None, min_quality: float | None) -> bool:
+        """min_quality keeps unscored rows (NULL) and rows scored >= min_quality."""
+        return min_quality is None or score is None or score >= min_quality
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -274,8 +309,13 @@ class Oracle:
     def all_versions(self, dataset: str) -> list[dict]:
         return [dict(v) for v in self.versions[dataset]]
 
-    def current(self, dataset: str, at: datetime, recorded_by: datetime | None = None) -> list[dict]:
-        """The truth as of ``at`` (as recorded by ``recorded_by``): one version per key, unordered."""
+    def current(
+        self, dataset: str, at: datetime, recorded_by: datetime | None = None, min_quality: float | None = None
+    ) -> list[dict]:
+        """The truth as of ``at`` (as recorded by ``recorded_by``): one version per key, unordered.
+
+        Curated datasets: ``quality_score`` is the score as it stood at ``recorded_by``; ``min_quality``
+        then drops the truths scored below it (they are not replaced by an older version)."""
         spec = DATASETS[dataset]
         best: dict[tuple, dict] = {}
         for v in self.versions[dataset]:
@@ -284,13 +324,16 @@ class Oracle:
             k = key_of(spec, v)
             if k not in best or version_of(v) > version_of(best[k]):
                 best[k] = v
-        return [dict(v) for v in best.values()]
+        if "quality_score" not in spec.column_names:
+            return [dict(v) for v in best.values()]
+        out = [{**v, "quality_score": self.score_at(dataset, v, recorded_by)} for v in best.values()]
+        return [v for v in out if self.passes(v["quality_score"], min_quality)]
 
-    def _latest_per_series(self, dataset: str, at, symbols, recorded_by) -> list[dict]:
+    def _latest_per_series(self, dataset: str, at, symbols, recorded_by, min_quality=None) -> list[dict]:
         spec = DATASETS[dataset]
         symbols = _symbols(symbols)
         latest: dict[tuple, dict] = {}
-        for row in self.current(dataset, at, recorded_by):
+        for row in self.current(dataset, at, recorded_by, **({"min_quality": min_quality} if min_quality is not None else {})):
             if symbols is not None and row[spec.symbol_column] not in symbols:
                 continue
             s = tuple(row[c] for c in spec.series)
@@ -298,9 +341,9 @@ class Oracle:
                 latest[s] = row
         return [latest[s] for s in sorted(latest)]
 
-    def market_state(self, *, at: datetime, symbols=None, recorded_by: datetime | None = None) -> list[dict]:
-        """Per symbol its latest bar known at ``at``, ordered by symbol."""
-        return self._latest_per_series("market_data", at, symbols, recorded_by)
+    def market_state(self, *, at: datetime, symbols=None, recorded_by: datetime | None = None, min_quality=None) -> list[dict]:
+        """Per symbol its latest bar known at ``at`` (with min_quality: its latest good bar), ordered by symbol."""
+        return self._latest_per_series("market_data", at, symbols, recorded_by, min_quality)
 
     def recent_bars(self, *, symbol: str, at: datetime, bars: int = 200, recorded_by: datetime | None = None) -> list[dict]:
         """The last ``bars`` bars of ``symbol`` known at ``at`` (current versions, every column), oldest first."""
@@ -330,10 +373,14 @@ class Oracle:
         rows.sort(key=lambda r: (order(r), key_of(spec, r)))
         return rows if limit is None else rows[:limit]
 
-    def news(self, *, at: datetime, symbols=None, limit: int | None = 1000, recorded_by: datetime | None = None) -> list[dict]:
+    def news(
+        self, *, at: datetime, symbols=None, limit: int | None = 1000, recorded_by: datetime | None = None, min_quality=None
+    ) -> list[dict]:
         """Stories known at ``at``, time desc then impact_score desc nulls last (ties: by key)."""
         symbols = _symbols(symbols)
-        rows = [r for r in self.current("news_events", at, recorded_by) if symbols is None or r["symbol"] in symbols]
+        rows = [
+            r for r in self.current("news_events", at, recorded_by, min_quality) if symbols is None or r["symbol"] in symbols
+        ]
         return self._listing("news_events", rows, self.news_order, limit)
 
     def insider_trades(
@@ -374,13 +421,14 @@ class Oracle:
         end: datetime | None = None,
         limit: int | None = None,
         recorded_by: datetime | None = None,
+        min_quality: float | None = None,
     ) -> list[dict]:
         """Current rows with event time in [start, end], ordered by key."""
         spec = DATASETS[dataset]
         symbols = _symbols(symbols)
         rows = [
             r
-            for r in self.current(dataset, at, recorded_by)
+            for r in self.current(dataset, at, recorded_by, **({"min_quality": min_quality} if min_quality is not None else {}))
             if (symbols is None or r[spec.symbol_column] in symbols)
             and (start is None or r["time"] >= start)
             and (end is None or r["time"] <= end)
@@ -388,19 +436,24 @@ class Oracle:
         rows.sort(key=lambda r: key_of(spec, r))
         return rows if limit is None else rows[:limit]
 
-    def asof_candidates(self, point: dict, dataset: str, recorded_by: datetime | None = None) -> list[dict]:
+    def asof_candidates(
+        self, point: dict, dataset: str, recorded_by: datetime | None = None, min_quality: float | None = None
+    ) -> list[dict]:
         """Every current row of the point's series known at its time whose event time is the latest."""
         spec = DATASETS[dataset]
         at = point["time"]
+        kw = {"min_quality": min_quality} if min_quality is not None else {}
         rows = [
-            r for r in self.current(dataset, at, recorded_by) if all(r[c] == point[c] for c in spec.series)
+            r for r in self.current(dataset, at, recorded_by, **kw) if all(r[c] == point[c] for c in spec.series)
         ]
         if not rows:
             return []
         newest = max(r["time"] for r in rows)
         return [r for r in rows if r["time"] == newest]
 
-    def asof_join(self, points: list[dict], dataset: str = "market_data", recorded_by: datetime | None = None) -> list[dict]:
+    def asof_join(
+        self, points: list[dict], dataset: str = "market_data", recorded_by: datetime | None = None, min_quality=None
+    ) -> list[dict]:
         """One dict per point, in order: the point's series columns, ``at`` and the latest row's columns.
 
         Where several keys of the series share the latest event time (news, insider trades...), the
@@ -411,7 +464,7 @@ class Oracle:
         rest = [k for k in spec.key if k not in spec.series and k != "time"]
         out = []
         for p in points:
-            cands = self.asof_candidates(p, dataset, recorded_by)
+            cands = self.asof_candidates(p, dataset, recorded_by, min_quality)
             row = max(cands, key=lambda r: tuple(r[k] for k in rest), default=None)
             d = {"at": p["time"], **{c: p[c] for c in spec.series}}
             for c in spec.stored_columns:

@@ -29,6 +29,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from timeseries import admin_storage  # noqa: F401  (admin page "Storage report")
 from timeseries import models, quality
 from timeseries.datasets import DATASETS
 

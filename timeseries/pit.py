@@ -113,7 +113,7 @@ def _current_rows(
 ) -> list[dict]:
     conditions = [_is_current(spec), *where]
     query = sql.SQL("SELECT {cols} FROM {t} a WHERE {cond}").format(
-        cols=identifiers(spec.stored_columns, "a"), t=sql.Identifier(spec.table), cond=sql.SQL(" AND ").join(conditions)
+        cols=_stored_cols(spec, "a", params), t=sql.Identifier(spec.table), cond=sql.SQL(" AND ").join(conditions)
     )
     if order:
         query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.SQL("a." + o) for o in order)
@@ -136,14 +136,66 @@ def _symbol_filter(spec: Dataset, params: dict, symbols: list[str] | None) -> li
     return [sql.SQL("a.{} = ANY(%(symbols)s)").format(sql.Identifier(spec.symbol_column))]
 
 
+# --- min_quality: exclude rows curated below a score (timeseries/quality.py) ------------------------
+
+
+def _min_quality(spec: Dataset, min_quality) -> float | None:
+    """Validate ``min_quality`` (None, or a number in [0, 1]) for a dataset that has quality_score."""
+    if min_quality is None:
+        return None
+    if not spec.curated:
+        raise ValueError(f"min_quality: {spec.name} has no quality_score")
+    from timeseries.quality import min_quality_check
+
+    return min_quality_check(min_quality)
+
+
+def _replay(params: dict) -> bool:
+    return params.get("rb", END_OF_TIME) < END_OF_TIME
+
+
+def _score(spec: Dataset, alias: str, params: dict) -> sql.Composable:
+    """``alias``'s quality score; as recorded by S, the score it had at S: ``old_score`` of its earliest
+    audit after S, else its current score (the array keeps a NULL old score)."""
+    a = sql.Identifier(alias)
+    if not _replay(params):
+        return sql.SQL("{a}.quality_score").format(a=a)
+    params["mq_dataset"] = spec.name
+    return sql.SQL(
+        "(COALESCE((SELECT ARRAY[q.old_score] FROM timeseries_quality_audit q WHERE q.dataset = %(mq_dataset)s"
+        " AND q.row_id = {a}.id AND q.changed_at > %(rb)s ORDER BY q.changed_at, q.id LIMIT 1), ARRAY[{a}.quality_score]))[1]"
+    ).format(a=a)
+
+
+def _quality_ok(spec: Dataset, alias: str, params: dict, min_quality: float) -> sql.Composable:
+    """``alias``'s score (as it stood at recorded_by) is NULL (not scored) or >= min_quality."""
+    params["mq"] = min_quality
+    return sql.SQL("COALESCE({score} >= %(mq)s, true)").format(score=_score(spec, alias, params))
+
+
+def _stored_cols(spec: Dataset, alias: str, params: dict) -> sql.Composable:
+    """The stored columns of ``alias``; in a replay (recorded_by) ``quality_score`` is the score as it stood then."""
+    if not (spec.curated and _replay(params)):
+        return identifiers(spec.stored_columns, alias)
+    return sql.SQL(", ").join(
+        sql.SQL("{} AS quality_score").format(_score(spec, alias, params)) if c == "quality_score"
+        else sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c))
+        for c in spec.stored_columns
+    )
+
+
 # --- latest row per series (market state, sentiment, as-of join) -----------------------------------
 
 
-def _latest_lateral(spec: Dataset, outer: str, at_expr: str) -> sql.Composable:
+def _latest_lateral(
+    spec: Dataset, outer: str, at_expr: str, quality: sql.Composable | None = None, cols: sql.Composable | None = None
+) -> sql.Composable:
     """LATERAL body: the latest current row of the series named by ``outer``'s columns, known at at_expr.
 
     Walking the version index backwards (time, rest of key, known_at, recorded_at all DESC), the first
-    row passing the filters is the current version of the newest key known at that instant.
+    row passing the filters is the current version of the newest key known at that instant. With a
+    ``quality`` condition (on alias ``m``), the first row that is current (no newer version of its key
+    known then) *and* passes it: the latest good row, never an older version of an excluded key.
     """
     match = sql.SQL(" AND ").join(
         sql.SQL("m.{c} = {o}.{c}").format(c=sql.Identifier(c), o=sql.Identifier(outer)) for c in spec.series
@@ -151,21 +203,31 @@ def _latest_lateral(spec: Dataset, outer: str, at_expr: str) -> sql.Composable:
     rest = [k for k in spec.key if k not in spec.series and k != "time"]
     order = ["time", *rest, "known_at", "recorded_at"]
     at = sql.SQL(at_expr)
+    extra = sql.SQL("")
+    if quality is not None:
+        same_key = sql.SQL(" AND ").join(sql.SQL("b.{k} = m.{k}").format(k=sql.Identifier(k)) for k in spec.key)
+        extra = sql.SQL(
+            " AND NOT EXISTS (SELECT 1 FROM {t} b WHERE {same_key} AND b.known_at <= {at} AND b.recorded_at <= %(rb)s"
+            " AND (b.known_at, b.recorded_at) > (m.known_at, m.recorded_at)) AND {quality}"
+        ).format(t=sql.Identifier(spec.table), same_key=same_key, at=at, quality=quality)
     return sql.SQL(
         "SELECT {cols} FROM {t} m WHERE {match} AND m.time <= {at} AND m.known_at <= {at}"
-        " AND m.recorded_at <= %(rb)s ORDER BY {order} LIMIT 1"
+        " AND m.recorded_at <= %(rb)s{extra} ORDER BY {order} LIMIT 1"
     ).format(
-        cols=identifiers(spec.stored_columns, "m"),
+        cols=cols if cols is not None else identifiers(spec.stored_columns, "m"),
         t=sql.Identifier(spec.table),
         match=match,
         at=at,
+        extra=extra,
         order=sql.SQL(", ").join(sql.SQL("m.{} DESC").format(sql.Identifier(c)) for c in order),
     )
 
 
-def _latest_per_series(spec: Dataset, at: datetime, recorded_by: datetime | None, symbols) -> list[dict]:
+def _latest_per_series(spec: Dataset, at: datetime, recorded_by: datetime | None, symbols, min_quality=None) -> list[dict]:
     params = _params(at, recorded_by)
     symbols = _symbols(symbols)
+    min_quality = _min_quality(spec, min_quality)
+    quality = None if min_quality is None else _quality_ok(spec, "m", params, min_quality)
     series_alias = "s"
     projection = sql.SQL(", ").join(
         sql.SQL("s.{} AS {}").format(sql.Identifier("symbol" if i == 0 else "subkey"), sql.Identifier(c))
@@ -178,15 +240,20 @@ def _latest_per_series(spec: Dataset, at: datetime, recorded_by: datetime | None
         projection=projection,
         symfilter=sql.SQL("AND s.symbol = ANY(%(symbols)s)") if symbols is not None else sql.SQL(""),
         sa=sql.Identifier(series_alias),
-        lateral=_latest_lateral(spec, series_alias, "%(at)s"),
+        lateral=_latest_lateral(spec, series_alias, "%(at)s", quality, _stored_cols(spec, "m", params)),
         order=sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(c)) for c in spec.series),
     )
     return _fetch(query, {**params, "dataset": spec.name, "symbols": symbols})
 
 
-def market_state(*, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None) -> list[dict]:
-    """Per symbol, its latest bar known at ``at`` (a bar is known when it closes), by symbol."""
-    return _latest_per_series(MARKET_DATA, at, recorded_by, symbols)
+def market_state(
+    *, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None, min_quality: float | None = None
+) -> list[dict]:
+    """Per symbol, its latest bar known at ``at`` (a bar is known when it closes), by symbol.
+
+    ``min_quality=q``: the latest bar whose score (as it stood at ``recorded_by``) is NULL or >= q.
+    """
+    return _latest_per_series(MARKET_DATA, at, recorded_by, symbols, min_quality)
 
 
 def sentiment(*, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None) -> list[dict]:
@@ -198,14 +265,21 @@ def sentiment(*, at: datetime, symbols: Iterable[str] | None = None, recorded_by
 
 
 def news(
-    *, at: datetime, symbols: Iterable[str] | None = None, limit: int = 1000, recorded_by: datetime | None = None
+    *,
+    at: datetime,
+    symbols: Iterable[str] | None = None,
+    limit: int = 1000,
+    recorded_by: datetime | None = None,
+    min_quality: float | None = None,
 ) -> list[dict]:
-    """News known at ``at``, newest first, then impact_score descending."""
+    """News known at ``at``, newest first, then impact_score descending (``min_quality``: see market_state)."""
     spec = DATASETS["news_events"]
     params = _params(at, recorded_by)
-    return _current_rows(
-        spec, params, where=_symbol_filter(spec, params, _symbols(symbols)), order=spec.order_newest, limit=limit
-    )
+    where = _symbol_filter(spec, params, _symbols(symbols))
+    min_quality = _min_quality(spec, min_quality)
+    if min_quality is not None:
+        where.append(_quality_ok(spec, "a", params, min_quality))
+    return _current_rows(spec, params, where=where, order=spec.order_newest, limit=limit)
 
 
 def insider_trades(
@@ -250,11 +324,18 @@ def history(
     end: datetime | None = None,
     limit: int | None = None,
     recorded_by: datetime | None = None,
+    min_quality: float | None = None,
 ) -> list[dict]:
-    """Rows of ``dataset`` as known at ``at`` with event time in [start, end], oldest first."""
+    """Rows of ``dataset`` as known at ``at`` with event time in [start, end], oldest first.
+
+    ``min_quality=q`` drops the current rows scored below q (as the score stood at ``recorded_by``).
+    """
     spec = get_dataset(dataset)
     params = _params(at, recorded_by)
     where = _symbol_filter(spec, params, _symbols(symbols))
+    min_quality = _min_quality(spec, min_quality)
+    if min_quality is not None:
+        where.append(_quality_ok(spec, "a", params, min_quality))
     if start is not None:
         params["start"] = aware("start", start)
         where.append(sql.SQL("a.time >= %(start)s"))
@@ -367,18 +448,23 @@ def _points_table(points, series: Sequence[str]) -> pa.Table:
 PARALLEL_ASOF_POINTS = 200_000  # from this many points, probe on two connections at once
 
 
-def asof_join(points, *, dataset: str = "market_data", recorded_by: datetime | None = None) -> list[dict]:
+def asof_join(
+    points, *, dataset: str = "market_data", recorded_by: datetime | None = None, min_quality: float | None = None
+) -> list[dict]:
     """For each decision point (symbol, time) the latest row known at that time.
 
     ``points``: (symbol, time) tuples, dicts, an Arrow table or a DataFrame; for social_sentiment each
     point also names its platform. Returns one dict per point, in input order, with the point's
     ``symbol`` (and series columns), ``at`` (the point's time) and the row's columns (None where no
     row was known). ``asof_join_table`` gives the same answer as an Arrow table (for bulk callers).
+    ``min_quality=q``: the latest row scored NULL or >= q (as the score stood at ``recorded_by``).
     """
-    return asof_join_table(points, dataset=dataset, recorded_by=recorded_by).to_pylist()
+    return asof_join_table(points, dataset=dataset, recorded_by=recorded_by, min_quality=min_quality).to_pylist()
 
 
-def asof_join_table(points, *, dataset: str = "market_data", recorded_by: datetime | None = None) -> pa.Table:
+def asof_join_table(
+    points, *, dataset: str = "market_data", recorded_by: datetime | None = None, min_quality: float | None = None
+) -> pa.Table:
     """``asof_join`` as an Arrow table (exact decimals, UTC timestamps), built without Python rows.
 
     Set-based: the points are copied into a temporary table and probed with one LATERAL query in
@@ -391,18 +477,19 @@ def asof_join_table(points, *, dataset: str = "market_data", recorded_by: dateti
     # here (Arrow) spares PostgreSQL a sort: the probes follow the temp table's insertion order
     table = _points_table(points, spec.series).sort_by([(c, "ascending") for c in spec.series] + [("at", "ascending")])
     rb = aware("recorded_by", recorded_by, required=False) or END_OF_TIME
+    min_quality = _min_quality(spec, min_quality)
     if table.num_rows >= PARALLEL_ASOF_POINTS and not connection.in_atomic_block:
-        result = _asof_parallel(spec, table, rb)
+        result = _asof_parallel(spec, table, rb, min_quality)
     else:
         with connection.cursor() as cur:
-            result = _asof_probe(cur.cursor, spec, table, rb)
+            result = _asof_probe(cur.cursor, spec, table, rb, min_quality)
     return result.sort_by("idx").drop_columns(["idx"])
 
 
 ASOF_CONNECTIONS = 2  # one per core here; each probes a contiguous share of the sorted points
 
 
-def _asof_parallel(spec: Dataset, table: pa.Table, rb: datetime) -> pa.Table:
+def _asof_parallel(spec: Dataset, table: pa.Table, rb: datetime, min_quality: float | None = None) -> pa.Table:
     """Probe contiguous shares of the (series, time)-sorted points on several connections, all in
     REPEATABLE READ on one exported snapshot, so every share sees exactly the same data."""
     n = ASOF_CONNECTIONS
@@ -417,7 +504,7 @@ def _asof_parallel(spec: Dataset, table: pa.Table, rb: datetime) -> pa.Table:
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         jobs = [(conn, table.slice(cuts[i], cuts[i + 1] - cuts[i])) for i, conn in enumerate(conns)]
         with ThreadPoolExecutor(n) as pool:
-            parts = list(pool.map(lambda job: _asof_probe(job[0].cursor(), spec, job[1], rb), jobs))
+            parts = list(pool.map(lambda job: _asof_probe(job[0].cursor(), spec, job[1], rb, min_quality), jobs))
         return pa.concat_tables(parts)
     finally:
         for conn in conns:
@@ -431,7 +518,7 @@ def _asof_result_schema(spec: Dataset) -> list[tuple[str, pa.DataType]]:
     return [("idx", pa.int64()), *series, ("at", pa.timestamp("us", tz="UTC")), *rest, *times]
 
 
-def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime) -> pa.Table:
+def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime, min_quality: float | None = None) -> pa.Table:
     """One connection's share: COPY the points in, probe, COPY the answer out as CSV."""
     names = ["idx", *(f"s{i + 1}" for i in range(len(spec.series))), "at"]
     cur.execute(
@@ -457,16 +544,18 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime) -> pa.Table:
         sql.SQL("p.{} AS {}").format(sql.Identifier(f"s{i + 1}"), sql.Identifier(c)) for i, c in enumerate(spec.series)
     )
     series_out = sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(c)) for c in spec.series)
+    params: dict[str, Any] = {"rb": rb}
+    quality = None if min_quality is None else _quality_ok(spec, "m", params, min_quality)
     # no ORDER BY: the points were copied in (series, time) order and a scan of the fresh temporary
     # table returns them so; the answer does not depend on the order, only the speed does
     query = sql.SQL(
         "SELECT p.idx, {series_out}, p.at, {row_cols} FROM (SELECT idx, at, {series_as} FROM tsm_asof_points p) p"
         " LEFT JOIN LATERAL ({lateral}) x ON true"
-    ).format(series_out=series_out, row_cols=row_cols, series_as=series_as, lateral=_latest_lateral(spec, "p", "p.at"))
+    ).format(series_out=series_out, row_cols=row_cols, series_as=series_as, lateral=_latest_lateral(spec, "p", "p.at", quality, _stored_cols(spec, "m", params)))
     cur.execute("SET TimeZone = 'UTC'")
     buffer = io.BytesIO()
     statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)
-    with cur.copy(statement, {"rb": rb}) as copy:
+    with cur.copy(statement, params) as copy:
         for chunk in copy:
             buffer.write(chunk)
     cur.execute("TRUNCATE tsm_asof_points")

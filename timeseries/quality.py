@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from psycopg import sql
@@ -107,7 +108,11 @@ def _ids_source(spec: Dataset, rows: QuerySet | Iterable[int]) -> tuple[sql.Comp
     if isinstance(rows, QuerySet):
         if rows.model._meta.db_table != spec.table:
             raise CurationError(f"rows are {rows.model._meta.db_table}, not {spec.name}")
-        query, params = rows.order_by().values("id").query.sql_with_params()
+        ids = rows.values("id") if rows.query.is_sliced else rows.order_by().values("id")
+        try:
+            query, params = ids.query.sql_with_params()
+        except EmptyResultSet:  # e.g. queryset.none(): no row
+            return sql.SQL("SELECT NULL::bigint WHERE false"), []
         return sql.SQL(query), list(params)
     ids = [int(i) for i in rows]
     return sql.SQL("SELECT unnest(%s::bigint[])"), [ids]

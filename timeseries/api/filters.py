@@ -157,6 +157,29 @@ class FiniteFloatField(forms.Field):
         return number
 
 
+class MinQualityField(forms.Field):
+    """``min_quality``: a number in [0, 1] (the error names the parameter)."""
+
+    def to_python(self, value):
+        from timeseries.quality import CurationError, min_quality_check
+
+        try:
+            return min_quality_check(value)
+        except CurationError as exc:
+            raise ValidationError(str(exc), code="invalid") from None
+
+
+class MinQualityFilter(django_filters.NumberFilter):
+    """Rows whose current quality_score is NULL (not scored) or >= the value."""
+
+    field_class = MinQualityField
+
+    def filter(self, qs, value):
+        if value is None:
+            return qs
+        return qs.filter(Q(quality_score__isnull=True) | Q(quality_score__gte=value))
+
+
 class InstantFilter(django_filters.IsoDateTimeFilter):
     """An ISO 8601 instant with an offset (naive or malformed: 400 naming the parameter)."""
 
@@ -293,6 +316,10 @@ def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
             )
         else:
             _range(filters, param, column, kind, column)
+    if spec.curated:
+        filters["min_quality"] = MinQualityFilter(
+            help_text="Leave out rows whose current quality_score is below this number in [0, 1] (unscored rows are kept)."
+        )
     meta = type("Meta", (), {"model": model, "fields": [], "form": ListingForm})
     attrs = {**filters, "Meta": meta, "spec": spec, "__module__": __name__}
     return type(f"{model.__name__}FilterSet", (DatasetFilterSet,), attrs)

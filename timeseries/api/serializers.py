@@ -88,8 +88,32 @@ class PitQuery(serializers.Serializer):
     symbols = CommaListField(required=False, allow_null=True, help_text=f"Comma-separated symbols (at most {MAX_LIST_ITEMS}).")
 
 
+@extend_schema_field(OpenApiTypes.FLOAT)
+class MinQualityField(serializers.Field):
+    """``min_quality``: a number in [0, 1]; rows scored below it are left out (unscored rows are kept)."""
+
+    def to_internal_value(self, data):
+        from timeseries.quality import CurationError, min_quality_check
+
+        try:
+            return min_quality_check(data)
+        except CurationError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def to_representation(self, value):
+        return value
+
+
+def _min_quality_field() -> MinQualityField:
+    return MinQualityField(
+        required=False, allow_null=True,
+        help_text="Leave out rows whose quality score (as it stood at recorded_by) is below this number in [0, 1]; "
+        "unscored rows are kept. The latest bar is then the latest good bar.",
+    )
+
+
 class StateQuery(PitQuery):
-    pass
+    min_quality = _min_quality_field()
 
 
 class SentimentQuery(PitQuery):
@@ -98,6 +122,7 @@ class SentimentQuery(PitQuery):
 
 class NewsQuery(PitQuery):
     limit = _limit_field(1000)
+    min_quality = _min_quality_field()
 
 
 class InsiderQuery(PitQuery):
@@ -118,6 +143,13 @@ class ReconstructQuery(serializers.Serializer):
 class AsofJoinQuery(serializers.Serializer):
     dataset = serializers.ChoiceField(choices=list(DATASETS), default="market_data", required=False)
     recorded_by = InstantField(required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant.")
+    min_quality = _min_quality_field()
+
+    def validate(self, attrs):
+        dataset = attrs.get("dataset") or "market_data"
+        if attrs.get("min_quality") is not None and not DATASETS[dataset].curated:
+            raise ValidationError({"min_quality": [f"min_quality: {dataset} has no quality_score"]})
+        return attrs
 
 
 def check_symbol(symbol: str) -> str:

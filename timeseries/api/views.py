@@ -275,7 +275,9 @@ class StateView(PitView):
     cache_name, spec, query_class = "market_state", DATASETS["market_data"], StateQuery
 
     def select(self, query):
-        return pit.market_state(at=query["at"], symbols=query.get("symbols"), recorded_by=query.get("recorded_by"))
+        return pit.market_state(
+            at=query["at"], symbols=query.get("symbols"), recorded_by=query.get("recorded_by"), min_quality=query.get("min_quality")
+        )
 
 
 @_pit_schema(DATASETS["news_events"], NewsQuery, "News known at T", "News known at T, newest first, then by impact.")
@@ -283,7 +285,10 @@ class NewsBeforeView(PitView):
     cache_name, spec, query_class = "news", DATASETS["news_events"], NewsQuery
 
     def select(self, query):
-        return pit.news(at=query["at"], symbols=query.get("symbols"), limit=query["limit"], recorded_by=query.get("recorded_by"))
+        return pit.news(
+            at=query["at"], symbols=query.get("symbols"), limit=query["limit"], recorded_by=query.get("recorded_by"),
+            min_quality=query.get("min_quality"),
+        )
 
 
 @_pit_schema(
@@ -415,17 +420,18 @@ class AsofJoinView(ApiView):
         max_points = getattr(settings, "TSM_API_ASOF_MAX_POINTS", 2_000_000)
         table = points_table(request.data, spec=spec, max_points=max_points)
         recorded_by = query.get("recorded_by")
+        min_quality = query.get("min_quality")
 
         # Parquet / Arrow answers are written from the Arrow table itself, never through Python rows
         columnar = isinstance(request.accepted_renderer, (r.ParquetRenderer, r.ArrowRenderer))
 
         def compute():
-            result = pit.asof_join_table(table, dataset=spec.name, recorded_by=recorded_by)
+            result = pit.asof_join_table(table, dataset=spec.name, recorded_by=recorded_by, min_quality=min_quality)
             return result if columnar else result.to_pylist()
 
         if table.num_rows <= ASOF_CACHE_MAX_POINTS:
             digest = hashlib.sha256(points_digest_source(table)).hexdigest()
-            params = {"dataset": spec.name, "recorded_by": recorded_by, "points": digest, "columnar": columnar}
+            params = {"dataset": spec.name, "recorded_by": recorded_by, "points": digest, "columnar": columnar, "min_quality": min_quality}
             rows = cached("asof_join", datasets=[spec.name], params=params, compute=compute, timeout=DEFAULT_TIMEOUT)
         else:
             rows = compute()

@@ -222,5 +222,5 @@ def test_it_refuses_a_parameter_the_endpoint_does_not_have(api):
     response = api.get("/api/v1/state/", {"at": "2024-03-01T15:30:00Z", "symbol": "AAPL"})
     assert response.status_code == 400
     assert response.json()["symbol"] == [
-        "symbol is not a parameter of this endpoint: expected one of at, format, recorded_by, symbols"
+        "symbol is not a parameter of this endpoint: expected one of at, format, min_quality, recorded_by, symbols"
     ]
