@@ -1,0 +1,265 @@
+"""Rollup maintenance (timeseries/aggregates.py): backfills and corrections of last month, partial days,
+the state row, bad parameters, a real Celery worker, and the TimescaleDB continuous aggregates."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+
+from ingestion import uploads
+from ingestion.loader import ingest_table
+from ingestion.models import Upload
+from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
+from tests.oracle import Oracle, typed_row
+from tests.timeseries.test_aggregates import iso, scratch_daily_bars, scratch_hourly_sentiment, same_sentiment
+from timeseries import aggregates, pit
+from timeseries.aggregates import CONSUMER, rollups_refresh
+from timeseries.capabilities import capabilities
+from timeseries.changes import changes_lag
+from timeseries.models import RollupState
+from tsm_site.celery import app as celery_app
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the consumer runs outside transactions (TimescaleDB lane)
+
+UTC = timezone.utc
+FEB = datetime(2024, 2, 1, tzinfo=UTC)
+MAR = datetime(2024, 3, 1, tzinfo=UTC)
+LATER = datetime(2024, 6, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+MINUTES = [570, 720, 959, 1439]  # 09:30, 12:00, 15:59, 23:59
+
+
+def bar_row(symbol: str, t: datetime, n: int, *, close: str | None = None, known_at: datetime | None = None) -> dict:
+    row = {
+        "time": iso(t), "symbol": symbol, "open": f"{100 + n % 7}", "high": f"{110 + n % 5}", "low": f"{90 + n % 3}",
+        "close": close or f"{100 + n % 9}.25", "volume": str(100 + 17 * n), "vwap": f"{100 + n % 4}.125",
+    }
+    if known_at is not None:
+        row["known_at"] = iso(known_at)
+    return row
+
+
+def month(symbol: str, skip: set[int] = frozenset()) -> list[dict]:
+    return [bar_row(symbol, FEB + d * DAY + timedelta(minutes=m), d * 10 + i)
+            for d in range(29) if d + 1 not in skip for i, m in enumerate(MINUTES)]
+
+
+class History:
+    """Loads through the loader and into the oracle alike."""
+
+    def __init__(self):
+        self.oracle = Oracle()
+
+    def load(self, dataset: str, rows: list[dict]) -> datetime:
+        result = ingest_table(dataset=dataset, data=[dict(r) for r in rows])
+        self.oracle.load(dataset, [typed_row(dataset, r) for r in rows], result.recorded_at)
+        return result.recorded_at
+
+    def daily(self, symbol="AAA", at=LATER, start=FEB, end=MAR - timedelta(microseconds=1), recorded_by=None):
+        got = pit.daily_bars(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+        assert got == scratch_daily_bars(self.oracle, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+        return got
+
+
+def sources(symbol="AAA", at=LATER, start=FEB, end=MAR - timedelta(microseconds=1), recorded_by=None, aggregate="daily_ohlcv"):
+    rows = aggregates.aggregate_read(aggregate=aggregate, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+    return {r["time"]: r["source"] for r in rows}
+
+
+def rollup_rows(table: str) -> list[tuple]:
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT * FROM {table} ORDER BY symbol, bucket")
+        return cur.fetchall()
+
+
+@pytest.fixture
+def history():
+    return History()
+
+
+def test_it_updates_last_months_buckets_after_a_backfill_and_a_correction(history):
+    history.load("market_data", month("AAA", skip={10}) + month("BBB"))
+    rollups_refresh()
+    assert set(sources().values()) == {"stored"} and len(sources()) == 28
+    history.daily()
+
+    backfilled = history.load("market_data", [r for r in month("AAA") if r["time"].startswith("2024-02-10")])
+    feb3 = FEB + 2 * DAY + timedelta(minutes=1439)  # the day's last bar: its close is the day's
+    corrected = history.load("market_data", [bar_row("AAA", feb3, 23, close="110.5", known_at=MAR + 4 * DAY)])
+    lag = changes_lag(consumer=CONSUMER, dataset="market_data")
+    assert lag["pending"] == 2
+    # before the consumer ran: the touched days are read live, the rest stored — all exact
+    pending = sources()
+    assert pending[FEB + 2 * DAY] == "live" and pending[FEB + 9 * DAY] == "live"
+    assert sum(s == "stored" for s in pending.values()) == 27
+    history.daily()
+    history.daily(recorded_by=backfilled - timedelta(microseconds=1))  # as recorded before the backfill: no Feb 10
+
+    report = rollups_refresh()
+    assert report["market_data"]["changes"] == 2
+    assert set(sources().values()) == {"stored"} and len(sources()) == 29
+    bars = history.daily()
+    assert bars[2]["close"] == Decimal("110.5") and bars[9]["bars"] == 4
+    # as of before the correction was known, Feb 3 is read live with its original close
+    before = history.daily(at=MAR + DAY)
+    assert before[2]["close"] != Decimal("110.5") and sources(at=MAR + DAY)[FEB + 2 * DAY] == "live"
+    history.daily(recorded_by=corrected - timedelta(microseconds=1))
+
+    # the incrementally maintained rollups equal a rebuild from scratch
+    incremental = rollup_rows(aggregates.DAILY_OHLCV.rollup_table)
+    RollupState.objects.all().delete()
+    assert set(sources().values()) == {"live"}  # without the state row nothing stored is trusted
+    assert rollups_refresh(dataset="market_data")["market_data"]["rebuilt"] is True
+    assert rollup_rows(aggregates.DAILY_OHLCV.rollup_table) == incremental
+    stored = aggregates.aggregate_read(aggregate="daily_ohlcv", symbol="AAA", at=LATER, start=FEB, end=MAR)
+    live = aggregates.aggregate_read(aggregate="daily_ohlcv", symbol="AAA", at=LATER, start=FEB, end=MAR, force_live=True)
+    assert [{**r, "source": None} for r in stored] == [{**r, "source": None} for r in live]
+
+
+def test_it_builds_the_day_containing_t_only_from_bars_known_at_t(history):
+    day = FEB + 5 * DAY
+    history.load("market_data", [bar_row("AAA", day + timedelta(hours=h), h) for h in range(24)])
+    rollups_refresh()
+    at = day + timedelta(hours=12, seconds=30)  # the 12:00 bar closes at 12:01
+    [partial] = history.daily(at=at)
+    assert (partial["bars"], partial["close"], partial["partial"]) == (12, Decimal("102.25"), True)
+    assert sources(at=at) == {day: "live"}
+    assert history.daily(at=day + DAY - timedelta(microseconds=1))[0]["partial"] is True
+    [whole] = history.daily(at=day + DAY)  # the 23:00 bar closes at 23:01; the day ends at midnight
+    assert (whole["bars"], whole["partial"]) == (24, False)
+    assert sources(at=day + DAY) == {day: "stored"}
+
+
+def test_it_weights_sentiment_by_mentions_per_hour(history):
+    hour = FEB + timedelta(hours=14)
+    rows = [
+        {"time": iso(hour), "symbol": "AAA", "platform": "x", "mention_count": "10", "sentiment_avg": "0.5"},
+        {"time": iso(hour), "symbol": "AAA", "platform": "reddit", "mention_count": "30", "sentiment_avg": "-0.5"},
+        {"time": iso(hour), "symbol": "AAA", "platform": "stocktwits", "mention_count": "5", "sentiment_avg": ""},
+    ]
+    history.load("social_sentiment", rows)
+    rollups_refresh()
+    got = pit.hourly_sentiment(symbol="AAA", at=LATER, start=FEB, end=MAR)
+    assert got == [{"time": hour, "sentiment": -0.25, "mentions": 45, "platforms": 3}]
+    assert sources(aggregate="hourly_sentiment") == {hour: "stored"}
+    # the window is known at its end: not before
+    assert pit.hourly_sentiment(symbol="AAA", at=hour + timedelta(minutes=59), start=FEB, end=MAR) == []
+    history.load("social_sentiment", [{**rows[0], "sentiment_avg": "0.9", "known_at": iso(hour + timedelta(hours=3))}])
+    for at in (hour + timedelta(hours=1), hour + timedelta(hours=3), LATER):
+        got = pit.hourly_sentiment(symbol="AAA", at=at, start=FEB, end=MAR)
+        assert same_sentiment(got, scratch_hourly_sentiment(history.oracle, symbol="AAA", at=at, start=FEB, end=MAR))
+
+
+def test_it_reads_every_bucket_live_until_the_first_rollup_run(history):
+    history.load("market_data", month("AAA"))
+    assert set(sources().values()) == {"live"}
+    history.daily()
+    rollups_refresh()
+    assert set(sources().values()) == {"stored"}
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"at": datetime(2024, 3, 1)}, ValueError, "at=2024-03-01T00:00:00 is naive"),
+        ({"start": MAR, "end": FEB}, ValueError, "start must not be after end"),
+        ({"symbol": " "}, ValueError, "symbol is required"),
+        ({"end": "2024-03-01"}, TypeError, "end must be a datetime"),
+        ({"recorded_by": datetime(2024, 3, 1)}, ValueError, "recorded_by=2024-03-01T00:00:00 is naive"),
+    ],
+)
+def test_it_rejects_bad_parameters_with_a_clear_error(change, error, message):
+    params = {"symbol": "AAA", "at": LATER, "start": FEB, "end": MAR, **change}
+    for selector in (pit.daily_bars, pit.hourly_sentiment):
+        with pytest.raises(error, match=message):
+            selector(**params)
+
+
+def test_it_refuses_a_dataset_without_aggregate():
+    with pytest.raises(ValueError, match="dataset 'news_events' has no aggregate"):
+        rollups_refresh(dataset="news_events")
+
+
+# --- a real Celery worker -------------------------------------------------------------------------
+
+
+def csv_bytes(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def test_it_rolls_up_after_an_upload_in_a_real_celery_worker(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    queue = private_queue()
+    old_queue = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    worker = start_worker(worker_env(TSM_MEDIA_ROOT=str(settings.MEDIA_ROOT)), queue)
+    try:
+        rows = month("AAA")
+        upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("feb.csv", csv_bytes(rows)))
+        uploads.upload_enqueue(upload_id=upload.pk)  # the worker loads it, then runs the rollups consumer
+        wait_for(lambda: Upload.objects.get(pk=upload.pk).status in ("done", "failed"), what="the upload to load")
+        wait_for(lambda: RollupState.objects.filter(dataset="market_data").exists()
+                 and changes_lag(consumer=CONSUMER, dataset="market_data")["pending"] == 0,
+                 what="the worker's rollups run")
+        assert set(sources().values()) == {"stored"} and len(sources()) == 29
+        oracle = Oracle()
+        oracle.load("market_data", [typed_row("market_data", r) for r in rows],
+                    Upload.objects.get(pk=upload.pk).finished_at)  # recorded_at is not compared at T = LATER
+        assert pit.daily_bars(symbol="AAA", at=LATER, start=FEB, end=MAR) == scratch_daily_bars(
+            oracle, symbol="AAA", at=LATER, start=FEB, end=MAR)
+    finally:
+        stop_worker(worker)
+        celery_app.conf.task_default_queue = old_queue
+
+
+# --- TimescaleDB lane ----------------------------------------------------------------------------------
+
+
+def needs_cagg():
+    if not capabilities(fresh=True).continuous_aggregates:
+        pytest.skip("needs the TimescaleDB extension: the plain PostgreSQL lane keeps rollup tables instead")
+
+
+@pytest.mark.timescaledb
+def test_it_keeps_continuous_aggregates_with_refresh_policies():
+    needs_cagg()
+    with connection.cursor() as cur:
+        cur.execute("SELECT view_name FROM timescaledb_information.continuous_aggregates ORDER BY 1")
+        assert [r[0] for r in cur.fetchall()] == ["daily_ohlcv", "hourly_sentiment"]
+        cur.execute(
+            "SELECT hypertable_name, config->>'start_offset' FROM timescaledb_information.jobs"
+            " WHERE proc_name = 'policy_refresh_continuous_aggregate' ORDER BY 1"
+        )
+        assert cur.fetchall() == [("daily_ohlcv", "3 days"), ("hourly_sentiment", "1 day")]
+
+
+@pytest.mark.timescaledb
+def test_it_refreshes_the_continuous_aggregate_for_an_old_backfill_and_keeps_corrected_days_exact(history):
+    needs_cagg()
+    history.load("market_data", month("AAA", skip={10}))
+    rollups_refresh()
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM daily_ohlcv WHERE symbol = 'AAA'")
+        assert cur.fetchone()[0] == 28  # months older than the policy's 3-day window, refreshed by the consumer
+    assert rollup_rows(aggregates.DAILY_OHLCV.rollup_table) == []  # one version per key: the cagg is exact
+    history.load("market_data", [r for r in month("AAA") if r["time"].startswith("2024-02-10")])
+    feb3 = FEB + 2 * DAY + timedelta(minutes=1439)  # the day's last bar: its close is the day's
+    history.load("market_data", [bar_row("AAA", feb3, 23, close="110.5", known_at=MAR + 4 * DAY)])
+    rollups_refresh()
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*), sum(bars) FROM daily_ohlcv WHERE symbol = 'AAA'")
+        assert cur.fetchone() == (29, 29 * 4 + 1)  # the cagg counts both versions of the corrected bar
+    assert [r[1] for r in rollup_rows(aggregates.DAILY_OHLCV.rollup_table)] == [FEB + 2 * DAY]
+    assert set(sources().values()) == {"stored"}
+    bars = history.daily()
+    assert bars[2]["close"] == Decimal("110.5") and bars[2]["bars"] == 4
+    history.daily(at=MAR + DAY)
