@@ -58,21 +58,24 @@ def floor(t: datetime, width: timedelta) -> datetime:
     return origin + ((t - origin) // width) * width
 
 
-def buckets_in_range(width, at, start, end) -> tuple[datetime, datetime]:
-    return floor(start, width), floor(min(end, at), width)
+def scratch_buckets(oracle: Oracle, dataset: str, width: timedelta, *, symbol, at, start, end, recorded_by) -> dict:
+    """Bucket start -> the current versions known at ``at`` of ``symbol`` in it (brute force), for the
+    buckets overlapping [start, min(end, at)]."""
+    first, last = floor(start, width), floor(min(end, at), width)
+    buckets: dict[datetime, list[dict]] = defaultdict(list)
+    for r in oracle.current(dataset, at, recorded_by):
+        bucket = floor(r["time"], width)
+        if r["symbol"] == symbol and first <= bucket <= last:
+            buckets[bucket].append(r)
+    return dict(sorted(buckets.items()))
 
 
 def scratch_daily_bars(oracle: Oracle, *, symbol, at, start, end, recorded_by=None) -> list[dict]:
     """Daily bars from every current version known at ``at`` (brute force)."""
-    first, last = buckets_in_range(DAY, at, start, end)
-    days: dict[datetime, list[dict]] = defaultdict(list)
-    for r in oracle.current("market_data", at, recorded_by):
-        day = floor(r["time"], DAY)
-        if r["symbol"] == symbol and first <= day <= last:
-            days[day].append(r)
     out = []
-    for day in sorted(days):
-        bars = sorted(days[day], key=lambda r: r["time"])
+    for day, rows in scratch_buckets(oracle, "market_data", DAY, symbol=symbol, at=at, start=start, end=end,
+                                     recorded_by=recorded_by).items():
+        bars = sorted(rows, key=lambda r: r["time"])
         priced = [b for b in bars if b["vwap"] is not None]
         pv, pvv = sum(b["vwap"] * b["volume"] for b in priced), sum(b["volume"] for b in priced)
         vwap = None if not pvv else Context(prec=80).divide(Decimal(pv), Decimal(pvv)).quantize(
@@ -86,15 +89,10 @@ def scratch_daily_bars(oracle: Oracle, *, symbol, at, start, end, recorded_by=No
 
 
 def scratch_hourly_sentiment(oracle: Oracle, *, symbol, at, start, end, recorded_by=None) -> list[dict]:
-    first, last = buckets_in_range(HOUR, at, start, end)
-    hours: dict[datetime, list[dict]] = defaultdict(list)
-    for r in oracle.current("social_sentiment", at, recorded_by):
-        hour = floor(r["time"], HOUR)
-        if r["symbol"] == symbol and first <= hour <= last:
-            hours[hour].append(r)
+    """Hourly mention-weighted sentiment from every current window known at ``at`` (brute force)."""
     out = []
-    for hour in sorted(hours):
-        rows = hours[hour]
+    for hour, rows in scratch_buckets(oracle, "social_sentiment", HOUR, symbol=symbol, at=at, start=start, end=end,
+                                      recorded_by=recorded_by).items():
         weighted = [r for r in rows if r["sentiment_avg"] is not None and r["mention_count"] is not None]
         weight = sum(r["mention_count"] for r in weighted)
         out.append({

@@ -2,8 +2,6 @@
 the state row, bad parameters, a real Celery worker, and the TimescaleDB continuous aggregates."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -14,6 +12,7 @@ from django.db import connection
 from ingestion import uploads
 from ingestion.loader import ingest_table
 from ingestion.models import Upload
+from tests.ingestion.test_uploads import csv_bytes
 from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
 from tests.oracle import Oracle, typed_row
 from tests.timeseries.test_aggregates import iso, scratch_daily_bars, scratch_hourly_sentiment, same_sentiment
@@ -186,14 +185,6 @@ def test_it_refuses_a_dataset_without_aggregate():
 
 
 # --- a real Celery worker -------------------------------------------------------------------------
-
-
-def csv_bytes(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 def test_it_rolls_up_after_an_upload_in_a_real_celery_worker(tmp_path, settings):
