@@ -625,11 +625,11 @@ def _changes(spec: Dataset, t1: datetime, t2: datetime, symbols, recorded_by, li
         " ORDER BY p.known_at DESC, p.recorded_at DESC LIMIT 1) p ON true WHERE {where}"
         " ORDER BY a.known_at DESC, {key}"
     ).format(
-        cols=identifiers(spec.stored_columns, "a"),
+        cols=_stored_cols(spec, "a", params),
         prev=sql.SQL(", ").join(
             sql.SQL("p.{} AS {}").format(sql.Identifier(c), sql.Identifier(p)) for c, p in zip(spec.stored_columns, previous)
         ),
-        pcols=identifiers(spec.stored_columns, "p"),
+        pcols=_stored_cols(spec, "p", params),
         t=sql.Identifier(spec.table),
         same_key=same_key,
         where=sql.SQL(" AND ").join(where),
@@ -645,6 +645,34 @@ def _changes(spec: Dataset, t1: datetime, t2: datetime, symbols, recorded_by, li
         row["correction"] = row["previous"] is not None
         out.append(row)
     return out
+
+
+WINDOW_TIME_COLUMN = {"insider_trades": "filing_date"}  # filings are placed at filing time, not trade time
+
+
+def window_events(
+    *,
+    dataset: str,
+    at: datetime,
+    start: datetime,
+    end: datetime,
+    symbols: Iterable[str] | None = None,
+    limit: int = 1000,
+    recorded_by: datetime | None = None,
+) -> list[dict]:
+    """Rows of ``dataset`` known at ``at`` placed in [start, end] (event time; filing_date for insider
+    trades), newest first in the dataset's order, at most ``limit``. Government events match their
+    primary or affected symbols."""
+    spec = get_dataset(dataset)
+    params = {**_params(at, recorded_by), "start": aware("start", start), "end": aware("end", end)}
+    if params["start"] > params["end"]:
+        raise ValueError("start must not be after end")
+    column = sql.Identifier(WINDOW_TIME_COLUMN.get(spec.name, "time"))
+    where = [
+        sql.SQL("a.{c} >= %(start)s AND a.{c} <= %(end)s").format(c=column),
+        *_series_match(spec, params, _symbols(symbols)),
+    ]
+    return _current_rows(spec, params, where=where, order=spec.order_newest, limit=limit)
 
 
 def newest_recorded_at(

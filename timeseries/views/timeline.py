@@ -123,16 +123,10 @@ def timeline_symbol_build(
     else:
         bars = pit.history(dataset="market_data", at=at, symbols=[symbol], start=start, end=end, recorded_by=recorded_by)
         bars_recorded = _newest_of(bars)
-    news = pit.history(dataset="news_events", at=at, symbols=[symbol], start=start, end=end, limit=EVENTS_LIMIT, recorded_by=recorded_by)
-    news.sort(key=lambda n: n["time"], reverse=True)
-    filings = [
-        f
-        for f in pit.insider_trades(at=at, symbols=[symbol], limit=EVENTS_LIMIT, recorded_by=recorded_by)
-        if start <= f["filing_date"] <= end
-    ]
-    government = [
-        g for g in pit.government_events(at=at, symbols=[symbol], limit=EVENTS_LIMIT, recorded_by=recorded_by) if start <= g["time"] <= end
-    ]
+    window = {"at": at, "start": start, "end": end, "symbols": [symbol], "limit": EVENTS_LIMIT, "recorded_by": recorded_by}
+    news = pit.window_events(dataset="news_events", **window)
+    filings = pit.window_events(dataset="insider_trades", **window)
+    government = pit.window_events(dataset="government_events", **window)
     hours = pit.hourly_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
     sentiment_line = _sentiment_daily(hours) if daily else [h for h in hours if h["sentiment"] is not None]
     sentiment_recorded = pit.newest_recorded_at(
@@ -160,6 +154,7 @@ def timeline_symbol_build(
         "state": state,
         "changes": changes,
         "changes_listing": changes_listing(changes),
+        "events_limit": EVENTS_LIMIT,
         "max_recorded_at": newest,
         "chart": {
             "symbol": symbol,

@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Timeline page benchmark: server time of /timeline/<symbol>/?at=T over a 1-year window.
+
+Prints ONE JSON object on stdout (progress on stderr). Uses its own database ``tsm_bench_timeline``
+(created and migrated when missing, reused when present): one symbol with 1 year of 1-minute bars
+(390 a weekday, ~1% corrections), its news, insider filings, hourly sentiment and government events,
+loaded through ``ingestion.loader``, then the rollups refreshed (as the beat task does).
+
+Measured in-process with Django's test Client (middleware, session, view, pit queries, template; no
+HTTP): ``--runs`` requests of the page for a 1-year range (from = T - 365 days, to = T), T spread over
+the last 30 days. The page charts daily bars from the aggregates for such a range. Baseline in the
+same run: the same page forced to chart every minute bar (``MINUTE_BARS_MAX_RANGE`` raised), i.e.
+what the page would cost without downsampling. Also: the page with the rollups not refreshed (every
+day aggregated live) and the 2-day default window (minute bars).
+
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_timeline.py > bench/results/timeline.json
+
+Figures are reported, never asserted. Target (issue #6): < 300 ms server time for the 1-year page.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "tsm_bench_timeline"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+DAYS = 366
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def setup_django() -> None:
+    os.environ.update(DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings")
+    os.environ.setdefault("DEBUG", "false")  # no query logging in the timed code
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("ensure_database")
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def count(table: str, symbol: str) -> int:
+    from django.db import connection
+    from psycopg import sql
+
+    with connection.cursor() as cur:
+        column = "primary_symbol" if table == "government_events" else "symbol"
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(sql.Identifier(table), sql.Identifier(column)), [symbol])
+        return cur.fetchone()[0]
+
+
+def load(symbol: str, seed: int) -> dict:
+    """Load the symbol's year once (skipped when its bars are there)."""
+    from ingestion.loader import ingest_table
+    from timeseries import demo
+
+    if count("market_data", symbol):
+        log(f"{symbol} already loaded: reusing {DB_NAME}")
+        return {"loaded_now": False}
+    kw = {"symbols": [symbol], "start": START, "days": DAYS, "seed": seed}
+    t = time.perf_counter()
+    ingest_table(dataset="market_data", data=demo.market_data(**kw))
+    log(f"bars loaded in {time.perf_counter() - t:.1f} s")
+    for dataset, make in (("news_events", demo.news_events), ("insider_trades", demo.insider_trades),
+                          ("social_sentiment", demo.social_sentiment), ("government_events", demo.government_events)):
+        ingest_table(dataset=dataset, data=make(**kw))
+    return {"loaded_now": True, "load_seconds": round(time.perf_counter() - t, 1)}
+
+
+def timings(client, urls: list[str]) -> dict:
+    samples = []
+    for url in urls:
+        t = time.perf_counter()
+        response = client.get(url)
+        samples.append((time.perf_counter() - t) * 1000)
+        assert response.status_code == 200, (url, response.status_code, response.content[:300])
+    ordered = sorted(samples)
+    return {
+        "runs": len(samples),
+        "median_ms": round(statistics.median(ordered), 1),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
+        "max_ms": round(ordered[-1], 1),
+        "bytes": len(response.content),
+        "resolution": response.context["resolution"] if response.context else None,
+        "bars_charted": len(response.context["bars"]) if response.context else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--baseline-runs", type=int, default=10)
+    parser.add_argument("--symbol", default="AAPL")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    setup_django()
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from timeseries import aggregates
+    from timeseries.views import timeline
+    from timeseries.views.timeline import iso
+
+    info = load(args.symbol, args.seed)
+    sizes = {t: count(t, args.symbol) for t in ("market_data", "news_events", "insider_trades", "social_sentiment", "government_events")}
+    log(f"rows: {sizes}")
+
+    user, _ = get_user_model().objects.get_or_create(username="bench_timeline", defaults={"is_staff": True})
+    client = Client()
+    client.force_login(user)
+    end = START + timedelta(days=DAYS)
+    ts = [end - timedelta(days=30) + timedelta(minutes=997 * i % (30 * 24 * 60)) for i in range(max(args.runs, args.baseline_runs))]
+
+    def year(t):
+        return f"/timeline/{args.symbol}/?at={iso(t)}&from={iso(t - timedelta(days=365))}&to={iso(t)}"
+
+    def default_window(t):
+        return f"/timeline/{args.symbol}/?at={iso(t)}"
+
+    # rollups not yet refreshed: every day of the year aggregated live from the minute bars
+    pending = aggregates.rollups_lag()
+    live = timings(client, [year(t) for t in ts[:5]]) if any(v.get("pending") for v in pending.values() if isinstance(v, dict)) else None
+    t = time.perf_counter()
+    refreshed = aggregates.rollups_refresh()
+    refresh_s = time.perf_counter() - t
+    log(f"rollups refreshed in {refresh_s:.1f} s: {refreshed}")
+
+    client.get(year(ts[0]))  # warm-up: connection, templates, plotly path
+    page = timings(client, [year(t) for t in ts[: args.runs]])
+    log(f"1-year page: {page}")
+    window = timings(client, [default_window(t) for t in ts[: args.runs]])
+    log(f"2-day page: {window}")
+    saved = timeline.MINUTE_BARS_MAX_RANGE
+    timeline.MINUTE_BARS_MAX_RANGE = timedelta(days=10_000)  # baseline: chart every minute bar of the year
+    try:
+        baseline = timings(client, [year(t) for t in ts[: args.baseline_runs]])
+    finally:
+        timeline.MINUTE_BARS_MAX_RANGE = saved
+    log(f"baseline (every minute bar): {baseline}")
+
+    print(json.dumps({
+        "bench": "timeline",
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "database": DB_NAME,
+        "symbol": args.symbol,
+        "rows": sizes,
+        **info,
+        "rollups_refresh_seconds": round(refresh_s, 1),
+        "target_ms": 300,
+        "year_page": page,
+        "year_page_rollups_pending": live,
+        "two_day_page": window,
+        "baseline_every_minute_bar": baseline,
+        "ratio_baseline_over_page": round(baseline["median_ms"] / page["median_ms"], 1),
+        "meets_target": page["median_ms"] < 300 and page["p99_ms"] < 300,
+        "loadavg": os.getloadavg(),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
