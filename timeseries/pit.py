@@ -91,16 +91,21 @@ def _fetch(query: sql.Composable, params: dict) -> list[dict]:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def _is_current(spec: Dataset, alias: str = "a") -> sql.Composable:
-    """``alias`` is the current version of its key as of %(at)s / %(rb)s (anti-join on the version index)."""
+def _is_current(spec: Dataset, alias: str = "a", inner: Sequence[sql.Composable] = ()) -> sql.Composable:
+    """``alias`` is the current version of its key as of %(at)s / %(rb)s (anti-join on the version index).
+
+    ``inner``: conditions on key columns of ``b`` that the outer rows satisfy too (redundant, as b has
+    a's key): they let the planner bound ``b`` to the same chunks and compressed batches as ``a``.
+    """
     same_key = sql.SQL(" AND ").join(
         sql.SQL("b.{k} = {a}.{k}").format(k=sql.Identifier(k), a=sql.Identifier(alias)) for k in spec.key
     )
     return sql.SQL(
         "{a}.known_at <= %(at)s AND {a}.recorded_at <= %(rb)s AND {a}.time <= %(at)s AND NOT EXISTS ("
         "SELECT 1 FROM {t} b WHERE {same_key} AND b.known_at <= %(at)s AND b.recorded_at <= %(rb)s"
-        " AND (b.known_at, b.recorded_at) > ({a}.known_at, {a}.recorded_at))"
-    ).format(a=sql.Identifier(alias), t=sql.Identifier(spec.table), same_key=same_key)
+        " AND (b.known_at, b.recorded_at) > ({a}.known_at, {a}.recorded_at){inner})"
+    ).format(a=sql.Identifier(alias), t=sql.Identifier(spec.table), same_key=same_key,
+             inner=sql.SQL("").join(sql.SQL(" AND ") + c for c in inner))
 
 
 def _current_rows(
@@ -110,8 +115,9 @@ def _current_rows(
     where: Sequence[sql.Composable] = (),
     order: Sequence[str] = (),
     limit: int | None = None,
+    inner: Sequence[sql.Composable] = (),
 ) -> list[dict]:
-    conditions = [_is_current(spec), *where]
+    conditions = [_is_current(spec, inner=inner), *where]
     query = sql.SQL("SELECT {cols} FROM {t} a WHERE {cond}").format(
         cols=_stored_cols(spec, "a", params), t=sql.Identifier(spec.table), cond=sql.SQL(" AND ").join(conditions)
     )
@@ -333,18 +339,22 @@ def history(
     spec = get_dataset(dataset)
     params = _params(at, recorded_by)
     where = _symbol_filter(spec, params, _symbols(symbols))
+    # the same symbol and time range on the anti-join's b (compressed chunks: ~60x faster, lifecycle.py)
+    inner = [sql.SQL("b.{} = ANY(%(symbols)s)").format(sql.Identifier(spec.symbol_column))] if where else []
     min_quality = _min_quality(spec, min_quality)
     if min_quality is not None:
         where.append(_quality_ok(spec, "a", params, min_quality))
     if start is not None:
         params["start"] = aware("start", start)
         where.append(sql.SQL("a.time >= %(start)s"))
+        inner.append(sql.SQL("b.time >= %(start)s"))
     if end is not None:
         params["end"] = aware("end", end)
         where.append(sql.SQL("a.time <= %(end)s"))
+        inner.append(sql.SQL("b.time <= %(end)s"))
     if start is not None and end is not None and params["start"] > params["end"]:
         raise ValueError("start must not be after end")
-    return _current_rows(spec, params, where=where, order=[*spec.key], limit=limit)
+    return _current_rows(spec, params, where=where, order=[*spec.key], limit=limit, inner=inner)
 
 
 # --- full state ---------------------------------------------------------------------------------
