@@ -369,10 +369,13 @@ def retention_apply(*, dataset: str, batch_rows: int | None = None, now: datetim
             if result.chunks_dropped:
                 generation_bump(datasets=[spec.name])
         return result
-    with connection.cursor() as cur:
+    with connection.cursor() as cur:  # the series with something to remove: one index probe each
         cur.execute(
-            "SELECT symbol, subkey FROM timeseries_series WHERE dataset = %s AND first_time < %s ORDER BY symbol, subkey",
-            [spec.name, cutoff],
+            sql.SQL(
+                "SELECT s.symbol, s.subkey FROM timeseries_series s WHERE s.dataset = %s AND s.first_time < %s "
+                "AND EXISTS (SELECT 1 FROM {t} t WHERE {match} AND t.time < %s) ORDER BY s.symbol, s.subkey"
+            ).format(t=sql.Identifier(spec.table), match=_series_match(spec, "t", "s")),
+            [spec.name, cutoff, cutoff],
         )
         series = cur.fetchall()
     params = ("symbol", "subkey")[: len(spec.series)]

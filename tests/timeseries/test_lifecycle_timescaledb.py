@@ -100,6 +100,18 @@ def test_it_delays_the_first_run_of_a_new_policy_job(settings):
     assert timedelta(minutes=50) < wait <= timedelta(hours=1)
 
 
+def test_it_undoes_policies_and_compression_when_the_migration_is_reversed():
+    load_compressed()
+    lifecycle.lifecycle_remove()
+    assert compressed_chunks()[0] == 0
+    assert MarketData.objects.count() == 30
+    for spec in DATASETS.values():
+        assert policy(spec.table, "policy_compression") is None and policy(spec.table, "policy_retention") is None
+    assert sql_one("SELECT bool_or(compression_enabled) FROM timescaledb_information.hypertables")[0] is False
+    done = {d["dataset"]: d["actions"] for d in lifecycle.lifecycle_apply()}
+    assert len(done["market_data"]) == 3  # layout, compression policy, retention policy back again
+
+
 def test_it_compresses_only_chunks_older_than_the_setting():
     ingest_table(dataset="market_data", data=[bar("AAA", 0), bar("AAA", 40 * DAY)])
     n = lifecycle.chunks_compress(dataset="market_data", older_than=T0 + timedelta(days=20))
