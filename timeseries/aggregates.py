@@ -138,20 +138,19 @@ def bucket_floor(agg: Aggregate, t: datetime) -> datetime:
 # --- schema (called by migration 0006; idempotent) ------------------------------------------------
 
 
-def cagg_sql(agg: Aggregate) -> str:
+def cagg_sql(agg: Aggregate) -> sql.Composable:
     spec = agg.dataset
-    measures = ",\n    ".join(f"{m.cagg} AS {m.name}" for m in agg.measures)
-    return f"""
-CREATE MATERIALIZED VIEW IF NOT EXISTS {agg.cagg}
-WITH (timescaledb.continuous, timescaledb.materialized_only = true) AS
-SELECT {spec.symbol_column} AS symbol, time_bucket(INTERVAL '{int(agg.width.total_seconds())} seconds', time) AS bucket,
-    {measures},
-    count(*) AS versions,
-    max(known_at) AS max_known_at,
-    max(recorded_at) AS max_recorded_at
-FROM {spec.table}
-GROUP BY 1, 2
-WITH NO DATA"""
+    measures = sql.SQL(", ").join(sql.SQL(m.cagg + " AS {}").format(sql.Identifier(m.name)) for m in agg.measures)
+    return sql.SQL(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS {cagg}"
+        " WITH (timescaledb.continuous, timescaledb.materialized_only = true) AS"
+        " SELECT {symbol} AS symbol, time_bucket({width}, time) AS bucket, {measures},"
+        " count(*) AS versions, max(known_at) AS max_known_at, max(recorded_at) AS max_recorded_at"
+        " FROM {table} GROUP BY 1, 2 WITH NO DATA"
+    ).format(
+        cagg=sql.Identifier(agg.cagg), symbol=sql.Identifier(spec.symbol_column), measures=measures,
+        width=sql.Literal(agg.width), table=sql.Identifier(spec.table),
+    )
 
 
 CAGG_POLICY = {  # the usual policy; it alone would skip older buckets — the rollups consumer does not
@@ -184,9 +183,10 @@ def aggregates_install(*, cur) -> list[str]:
     return done
 
 
-def uses_cagg() -> bool:
+def uses_cagg(agg: Aggregate) -> bool:
+    """Whether ``agg`` is served by a continuous aggregate (TimescaleDB lane, dataset a hypertable)."""
     caps = capabilities()
-    return caps.continuous_aggregates and MARKET_DATA.table in caps.hypertables
+    return caps.continuous_aggregates and agg.dataset.table in caps.hypertables
 
 
 # --- SQL pieces --------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def _cagg_call_refresh(agg: Aggregate, lo: datetime | None, hi: datetime | None)
             _time.sleep(0.25)
 
 
-def rollups_refresh(*, dataset: str | None = None, batch: int = 1000, max_batches: int | None = None) -> dict:
+def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches: int | None = None) -> dict:
     """Consume the change log for the aggregated datasets and recompute exactly the touched buckets.
 
     Each batch of changes is recomputed and consumed in one transaction (the cursor row is locked, so
@@ -340,11 +340,11 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 1000, max_batche
             raise ValueError(f"dataset {name!r} has no aggregate: expected one of {', '.join(BY_DATASET)}")
     from timeseries.models import RollupState
 
-    cagg = uses_cagg()
-    _outside_transaction(cagg)
-    report: dict[str, Any] = {"lane": "timescaledb" if cagg else "postgresql"}
+    report: dict[str, Any] = {"lane": capabilities().lane}
     for name in names:
         agg = BY_DATASET[name]
+        cagg = uses_cagg(agg)
+        _outside_transaction(cagg)
         done = {"changes": 0, "buckets": 0, "batches": 0, "seconds": 0.0, "rebuilt": False}
         started = _time.monotonic()
         if not RollupState.objects.filter(dataset=name).exists():
@@ -386,7 +386,7 @@ def rollups_rebuild(*, dataset: str) -> int:
     from timeseries.models import Change, RollupState
 
     agg = BY_DATASET[dataset]
-    cagg = uses_cagg()
+    cagg = uses_cagg(agg)
     _outside_transaction(cagg)
     through = Change.objects.filter(dataset=dataset).aggregate(m=Max("id"))["m"]
     if cagg:
@@ -499,7 +499,7 @@ def aggregate_read(
         "symbol": symbol.strip(), "at": at, "rb": rb, "lo": lo, "hi": hi, "width": agg.width, "origin": ORIGIN,
         "dataset": agg.dataset.name, "consumer": CONSUMER,
     }
-    query = _read_sql(agg, cagg=uses_cagg(), force_live=force_live)
+    query = _read_sql(agg, cagg=uses_cagg(agg), force_live=force_live)
     with _cursor() as cur:
         cur.execute(query, params)
         names = [d.name for d in cur.description]

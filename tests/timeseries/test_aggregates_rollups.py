@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from psycopg import sql
 
 from ingestion import uploads
 from ingestion.loader import ingest_table
@@ -72,7 +73,7 @@ def sources(symbol="AAA", at=LATER, start=FEB, end=MAR - timedelta(microseconds=
 
 def rollup_rows(table: str) -> list[tuple]:
     with connection.cursor() as cur:
-        cur.execute(f"SELECT * FROM {table} ORDER BY symbol, bucket")
+        cur.execute(sql.SQL("SELECT * FROM {} ORDER BY symbol, bucket").format(sql.Identifier(table)))
         return cur.fetchall()
 
 

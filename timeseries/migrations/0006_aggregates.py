@@ -7,6 +7,7 @@ built by the consumer's first run (no ``timeseries_rollup_state`` row yet: it re
 including data loaded before the change log existed); until then every bucket is read live.
 """
 from django.db import migrations, models
+from psycopg import sql
 
 
 def install(apps, schema_editor):
@@ -25,7 +26,7 @@ def uninstall(apps, schema_editor):
         cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
         if cur.fetchone() is not None:
             for agg in aggregates.AGGREGATES.values():
-                cur.execute(f"DROP MATERIALIZED VIEW IF EXISTS {agg.cagg} CASCADE")
+                cur.execute(sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {} CASCADE").format(sql.Identifier(agg.cagg)))
         cur.execute("DELETE FROM timeseries_change_cursor WHERE consumer = %s", [aggregates.CONSUMER])
 
 
