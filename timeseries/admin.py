@@ -48,7 +48,9 @@ class EstimatedCountPaginator(Paginator):
                 row = cur.fetchone()
             if row and row[0] > self.CAP:
                 return int(row[0])
-        return self.object_list.order_by()[: self.CAP + 1].count()
+        # keep the list's ordering: the capped count then walks the same index as the page (e.g. backwards
+        # from a known_at/time bound) instead of from the other end of the table
+        return self.object_list[: self.CAP + 1].count()
 
 
 # --- input-box filters (no DISTINCT, no dropdown of values) ---------------------------------------
@@ -321,6 +323,7 @@ class CuratedDatasetFilter(admin.SimpleListFilter):
 class ReadOnlyAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT the whole audit per option
     list_per_page = 100
 
     def has_add_permission(self, request) -> bool:

@@ -260,6 +260,10 @@ def curation_filters_apply(queryset: QuerySet, *, dataset: str, filters: dict[st
     for name, (column, lookup) in RANGE_FILTERS.items():
         if name in filters:
             queryset = queryset.filter(**{f"{column}__{lookup}": filters[name]})
+    if "known_at_before" in filters:
+        # every stored row has known_at >= time (the loader refuses earlier ones), so this bound is
+        # implied; it lets the scan start on the time index at the right place instead of the newest row
+        queryset = queryset.filter(time__lte=filters["known_at_before"])
     return queryset
 
 
