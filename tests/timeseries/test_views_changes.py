@@ -20,48 +20,39 @@ from tests.oracle import Oracle, _symbols, key_of, version_of
 from tests.timeseries.test_pit_oracle import (
     BATCH_ROWS,
     SEEDS,
+    ROWS,
     SETTINGS,
     SYMS,
     assert_listing,
     assert_same_sequence,
-    government_row,
     histories,
-    insider_row,
     instants,
-    market_row,
-    news_row,
     record_times,
     run_history,
-    sentiment_row,
     total_order,
 )
 from timeseries import pit
 from timeseries.datasets import DATASETS
 
 PINNED = {"insider_trades": ("filing_date",)}  # a correction keeps the filing (known_at is never before it)
-ROWS = {
-    "market_data": market_row,
-    "news_events": news_row,
-    "insider_trades": insider_row,
-    "social_sentiment": sentiment_row,
-    "government_events": government_row,
-}
+
+
+def matches(dataset: str, row: dict, symbols: list[str] | None) -> bool:
+    """The selectors' symbol filter: government events match their primary or affected symbols."""
+    if symbols is None:
+        return True
+    if dataset == "government_events":
+        return row["primary_symbol"] in symbols or bool(set(row["affected_symbols"] or ()) & set(symbols))
+    return row["symbol"] in symbols
 
 
 def oracle_changes(oracle: Oracle, dataset: str, *, t1, t2, symbols, recorded_by, limit) -> list[dict]:
     spec = DATASETS[dataset]
     symbols = _symbols(symbols)  # blanks dropped, as pit does
 
-    def matches(row: dict) -> bool:
-        if symbols is None:
-            return True
-        if dataset == "government_events":
-            return row["primary_symbol"] in symbols or bool(set(row["affected_symbols"] or ()) & set(symbols))
-        return row["symbol"] in symbols
-
     out = []
     for row in oracle.current(dataset, t2, recorded_by):
-        if row["known_at"] <= t1 or not matches(row):
+        if row["known_at"] <= t1 or not matches(dataset, row, symbols):
             continue
         earlier = [
             v for v in oracle.versions[dataset]
@@ -86,14 +77,7 @@ def oracle_window(oracle: Oracle, dataset: str, *, at, start, end, symbols, reco
     symbols = _symbols(symbols)
     column = WINDOW_COLUMN.get(dataset, "time")
 
-    def matches(row: dict) -> bool:
-        if symbols is None:
-            return True
-        if dataset == "government_events":
-            return row["primary_symbol"] in symbols or bool(set(row["affected_symbols"] or ()) & set(symbols))
-        return row["symbol"] in symbols
-
-    rows = [r for r in oracle.current(dataset, at, recorded_by) if start <= r[column] <= end and matches(r)]
+    rows = [r for r in oracle.current(dataset, at, recorded_by) if start <= r[column] <= end and matches(dataset, r, symbols)]
     order = ORDERS.get(dataset, Oracle.government_order)
     rows.sort(key=lambda r: (order(r), key_of(spec, r)))
     return rows
