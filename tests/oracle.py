@@ -345,9 +345,12 @@ class Oracle:
         """Per symbol its latest bar known at ``at`` (with min_quality: its latest good bar), ordered by symbol."""
         return self._latest_per_series("market_data", at, symbols, recorded_by, min_quality)
 
-    def recent_bars(self, *, symbol: str, at: datetime, bars: int = 200, recorded_by: datetime | None = None) -> list[dict]:
+    def recent_bars(
+        self, *, symbol: str, at: datetime, bars: int = 200, recorded_by: datetime | None = None, min_quality=None
+    ) -> list[dict]:
         """The last ``bars`` bars of ``symbol`` known at ``at`` (current versions, every column), oldest first."""
-        rows = sorted((r for r in self.current("market_data", at, recorded_by) if r["symbol"] == symbol), key=lambda r: r["time"])
+        current = self.current("market_data", at, recorded_by, min_quality)
+        rows = sorted((r for r in current if r["symbol"] == symbol), key=lambda r: r["time"])
         return rows[-bars:]
 
     def sentiment(self, *, at: datetime, symbols=None, recorded_by: datetime | None = None) -> list[dict]:

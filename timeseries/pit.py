@@ -371,10 +371,33 @@ LIMIT %(bars)s
 INSIDER_SUMMARY_DAYS = 90
 
 
-def recent_bars(*, symbol: str, at: datetime, bars: int = 200, recorded_by: datetime | None = None) -> list[dict]:
-    """The last ``bars`` bars of ``symbol`` known at ``at`` (current versions), oldest first."""
+RECENT_GOOD_BARS_SQL = """
+SELECT time, open, high, low, close, volume, recorded_at FROM (
+    SELECT DISTINCT ON (time) id, time, open, high, low, close, volume, recorded_at, quality_score
+    FROM market_data
+    WHERE symbol = %(symbol)s AND time <= %(at)s AND known_at <= %(at)s AND recorded_at <= %(rb)s
+    ORDER BY time DESC, known_at DESC, recorded_at DESC
+) m
+WHERE {quality}
+ORDER BY time DESC
+LIMIT %(bars)s
+"""
+
+
+def recent_bars(
+    *, symbol: str, at: datetime, bars: int = 200, recorded_by: datetime | None = None, min_quality: float | None = None
+) -> list[dict]:
+    """The last ``bars`` bars of ``symbol`` known at ``at`` (current versions), oldest first.
+
+    ``min_quality``: the last ``bars`` current bars scored NULL or >= it (suspect bars are skipped,
+    not replaced by older versions); this walks the symbol's whole history up to ``at``.
+    """
     params = {**_params(at, recorded_by), "symbol": symbol, "bars": _positive("bars", bars)}
-    return _fetch(sql.SQL(RECENT_BARS_SQL), params)[::-1]
+    min_quality = _min_quality(MARKET_DATA, min_quality)
+    if min_quality is None:
+        return _fetch(sql.SQL(RECENT_BARS_SQL), params)[::-1]
+    query = sql.SQL(RECENT_GOOD_BARS_SQL).format(quality=_quality_ok(MARKET_DATA, "m", params, min_quality))
+    return _fetch(query, params)[::-1]
 
 
 def _insider_summary(trades: list[dict], at: datetime) -> dict:
@@ -397,17 +420,22 @@ def _insider_summary(trades: list[dict], at: datetime) -> dict:
     }
 
 
-def reconstruct(*, at: datetime, symbol: str, recorded_by: datetime | None = None, bars: int = 200) -> dict:
-    """Everything known about ``symbol`` at ``at``: bar, indicators, news, insiders, sentiment, events."""
+def reconstruct(
+    *, at: datetime, symbol: str, recorded_by: datetime | None = None, bars: int = 200, min_quality: float | None = None
+) -> dict:
+    """Everything known about ``symbol`` at ``at``: bar, indicators, news, insiders, sentiment, events.
+
+    ``min_quality`` applies to the bar, the bars behind the indicators and the news (see market_state).
+    """
     at = aware("at", at)
-    state = market_state(at=at, symbols=[symbol], recorded_by=recorded_by)
-    recent = recent_bars(symbol=symbol, at=at, bars=bars, recorded_by=recorded_by)
+    state = market_state(at=at, symbols=[symbol], recorded_by=recorded_by, min_quality=min_quality)
+    recent = recent_bars(symbol=symbol, at=at, bars=bars, recorded_by=recorded_by, min_quality=min_quality)
     earliest = datetime.min.replace(tzinfo=dt_timezone.utc)
     since = max(earliest, at - timedelta(days=INSIDER_SUMMARY_DAYS)) if at - earliest > timedelta(days=INSIDER_SUMMARY_DAYS) else earliest
     trades = [t for t in insider_trades(at=at, symbols=[symbol], limit=500, recorded_by=recorded_by) if t["filing_date"] >= since]
     parts = {
         "market": state[0] if state else None,
-        "news": news(at=at, symbols=[symbol], limit=10, recorded_by=recorded_by),
+        "news": news(at=at, symbols=[symbol], limit=10, recorded_by=recorded_by, min_quality=min_quality),
         "sentiment": sentiment(at=at, symbols=[symbol], recorded_by=recorded_by),
         "government_events": government_events(at=at, symbols=[symbol], limit=10, recorded_by=recorded_by),
     }

@@ -60,3 +60,11 @@ def test_it_filters_an_asof_join_and_a_listing_by_min_quality(api, two_bars):
     assert closes(response) == ["10.000000"]
     assert closes(api.get("/api/v1/market-data/", {"min_quality": "0.5"})) == ["10.000000"]
     assert len(closes(api.get("/api/v1/market-data/", {"min_quality": "0.1"}))) == 2
+
+
+def test_it_reconstructs_with_the_latest_good_bar(api, two_bars):
+    quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0, reason="bad")
+    response = api.get("/api/v1/reconstruct/AAPL/", {"at": AT, "min_quality": "0.5"})
+    assert response.status_code == 200, response.content
+    assert response.json()["results"]["market"]["close"] == "10.000000"
+    assert api.get("/api/v1/reconstruct/AAPL/", {"at": AT, "min_quality": "x"}).status_code == 400

@@ -4,7 +4,7 @@ Each example wipes the store, then runs a random sequence of loads (corrections,
 replays) through the loader and curations (random stored versions set to random scores) through
 ``quality.quality_scores_set``, mirroring both into ``tests.oracle.Oracle`` with the load's
 recorded_at and each audit row's changed_at. Then ``pit.market_state``, ``pit.history`` and
-``pit.asof_join`` are compared with the oracle for many T, many S (None, every load and every
+``pit.asof_join`` and ``pit.recent_bars`` are compared with the oracle for many T, many S (None, every load and every
 curation instant, 1 µs either side) and min_quality in {None, 0.3, 0.5, 1}:
 
 * a row's score as recorded by S is the old score of its earliest audit after S, else its current score;
@@ -111,6 +111,12 @@ def test_it_agrees_with_the_oracle_on_min_quality_and_scores_as_recorded(history
                 assert_same_sequence(
                     pit.history(dataset="market_data", at=at, recorded_by=rb, min_quality=mq),
                     oracle.history(dataset="market_data", at=at, recorded_by=rb, min_quality=mq), f"history {what}",
+                )
+                bars_cols = ("time", "open", "high", "low", "close", "volume", "recorded_at")
+                assert_same_sequence(
+                    pit.recent_bars(symbol="A", at=at, bars=3, recorded_by=rb, min_quality=mq),
+                    [{c: r[c] for c in bars_cols} for r in oracle.recent_bars(symbol="A", at=at, bars=3, recorded_by=rb, min_quality=mq)],
+                    f"recent_bars {what}",
                 )
                 assert_same_rows(
                     pit.asof_join(points, recorded_by=rb, min_quality=mq),

@@ -138,6 +138,7 @@ class ReconstructQuery(serializers.Serializer):
     at = InstantField(help_text="The instant T (ISO 8601 with offset).")
     recorded_by = InstantField(required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant.")
     bars = serializers.IntegerField(required=False, default=200, min_value=1, max_value=5000, help_text="Bars used for the indicators.")
+    min_quality = _min_quality_field()
 
 
 class AsofJoinQuery(serializers.Serializer):

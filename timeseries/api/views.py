@@ -358,7 +358,10 @@ class ReconstructView(ApiView):
         query = self.query(self.query_class, request)
 
         def answer() -> r.TableResponse:
-            state = pit.reconstruct(at=query["at"], symbol=symbol, recorded_by=query.get("recorded_by"), bars=query["bars"])
+            state = pit.reconstruct(
+                at=query["at"], symbol=symbol, recorded_by=query.get("recorded_by"), bars=query["bars"],
+                min_quality=query.get("min_quality"),
+            )
             results = {"symbol": state["symbol"], **{part: state[part] for part in self.parts}}
             return r.TableResponse(
                 results, columns=None, at=state["at"], recorded_by=state["recorded_by"], max_recorded=state["max_recorded_at"]
