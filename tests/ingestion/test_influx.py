@@ -141,6 +141,19 @@ def test_it_round_trips_subminute_bars_and_corrections_exactly(backup, influxd):
 
 
 @pytest.mark.django_db
+def test_it_restores_in_small_windows_without_splitting_a_bar(backup):
+    load_history()
+    influx.influx_backup_run()
+    before_versions, before_answers = versions(), as_of_answers()
+    wipe_market_data()
+
+    result = influx.influx_restore(dataset="market_data", start=T0, end=T0 + timedelta(minutes=1), window_points=7)
+
+    assert result.loads > 10 and result.points == 76
+    assert versions() == before_versions and as_of_answers() == before_answers
+
+
+@pytest.mark.django_db
 def test_it_backs_up_every_bar_in_all_mode(backup, influxd):
     backup.TSM_INFLUX_BACKUP = "all"
     counts = load_history()
