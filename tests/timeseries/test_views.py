@@ -317,9 +317,15 @@ def check_symbol_page(client, history: History, symbol: str, at: datetime, *, st
     assert_same_rows(ctx["government"], gov, f"government {what}")
     windows = o.history(dataset="social_sentiment", at=at, symbols=[symbol], start=start - timedelta(hours=1), end=end, recorded_by=rb)
     windows = [w for w in windows if w["time"] + timedelta(hours=1) > start]
+    got = [(s["time"], round(s["sentiment"], 9)) for s in ctx["sentiment"]]
     if ctx["resolution"] == "1min":
-        got = [(s["time"], round(s["sentiment"], 9)) for s in ctx["sentiment"]]
         assert got == [(h, round(v, 9)) for h, v in oracle_hourly(windows)], f"sentiment {what}"
+    else:  # the day's windows, weighted by mentions
+        days = defaultdict(list)
+        for w in windows:
+            days[w["time"].replace(hour=0)].append(w)
+        want = [(d, round(sum(w["sentiment_avg"] * w["mention_count"] for w in ws) / sum(w["mention_count"] for w in ws), 9)) for d, ws in sorted(days.items())]
+        assert got == want, f"daily sentiment {what}"
     state = o.market_state(at=at, symbols=[symbol], recorded_by=rb)
     assert_same_rows([ctx["state"]["market"]] if ctx["state"]["market"] else [], state, f"state {what}")
     for rows in ctx["changes"].values():

@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from timeseries.views import params as p
+from timeseries.views import tables
 from timeseries.views import timeline as tl
 
 VIEW_PERMISSION = "timeseries.view_marketdata"
@@ -110,7 +111,9 @@ def timeline_symbol(request, symbol: str):
         "at_iso": tl.iso(q.at), "recorded_by_iso": tl.iso(q.recorded_by), "since_iso": tl.iso(q.since),
         "start_iso": tl.iso(q.start), "end_iso": tl.iso(q.end), "max_recorded_at_iso": tl.iso(data["max_recorded_at"]),
         "explicit_range": q.explicit_range,
-        "insider_rows": [{**f, "side": tl.insider_side(f["transaction_type"])} for f in data["filings"][: tl.TABLE_ROWS]],
+        "news_table": tables.news_rows_html(data["news"][: tl.TABLE_ROWS]),
+        "filings_table": tables.filings_rows_html(data["filings"][: tl.TABLE_ROWS]),
+        "government_table": tables.government_rows_html(data["government"][: tl.TABLE_ROWS]),
         "indicator_rows": sorted((k, v) for k, v in data["state"]["indicators"].items() if k != "bars_used"),
         "asset_version": ASSET_VERSION,
     })

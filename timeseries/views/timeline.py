@@ -91,16 +91,19 @@ def _events_chart(news: list[dict], filings: list[dict], government: list[dict],
 
 def _sentiment_daily(hours: list[dict]) -> list[dict]:
     """Hourly sentiment averaged per UTC day, weighted by mentions (the chart of a long window)."""
-    days: dict[datetime, list[float]] = {}
+    days: dict = {}
     for h in hours:
         if h["sentiment"] is None:
             continue
-        day = h["time"].replace(hour=0, minute=0, second=0, microsecond=0)
         weight = float(h["mentions"] or 0) or 1.0
-        acc = days.setdefault(day, [0.0, 0.0])
-        acc[0] += weight * float(h["sentiment"])
+        acc = days.get(h["time"].date())
+        if acc is None:
+            acc = days[h["time"].date()] = [0.0, 0.0]
+        acc[0] += weight * h["sentiment"]
         acc[1] += weight
-    return [{"time": d, "sentiment": s / w} for d, (s, w) in sorted(days.items())]
+    return [
+        {"time": datetime(d.year, d.month, d.day, tzinfo=timezone.utc), "sentiment": s / w} for d, (s, w) in sorted(days.items())
+    ]
 
 
 def timeline_symbol_build(
