@@ -39,7 +39,7 @@ def setup_django(url: str) -> None:
     from django.core.management import call_command
 
     django.setup()
-    call_command("ensure_database")
+    call_command("ensure_database", stdout=sys.stderr)  # keep stdout for the JSON
     call_command("migrate", verbosity=0, interactive=False)
 
 
