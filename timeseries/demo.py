@@ -81,7 +81,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "news_events": pa.schema([
         ("time", TS), ("symbol", _S), ("news_id", _S), ("title", _S), ("content", _S), ("source", _S),
         ("sentiment", _F), ("impact_score", _F), ("categories", _LS), ("url", _S), ("author", _S),
-        ("language", _S), ("known_at", TS)]),
+        ("language", _S), ("quality_score", _F), ("known_at", TS)]),
     "insider_trades": pa.schema([
         ("time", TS), ("symbol", _S), ("insider_name", _S), ("title", _S), ("transaction_type", _S),
         ("shares", _I64), ("price", _F), ("value", _F), ("filing_date", TS), ("form_type", _S),
@@ -407,7 +407,7 @@ def news_events(*, symbols: Sequence[str], start: datetime, days: int, seed: int
                            for i, a in zip(tpl, add_sector)],
             "url": [f"https://news.example.com/{sym.lower()}/{i}" for i in ids],
             "author": [f"{_FIRST[a % len(_FIRST)]} {_LAST[a // len(_FIRST)]}" for a in auth],
-            "language": lang.tolist(), "known_at": t + lag_s * US,
+            "language": lang.tolist(), "quality_score": [None] * n, "known_at": t + lag_s * US,
         }
 
     return _per_symbol("news_events", symbols, build)
