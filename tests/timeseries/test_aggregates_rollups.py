@@ -2,6 +2,8 @@
 the state row, bad parameters, a real Celery worker, and the TimescaleDB continuous aggregates."""
 from __future__ import annotations
 
+import io
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -255,3 +257,24 @@ def test_it_refreshes_the_continuous_aggregate_for_an_old_backfill_and_keeps_cor
     bars = history.daily()
     assert bars[2]["close"] == Decimal("110.5") and bars[2]["bars"] == 4
     history.daily(at=MAR + DAY)
+
+
+# --- manage.py rollups ----------------------------------------------------------------------------
+
+
+def test_it_reports_lag_refreshes_and_rebuilds_from_the_command(history):
+    from django.core.management import call_command
+
+    def run(*args) -> dict:
+        out = io.StringIO()
+        call_command("rollups", *args, stdout=out)
+        return json.loads(out.getvalue())
+
+    history.load("market_data", month("AAA"))
+    assert run("--lag", "--dataset", "market_data")["market_data"]["pending"] == 1
+    assert run("--dataset", "market_data")["market_data"]["rebuilt"] is True
+    assert run("--lag")["market_data"]["pending"] == 0
+    assert run("--rebuild", "--dataset", "market_data") == {
+        "market_data": {"buckets": 0 if aggregates.uses_cagg(aggregates.DAILY_OHLCV) else 29}}
+    assert set(sources().values()) == {"stored"}
+    history.daily()
