@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from hypothesis import HealthCheck, Phase, event, given, note
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
