@@ -53,7 +53,7 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     django.setup()
-    call_command("ensure_database")
+    call_command("ensure_database", stdout=sys.stderr)  # stdout carries only the JSON
     call_command("migrate", verbosity=0, interactive=False)
 
 

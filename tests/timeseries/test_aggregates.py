@@ -265,32 +265,32 @@ def check_hourly(oracle, recorded, rng, n_at=25) -> dict[str, int]:
 # --- property tests ---------------------------------------------------------------------------------
 
 
-@hsettings(max_examples=12, **SETTINGS)
-@given(seed=SEEDS)
-def test_it_matches_daily_bars_from_scratch_on_random_histories_before_and_after_rollups(seed):
+def run_before_and_after_rollups(seed: int, dataset: str, loads, check) -> tuple[dict, dict]:
+    """Load a random history (the consumer running fully, partly or not between loads), check at many
+    T and S, run the consumer to the end, check again; returns the read sources of both checks."""
     wipe_all()
     rng = random.Random(seed)
     oracle = Oracle()
-    recorded = load_all(oracle, "market_data", market_loads(rng), rng)
-    note(f"lag before the final check: {changes_lag(consumer=CONSUMER, dataset='market_data')}")
-    before = check_daily(oracle, recorded, rng)
-    rollups_refresh(dataset="market_data")
-    after = check_daily(oracle, recorded, rng)
+    recorded = load_all(oracle, dataset, loads(rng), rng)
+    note(f"lag before the first check: {changes_lag(consumer=CONSUMER, dataset=dataset)}")
+    before = check(oracle, recorded, rng)
+    rollups_refresh(dataset=dataset)
+    after = check(oracle, recorded, rng)
     assert after["stored"] > 0
     event(f"stored buckets read before the final refresh: {'some' if before['stored'] else 'none'}")
+    return before, after
+
+
+@hsettings(max_examples=12, **SETTINGS)
+@given(seed=SEEDS)
+def test_it_matches_daily_bars_from_scratch_on_random_histories_before_and_after_rollups(seed):
+    run_before_and_after_rollups(seed, "market_data", market_loads, check_daily)
 
 
 @hsettings(max_examples=10, **SETTINGS)
 @given(seed=SEEDS)
 def test_it_matches_hourly_sentiment_from_scratch_on_random_histories_before_and_after_rollups(seed):
-    wipe_all()
-    rng = random.Random(seed)
-    oracle = Oracle()
-    recorded = load_all(oracle, "social_sentiment", sentiment_loads(rng), rng)
-    check_hourly(oracle, recorded, rng)
-    rollups_refresh(dataset="social_sentiment")
-    after = check_hourly(oracle, recorded, rng)
-    assert after["stored"] > 0
+    run_before_and_after_rollups(seed, "social_sentiment", sentiment_loads, check_hourly)
 
 
 @hsettings(max_examples=4, **SETTINGS)
