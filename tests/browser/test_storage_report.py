@@ -1,12 +1,9 @@
-"""The storage report admin page in headless Chromium (the shared browser fixtures of tests/browser)."""
+"""The storage report admin page (timeseries/admin_storage.py) in headless Chromium."""
 from __future__ import annotations
 
 import pytest
 
 from ingestion.loader import ingest_table
-from tests.browser.conftest import (  # noqa: F401  (fixtures)
-    browser, browser_page, foreign_assets, live_url, login, make_user, screenshot, staff_page,
-)
 from tests.conftest import bar
 from timeseries.capabilities import capabilities
 from timeseries.datasets import DATASETS
