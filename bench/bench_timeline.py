@@ -94,11 +94,12 @@ def vacuum_analyze() -> float:
 
 
 def timings(client, urls: list[str]) -> dict:
-    samples = []
+    samples, cpu = [], []
     for url in urls:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         response = client.get(url)
         samples.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
         assert response.status_code == 200, (url, response.status_code, response.content[:300])
     ordered = sorted(samples)
     return {
@@ -106,6 +107,7 @@ def timings(client, urls: list[str]) -> dict:
         "median_ms": round(statistics.median(ordered), 1),
         "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
         "max_ms": round(ordered[-1], 1),
+        "python_cpu_median_ms": round(statistics.median(cpu), 1),  # this process only (PostgreSQL's share excluded)
         "bytes": len(response.content),
         **charted(response.content.decode()),
     }
