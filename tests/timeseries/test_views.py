@@ -388,3 +388,15 @@ def test_it_shows_on_the_overview_exactly_the_oracle_state_at_t(staff_client):
             assert rows[sym]["mentions"] == sum(w["mention_count"] for w in mine)
         closes = [r["close"] for r in response.context["rows"] if r["close"] is not None]
         assert closes == sorted(closes, reverse=True)
+
+
+def test_it_escapes_stored_text_and_links_only_http_urls(staff_client):
+    wipe_datasets()
+    ingest_table(dataset="news_events", data=[
+        {"time": T0.isoformat(), "symbol": "AAA", "news_id": "x1", "title": "<script>alert(1)</script>", "url": "javascript:alert(2)"},
+        {"time": T0.isoformat(), "symbol": "AAA", "news_id": "x2", "title": "fine & dandy", "url": "https://example.com/a?b=1&c=2"},
+    ])
+    html = staff_client.get(symbol_url("AAA", at=iso(T0 + timedelta(minutes=1)))).content.decode()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "javascript:alert(2)" not in html
+    assert '<a href="https://example.com/a?b=1&amp;c=2" rel="noreferrer noopener">fine &amp; dandy</a>' in html

@@ -24,7 +24,11 @@ def _f(v, digits: int = 2) -> str:
 
 def news_rows_html(rows: list[dict]) -> SafeString:
     def title(n):
-        return format_html('<a href="{}" rel="noreferrer">{}</a>', n["url"], n["title"]) if n["url"] else n["title"]
+        # only http(s) links: a stored url is input data ("javascript:..." must not become a link)
+        url = (n["url"] or "").strip()
+        if url.lower().startswith(("http://", "https://")):
+            return format_html('<a href="{}" rel="noreferrer noopener">{}</a>', url, n["title"])
+        return n["title"]
 
     return format_html_join(
         "\n", '<tr data-news-id="{}" data-time="{}"><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>',
