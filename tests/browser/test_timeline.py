@@ -140,3 +140,16 @@ def test_it_sorts_the_overview_and_links_to_the_symbol_at_the_same_t(history, li
 def test_it_sends_an_anonymous_visitor_to_the_login_page(live_url, browser_page, transactional_db):
     browser_page.goto(live_url(f"/timeline/AAA/?at={iso(T0)}"))
     assert urlsplit(browser_page.url).path == "/accounts/login/"
+
+
+def test_it_charts_daily_bars_for_a_long_window_and_says_so(history, live_url, staff_page, screenshot):
+    page = staff_page
+    at = T0 + timedelta(minutes=120)
+    page.goto(live_url(f"/timeline/AAA/?at={iso(at)}&from={iso(T0 - timedelta(days=30))}&to={iso(at)}"))
+    wait_chart(page)
+    assert page.locator("#resolution").get_attribute("data-resolution") == "1d"
+    assert "daily bars" in page.locator("#resolution").inner_text()
+    days = page.evaluate("() => JSON.parse(document.getElementById('chart-data').textContent).bars.x")
+    assert days == ["2024-03-01 00:00:00.000000"]  # one (partial) day, built from the bars known at T
+    assert page.locator("#chart .candlestick, #chart .trace.boxes, #chart g.cartesianlayer path").count() > 0
+    screenshot(page, "timeline-daily", selector="#chart")
