@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -399,13 +400,17 @@ def influx_restore(*, dataset: str, start: datetime, end: datetime, window_point
             symbol = series.get("tags", {}).get("symbol", "")
             index = {name: i for i, name in enumerate(series["columns"])}
             pick = [index.get(name) for name in ("time", *_FIELDS)]
+            if None in pick:  # a field no point of the range has (e.g. market_cap): read as NULL
+                pick = [len(series["columns"]) if i is None else i for i in pick]
+                series["values"] = [[*v, None] for v in series["values"]]
+            get = operator.itemgetter(*pick)
             if last_key is None or symbol != last_key[0]:
                 if symbol in done_symbols:
                     raise InfluxError(f"InfluxDB returned the series of {symbol!r} twice")
                 if last_key is not None:
                     done_symbols.add(last_key[0])
             for values in series["values"]:
-                row = (symbol, *(values[i] if i is not None else None for i in pick))
+                row = (symbol, *get(values))
                 key = (symbol, row[1])
                 if last_key is not None and key[0] == last_key[0] and key[1] < last_key[1]:
                     raise InfluxError("InfluxDB returned points out of time order")
@@ -460,7 +465,7 @@ def _restore_window(rows: list[tuple], result: RestoreResult) -> None:
             [EPOCH + timedelta(microseconds=bounds[s][1]) for s in symbols],
         ])
         existing = {tuple(r) for r in cur.fetchall()}
-    todo = [r for r in rows if _canonical(r) not in existing]
+    todo = [r for r in rows if _canonical(r) not in existing] if existing else rows
     result.already_present += len(rows) - len(todo)
     # versions recorded together are loaded together, in original recorded_at order; groups without a
     # common bar share a load (their versions cannot interact)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import requests
 
+from tests.ingestion.workers import stop_worker
+
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
 CONFIG = """\
@@ -88,12 +90,7 @@ class InfluxServer:
         if self.process is None:
             return
         process, self.process = self.process, None
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_worker(process)  # TERM, then KILL after 10 s
 
     def query(self, q: str, *, db: str | None = None) -> list[dict]:
         """Run InfluxQL; the results' series (raises on an error answer)."""

@@ -10,6 +10,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from ingestion import influx
+from ingestion.loader import LoadRejected
 from timeseries.timeparse import parse_instant
 
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
             raise CommandError(f"--end={end!r} must be after --start={start!r}")
         try:
             result = influx.influx_restore(dataset=dataset, start=start_at, end=end_at)
-        except influx.InfluxError as exc:
+        except (influx.InfluxError, LoadRejected) as exc:
             raise CommandError(str(exc)) from None
         counts = result.as_dict()
         if format == "json":
