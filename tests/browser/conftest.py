@@ -15,7 +15,7 @@ Typical use::
 
 Fixtures (all usable from any test module under tests/browser/):
 
-* ``browser``       session-wide headless Chromium (``playwright.sync_api.Browser``).
+* ``browser``       headless Chromium shared by the tests of this package (``playwright.sync_api.Browser``).
 * ``browser_page``  a fresh, anonymous page (own context: own cookies) closed after the test.
 * ``live_server``   pytest-django's live server, forced onto 127.0.0.1 (``DJANGO_LIVE_TEST_SERVER_ADDRESS``);
                     requesting it makes the test transactional (the server thread sees committed rows only).
@@ -52,7 +52,7 @@ SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "var" / "test-screenshots
 DEFAULT_TIMEOUT_MS = 15_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # one Chromium for tests/browser; closed (and the env restored) after it
 def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 
