@@ -316,6 +316,30 @@ def test_it_keeps_the_cursor_and_records_the_error_when_influxdb_dies_mid_run_th
 
 
 @pytest.mark.django_db
+def test_it_resumes_after_influxd_is_stopped_and_started_again(backup, influxd):
+    load_history()
+    influx.influx_backup_run()
+    more = [tick("TICK", 200 + s, close="10.000001") for s in range(12)]
+    ingest_table(dataset="market_data", data=more, bar_interval=SECOND)
+    pending = changes_lag(consumer="influx", dataset="market_data")
+    influxd.stop()
+    try:
+        with pytest.raises(influx.InfluxUnavailable):
+            influx.influx_backup_run()
+        assert changes_lag(consumer="influx", dataset="market_data") == pending
+        assert influx.backup_status()["last_error"].startswith(f"InfluxDB at {influxd.url} unreachable")
+    finally:
+        influxd.start()  # same port, same data directory
+
+    assert influx.influx_backup_run().points == 12
+    assert influxd.count(db=backup.TSM_INFLUX_DB) == 76 + 12
+    before = versions()
+    wipe_market_data()
+    restore()
+    assert versions() == before
+
+
+@pytest.mark.django_db
 def test_it_fails_without_moving_the_cursor_when_influxdb_is_not_listening(backup):
     load_history()
     pending = changes_lag(consumer="influx", dataset="market_data")
