@@ -400,3 +400,19 @@ def test_it_escapes_stored_text_and_links_only_http_urls(staff_client):
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "javascript:alert(2)" not in html
     assert '<a href="https://example.com/a?b=1&amp;c=2" rel="noreferrer noopener">fine &amp; dandy</a>' in html
+
+
+def test_it_replays_a_view_exactly_after_a_later_correction(staff_client):
+    wipe_datasets()
+    ingest_table(dataset="market_data", data=[bar("AAA", m) for m in range(10)])
+    at = iso(T0 + timedelta(minutes=30))
+    first = staff_client.get(symbol_url("AAA", at=at))
+    replay = first.context["replay_url"]
+    assert "recorded_by=" in replay
+    ingest_table(dataset="market_data", data=[bar("AAA", 3, close="9.25")])  # a fix of the same version (same known_at)
+    now = staff_client.get(symbol_url("AAA", at=at))
+    assert [str(b["close"]) for b in now.context["bars"]][3] == "9.250000"
+    again = staff_client.get(reverse("timeline-symbol", args=["AAA"]) + replay)
+    assert again.status_code == 200
+    assert_same_sequence(again.context["bars"], first.context["bars"], "replayed bars")
+    assert again.context["max_recorded_at"] == first.context["max_recorded_at"]
