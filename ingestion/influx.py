@@ -43,6 +43,7 @@ import logging
 import operator
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
@@ -296,12 +297,19 @@ def _send_changes(client: _Client, changes, config: InfluxConfig) -> tuple[int, 
     }
     connection.ensure_connection()
     points = posts = 0
-    with connection.connection.cursor(name=f"influx_{uuid.uuid4().hex}") as cur:
-        cur.execute(_lines_sql(config.mode), params)
-        while rows := cur.fetchmany(config.batch_lines):
-            client.write("\n".join(r[0] for r in rows).encode())
-            points += len(rows)
-            posts += 1
+    in_flight = None  # one POST runs in a thread while PostgreSQL renders the next batch
+    with ThreadPoolExecutor(1, thread_name_prefix="influx-write") as pool:
+        with connection.connection.cursor(name=f"influx_{uuid.uuid4().hex}") as cur:
+            cur.execute(_lines_sql(config.mode), params)
+            while rows := cur.fetchmany(config.batch_lines):
+                body = "\n".join(r[0] for r in rows).encode()
+                if in_flight is not None:
+                    in_flight.result()  # raises what the previous POST raised
+                in_flight = pool.submit(client.write, body)
+                points += len(rows)
+                posts += 1
+        if in_flight is not None:
+            in_flight.result()
     return points, posts
 
 
