@@ -380,6 +380,18 @@ class QualityFlagAdmin(ReadOnlyAdmin):
     search_fields = ("symbol",)
     search_help_text = "Exact symbol(s), comma-separated."
     ordering = ("-created_at", "-id")
+    actions = ("accept_proposals",)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("timeseries.change_marketdata")  # actions need it; the form stays read-only
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.concrete_fields]
+
+    @admin.action(description="Accept the proposed scores (audited as yours)")
+    def accept_proposals(self, request, queryset):
+        changed = quality.quality_flags_accept(flags=queryset, user=request.user)
+        messages.success(request, f"Proposed scores accepted: {changed} row(s) changed.")
 
     @admin.display(description="report")
     def report(self, obj):

@@ -165,12 +165,18 @@ def quality_scores_set(
     return Curation(batch=batch, changed=changed)
 
 
-def quality_scores_lower(*, dataset: str, findings: list[tuple[int, float, str]], source: str) -> Curation:
-    """Per row (id, score, reason): lower the row's score to ``score`` (never raise it); audited."""
+def quality_scores_apply(
+    *, dataset: str, findings: list[tuple[int, float, str]], source: str, user=None, lower_only: bool = False
+) -> Curation:
+    """Per row (id, score, reason): set the row's score (with ``lower_only``, only where it lowers it);
+    audited, one statement. A row named twice gets its lowest score."""
     spec = curated_spec(dataset)
     batch = uuid.uuid4()
     if not findings:
         return Curation(batch=batch, changed=0)
+    for _, score, _ in findings:
+        score_check("score", score)
+    change = "t.quality_score > f.score" if lower_only else "t.quality_score IS DISTINCT FROM f.score"
     statement = sql.SQL(
         """
         WITH f AS (
@@ -178,23 +184,45 @@ def quality_scores_lower(*, dataset: str, findings: list[tuple[int, float, str]]
             ORDER BY id, score
         ), target AS (
             SELECT t.id, t.quality_score AS old, f.score, f.reason FROM {t} t JOIN f ON f.id = t.id
-            WHERE t.quality_score IS NULL OR t.quality_score > f.score
+            WHERE t.quality_score IS NULL OR {change}
         ), upd AS (
             UPDATE {t} t SET quality_score = target.score FROM target WHERE t.id = target.id
             RETURNING t.id, {sym} AS symbol, t.time, t.known_at, t.recorded_at, target.old, target.score, target.reason
         )
         INSERT INTO timeseries_quality_audit ({audit})
-        SELECT %s, id, symbol, time, known_at, recorded_at, old, score, reason, %s, NULL, clock_timestamp(), %s FROM upd
+        SELECT %s, id, symbol, time, known_at, recorded_at, old, score, reason, %s, %s, clock_timestamp(), %s FROM upd
         """
-    ).format(t=sql.Identifier(spec.table), sym=sql.Identifier("t", spec.symbol_column), audit=sql.SQL(AUDIT_COLUMNS))
+    ).format(
+        t=sql.Identifier(spec.table), sym=sql.Identifier("t", spec.symbol_column), audit=sql.SQL(AUDIT_COLUMNS),
+        change=sql.SQL(change),
+    )
     ids, scores, reasons = zip(*findings)
     with transaction.atomic(), connection.cursor() as cur:
         _lock(cur, spec)
-        cur.execute(statement, [list(ids), list(scores), list(reasons), spec.name, source, batch])
+        cur.execute(statement, [list(ids), list(scores), list(reasons), spec.name, source, getattr(user, "pk", user), batch])
         changed = cur.rowcount
         if changed:
             generation_bump(datasets=[spec.name])
     return Curation(batch=batch, changed=changed)
+
+
+def quality_scores_lower(*, dataset: str, findings: list[tuple[int, float, str]], source: str) -> Curation:
+    """Per row (id, score, reason): lower the row's score to ``score`` (never raise it); audited."""
+    return quality_scores_apply(dataset=dataset, findings=findings, source=source, lower_only=True)
+
+
+def quality_flags_accept(*, flags: QuerySet, user) -> int:
+    """A curator accepts checks' proposals: each flagged row gets its flag's proposed score (audited
+    as the user's, with the check's reason); flags without a proposed score are skipped. Returns rows changed."""
+    changed = 0
+    rows = flags.exclude(proposed_score=None).order_by().values_list("dataset", "row_id", "proposed_score", "check_name", "reason")
+    by_dataset: dict[str, list[tuple[int, float, str]]] = {}
+    for dataset, row_id, score, check, reason in rows:
+        by_dataset.setdefault(dataset, []).append((row_id, score, f"accepted {check}: {reason}"))
+    for dataset, findings in by_dataset.items():
+        changed += quality_scores_apply(dataset=dataset, findings=findings, source="user", user=user).changed
+    flags.exclude(proposed_score=None).update(applied=True)
+    return changed
 
 
 # --- the filters of the admin changelist (also used by the Celery task for large selections) ------

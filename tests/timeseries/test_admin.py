@@ -199,3 +199,15 @@ def test_it_lists_the_other_datasets_with_symbol_and_time_filters(admin_client, 
     assert response.status_code == 200
     # no quality score here: Django's answer to an unknown parameter (back to the list, "?e=1")
     assert admin_client.get(f"/admin/timeseries/{model}/", {"quality_min": "0.5"})["Location"].endswith("?e=1")
+
+
+def test_it_accepts_proposed_scores_from_the_flags_list(admin_client):
+    ingest_table(dataset="market_data", data=[bar("AAPL", m, close="10") for m in range(6)])
+    quality.quality_checks_range(dataset="market_data", symbols=["AAPL"], start=T0, end=T0 + timedelta(hours=1))
+    from timeseries.models import QualityFlag
+
+    flag = QualityFlag.objects.order_by("time").first()  # stale: bars 4 and 5 end runs of 5 equal bars
+    response = admin_client.post("/admin/timeseries/qualityflag/", {"action": "accept_proposals", "index": "0", "_selected_action": [str(flag.id)]}, follow=True)
+    assert any("1 row(s) changed" in m for m in shown(response))
+    assert MarketData.objects.get(id=flag.row_id).quality_score == 0.5
+    assert admin_client.get(f"/admin/timeseries/qualityflag/{flag.id}/change/").status_code == 200

@@ -245,3 +245,15 @@ def test_it_validates_changelist_filters_naming_the_parameter():
         quality.curation_filters_clean(dataset="market_data", params={"quality_min": "0.8", "quality_max": "0.2"})
     with pytest.raises(quality.CurationError, match="quality_max: insider_trades has no quality_score"):
         quality.curation_filters_clean(dataset="insider_trades", params={"quality_max": "0.2"})
+
+
+def test_it_applies_proposed_scores_a_curator_accepts():
+    ingest_table(dataset="market_data", data=bars("AAPL", ["10", "11", "11", "11", "11", "11", "12"]))
+    run_checks()
+    user = User.objects.create(username="curator")
+    changed = quality.quality_flags_accept(flags=QualityFlag.objects.all(), user=user)
+    assert changed == 1
+    audit = QualityAudit.objects.get()
+    assert (audit.new_score, audit.user_id, audit.source) == (0.5, user.pk, "user")
+    assert audit.reason.startswith("accepted stale: open/high/low/close unchanged for 5 consecutive bars")
+    assert QualityFlag.objects.get().applied
