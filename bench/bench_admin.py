@@ -176,12 +176,56 @@ def get(client, url: str):
     return run
 
 
+def ingest_cost(rows: int, runs: int) -> dict:
+    """What the market_data ``time`` index (added by the curation migration) costs ingestion: the same
+    ``rows`` demo bars loaded through ``ingest_table`` into an empty table with and without it,
+    alternately, ``runs`` times each (median rows/s). Runs in ``tsm_bench_admin_ingest``."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from ingestion.loader import ingest_table
+    from timeseries import demo
+
+    symbols = [f"S{i:04d}" for i in range(100)]
+    days = -(-rows // (BARS_PER_DAY * len(symbols))) + 3
+    table = pa.Table.from_batches(list(demo.market_data_batches(
+        symbols=symbols, start=datetime(2024, 1, 1, tzinfo=timezone.utc), days=days, include_corrections=False)))
+    table = table.slice(0, rows)
+    speeds: dict[str, list[float]] = {"with_time_index": [], "without_time_index": []}
+    for _ in range(runs):
+        for variant in speeds:
+            q("TRUNCATE market_data, timeseries_series, timeseries_change")
+            q("DROP INDEX IF EXISTS market_data_time")
+            if variant == "with_time_index":
+                q("CREATE INDEX market_data_time ON market_data (time)")
+            t = time.perf_counter()
+            ingest_table(dataset="market_data", data=table)
+            speeds[variant].append(rows / (time.perf_counter() - t))
+            log(f"{variant}: {speeds[variant][-1]:,.0f} rows/s")
+    q("DROP INDEX IF EXISTS market_data_time")
+    q("CREATE INDEX market_data_time ON market_data (time)")
+    out = {k: round(statistics.median(v)) for k, v in speeds.items()}
+    out["ratio_with_over_without"] = round(out["with_time_index"] / out["without_time_index"], 3)
+    return {"rows": rows, "runs": runs, "rows_per_s": out}
+
+
 def main() -> None:
+    global DB_NAME, DB_URL
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--ingest-cost", type=int, metavar="ROWS",
+                        help="instead: ingestion rows/s with and without the market_data time index (own database)")
     args = parser.parse_args()
+    if args.ingest_cost:
+        DB_NAME = "tsm_bench_admin_ingest"
+        DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+        setup_django()
+        print(json.dumps({"ingest_cost": ingest_cost(args.ingest_cost, args.runs), "command": " ".join(sys.argv),
+                          "loadavg_end": os.getloadavg()}, indent=1))
+        return
     setup_django()
     built = build(args.rows)
     out: dict = {"rows": args.rows, "symbols": SYMBOLS, "build": built, "loadavg_start": os.getloadavg(),

@@ -408,16 +408,18 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         dataset = request.GET.get("dataset") or "market_data"
         symbol = (request.GET.get("symbol") or "").strip()
         error, report, day = None, None, None
+        raw_day = (request.GET.get("day") or "").strip()
         try:
             quality.curated_spec(dataset)
-            day = date.fromisoformat((request.GET.get("day") or "").strip())
+            try:
+                day = date.fromisoformat(raw_day)
+            except ValueError:
+                raise quality.CurationError(f"day={raw_day[:32]!r} is not a date (YYYY-MM-DD)") from None
             if not symbol:
-                raise ValueError("symbol is required")
+                raise quality.CurationError("symbol is required")
             report = quality.quality_report(dataset=dataset, symbol=symbol, day=day)
-        except ValueError as exc:
-            error = str(exc) if request.GET else None
-            if "day" in str(exc) or "isoformat" in str(exc) or "Invalid" in str(exc):
-                error = f"day={request.GET.get('day', '')!r} is not a date (YYYY-MM-DD)"
+        except quality.CurationError as exc:
+            error = str(exc) if request.GET else None  # the empty form is not an error
         context = {
             **self.admin_site.each_context(request),
             "title": f"Quality report {symbol} {day or ''}".strip(),

@@ -181,7 +181,10 @@ def test_it_runs_the_checks_from_the_admin_and_reports_the_symbol_day(admin_clie
     assert report.status_code == 200 and "spike" in body and "away from its neighbours" in body and "check:spike" in body
     bad = admin_client.get("/admin/timeseries/qualityflag/report/", {"symbol": "AAPL", "day": "March 1st"})
     assert "day=&#x27;March 1st&#x27; is not a date (YYYY-MM-DD)" in bad.content.decode()
-    assert admin_client.get("/admin/timeseries/qualityflag/report/", {"symbol": "AAPL", "day": "2024-03-01", "dataset": "insider_trades"}).status_code == 200
+    other = admin_client.get("/admin/timeseries/qualityflag/report/", {"symbol": "AAPL", "day": "2024-03-01", "dataset": "insider_trades"})
+    assert "insider_trades&#x27; has no quality_score" in other.content.decode()
+    empty = admin_client.get("/admin/timeseries/qualityflag/report/")
+    assert empty.status_code == 200 and "errornote" not in empty.content.decode()
 
 
 def test_it_lists_and_curates_news(admin_client):
