@@ -63,3 +63,23 @@ def test_it_audits_a_score_edited_inline_in_the_list(live_url, staff_page, bars)
     )
     page.goto(live_url("/admin/timeseries/qualityaudit/"))
     assert "spread too wide" in page.locator("#result_list").inner_text()
+
+
+def test_it_shows_the_quality_report_of_a_symbol_day(live_url, staff_page, screenshot):
+    ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10"), bar("AAPL", 1, close="10.2"),
+                                              {**bar("AAPL", 2, close="14"), "high": "14.5", "open": "14"},
+                                              bar("AAPL", 3, close="10.1"), bar("AAPL", 4, close="10.2")])
+    from timeseries import quality
+
+    quality.quality_checks_range(dataset="market_data", start=T0, end=T0 + timedelta(hours=1))
+    page = staff_page
+    page.goto(live_url("/admin/timeseries/qualityflag/report/"))
+    page.fill("input[name=symbol]", "AAPL")
+    page.fill("input[name=day]", "2024-03-01")
+    page.click("#quality-report-form input[type=submit]")
+    page.wait_for_selector("#quality-flags")
+    assert "spike 1" in page.locator("#quality-report-summary").inner_text()
+    flags = page.locator("#quality-flags tbody tr")
+    assert flags.count() == 1 and "away from its neighbours" in flags.first.inner_text()
+    assert "check:spike" in page.locator("#quality-audits").inner_text()
+    screenshot(page, "curation-quality-report")
