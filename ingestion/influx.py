@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
@@ -104,11 +105,17 @@ class InfluxConfig:
 
 
 def influx_config() -> InfluxConfig:
+    """The settings; credentials written into the URL move to user/password (never shown or logged)."""
+    url, user, password = settings.TSM_INFLUX_URL, settings.TSM_INFLUX_USER, settings.TSM_INFLUX_PASSWORD
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        user, password = user or unquote(parts.username or ""), password or unquote(parts.password or "")
+        url = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
     return InfluxConfig(
-        url=settings.TSM_INFLUX_URL,
+        url=url,
         database=settings.TSM_INFLUX_DB,
-        user=settings.TSM_INFLUX_USER,
-        password=settings.TSM_INFLUX_PASSWORD,
+        user=user,
+        password=password,
         mode=settings.TSM_INFLUX_BACKUP,
         batch_lines=max(1, settings.TSM_INFLUX_BATCH_LINES),
         timeout=settings.TSM_INFLUX_TIMEOUT,

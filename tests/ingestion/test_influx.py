@@ -483,3 +483,9 @@ def test_it_refuses_to_restore_when_influxdb_is_not_configured(settings):
 def test_it_says_when_the_backup_database_does_not_exist(backup):
     with pytest.raises(CommandError, match="does not exist: nothing was backed up"):
         call_command("restore_from_influx", "market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z")
+
+
+def test_it_keeps_credentials_in_the_url_out_of_what_it_shows(settings):
+    settings.TSM_INFLUX_URL, settings.TSM_INFLUX_USER, settings.TSM_INFLUX_PASSWORD = "http://bk:s%40cret@127.0.0.1:8086", "", ""
+    config = influx.influx_config()
+    assert (config.url, config.user, config.password) == ("http://127.0.0.1:8086", "bk", "s@cret")
