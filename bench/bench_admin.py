@@ -47,7 +47,7 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     django.setup()
-    call_command("ensure_database")
+    call_command("ensure_database", stdout=sys.stderr)  # stdout is the JSON answer only
     call_command("migrate", verbosity=0, interactive=False)
 
 
@@ -61,7 +61,7 @@ def recreate_database() -> None:
     connection.close()
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin_conn:
         admin_conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    call_command("ensure_database")
+    call_command("ensure_database", stdout=sys.stderr)
     call_command("migrate", verbosity=0, interactive=False)
 
 
