@@ -55,7 +55,7 @@ class UploadAdmin(admin.ModelAdmin):
     list_select_related = ("uploaded_by",)
     readonly_fields = (
         "dataset", "original_name", "size", "bar_interval", "on_error", "uploaded_by", "status", "percent", "rows_read",
-        "inserted", "revised", "duplicates", "rejected", "error", "quarantine", "attempts", "created_at", "heartbeat_at", "finished_at",
+        "inserted", "revised", "duplicates", "rejected", "error", "quarantine", "replay", "attempts", "created_at", "heartbeat_at", "finished_at",
     )
 
     @admin.display(description="progress")
@@ -69,6 +69,10 @@ class UploadAdmin(admin.ModelAdmin):
         listing = reverse("admin:ingestion_rejectedrow_changelist") + f"?load__id__exact={obj.load_id}"
         download = reverse("admin:ingestion_upload_rejected_csv", args=[obj.pk])
         return format_html('<a href="{}">{} rows</a> · <a href="{}">download CSV</a>', listing, obj.rejected, download)
+
+    @admin.display(description="replay shortcut")
+    def replay(self, obj: Upload) -> str:
+        return (obj.load.replay_note or "—") if obj.load_id else "—"  # ingestion/replay.py: taken or why not
 
     def get_fields(self, request, obj=None):
         if obj is None:

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from ingestion import parsers
+from ingestion import parsers, replay
 from ingestion.checks import InputError, RowError, check_columns, prepare_batch
 from ingestion.models import Load, RejectedRow
 from timeseries.cache import generation_bump
@@ -59,6 +59,10 @@ class LoadResult:
     rejected: int = 0
     errors: list[RowError] = field(default_factory=list)  # the first MAX_REPORTED_ERRORS
     recorded_at: datetime | None = None
+    replay_of: uuid.UUID | None = None  # the replay shortcut was taken: the earlier load of the same bytes
+    replay_note: str = ""
+    change_watermark: int | None = None
+    spans: list | None = None
 
     def counts(self) -> dict[str, int]:
         return {"inserted": self.inserted, "revised": self.revised, "duplicates": self.duplicates, "rejected": self.rejected}
@@ -95,10 +99,18 @@ def ingest_file(
     """
     spec = get_dataset(dataset)
     name = source or (str(path) if isinstance(path, (str, Path)) else "stream")
-    batches = parsers.read_batches(path, dataset=spec, fmt=fmt, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
-    return _ingest(
-        spec, batches, source=name, bar_interval=bar_interval, on_error=on_error, progress=progress, on_phase=on_phase
+    readable, digest, opened = replay.replay_prepare(
+        source=path, dataset=spec.name, bar_interval=bar_interval, on_error=on_error, fmt=fmt
     )
+    try:
+        batches = parsers.read_batches(readable, dataset=spec, fmt=fmt, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
+        return _ingest(
+            spec, batches, source=name, bar_interval=bar_interval, on_error=on_error, progress=progress,
+            on_phase=on_phase, digest=digest,
+        )
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 def ingest_table(
@@ -179,6 +191,7 @@ def _ingest(
     on_error: str,
     progress: Callable[[int], None] | None,
     on_phase: Callable[[str, uuid.UUID], None] | None = None,
+    digest: replay.Digest | None = None,
 ) -> LoadResult:
     if on_error not in ON_ERROR_MODES:
         raise ValueError(f"on_error={on_error!r}: expected one of {', '.join(ON_ERROR_MODES)}")
@@ -191,6 +204,10 @@ def _ingest(
     try:
         if on_phase:
             on_phase("validating", load.id)
+        if digest is not None and _replay_shortcut(spec, load, digest, result):
+            if progress:
+                progress(result.rows_read)
+            return result
         ranges = _stage(spec, batches, stage, ctx, result, load, on_error, progress)
         if not (result.rejected and on_error == "reject"):
             _drop_conflicts(spec, stage, ranges, result, load)
@@ -202,7 +219,7 @@ def _ingest(
         with connection.cursor() as cur:  # row counts for the planner (it would guess ~34k rows)
             cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
         _merge(spec, stage, ranges, result)
-        _finish(load, result, Load.Status.DONE)
+        _finish(load, result, Load.Status.DONE, digest=digest)
         return result
     except InputError as exc:
         _finish(load, result, Load.Status.REJECTED, error=str(exc))
@@ -216,10 +233,52 @@ def _ingest(
         _drop_stage(stage)
 
 
-def _finish(load: Load, result: LoadResult, status: str, error: str = "") -> None:
+def _replay_shortcut(spec: Dataset, load: Load, digest: replay.Digest, result: LoadResult) -> bool:
+    """Finish ``load`` as a replay of an earlier load without staging anything, when provably safe
+    (ingestion/replay.py says when). Returns whether it did; records why or why not either way."""
+    if not replay.replay_enabled():
+        result.replay_note = "replay shortcut off (TSM_INGEST_REPLAY_SHORTCUT=false)"
+        return False
+    if not digest.content_sha256:
+        result.replay_note = "replay shortcut not tried: no finished load of the same dataset, options and size"
+        return False
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsm.merge.{spec.name}"])
+        earlier = replay.replay_candidate(key=digest.key(), dataset=spec.name)
+        if earlier is None:
+            result.replay_note = "replay shortcut not taken: no finished load of the same content and options"
+            return False
+        blocker = replay.replay_blocker(cur=cur, dataset=spec.name, earlier=earlier)
+        if blocker:
+            result.replay_note = f"replay shortcut not taken: {blocker}"
+            return False
+        result.rows_read = result.duplicates = earlier.rows_read
+        result.replay_of = earlier.pk
+        result.spans = earlier.replay_spans
+        result.change_watermark = replay.change_watermark(cur=cur, dataset=spec.name)
+        result.replay_note = (
+            f"replay shortcut taken: same bytes and options as load {earlier.pk}; no change logged since "
+            f"(change id > {earlier.change_watermark}) overlaps its {len(earlier.replay_spans)} series span(s), "
+            "so every row is a duplicate; nothing staged"
+        )
+        _finish(load, result, Load.Status.DONE, digest=digest)
+    return True
+
+
+def _finish(load: Load, result: LoadResult, status: str, error: str = "", digest: replay.Digest | None = None) -> None:
     if connection.needs_rollback:  # we are inside a broken atomic block: do not touch the db
         return
+    replay_fields = {}
+    if digest is not None and status == Load.Status.DONE and digest.complete():
+        replay_fields = dict(
+            content_sha256=digest.content_sha256, content_bytes=digest.content_bytes,
+            replay_key=digest.key() if result.spans is not None else "", replay_spans=result.spans,
+            change_watermark=result.change_watermark,
+        )
     Load.objects.filter(pk=load.pk).update(
+        **replay_fields,
+        replay_of_id=result.replay_of,
+        replay_note=result.replay_note,
         status=status,
         error=error[:10_000],
         rows_read=result.rows_read,
@@ -390,6 +449,8 @@ def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult)
             if result.inserted or result.revised:
                 changes_record(cur=cur, dataset=spec.name, bounds=ranges.bounds(), recorded_at=recorded_at)
                 generation_bump(datasets=[spec.name])
+            result.change_watermark = replay.change_watermark(cur=cur, dataset=spec.name)  # for a later replay
+            result.spans = replay.spans_encode(ranges.bounds())
 
 
 def _series_expr(spec: Dataset, alias: str) -> sql.Composable:

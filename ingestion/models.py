@@ -30,6 +30,14 @@ class Load(models.Model):
     error = models.TextField(blank=True, default="")
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # replay shortcut (ingestion.loader.replay_*): a file re-sent unchanged is recognised by its bytes
+    content_sha256 = models.CharField(max_length=64, blank=True, default="", help_text="sha256 of the input bytes as read (compressed if gzip)")
+    content_bytes = models.BigIntegerField(null=True, blank=True, help_text="size of the input in bytes")
+    replay_key = models.CharField(max_length=64, blank=True, default="", db_index=True, help_text="sha256 of content + dataset + bar interval + on_error + format + rules version")
+    replay_spans = models.JSONField(null=True, blank=True, help_text="per series [symbol, subkey, first_time, last_time] the load covered")
+    change_watermark = models.BigIntegerField(null=True, blank=True, help_text="last change-log id of the dataset when the load finished")
+    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="set when the replay shortcut was taken: the earlier load with the same content")
+    replay_note = models.TextField(blank=True, default="", help_text="why the replay shortcut was or was not taken")
 
     class Meta:
         ordering = ["-started_at"]

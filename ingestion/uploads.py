@@ -48,6 +48,16 @@ class _CountingReader(io.RawIOBase):
         self.count += n
         return n
 
+    def seekable(self) -> bool:  # lets the loader hash a likely replay up front, then rewind
+        return self.raw.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.count = self.raw.seek(offset, whence)
+        return self.count
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
 
 def upload_check_file(*, file: UploadedFile) -> str:
     """Refuse oversized files and files whose content is not CSV, Parquet or NDJSON (gzip allowed)."""

@@ -78,6 +78,8 @@ class Command(BaseCommand):
             return "\n".join(lines)
         if result.rejected:
             head += f" (bad rows quarantined with load {result.load_id})"
+        if result.replay_of:
+            head += f" — {result.replay_note}"
         return head
 
     def _progress(self, path: str, format: str):
