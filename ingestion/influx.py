@@ -41,6 +41,8 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import queue
+import threading
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -411,7 +413,7 @@ def influx_restore(*, dataset: str, start: datetime, end: datetime, window_point
     try:
         last_key = None
         done_symbols: set[str] = set()
-        for series in client.select_chunks(q, chunk_size=10_000):
+        for series in _prefetch(client.select_chunks(q, chunk_size=10_000)):
             symbol = series.get("tags", {}).get("symbol", "")
             index = {name: i for i, name in enumerate(series["columns"])}
             pick = [index.get(name) for name in ("time", *_FIELDS)]
@@ -439,6 +441,42 @@ def influx_restore(*, dataset: str, start: datetime, end: datetime, window_point
     finally:
         client.close()
     return result
+
+
+def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
+    """``items`` produced by a thread (reading and decoding InfluxDB's answer) while the caller loads."""
+    box: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(end)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+
+    thread = threading.Thread(target=produce, name="influx-read", daemon=True)
+    thread.start()
+    try:
+        while (item := box.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _rfc3339(value: datetime) -> str:
