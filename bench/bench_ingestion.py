@@ -328,6 +328,19 @@ def target_ratio(value: float | None, target: float) -> float | None:
 # --- 1 + 2: admin upload -> Celery worker -> queryable ----------------------------------------------
 
 
+def wait_for_rollups(timeout: float) -> float:
+    """Seconds until the rollups consumer has no pending change of market_data (the upload task
+    enqueues its refresh on the same worker when it finishes)."""
+    from timeseries.changes import changes_lag
+
+    t = time.perf_counter()
+    while changes_lag(consumer="rollups", dataset="market_data")["pending"]:
+        if time.perf_counter() - t > timeout:
+            raise RuntimeError("the rollups consumer did not catch up")
+        time.sleep(0.1)
+    return round(time.perf_counter() - t, 2)
+
+
 def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
     """upload_create (the admin form's service) -> the worker loads it -> Upload.status == done."""
     from django.core.files.uploadedfile import UploadedFile
@@ -360,7 +373,9 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
         raise RuntimeError(f"upload {upload.pk} failed: {upload.error}")
     load = Load.objects.get(pk=upload.load_id)
     seconds = done - accepted
+    rollups_s = wait_for_rollups(timeout)  # the worker's follow-up task; the next upload starts on an idle worker
     return {
+        "rollups_caught_up_after_done_s": rollups_s,
         "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "replay_shortcut": load.replay_of_id is not None, "replay_note": load.replay_note,
         "upload_id": upload.pk, "status": upload.status, "rows_read": upload.rows_read,
