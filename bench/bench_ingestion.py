@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench_ingest"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 CACHE_PREFIX = "tsm_bench_ingest"
-PARTS = ("upload", "reupload", "reupload-full", "memory", "api")
+PARTS = ("upload", "reupload", "reupload-full", "profile", "memory", "api")
 API_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday, after every bar the other parts load
 TICK = os.sysconf("SC_CLK_TCK")
 log = bf.log
@@ -467,31 +467,110 @@ def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
                     "Upload.status observed 'done' (polled every 50 ms). store_s is the copy into TSM_MEDIA_ROOT.",
         }
     if reruns:
-        rps = [r["rows_per_s"] for r in reruns]
-        out["reupload"] = {
-            **base, "target": "re-upload (all duplicates) >= 500000 rows/s",
-            "median_rows_per_s": round(median(rps)), "ratio_to_target": target_ratio(median(rps), 500_000),
-            "median_accepted_to_queryable_s": round(median([r["accepted_to_queryable_s"] for r in reruns]), 2),
-            "worker_peak_rss_mb": max(r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"]
-                                      for r in reruns),
-            "replay_shortcut_taken": [r["replay_shortcut"] for r in reruns],
-            "per_run": reruns,
-            "note": "replay shortcut (ingestion/replay.py): same bytes as a finished load and no later change "
-                    "overlapping its spans -> one sha256 pass over the stored file, nothing parsed or staged",
-        }
+        out["reupload"] = rerun_figure(
+            base, reruns, "re-upload (all duplicates) >= 500000 rows/s",
+            "replay shortcut (ingestion/replay.py): same bytes as a finished load and no later change overlapping "
+            "its spans -> one sha256 pass over the stored file, nothing parsed or staged")
     if full_reruns:
-        rps = [r["rows_per_s"] for r in full_reruns]
-        out["reupload_full"] = {
-            **base, "target": "re-upload (all duplicates) >= 500000 rows/s (here: the full path, shortcut refused)",
-            "median_rows_per_s": round(median(rps)), "ratio_to_target": target_ratio(median(rps), 500_000),
-            "median_accepted_to_queryable_s": round(median([r["accepted_to_queryable_s"] for r in full_reruns]), 2),
-            "worker_peak_rss_mb": max(r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"]
-                                      for r in full_reruns),
-            "replay_shortcut_taken": [r["replay_shortcut"] for r in full_reruns],
-            "per_run": full_reruns,
-            "note": "earlier loads' replay keys cleared first, so the file is treated as new content whose rows "
-                    "are all stored: parse + validate + stage + version merge (what a new file of duplicates costs)",
-        }
+        out["reupload_full"] = rerun_figure(
+            base, full_reruns, "re-upload (all duplicates) >= 500000 rows/s (here: the full path, shortcut refused)",
+            "earlier loads' replay keys cleared first, so the file is treated as new content whose rows are all "
+            "stored: parse + validate + stage + version merge (what a new file of duplicates costs)")
+
+
+def rerun_figure(base: dict, reruns: list[dict], target: str, note: str) -> dict:
+    rps = [r["rows_per_s"] for r in reruns]
+    return {
+        **base, "target": target,
+        "median_rows_per_s": round(median(rps)), "ratio_to_target": target_ratio(median(rps), 500_000),
+        "median_accepted_to_queryable_s": round(median([r["accepted_to_queryable_s"] for r in reruns]), 2),
+        "worker_peak_rss_mb": max(r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"]
+                                  for r in reruns),
+        "replay_shortcut_taken": [r["replay_shortcut"] for r in reruns],
+        "per_run": reruns, "note": note,
+    }
+
+
+# --- where an upload's time goes (in process, no worker) ------------------------------------------
+
+
+PROFILED = {
+    "stage (parse + validate + sort + COPY)": ("loader", "_stage"),
+    "  validate (prepare_batch)": ("loader", "prepare_batch"),
+    "  sort by key": ("loader", "sort_by_key"),
+    "  COPY writes (client side)": ("copy", "write"),
+    "  COPY segment closes (server finishing)": ("copy", "close"),
+    "intra-file conflict scan": ("loader", "_drop_conflicts"),
+    "merge transaction (incl. commit)": ("loader", "_merge"),
+    "  stored-overlap probes": ("loader", "_stored_overlaps"),
+    "  version merge (LATERAL probe per row)": ("loader", "_merge_versions"),
+    "  append INSERT (heap + every index)": ("loader", "_append"),
+    "  series registry": ("loader", "_register_series"),
+    "  change log rows": ("loader", "changes_record"),
+    "  cache generation bump": ("loader", "generation_bump"),
+    "  change-log watermark (replay)": ("replay", "change_watermark"),
+}
+
+
+def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
+    """``ingest_file`` with wall-clock timers around the loader's phases (no worker, no rollups)."""
+    from ingestion import loader, replay
+
+    modules = {"loader": loader, "replay": replay, "copy": loader._CopySegments}
+    spent: dict[str, float] = {}
+    originals = []
+    for label, (mod, name) in PROFILED.items():
+        owner = modules[mod]
+        fn = getattr(owner, name)
+        originals.append((owner, name, fn))
+
+        def timed(*a, _fn=fn, _label=label, **k):
+            t = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - t
+
+        setattr(owner, name, timed)
+    if not replay_keys:
+        bf.sql_exec("UPDATE ingestion_load SET replay_key = '' WHERE replay_key <> ''")
+    try:
+        t = time.perf_counter()
+        result = loader.ingest_file(dataset="market_data", path=path)
+        total = time.perf_counter() - t
+    finally:
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+    phases = {k: round(v, 2) for k, v in spent.items()}
+    phases["other (hash check, ANALYZE staging, load row, drop staging)"] = round(
+        total - spent.get("stage (parse + validate + sort + COPY)", 0) - spent.get("intra-file conflict scan", 0)
+        - spent.get("merge transaction (incl. commit)", 0), 2)
+    return {"rows": result.rows_read, "seconds": round(total, 2), "rows_per_s": round(result.rows_read / total),
+            "counts": result.counts(), "phases_s": phases}
+
+
+def fig_profile(args, symbols, out: dict) -> None:
+    """New file into an empty table, with and without the market_data time index; then a full re-merge."""
+    path = bf.write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
+    fig: dict = {"rows": args.profile_rows, "csv_bytes": path.stat().st_size}
+    for label, drop_time_index in (("new_file", False), ("new_file_without_time_index", True), ("new_file_again", False)):
+        truncate_datasets()
+        truncate_bookkeeping()
+        if drop_time_index:
+            bf.sql_exec("DROP INDEX market_data_time")
+        try:
+            before = [round(x, 2) for x in os.getloadavg()]
+            fig[label] = profiled_ingest(path)
+            fig[label]["load_average_before"] = before
+        finally:
+            if drop_time_index:
+                bf.sql_exec('CREATE INDEX market_data_time ON market_data ("time")')
+        log(f"profile {label}: {json.dumps(fig[label])}")
+    before = [round(x, 2) for x in os.getloadavg()]
+    fig["full_remerge_all_duplicates"] = profiled_ingest(path)
+    fig["full_remerge_all_duplicates"]["load_average_before"] = before
+    log(f"profile full re-merge: {json.dumps(fig['full_remerge_all_duplicates'])}")
+    out["profile"] = fig
 
 
 # --- 3: memory bound on a CSV larger than 2 GB ----------------------------------------------------
@@ -852,6 +931,7 @@ def parse_args(argv=None):
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {','.join(PARTS)}")
     p.add_argument("--workdir", type=Path, default=Path("/tmp"), help="CSV files, media root, logs")
     p.add_argument("--rows", type=int, help="bars in the upload CSV (default 10M; quick 500k)")
+    p.add_argument("--profile-rows", type=int, help="bars for the in-process phase profile (default 2M; quick 200k)")
     p.add_argument("--runs", type=int, default=1, help="upload / re-upload repetitions (medians)")
     p.add_argument("--spec-runs-all", action="store_true", help="time the spec ingester in every run, not only the first")
     p.add_argument("--skip-spec", action="store_true")
@@ -877,7 +957,7 @@ def parse_args(argv=None):
     defaults = {"rows": (10_000_000, 500_000), "memory_rows": (16_000_000, 1_000_000),
                 "memory_small_rows": (1_000_000, 200_000), "parquet_rows": (4_000_000, 400_000),
                 "parquet_small_rows": (1_000_000, 100_000), "api_seconds": (30.0, 8.0),
-                "api_max_rows": (6_000_000, 1_000_000)}
+                "api_max_rows": (6_000_000, 1_000_000), "profile_rows": (2_000_000, 200_000)}
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
@@ -930,6 +1010,8 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         if {"upload", "reupload", "reupload-full"} & set(args.parts):
             fig_upload(args, symbols, run_dir, queue, out["figures"])
+        if "profile" in args.parts:
+            fig_profile(args, symbols, out["figures"])
         if "memory" in args.parts:
             fig_memory(args, symbols, run_dir, out["figures"])
         if "api" in args.parts:

@@ -2,7 +2,6 @@
 and every case where re-sending could store a version takes the normal path with the oracle's result."""
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import io
@@ -15,20 +14,13 @@ from ingestion import loader, replay
 from ingestion.loader import LoadResult, ingest_file, ingest_table
 from ingestion.models import Load, RejectedRow
 from tests.conftest import T0, bar
+from tests.ingestion.test_uploads import csv_bytes
 from tests.oracle import Oracle, typed_row
 from tests.timeseries.test_pit_oracle import assert_same_rows, stored_versions
 
 pytestmark = pytest.mark.django_db
 
 ROWS = [bar(s, m, close=f"10.{m % 10}") for s in ("AAPL", "MSFT") for m in range(30)]
-
-
-def csv_bytes(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 class Tracked:
