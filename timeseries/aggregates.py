@@ -478,7 +478,7 @@ def _aware(name: str, value: datetime | None) -> datetime:
 
 def aggregate_read(
     *, aggregate: str, symbol: str, at: datetime, start: datetime, end: datetime,
-    recorded_by: datetime | None = None, force_live: bool = False,
+    recorded_by: datetime | None = None, force_live: bool = False, wrap=None,
 ) -> list[dict]:
     """Buckets of ``aggregate`` for ``symbol`` overlapping [start, end], as known at ``at`` (as
     recorded by ``recorded_by``), oldest first. Raw measures plus ``time`` and ``source`` ("stored":
@@ -500,6 +500,8 @@ def aggregate_read(
         "dataset": agg.dataset.name, "consumer": CONSUMER,
     }
     query = _read_sql(agg, cagg=uses_cagg(agg), force_live=force_live)
+    if wrap is not None:  # a query over the buckets (column ``time`` + the measures), e.g. a coarser roll-up
+        query = wrap(query)
     with _cursor() as cur:
         cur.execute(query, params)
         names = [d.name for d in cur.description]
@@ -534,6 +536,31 @@ def hourly_sentiment(*, symbol: str, at: datetime, start: datetime, end: datetim
     """Hourly mention-weighted sentiment overlapping [start, end] as known at ``at``; see the module doc."""
     rows = aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=at, start=start, end=end,
                           recorded_by=recorded_by, force_live=force_live)
+    return [
+        {
+            "time": r["time"],
+            "sentiment": (r["weighted"] / float(r["weight"])) if r["weight"] else None,
+            "mentions": int(r["mentions"] or 0),
+            "platforms": r["platforms"],
+        }
+        for r in rows
+    ]
+
+
+DAILY_SENTIMENT_SQL = (
+    "SELECT date_bin(interval '1 day', h.time, %(origin)s) AS time, sum(h.weighted) AS weighted, sum(h.weight) AS weight,"
+    " sum(h.mentions) AS mentions, max(h.platforms) AS platforms FROM ({}) h GROUP BY 1 ORDER BY 1"
+)
+
+
+def daily_sentiment(*, symbol: str, at: datetime, start: datetime, end: datetime,
+                    recorded_by: datetime | None = None) -> list[dict]:
+    """``hourly_sentiment`` rolled up per UTC day in SQL (the chart of a long window): the day's
+    mention-weighted sentiment over every platform window of its hours, total mentions and the most
+    platforms of any hour. Built from the exact point-in-time hourly buckets, so exact as of ``at``
+    too; one row a day instead of 24 keeps a year's chart cheap."""
+    rows = aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=at, start=start, end=end,
+                          recorded_by=recorded_by, wrap=lambda q: sql.SQL(DAILY_SENTIMENT_SQL).format(q))
     return [
         {
             "time": r["time"],

@@ -766,3 +766,12 @@ def hourly_sentiment(
     from timeseries import aggregates
 
     return aggregates.hourly_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+
+
+def daily_sentiment(
+    *, symbol: str, at: datetime, start: datetime, end: datetime, recorded_by: datetime | None = None
+) -> list[dict]:
+    """``hourly_sentiment`` per UTC day (mention-weighted over the day's windows), as known at ``at``."""
+    from timeseries import aggregates
+
+    return aggregates.daily_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)

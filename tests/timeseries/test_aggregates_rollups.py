@@ -278,3 +278,21 @@ def test_it_reports_lag_refreshes_and_rebuilds_from_the_command(history):
         "market_data": {"buckets": 0 if aggregates.uses_cagg(aggregates.DAILY_OHLCV) else 29}}
     assert set(sources().values()) == {"stored"}
     history.daily()
+
+
+def test_it_rolls_hourly_sentiment_up_per_day_mention_weighted():
+    rows = [
+        {"time": iso(FEB + timedelta(hours=h)), "symbol": "AAA", "platform": p, "mention_count": m, "sentiment_avg": s}
+        for h, p, m, s in [(1, "reddit", 10, 0.5), (1, "x", 30, -0.1), (5, "reddit", 20, 0.2), (25, "reddit", 5, 0.9)]
+    ]
+    ingest_table(dataset="social_sentiment", data=rows)
+    at = FEB + timedelta(days=3)
+    hours = pit.hourly_sentiment(symbol="AAA", at=at, start=FEB, end=at)
+    days = pit.daily_sentiment(symbol="AAA", at=at, start=FEB, end=at)
+    assert [d["time"] for d in days] == [FEB, FEB + timedelta(days=1)]
+    assert days[0]["sentiment"] == pytest.approx((10 * 0.5 + 30 * -0.1 + 20 * 0.2) / 60)
+    assert days[0]["mentions"] == sum(h["mentions"] for h in hours if h["time"] < FEB + timedelta(days=1)) == 60
+    assert days[0]["platforms"] == 2 and days[1]["platforms"] == 1
+    # as of a T inside the first day, only the windows closed by then count
+    early = pit.daily_sentiment(symbol="AAA", at=FEB + timedelta(hours=3), start=FEB, end=at)
+    assert early == [{"time": FEB, "sentiment": pytest.approx((10 * 0.5 + 30 * -0.1) / 40), "mentions": 40, "platforms": 2}]

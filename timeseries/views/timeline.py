@@ -89,23 +89,6 @@ def _events_chart(news: list[dict], filings: list[dict], government: list[dict],
     return out
 
 
-def _sentiment_daily(hours: list[dict]) -> list[dict]:
-    """Hourly sentiment averaged per UTC day, weighted by mentions (the chart of a long window)."""
-    days: dict = {}
-    for h in hours:
-        if h["sentiment"] is None:
-            continue
-        weight = float(h["mentions"] or 0) or 1.0
-        acc = days.get(h["time"].date())
-        if acc is None:
-            acc = days[h["time"].date()] = [0.0, 0.0]
-        acc[0] += weight * h["sentiment"]
-        acc[1] += weight
-    return [
-        {"time": datetime(d.year, d.month, d.day, tzinfo=timezone.utc), "sentiment": s / w} for d, (s, w) in sorted(days.items())
-    ]
-
-
 def timeline_symbol_build(
     *,
     symbol: str,
@@ -130,8 +113,11 @@ def timeline_symbol_build(
     news = pit.window_events(dataset="news_events", **window)
     filings = pit.window_events(dataset="insider_trades", **window)
     government = pit.window_events(dataset="government_events", **window)
-    hours = pit.hourly_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
-    sentiment_line = _sentiment_daily(hours) if daily else [h for h in hours if h["sentiment"] is not None]
+    if daily:
+        hours = pit.daily_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+    else:
+        hours = pit.hourly_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+    sentiment_line = [h for h in hours if h["sentiment"] is not None]
     sentiment_recorded = pit.newest_recorded_at(
         dataset="social_sentiment", at=at, symbols=[symbol], start=start - timedelta(hours=1), end=end, recorded_by=recorded_by
     ) if hours else None
