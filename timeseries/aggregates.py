@@ -536,6 +536,10 @@ def hourly_sentiment(*, symbol: str, at: datetime, start: datetime, end: datetim
     """Hourly mention-weighted sentiment overlapping [start, end] as known at ``at``; see the module doc."""
     rows = aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=at, start=start, end=end,
                           recorded_by=recorded_by, force_live=force_live)
+    return _sentiment_rows(rows)
+
+
+def _sentiment_rows(rows: list[dict]) -> list[dict]:
     return [
         {
             "time": r["time"],
@@ -561,15 +565,7 @@ def daily_sentiment(*, symbol: str, at: datetime, start: datetime, end: datetime
     too; one row a day instead of 24 keeps a year's chart cheap."""
     rows = aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=at, start=start, end=end,
                           recorded_by=recorded_by, wrap=lambda q: sql.SQL(DAILY_SENTIMENT_SQL).format(q))
-    return [
-        {
-            "time": r["time"],
-            "sentiment": (r["weighted"] / float(r["weight"])) if r["weight"] else None,
-            "mentions": int(r["mentions"] or 0),
-            "platforms": r["platforms"],
-        }
-        for r in rows
-    ]
+    return _sentiment_rows(rows)
 
 
 def rollups_lag(*, datasets: Iterable[str] | None = None) -> dict[str, dict]:
