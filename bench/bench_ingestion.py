@@ -758,6 +758,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
 
     from ingestion.models import IngestBatch
     from ingestion.tasks import flush_all_buffers
+    from timeseries.tasks import rollups_refresh
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": CONTENT_TYPES[fmt]}
     get_headers = {"Authorization": f"Bearer {key}"}
@@ -804,9 +805,11 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     beat_stop = threading.Event()
 
     def beat() -> None:
-        """Stands in for celery beat's 'flush-write-buffers' entry (every 5 s), routed to the private queue."""
+        """Stands in for celery beat's 'flush-write-buffers' and 'refresh-rollups' entries (every 5 s),
+        routed to the private queue, so the worker does the rollups work a deployment's would."""
         while not beat_stop.wait(5.0):
             flush_all_buffers.delay()
+            rollups_refresh.delay()
 
     if not args.api_no_beat:
         threading.Thread(target=beat, daemon=True).start()
@@ -917,8 +920,8 @@ def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
     first = runs[args.api_formats[0]]
     out["api"] = {"clients": args.api_clients, "batch_rows": args.api_batch_rows,
                   "http_server": f"gunicorn, {args.api_http_workers} sync workers",
-                  "beat": "none" if args.api_no_beat else "flush_all_buffers every 5 s from the bench process "
-                                                          "(stands in for celery beat)",
+                  "beat": "none" if args.api_no_beat else "flush_all_buffers + rollups_refresh every 5 s from the "
+                                                          "bench process (stands in for celery beat)",
                   **first, "other_formats": {f: r for f, r in runs.items() if r is not first}}
 
 
