@@ -23,9 +23,9 @@ import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import django_up
+
 DB_NAME = "tsm_bench_admin"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 START = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
@@ -39,16 +39,7 @@ def log(msg: str) -> None:
 
 
 def setup_django() -> None:
-    os.environ.update(DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings")
-    os.environ.setdefault("DEBUG", "false")
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("ensure_database", stdout=sys.stderr)  # stdout is the JSON answer only
-    call_command("migrate", verbosity=0, interactive=False)
+    django_up(DB_URL)
 
 
 def recreate_database() -> None:

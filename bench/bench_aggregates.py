@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import django_up, sql_rows as sql_exec
+
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/tsm_bench_agg"
 
@@ -31,24 +30,7 @@ def log(msg: str) -> None:
 
 
 def setup_django(url: str) -> None:
-    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="tsm_site.settings")
-    os.environ.setdefault("DEBUG", "false")  # no query logging in the timed code
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("ensure_database", stdout=sys.stderr)  # keep stdout for the JSON
-    call_command("migrate", verbosity=0, interactive=False)
-
-
-def sql_exec(query: str, params=None) -> list[tuple]:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
+    django_up(url)
 
 
 def minute_bars(symbol: str, days: int, per_day: int, seed: int, close_shift: float = 0.0, first_day: int = 0):

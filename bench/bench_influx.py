@@ -29,9 +29,9 @@ import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import django_up
+
 DB_NAME = "tsm_bench_influx"
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=timezone.utc)
 
@@ -41,18 +41,7 @@ def log(msg: str) -> None:
 
 
 def setup_django() -> None:
-    os.environ.update(
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}", DJANGO_SETTINGS_MODULE="tsm_site.settings",
-        DEBUG="false", SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-not-a-secret"), LOG_LEVEL="WARNING",
-        TSM_CACHE_PREFIX="tsm_bench_influx",
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("ensure_database")
-    call_command("migrate", verbosity=0, interactive=False)
+    django_up(f"postgres://postgres@127.0.0.1:5432/{DB_NAME}", DEBUG="false", LOG_LEVEL="WARNING", TSM_CACHE_PREFIX="tsm_bench_influx")
 
 
 def bars(symbols: int, seconds: int, start_second: int = 0):

@@ -30,10 +30,10 @@ import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import django_up, sql_rows as sql
+
 DB_NAME = "tsm_bench_lifecycle"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
 WINDOW_DAYS = 7
@@ -45,24 +45,7 @@ def log(msg: str) -> None:
 
 def setup_django() -> None:
     url = urlsplit(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tsm"))
-    os.environ.update(DATABASE_URL=urlunsplit(url._replace(path="/" + DB_NAME)), DJANGO_SETTINGS_MODULE="tsm_site.settings")
-    os.environ.setdefault("DEBUG", "false")
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("ensure_database", stdout=sys.stderr)  # stdout carries only the JSON
-    call_command("migrate", verbosity=0, interactive=False)
-
-
-def sql(query: str, params=None) -> list[tuple]:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
+    django_up(urlunsplit(url._replace(path="/" + DB_NAME)))
 
 
 def timed(fn, *args, **kwargs):

@@ -29,7 +29,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import django_up
+
 DB_NAME = "tsm_bench_timeline"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -41,16 +42,7 @@ def log(msg: str) -> None:
 
 
 def setup_django() -> None:
-    os.environ.update(DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings")
-    os.environ.setdefault("DEBUG", "false")  # no query logging in the timed code
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("ensure_database")
-    call_command("migrate", verbosity=0, interactive=False)
+    django_up(DB_URL)
 
 
 def count(table: str, symbol: str) -> int:

@@ -1,0 +1,32 @@
+"""What every bench script needs before it measures: Django pointed at the bench's own database
+(created and migrated when missing), stdout kept for the one JSON answer, and a raw SQL helper."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def django_up(database_url: str, **env: str) -> None:
+    """Set up Django on ``database_url`` (extra environment in ``env``), creating and migrating it."""
+    os.environ.update(DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE="tsm_site.settings", **env)
+    os.environ.setdefault("DEBUG", "false")  # no query logging in the timed code
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("ensure_database", stdout=sys.stderr)  # stdout carries only the JSON answer
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def sql_rows(query: str, params=None) -> list[tuple]:
+    """Run one statement on Django's connection; its rows (none for a statement without a result)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
