@@ -114,11 +114,15 @@ def parse_list(param: str, text: str) -> list[str] | None:
 # --- form fields and filters ----------------------------------------------------------------------
 
 
-class InstantField(forms.Field):
+class ParamField(forms.Field):
+    """A form field that knows the query parameter it reads, so its errors can name it."""
+
     def __init__(self, *, param: str, **kwargs):
         self.param = param
         super().__init__(**kwargs)
 
+
+class InstantField(ParamField):
     def to_python(self, value):
         if value in self.empty_values or not str(value).strip():
             return None
@@ -128,22 +132,14 @@ class InstantField(forms.Field):
             raise ValidationError(str(exc), code="invalid") from None
 
 
-class ListField(forms.Field):
-    def __init__(self, *, param: str, **kwargs):
-        self.param = param
-        super().__init__(**kwargs)
-
+class ListField(ParamField):
     def to_python(self, value):
         if value in self.empty_values:
             return None
         return parse_list(self.param, str(value))
 
 
-class FiniteFloatField(forms.Field):
-    def __init__(self, *, param: str, **kwargs):
-        self.param = param
-        super().__init__(**kwargs)
-
+class FiniteFloatField(ParamField):
     def to_python(self, value):
         if value in self.empty_values or not str(value).strip():
             return None
