@@ -170,15 +170,22 @@ def _bar_grid(t0: int, t1: int, interval_s: int, trading_hours_only: bool) -> tu
     return times, season, new_session
 
 
+def _ticks(price: np.ndarray) -> np.ndarray:
+    """Exchange price increments: cents from $1 up, 1/100 of a cent below (sub-penny quotes)."""
+    return np.where(price >= 1.0, np.round(price, 2), np.round(price, 4))
+
+
 def _market_block(rngs: tuple[np.random.Generator, np.random.Generator], last_close: float,
-                  prof: dict[str, float], times: np.ndarray, season: np.ndarray, new_session: np.ndarray,
-                  sigma: float, step_us: int, correction_rate: float,
-                  mode: str) -> tuple[dict[str, np.ndarray], float]:
-    """One symbol's bars for one block; returns the columns and the raw last close (walk state).
+                  cap: tuple[float, int], prof: dict[str, float], times: np.ndarray, season: np.ndarray,
+                  new_session: np.ndarray, sigma: float, step_us: int, correction_rate: float,
+                  mode: str) -> tuple[dict[str, np.ndarray], float, tuple[float, int]]:
+    """One symbol's bars for one block; returns the columns, the raw last close (walk state) and the
+    market-cap state (reference close, its day).
 
     Draws are laid out bar-major, so a shorter window yields a prefix of a longer one.
     """
     n = times.size
+    cap_ref, cap_day = cap
     z = np.ascontiguousarray(rngs[0].standard_normal((n, 6)).T)
     u = np.ascontiguousarray(rngs[1].random((n, 7)).T)
     r = sigma * np.sqrt(season) * z[0]
@@ -196,21 +203,33 @@ def _market_block(rngs: tuple[np.random.Generator, np.random.Generator], last_cl
     trades = np.where(volume > 0, np.maximum(trades, 1), 0)
     quality = np.where(u[1] < 0.98, 1.0, np.round(0.5 + (u[1] - 0.98) * 24.5, 3))
     walk_state = float(close[-1]) if n else last_close
-    # rounding is monotone, so the OHLC / vwap ordering survives it
+    # quoted in ticks (rounding is monotone, so the OHLC ordering survives it); vwap is computed, with
+    # four decimals, and kept inside the rounded range
+    high_t, low_t = _ticks(high), _ticks(low)
     cols: dict[str, np.ndarray] = {
-        "time": times, "open": np.round(open_, 4), "high": np.round(high, 4), "low": np.round(low, 4),
-        "close": np.round(close, 4), "volume": volume, "vwap": np.round(vwap, 4), "trades": trades,
+        "time": times, "open": _ticks(open_), "high": high_t, "low": low_t,
+        "close": _ticks(close), "volume": volume, "vwap": np.clip(np.round(vwap, 4), low_t, high_t), "trades": trades,
         "quality_score": quality, "known_at": times + step_us,
     }
+    # market cap as of the previous day's close: one figure per day, as feeds publish it
+    prev_close = np.concatenate(([_ticks(np.array([last_close]))[0]], cols["close"][:-1]))
+    day = times // DAY_US
+    day_start = np.zeros(n, dtype=bool)
+    day_start[:1] = day[:1] != cap_day
+    day_start[1:] = day[1:] != day[:-1]
+    since = np.maximum.accumulate(np.where(day_start, np.arange(n), -1))  # index of the day's first bar
+    ref = np.where(since >= 0, prev_close[np.maximum(since, 0)], cap_ref)
+    cols["market_cap"] = np.round(ref * prof["shares_out"], 2)
+    cap_state = (float(ref[-1]), int(day[-1])) if n else (cap_ref, cap_day)
     mask = u[2] < correction_rate
     if mode == "none":
-        return cols, walk_state
+        return cols, walk_state, cap_state
     take, pos = _expand(n, mask)
     out = {name: col[take] for name, col in cols.items()}
     cu = u[3:, mask]  # correction draws: size, direction, volume share, lag
     c = out["close"][pos]
     up = (cu[1] < 0.5) | (c < 1.0)
-    new_c = np.round(c + np.where(up, 1.0, -1.0) * np.maximum(0.004 * cu[0] * c, 0.01), 4)
+    new_c = _ticks(c + np.where(up, 1.0, -1.0) * np.maximum(0.004 * cu[0] * c, 0.01))
     out["close"][pos] = new_c
     out["high"][pos] = np.maximum(out["high"][pos], new_c)
     out["low"][pos] = np.minimum(out["low"][pos], new_c)
@@ -222,7 +241,7 @@ def _market_block(rngs: tuple[np.random.Generator, np.random.Generator], last_cl
     out["known_at"][pos] += (3600 + np.floor(cu[3] * 47 * 3600).astype(np.int64)) * US  # 1-48 h later
     if mode == "only":
         out = {name: col[pos] for name, col in out.items()}
-    return out, walk_state
+    return out, walk_state, cap_state
 
 
 def _market_chunks(symbols: Sequence[str], t0: int, t1: int, seed: int, bar_interval_s: int,
@@ -234,12 +253,12 @@ def _market_chunks(symbols: Sequence[str], t0: int, t1: int, seed: int, bar_inte
         prof = _symbol_profile(seed, symbol)
         sigma = prof["vol"] * float(np.sqrt(bar_interval_s / year_s))
         last = prof["price"]
+        cap = (float(_ticks(np.array([last]))[0]), int(times[0] // DAY_US) if times.size else 0)
         for b, lo in enumerate(range(0, times.size, _BLOCK_BARS)):
             sl = slice(lo, lo + _BLOCK_BARS)
             rngs = (_rng(seed, "market_data", symbol, b, 0), _rng(seed, "market_data", symbol, b, 1))
-            cols, last = _market_block(rngs, last, prof, times[sl], season[sl], new_session[sl], sigma, step_us,
-                                       correction_rate, mode)
-            cols["market_cap"] = np.round(cols["close"] * prof["shares_out"], 2)
+            cols, last, cap = _market_block(rngs, last, cap, prof, times[sl], season[sl], new_session[sl], sigma,
+                                            step_us, correction_rate, mode)
             cols["symbol"] = np.full(cols["close"].size, code, dtype=np.int32)
             yield cols
 
