@@ -215,6 +215,8 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
             for i in _true_indices(pc.invert(finite)):
                 errors[i] = f"{_describe(arr[i].as_py())} is not a finite number (NaN and infinity are not allowed)"
             arr = pc.if_else(finite, arr, pa.scalar(None, arr.type))
+        if pa.types.is_integer(t) and pa.types.is_decimal(target):  # JSON/Parquet integers (a price of 10):
+            arr = pc.cast(arr, pa.decimal128(38, target.scale))  # Arrow needs room for any int64 first
         check = _float_problem if col.kind == "float" else _decimal_problem(col)
         values, more = _cast_or_find(arr, target, check)
         return values, {**more, **errors}

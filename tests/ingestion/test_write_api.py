@@ -75,6 +75,35 @@ def test_it_answers_400_with_every_bad_row_and_stores_nothing(writer):
 
 
 @pytest.mark.django_db
+def test_it_reads_json_numbers_as_the_columns_types(writer):
+    """Integer prices (10), float prices, numbers as strings, and keys that only some rows carry."""
+    rows = [
+        {**bar("AAPL", 0), "open": 10, "high": 11, "low": 9, "close": 10, "volume": 100, "vwap": 10.5},
+        {**bar("AAPL", 1), "open": 10.25, "high": 11, "low": 9.5, "close": "10.75", "volume": "200"},
+    ]
+    response = post(writer, rows)
+    assert response.status_code == 202, response.content
+    buffer.buffer_flush(dataset="market_data")
+    stored = list(MarketData.objects.order_by("time").values_list("open", "close", "volume", "vwap"))
+    assert stored == [(Decimal("10"), Decimal("10"), 100, Decimal("10.5")), (Decimal("10.25"), Decimal("10.75"), 200, None)]
+
+
+@pytest.mark.django_db
+def test_it_names_the_row_and_column_of_a_nan_literal_or_an_integer_beyond_64_bits(writer):
+    body = (
+        b'[{"time": "2024-03-01T14:30:00+00:00", "symbol": "A", "open": 10, "high": 11, "low": 9, "close": NaN, "volume": 1},'
+        b' {"time": "2024-03-01T14:31:00+00:00", "symbol": "A", "open": 10, "high": 11, "low": 9, "close": 10,'
+        b' "volume": 123456789012345678901234}]'
+    )
+    response = writer.generic("POST", "/api/v1/ingest/market_data/", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    errors = {(e["row"], e["column"]): e["message"] for e in response.json()["errors"]}
+    assert set(errors) == {(1, "close"), (2, "volume")}
+    assert "not a finite number" in errors[1, "close"] and "out of range" in errors[2, "volume"]
+    assert IngestBatch.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_it_quarantines_bad_rows_with_on_error_skip(writer):
     response = post(writer, [bar("AAPL", 0), bar("AAPL", 1, volume="-1")], on_error="skip")
     assert response.status_code == 202
