@@ -138,6 +138,12 @@ def _ndjson_batches(stream: IO[bytes], dataset: Dataset) -> Iterator[pa.RecordBa
 def rows_to_table(rows: list[dict]) -> pa.Table:
     """Dicts -> Arrow table over the union of their keys (pyarrow's from_pylist would drop keys absent
     from the first row). A column whose values Arrow cannot type together is read as strings."""
+    try:  # the common case, typed in one pass by Arrow (keys absent from some rows become nulls)
+        fast = pa.array(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        fast = None
+    if fast is not None and pa.types.is_struct(fast.type) and fast.null_count == 0 and fast.type.num_fields:
+        return pa.Table.from_struct_array(fast)
     names: dict[str, None] = {}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
