@@ -156,6 +156,24 @@ def test_it_stores_a_same_known_at_fix_into_a_compressed_chunk_and_replays_it_as
     assert [r["close"] for r in then] == [Decimal("10.5")]
 
 
+def test_it_corrects_one_bar_in_a_compressed_chunk_decompressing_only_that_series():
+    """A correction into a compressed chunk decompresses the batches of its own series only: with a
+    second unique index (the old UNIQUE (id, time)) TimescaleDB could filter batches on ``time``
+    alone and decompressed every symbol's batch around that minute (30 x 40 rows here)."""
+    symbols = [f"S{i:02d}" for i in range(30)]
+    ingest_table(dataset="market_data", data=[bar(s, m) for s in symbols for m in range(40)])
+    assert lifecycle.chunks_compress(dataset="market_data", older_than=T0 + timedelta(days=30)) >= 1
+    late = T0 + timedelta(hours=5)
+    with transaction.atomic():
+        with connection.cursor() as cur:  # one series' batch holds 40 rows; all 30 hold 1,200
+            cur.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 200")
+        fix = ingest_table(dataset="market_data", data=[bar("S07", 3, close="10.25", known_at=late.isoformat())])
+    assert (fix.inserted, fix.revised) == (0, 1)
+    got = pit.history(dataset="market_data", at=late, symbols=["S07"], start=T0 + timedelta(minutes=3),
+                      end=T0 + timedelta(minutes=3))
+    assert [r["close"] for r in got] == [Decimal("10.25")]
+
+
 def test_it_backfills_new_bars_into_a_compressed_chunk():
     load_compressed()
     gap = ingest_table(dataset="market_data", data=[bar("AAA", DAY + m) for m in range(10, 20)] + [bar("CCC", 7)])
