@@ -10,14 +10,13 @@ PostgreSQL only the uncompressed figures are reported):
 
 Steps (each figure says what it times; nothing is asserted):
 1. load ``--symbols`` x ``--days`` of demo minute bars (time-ordered windows, like a live feed), VACUUM ANALYZE
-   (``--variant cents``: prices rounded to cents, no per-bar market cap);
+   (``--variant no-cap``: the same bars without market cap);
 2. size: ``hypertable_detailed_size`` (plain: ``pg_total_relation_size``) / bars = bytes per bar;
 3. reads (uncompressed, the baseline): ``pit.market_state`` all symbols / one symbol at random T;
 4. writes (uncompressed, the baseline): loader merges of a 1-bar correction, a one-symbol-day correction
    (390 new versions), its replay (390 duplicates) and a backfill of 390 new bars of a new symbol;
 5. compress every chunk (timed), VACUUM ANALYZE, size again, TimescaleDB's before/after bytes (ratio);
 6. the same reads and writes on the compressed chunks (other symbols), size after the writes;
-7. with ``--id-index-experiment``: make the ``(id, time)`` index non-unique and repeat the writes.
 """
 from __future__ import annotations
 
@@ -62,13 +61,10 @@ def ms(samples: list[float]) -> dict:
 # --- data ---------------------------------------------------------------------------------------
 
 
-def cents(table):
-    """Prices rounded to cents and no per-bar market cap (how most equity minute-bar feeds look)."""
+def without_market_cap(table):
+    """The same bars without a market cap (many minute-bar feeds carry none)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    for name in ("open", "high", "low", "close", "vwap"):  # rounding is monotone: OHLC / vwap order survives
-        table = table.set_column(table.schema.get_field_index(name), name, pc.round(table[name], 2))
     return table.set_column(table.schema.get_field_index("market_cap"), "market_cap",
                             pa.nulls(table.num_rows, table["market_cap"].type))
 
@@ -86,8 +82,8 @@ def load(symbols: list[str], days: int, seed: int, variant: str = "demo") -> dic
         batches = demo.market_data_batches(symbols=symbols, start=START + timedelta(days=lo),
                                            days=min(WINDOW_DAYS, days - lo), seed=seed + k, include_corrections=False)
         table = pa.Table.from_batches(list(batches)).sort_by([("time", "ascending"), ("symbol", "ascending")])
-        if variant == "cents":
-            table = cents(table)
+        if variant == "no-cap":
+            table = without_market_cap(table)
         if not table.num_rows:
             continue
         s, _ = timed(ingest_table, dataset="market_data", data=table, source=f"bench window {k}")
@@ -201,11 +197,9 @@ def main(argv=None) -> None:
     p.add_argument("--samples", type=int, default=40, help="read samples per figure")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--skip-load", action="store_true", help="reuse what is loaded (uncompressed)")
-    p.add_argument("--variant", choices=("demo", "cents"), default="demo",
-                   help="demo: timeseries.demo bars as generated (4-decimal prices, per-bar market cap); "
-                        "cents: the same bars with prices rounded to cents and no market cap")
-    p.add_argument("--id-index-experiment", action="store_true",
-                   help="also repeat the writes with the (id, time) index made non-unique (bench database only)")
+    p.add_argument("--variant", choices=("demo", "no-cap"), default="demo",
+                   help="demo: timeseries.demo bars as generated (prices in ticks, market cap once a day); "
+                        "no-cap: the same bars without market cap")
     args = p.parse_args(argv)
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     setup_django()
@@ -246,13 +240,6 @@ def main(argv=None) -> None:
         out["partially_compressed_chunks_after_writes"] = partial_chunks()
         out["size_after_writes"] = size(sql("SELECT count(*) FROM market_data")[0][0])
         log(f"writes compressed: {out['writes_compressed']}")
-        if args.id_index_experiment:
-            sql("SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks('market_data') c")
-            sql("DROP INDEX market_data_id_time")
-            sql("CREATE INDEX market_data_id_time ON market_data (id, time)")
-            out["writes_compressed_nonunique_id_index"] = writes(symbols[4:6], days[3], "nouq")
-            out["partially_compressed_chunks_after_nonunique_writes"] = partial_chunks()
-            log(f"writes, non-unique id index: {out['writes_compressed_nonunique_id_index']}")
     out["load_average_at_end"] = os.getloadavg()
     print(json.dumps(out, indent=2, default=str))
 
