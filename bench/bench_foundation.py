@@ -62,7 +62,7 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     django.setup()
-    call_command("ensure_database")  # the project's own command: creates DATABASE_URL's database if missing
+    call_command("ensure_database", stdout=sys.stderr)  # stdout carries only the JSON answer
     call_command("migrate", verbosity=0, interactive=False)
     sql_exec(SPEC_DDL)
 

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench_ingest"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 CACHE_PREFIX = "tsm_bench_ingest"
-PARTS = ("upload", "reupload", "reupload-full", "profile", "memory", "api")
+PARTS = ("upload", "reupload", "reupload-full", "profile", "floor", "memory", "api")
 API_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday, after every bar the other parts load
 TICK = os.sysconf("SC_CLK_TCK")
 log = bf.log
@@ -70,7 +70,7 @@ def setup_django(run_dir: Path, queue: str) -> None:
     from django.core.management import call_command
 
     django.setup()
-    call_command("ensure_database")  # the project's own command: creates DATABASE_URL's database if missing
+    call_command("ensure_database", stdout=sys.stderr)  # stdout carries only the JSON answer
     call_command("migrate", verbosity=0, interactive=False)
     bf.sql_exec(bf.SPEC_DDL)
     bf.DB_URL = DB_URL  # bf.spec_ingest connects to bf.DB_URL: point it at this benchmark's database
@@ -131,8 +131,11 @@ class Proc:
         log(f"stopped {self.name} (pid {self.pid}, exit {self.popen.returncode})")
 
 
-def start_worker(stack: ExitStack, run_dir: Path, queue: str, label: str) -> Proc:
-    cmd = [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", "--pool=solo", "-Q", queue,
+def start_worker(stack: ExitStack, run_dir: Path, queue: str, label: str, concurrency: int = 1) -> Proc:
+    """A Celery worker on the private queue: solo pool (one task at a time), or prefork with
+    ``concurrency`` processes as `make run` starts it (2), so a rollups refresh runs beside a flush."""
+    pool = ["--pool=solo"] if concurrency == 1 else ["--pool=prefork", "--concurrency", str(concurrency)]
+    cmd = [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", *pool, "-Q", queue,
            "-n", f"{queue}-{label}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
     proc = Proc(f"celery worker ({label})", cmd, bench_env(TSM_MEDIA_ROOT=str(run_dir / "media")),
                 run_dir / f"worker-{label}.log")
@@ -573,6 +576,51 @@ def fig_profile(args, symbols, out: dict) -> None:
     out["profile"] = fig
 
 
+FLOOR_VARIANTS = {  # what market_data's INSERT pays for, one index at a time (CREATE TABLE ... (LIKE market_data ...))
+    "heap_only": [],
+    "heap_pkey_version": ["pkey", "version"],
+    "all_market_data_indexes": ["pkey", "version", "time", "suspect"],
+}
+
+
+def fig_floor(args, symbols, out: dict) -> None:
+    """PostgreSQL's own ceiling for the append: the rows the loader stores, already staged in key order,
+    INSERTed into empty copies of market_data with more and more of its indexes (no Python, no checks,
+    no merge logic). The loader's end-to-end rate on the same file is measured in the same run."""
+    path = bf.write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
+    truncate_datasets()
+    truncate_bookkeeping()
+    fig: dict = {"rows": args.profile_rows, "loader_new_file": profiled_ingest(path)}
+    cols = "time, known_at, recorded_at, symbol, open, high, low, close, volume, vwap, trades, market_cap, source, quality_score"
+    bf.sql_exec("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
+    bf.sql_exec(f"CREATE UNLOGGED TABLE tsm_floor_src AS SELECT {cols} FROM market_data ORDER BY symbol, time, known_at")
+    indexes = {
+        "pkey": "ALTER TABLE tsm_floor ADD PRIMARY KEY (id)",
+        "version": "ALTER TABLE tsm_floor ADD UNIQUE (symbol, time, known_at, recorded_at)",
+        "time": "CREATE INDEX ON tsm_floor (time)",
+        "suspect": "CREATE INDEX ON tsm_floor (time) WHERE quality_score < 1",
+    }
+    for label, wanted in FLOOR_VARIANTS.items():
+        runs = []
+        for _ in range(args.runs if args.runs > 1 else 3):
+            bf.sql_exec("DROP TABLE IF EXISTS tsm_floor")
+            bf.sql_exec("CREATE TABLE tsm_floor (LIKE market_data INCLUDING DEFAULTS INCLUDING IDENTITY)")
+            for name in wanted:
+                bf.sql_exec(indexes[name])
+            bf.sql_exec("CHECKPOINT")
+            t = time.perf_counter()
+            bf.sql_exec(f"INSERT INTO tsm_floor ({cols}) SELECT {cols} FROM tsm_floor_src")
+            runs.append(time.perf_counter() - t)
+        med = median(runs)
+        fig[label] = {"indexes": wanted, "seconds": [round(r, 2) for r in runs], "median_s": round(med, 2),
+                      "rows_per_s": round(args.profile_rows / med)}
+        log(f"floor {label}: {fig[label]}")
+    bf.sql_exec("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
+    fig["note"] = ("rows/s of a bare INSERT ... SELECT of already-staged rows: the most any loader could reach "
+                   "with these indexes on this machine, before parsing, validation, COPY and the merge")
+    out["floor"] = fig
+
+
 # --- 3: memory bound on a CSV larger than 2 GB ----------------------------------------------------
 
 
@@ -817,7 +865,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     rss.start()
     threads = [threading.Thread(target=client, args=(c,)) for c in range(args.api_clients)]
     try:
-        with CpuMeter({"server": server.pid, "worker": [worker.pid], "bench": [os.getpid()]}) as cpu:
+        with CpuMeter({"server": server.pid, "worker": worker.pid, "bench": [os.getpid()]}) as cpu:
             window_start = time.perf_counter()
             wall_start = datetime.now(timezone.utc)
             for th in threads:
@@ -899,7 +947,7 @@ def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
     _, key = token_create(user=user, scope="write", name="bench_ingestion")
     runs = {}
     with ExitStack() as stack:
-        worker = start_worker(stack, run_dir, queue, "api")
+        worker = start_worker(stack, run_dir, queue, "api", concurrency=args.api_worker_concurrency)
         server, base = start_server(stack, run_dir, queue, args.api_http_workers)
         wait_for_server(server, base, {"Authorization": f"Bearer {key}"})
         log(f"api: gunicorn up at {base} ({args.api_http_workers} sync workers)")
@@ -950,6 +998,8 @@ def parse_args(argv=None):
     p.add_argument("--api-max-rows", type=int, help="bars generated for the clients per format (default 6M; quick 1M)")
     p.add_argument("--api-formats", default="json", help="comma-separated body formats: json,ndjson,csv (first = headline)")
     p.add_argument("--api-http-workers", type=int, default=4, help="gunicorn sync workers")
+    p.add_argument("--api-worker-concurrency", type=int, default=2,
+                   help="Celery worker processes for the flushes and the rollups refresh (make run: 2; 1 = solo pool)")
     p.add_argument("--api-sample-every", type=int, default=2, help="poll every Nth batch of each client")
     p.add_argument("--api-no-beat", action="store_true", help="no periodic flush_all_buffers (celery beat stand-in)")
     p.add_argument("--symbols", type=int, default=1000)
@@ -1015,6 +1065,8 @@ def main(argv=None) -> None:
             fig_upload(args, symbols, run_dir, queue, out["figures"])
         if "profile" in args.parts:
             fig_profile(args, symbols, out["figures"])
+        if "floor" in args.parts:
+            fig_floor(args, symbols, out["figures"])
         if "memory" in args.parts:
             fig_memory(args, symbols, run_dir, out["figures"])
         if "api" in args.parts:
