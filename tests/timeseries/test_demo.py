@@ -107,6 +107,23 @@ def test_it_keeps_ohlc_valid(tables: dict[str, pa.Table]) -> None:
     assert starts.between(5, 1000).all() and starts.nunique() == len(starts)
 
 
+def test_it_quotes_prices_in_ticks_and_the_market_cap_once_a_day_from_the_previous_close(tables) -> None:
+    df = _df(tables["market_data"])
+    originals, _ = _originals_and_corrections(df, ["symbol", "time"])
+    for col in ("open", "high", "low", "close"):
+        dollars = df[col][df[col] >= 1]
+        assert len(dollars) and np.allclose(dollars, dollars.round(2), rtol=0, atol=1e-9), col  # cents from $1
+    assert not np.allclose(df.vwap, df.vwap.round(2), rtol=0, atol=1e-9)  # vwap is computed: finer than a tick
+    day = originals.time.dt.floor("D")
+    assert (originals.groupby(["symbol", day]).market_cap.nunique() == 1).all()
+    for symbol, bars in originals.sort_values("time").groupby("symbol"):
+        shares = demo._symbol_profile(KW["seed"], symbol)["shares_out"]
+        days = bars.groupby(bars.time.dt.floor("D"))
+        last_close = days.close.last().shift(1).dropna()
+        cap = days.market_cap.first().loc[last_close.index]
+        assert np.allclose(cap, (last_close * shares).round(2), rtol=0, atol=0.011), symbol
+
+
 def test_it_follows_trading_hours_with_u_shaped_volume(tables: dict[str, pa.Table]) -> None:
     df = _df(tables["market_data"])
     t = df.time
