@@ -311,15 +311,18 @@ def quality_scores_set_filtered(*, dataset: str, params: dict[str, Any], score: 
 
 # --- automatic checks -----------------------------------------------------------------------------
 
-Span = tuple[str, datetime, datetime]  # symbol, [lo, hi)
+Span = tuple[str, datetime, datetime]  # symbol, lo, hi ([lo, hi) whole days for news; [first, last] bars)
 
 
-def spans_merge(spans: Iterable[tuple[str, datetime, datetime]]) -> list[Span]:
-    """Widen each (symbol, first, last) to whole UTC days [day(first), day(last) + 1) and merge overlaps."""
+def spans_merge(spans: Iterable[tuple[str, datetime, datetime]], *, whole_days: bool = True) -> list[Span]:
+    """Merge each symbol's overlapping (symbol, first, last) spans; with ``whole_days`` widen each to
+    [day(first), day(last) + 1) first (news). Market data keeps them as they are: its checks add their
+    margins in SQL, counted in bars."""
     by_symbol: dict[str, list[tuple[datetime, datetime]]] = {}
     for symbol, lo, hi in spans:
-        lo = lo.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        hi = hi.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        if whole_days:
+            lo = lo.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+            hi = hi.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         by_symbol.setdefault(symbol, []).append((lo, hi))
     out: list[Span] = []
     for symbol in sorted(by_symbol):
@@ -337,11 +340,31 @@ def spans_merge(spans: Iterable[tuple[str, datetime, datetime]]) -> list[Span]:
 
 SPANS_CTE = "WITH spans AS (SELECT * FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi))"
 
-MARKET_CHECKS_SQL = SPANS_CTE + """,
-cur AS (
-    SELECT c.* FROM spans s CROSS JOIN LATERAL (
+# Bars whose verdict a change can move: its own and those within EVAL_MARGIN bars of it (the widest
+# window is 30 bars either side, plus the previous bar's time for the gap step); each of them is
+# judged with CONTEXT_MARGIN bars of context, so its windows are whole. Margins count bars, not time,
+# so a check costs the same late in a trading day as early in it, for minute and daily bars alike.
+EVAL_MARGIN = 32
+CONTEXT_MARGIN = 64
+
+MARKET_CHECKS_SQL = """WITH spans AS (
+    SELECT row_number() OVER () AS span_no, s.* FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi)
+), bounds AS (
+    SELECT s.span_no, s.symbol, coalesce(cb.t, s.lo) AS ctx_lo, coalesce(eb.t, s.lo) AS eval_lo,
+           coalesce(ca.t, s.hi) AS ctx_hi, coalesce(ea.t, s.hi) AS eval_hi
+    FROM spans s
+    LEFT JOIN LATERAL (SELECT min(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+        WHERE m.symbol = s.symbol AND m.time < s.lo ORDER BY m.time DESC LIMIT %(ctx)s) x) cb ON true
+    LEFT JOIN LATERAL (SELECT min(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+        WHERE m.symbol = s.symbol AND m.time < s.lo ORDER BY m.time DESC LIMIT %(eval)s) x) eb ON true
+    LEFT JOIN LATERAL (SELECT max(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+        WHERE m.symbol = s.symbol AND m.time > s.hi ORDER BY m.time LIMIT %(ctx)s) x) ca ON true
+    LEFT JOIN LATERAL (SELECT max(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+        WHERE m.symbol = s.symbol AND m.time > s.hi ORDER BY m.time LIMIT %(eval)s) x) ea ON true
+), cur AS (
+    SELECT c.*, b.span_no, b.eval_lo, b.eval_hi FROM bounds b CROSS JOIN LATERAL (
         SELECT DISTINCT ON (m.time) m.id, m.symbol, m.time, m.open, m.high, m.low, m.close, m.volume, m.vwap
-        FROM market_data m WHERE m.symbol = s.symbol AND m.time >= s.lo AND m.time < s.hi
+        FROM market_data m WHERE m.symbol = b.symbol AND m.time >= b.ctx_lo AND m.time <= b.ctx_hi
         ORDER BY m.time, m.known_at DESC, m.recorded_at DESC
     ) c
 ), w1 AS (
@@ -350,8 +373,8 @@ cur AS (
         (open, high, low, close) = (lag(open) OVER w, lag(high) OVER w, lag(low) OVER w, lag(close) OVER w) AS same_as_prev,
         sum(volume) OVER around AS vol_sum, count(*) OVER around AS vol_n
     FROM cur
-    WINDOW w AS (PARTITION BY symbol ORDER BY time),
-           around AS (PARTITION BY symbol ORDER BY time ROWS BETWEEN 30 PRECEDING AND 30 FOLLOWING)
+    WINDOW w AS (PARTITION BY span_no ORDER BY time),
+           around AS (PARTITION BY span_no ORDER BY time ROWS BETWEEN 30 PRECEDING AND 30 FOLLOWING)
 ), w2 AS (
     SELECT w1.*,
         count(*) FILTER (WHERE same_as_prev) OVER last AS same_run,
@@ -359,10 +382,10 @@ cur AS (
         (time AT TIME ZONE %(tz)s)::time AS local_t, (prev_time AT TIME ZONE %(tz)s)::time AS local_prev,
         (time AT TIME ZONE %(tz)s)::date = (prev_time AT TIME ZONE %(tz)s)::date AS same_day
     FROM w1
-    WINDOW last AS (PARTITION BY symbol ORDER BY time ROWS BETWEEN %(stale_frame)s PRECEDING AND CURRENT ROW),
-           around AS (PARTITION BY symbol ORDER BY time ROWS BETWEEN 30 PRECEDING AND 30 FOLLOWING)
+    WINDOW last AS (PARTITION BY span_no ORDER BY time ROWS BETWEEN %(stale_frame)s PRECEDING AND CURRENT ROW),
+           around AS (PARTITION BY span_no ORDER BY time ROWS BETWEEN 30 PRECEDING AND 30 FOLLOWING)
 )
-SELECT id, symbol, time, v.check_name, v.reason FROM w2 CROSS JOIN LATERAL (VALUES
+SELECT DISTINCT ON (id, v.check_name) id, symbol, time, v.check_name, v.reason FROM w2 CROSS JOIN LATERAL (VALUES
     ('ohlc', CASE
         WHEN least(open, high, low, close) <= 0 THEN format('a price is not positive (open %%s, high %%s, low %%s, close %%s)', open, high, low, close)
         WHEN vwap IS NOT NULL AND (vwap < low OR vwap > high) THEN format('vwap %%s is outside [low %%s, high %%s]', vwap, low, high)
@@ -384,7 +407,8 @@ SELECT id, symbol, time, v.check_name, v.reason FROM w2 CROSS JOIN LATERAL (VALU
         THEN format('no bar for %%s minutes before this one during trading hours (previous bar %%s)',
                     extract(epoch FROM time - prev_time)::bigint / 60 - 1, prev_time) END)
 ) AS v(check_name, reason)
-WHERE v.reason IS NOT NULL
+WHERE v.reason IS NOT NULL AND time >= eval_lo AND time <= eval_hi
+ORDER BY id, v.check_name
 """
 
 NEWS_CHECKS_SQL = SPANS_CTE + """,
@@ -414,7 +438,7 @@ class CheckResult:
 def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, datetime]]) -> CheckResult:
     """Run the dataset's checks over ``spans`` (symbol, first, last): flag rows, lower applied scores."""
     spec = curated_spec(dataset)
-    merged = spans_merge(spans)
+    merged = spans_merge(spans, whole_days=spec.name != "market_data")
     result = CheckResult(spans=len(merged))
     if not merged:
         return result
@@ -426,6 +450,7 @@ def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, dat
         params.update(
             tz=SESSION[2], open=SESSION[0], close=SESSION[1], jump=SPIKE_JUMP, agree=SPIKE_NEIGHBOURS_AGREE,
             stale=STALE_BARS, stale_prev=STALE_BARS - 1, stale_frame=STALE_BARS - 2, vol_factor=VOLUME_FACTOR,
+            eval=EVAL_MARGIN, ctx=CONTEXT_MARGIN,
         )
     else:
         query = NEWS_CHECKS_SQL

@@ -131,6 +131,32 @@ def test_it_flags_and_marks_down_a_price_spike_against_its_neighbours():
     assert (audit.row_id, audit.source, audit.user_id, audit.old_score) == (spiked.id, "check:spike", None, 1.0)
 
 
+def test_it_judges_the_bars_next_to_a_later_load_again_with_their_new_neighbours():
+    """A spike needs the bar after it: checking each load's own bars would never flag the last bar of
+    one load once the next load supplies its neighbour. The checks re-judge bars within the margin."""
+    closes = ["10", "10.1", "10.05", "10.1", "13"]
+    ingest_table(dataset="market_data", data=bars("AAPL", closes))
+    quality.quality_changes_process(dataset="market_data")
+    assert list(flags()) == []  # minute 4 has no next bar yet
+    later = bars("AAPL", closes + ["10.05", "10.1"])[5:]
+    ingest_table(dataset="market_data", data=later)
+    result = quality.quality_changes_process(dataset="market_data")
+    assert list(flags()) == [("spike", 4)] and result.lowered == 1
+
+
+def test_it_does_not_judge_bars_beyond_the_margin_of_a_change():
+    """A load late in a day costs the bars around it, not the whole day: a bar far before the change
+    is not judged again (its flag, cleared by hand here, is not recreated)."""
+    closes = ["10", "10.1", "13", "10.05"] + ["10.1"] * (quality.EVAL_MARGIN + 10)
+    ingest_table(dataset="market_data", data=bars("AAPL", closes))
+    quality.quality_changes_process(dataset="market_data")
+    assert ("spike", 2) in flags()
+    QualityFlag.objects.all().delete()
+    ingest_table(dataset="market_data", data=[bars("AAPL", closes + ["10.1"])[-1]])
+    assert quality.quality_changes_process(dataset="market_data").spans == 1
+    assert ("spike", 2) not in flags()
+
+
 def test_it_flags_an_inconsistent_bar():
     data = bars("AAPL", ["10", "10", "10"])
     data[1].update(vwap="12")
