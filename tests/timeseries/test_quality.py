@@ -198,6 +198,18 @@ def test_it_flags_a_gap_in_minute_bars_during_trading_hours_only():
     assert "no bar for 2 minutes" in flags()[("gap", 6)]
 
 
+@pytest.mark.parametrize("step_s, gap_flagged", [(60, True), (30, False), (300, False)])
+def test_it_looks_for_gaps_only_where_the_bars_around_are_one_minute_apart(step_s, gap_flagged):
+    """Gaps are judged where the smallest step among the 30 bars around is one minute: 30-second bars
+    missing a minute, or 5-minute bars, have no gap."""
+    times = [T0 + timedelta(seconds=step_s * i) for i in range(20)]
+    times = times[:8] + times[11:]  # three bars missing
+    ingest_table(dataset="market_data", data=[{**bar("AAPL", 0), "time": t.isoformat()} for t in times],
+                 bar_interval=timedelta(seconds=min(step_s, 60)))
+    run_checks()
+    assert [k[0] for k in flags() if k[0] == "gap"] == (["gap"] if gap_flagged else [])
+
+
 def test_it_flags_and_marks_down_a_duplicate_news_title():
     story = {"symbol": "AAPL", "source": "wire"}
     ingest_table(dataset="news_events", data=[
