@@ -11,12 +11,16 @@ TRANSIENT = (OperationalError, InterfaceError)
 def quality_check_pending(self, dataset: str | None = None) -> dict:
     """Beat (every few seconds): run the quality checks over the spans the change log lists after the
     "quality" cursor (``quality.quality_changes_process``). Idempotent; runs serialise on the cursor."""
+    from django.conf import settings
+
     from timeseries import quality
 
     out = {}
     try:
         for name in [dataset] if dataset else quality.CURATED_DATASETS:
-            result = quality.quality_changes_process(dataset=name)
+            # bounded per run (the rest waits for the next beat): a write burst's backlog must not hold
+            # the worker processes the flushes need
+            result = quality.quality_changes_process(dataset=name, limit=settings.TSM_CONSUMER_CHANGES_PER_RUN)
             out[name] = {"spans": result.spans, "flags": result.flags, "lowered": result.lowered}
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))

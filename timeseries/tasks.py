@@ -17,10 +17,13 @@ def rollups_refresh(self, dataset: str | None = None) -> dict:
     """Beat (every few seconds) and after loads: recompute the aggregate buckets the change log says
     were touched (``timeseries.aggregates.rollups_refresh``). Idempotent; concurrent runs serialise
     on the consumer's cursor row."""
+    from django.conf import settings
+
     from timeseries import aggregates
 
-    try:
-        return aggregates.rollups_refresh(dataset=dataset)
+    try:  # bounded per run, so a write burst's backlog never holds a worker process for long
+        return aggregates.rollups_refresh(dataset=dataset, batch=100,
+                                          max_batches=max(1, settings.TSM_CONSUMER_CHANGES_PER_RUN // 100))
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
 

@@ -157,6 +157,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VISIBILITY_TIMEOUT", 3600)}
 TSM_CURATION_SYNC_MAX_ROWS = env_int("TSM_CURATION_SYNC_MAX_ROWS", 50_000)  # larger admin curations run in Celery
+# change-log entries (one per series and load) a beat run of the rollups / quality consumers takes on;
+# the rest waits for the next run, so a write burst's backlog never holds the flushes' worker processes
+TSM_CONSUMER_CHANGES_PER_RUN = env_int("TSM_CONSUMER_CHANGES_PER_RUN", 2_000)
 CELERY_BEAT_SCHEDULE = {
     "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
     "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},

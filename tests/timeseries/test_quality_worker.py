@@ -28,3 +28,23 @@ def test_it_checks_new_loads_and_runs_bulk_curations_in_a_real_worker():
         assert set(MarketData.objects.filter(symbol="MSFT").values_list("quality_score", flat=True)) == {0.0}
     finally:
         stop_worker(worker)
+
+
+def test_the_beat_tasks_take_a_bounded_share_of_the_backlog_per_run(settings):
+    """A write burst leaves thousands of change-log entries; each beat run of the rollups and quality
+    consumers takes at most TSM_CONSUMER_CHANGES_PER_RUN of them (rollups: whole batches of 100), so
+    the flushes are never queued behind one long run. The next runs take the rest."""
+    from timeseries.tasks import rollups_refresh
+
+    settings.TSM_CONSUMER_CHANGES_PER_RUN = 100
+    symbols = [f"S{i:03d}" for i in range(250)]
+    ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1"])])
+    rollups_refresh.apply(("market_data",))  # first run: the rollups state is built from scratch
+    for consumer, task in (("quality", quality_check_pending), ("rollups", rollups_refresh)):
+        ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2"])])
+        pending = changes_lag(consumer=consumer, dataset="market_data")["pending"]
+        assert pending >= 250
+        task.apply(("market_data",))
+        assert changes_lag(consumer=consumer, dataset="market_data")["pending"] == pending - 100, consumer
+        while changes_lag(consumer=consumer, dataset="market_data")["pending"]:
+            task.apply(("market_data",))
