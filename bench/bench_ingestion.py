@@ -46,6 +46,7 @@ DB_NAME = "tsm_bench_ingest"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 CACHE_PREFIX = "tsm_bench_ingest"
 PARTS = ("upload", "reupload", "reupload-full", "profile", "floor", "memory", "api")
+BEAT_ENTRIES = ("flush-write-buffers", "refresh-rollups", "quality-checks")  # tsm_site/settings.py CELERY_BEAT_SCHEDULE
 API_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday, after every bar the other parts load
 TICK = os.sysconf("SC_CLK_TCK")
 log = bf.log
@@ -805,8 +806,8 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     from django.db.models import Sum
 
     from ingestion.models import IngestBatch
-    from ingestion.tasks import flush_all_buffers
-    from timeseries.tasks import rollups_refresh
+    from django.conf import settings
+    from tsm_site.celery import app as celery_app
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": CONTENT_TYPES[fmt]}
     get_headers = {"Authorization": f"Bearer {key}"}
@@ -852,12 +853,20 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
 
     beat_stop = threading.Event()
 
+    entries = [settings.CELERY_BEAT_SCHEDULE[name] for name in BEAT_ENTRIES]
+
     def beat() -> None:
-        """Stands in for celery beat's 'flush-write-buffers' and 'refresh-rollups' entries (every 5 s),
-        routed to the private queue, so the worker does the rollups work a deployment's would."""
-        while not beat_stop.wait(5.0):
-            flush_all_buffers.delay()
-            rollups_refresh.delay()
+        """Stands in for celery beat's entries that run during a write burst (BEAT_ENTRIES, at their
+        configured intervals), routed to the private queue, so the worker does the flush, rollups and
+        quality work a deployment's would."""
+        started = time.monotonic()
+        due = [started + e["schedule"] for e in entries]
+        while not beat_stop.wait(0.25):
+            now = time.monotonic()
+            for i, entry in enumerate(entries):
+                if now >= due[i]:
+                    celery_app.send_task(entry["task"])
+                    due[i] += entry["schedule"]
 
     if not args.api_no_beat:
         threading.Thread(target=beat, daemon=True).start()
@@ -938,6 +947,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
 
 
 def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
+    from django.conf import settings
     from django.contrib.auth.models import User
 
     from timeseries.tokens import token_create
@@ -968,8 +978,9 @@ def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
     first = runs[args.api_formats[0]]
     out["api"] = {"clients": args.api_clients, "batch_rows": args.api_batch_rows,
                   "http_server": f"gunicorn, {args.api_http_workers} sync workers",
-                  "beat": "none" if args.api_no_beat else "flush_all_buffers + rollups_refresh every 5 s from the "
-                                                          "bench process (stands in for celery beat)",
+                  "beat": "none" if args.api_no_beat else "from the bench process, standing in for celery beat: " + ", ".join(
+                      f"{settings.CELERY_BEAT_SCHEDULE[n]['task']} every {settings.CELERY_BEAT_SCHEDULE[n]['schedule']:g} s"
+                      for n in BEAT_ENTRIES),
                   **first, "other_formats": {f: r for f, r in runs.items() if r is not first}}
 
 
@@ -1001,7 +1012,7 @@ def parse_args(argv=None):
     p.add_argument("--api-worker-concurrency", type=int, default=2,
                    help="Celery worker processes for the flushes and the rollups refresh (make run: 2; 1 = solo pool)")
     p.add_argument("--api-sample-every", type=int, default=2, help="poll every Nth batch of each client")
-    p.add_argument("--api-no-beat", action="store_true", help="no periodic flush_all_buffers (celery beat stand-in)")
+    p.add_argument("--api-no-beat", action="store_true", help="no celery beat stand-in (flushes, rollups, quality checks)")
     p.add_argument("--symbols", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--timeout", type=float, default=1800, help="per upload / drain")
