@@ -405,6 +405,16 @@ def sha256_seconds(path: Path) -> float:
     return round(time.perf_counter() - t, 2)
 
 
+def upload_measured(path: Path, worker: Proc, args, into: list[dict], label: str) -> dict:
+    """One timed upload of ``path`` (``upload_once``), with the row count after it, kept in ``into``."""
+    r = upload_once(path, worker, timeout=args.timeout)
+    r["market_data_rows_after"] = count_market_data()
+    into.append(r)
+    log(f"{label}: {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s, shortcut "
+        f"{r['replay_shortcut']}; {json.dumps(r['status_first_seen_s'])}")
+    return r
+
+
 def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
     path = bf.write_bars_csv(symbols, args.rows, args.seed, args.workdir)
     with ExitStack() as stack:
@@ -416,11 +426,8 @@ def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
                 truncate_datasets()
                 truncate_bookkeeping()  # no earlier load of this file: an upload of new content
                 log(f"upload run {run + 1}/{args.runs}: {args.rows:,} bars ({path.stat().st_size / 1e9:.2f} GB) ...")
-                r = upload_once(path, worker, timeout=args.timeout)
-                r["market_data_rows_after"] = count_market_data()
-                runs.append(r)
-                log(f"upload: {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s, worker peak "
-                    f"{r['worker_memory']['peak_rss_vmhwm_mb']} MB; {json.dumps(r['status_first_seen_s'])}")
+                r = upload_measured(path, worker, args, runs, "upload")
+                log(f"  worker peak {r['worker_memory']['peak_rss_vmhwm_mb']} MB")
             if {"reupload", "reupload-full"} & set(args.parts) and count_market_data() != args.rows:
                 truncate_datasets()  # --only reupload on an empty database: load it first
                 truncate_bookkeeping()
@@ -428,21 +435,13 @@ def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
                 upload_once(path, worker, timeout=args.timeout)
             if "reupload" in args.parts:
                 log(f"re-upload run {run + 1}/{args.runs} (every row a duplicate; replay shortcut allowed) ...")
-                r = upload_once(path, worker, timeout=args.timeout)
-                r["market_data_rows_after"] = count_market_data()
-                reruns.append(r)
-                log(f"re-upload: {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s, shortcut "
-                    f"{r['replay_shortcut']}; {json.dumps(r['status_first_seen_s'])}")
+                upload_measured(path, worker, args, reruns, "re-upload")
             if "reupload-full" in args.parts:
                 # the earlier loads can no longer vouch for the file: the loader treats it as new content
                 # (hash while streaming, parse, stage, merge) — what a new file of stored rows costs
                 bf.sql_exec("UPDATE ingestion_load SET replay_key = '' WHERE replay_key <> ''")
                 log(f"re-upload run {run + 1}/{args.runs} (every row a duplicate; forced full re-merge) ...")
-                r = upload_once(path, worker, timeout=args.timeout)
-                r["market_data_rows_after"] = count_market_data()
-                full_reruns.append(r)
-                log(f"re-upload (full): {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s, shortcut "
-                    f"{r['replay_shortcut']}; {json.dumps(r['status_first_seen_s'])}")
+                upload_measured(path, worker, args, full_reruns, "re-upload (full)")
             if "upload" in args.parts and not args.skip_spec and (run == 0 or args.spec_runs_all):
                 bf.sql_exec("TRUNCATE spec_market_data")
                 log("spec ingester (asyncpg COPY + INSERT ON CONFLICT) on the same CSV ...")
