@@ -66,11 +66,10 @@ def rollups_enqueue(task: Task, dataset: str) -> None:
     """After a committed load: have the rollups consumer pick up its changes now (beat also runs it
     every few seconds), on the queue this task came from."""
     from timeseries.aggregates import BY_DATASET
-    from timeseries.tasks import rollups_refresh
+    from timeseries.tasks import enqueue_beside, rollups_refresh
 
     if dataset in BY_DATASET:
-        queue = (task.request.delivery_info or {}).get("routing_key")
-        rollups_refresh.apply_async((dataset,), **({"queue": queue} if queue else {}))
+        enqueue_beside(rollups_refresh, task, dataset)
 
 
 @shared_task

@@ -8,22 +8,27 @@ TRANSIENT = (OperationalError, InterfaceError)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=10)
-def quality_check_pending(self, dataset: str | None = None) -> dict:
+def quality_check_pending(self, dataset: str | None = None, continued: bool = False) -> dict:
     """Beat (every few seconds): run the quality checks over the spans the change log lists after the
     "quality" cursor (``quality.quality_changes_process``). Idempotent; runs serialise on the cursor."""
     from django.conf import settings
 
     from timeseries import quality
 
+    from timeseries.changes import changes_lag
+    from timeseries.tasks import continue_backlog
+
     out = {}
     try:
         for name in [dataset] if dataset else quality.CURATED_DATASETS:
-            # bounded per run (the rest waits for the next beat): a write burst's backlog must not hold
-            # the worker processes the flushes need
+            # bounded per run (the rest right after, see continue_backlog): a write burst's backlog must
+            # not hold the worker processes the flushes need
             result = quality.quality_changes_process(dataset=name, limit=settings.TSM_CONSUMER_CHANGES_PER_RUN)
-            out[name] = {"spans": result.spans, "flags": result.flags, "lowered": result.lowered}
+            out[name] = {"spans": result.spans, "flags": result.flags, "lowered": result.lowered,
+                         "pending": changes_lag(consumer=quality.QUALITY_CONSUMER, dataset=name)["pending"]}
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+    continue_backlog(self, dataset, continued=continued, backlog=any(done["pending"] for done in out.values()))
     return out
 
 

@@ -4,7 +4,7 @@ Other features may add their tasks here (one import line or one task each).
 """
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from timeseries.quality_tasks import quality_check_pending, quality_scores_set_filtered  # noqa: F401,E402
@@ -12,8 +12,39 @@ from timeseries.quality_tasks import quality_check_pending, quality_scores_set_f
 TRANSIENT = (OperationalError, InterfaceError)
 
 
+def enqueue_beside(task: Task, current: Task, *args, **kwargs) -> None:
+    """Send ``task(*args, **kwargs)`` to the queue ``current`` (a running task) came from."""
+    queue = (current.request.delivery_info or {}).get("routing_key")
+    task.apply_async(args, kwargs, **({"queue": queue} if queue else {}))
+
+
+def continue_backlog(current: Task, dataset: str | None, *, continued: bool, backlog: bool) -> None:
+    """After a bounded consumer run: while changes are pending, run again at once rather than at the
+    next beat tick (and, without beat, at all: after an upload). One chain of continuations at a time:
+    the chain holds a cache key, renewed by each link and dropped by the last; a beat run starts a chain
+    only when none holds it (or its holder died: the key expires). Flushes queued meanwhile run between
+    the links. Not from ``apply()`` (tests, commands): those callers call again themselves."""
+    if current.request.is_eager:
+        return
+    from django.core.cache import cache
+
+    key = f"tsm:continue:{current.name}:{dataset}"
+    try:
+        if not backlog:
+            if continued:
+                cache.delete(key)
+            return
+        if continued:
+            cache.set(key, 1, timeout=60)
+        elif not cache.add(key, 1, timeout=60):
+            return  # a chain is already on it
+    except Exception:  # Redis trouble: the next beat run picks the backlog up
+        return
+    enqueue_beside(current, current, dataset, continued=True)
+
+
 @shared_task(bind=True, acks_late=True, max_retries=10)
-def rollups_refresh(self, dataset: str | None = None) -> dict:
+def rollups_refresh(self, dataset: str | None = None, continued: bool = False) -> dict:
     """Beat (every few seconds) and after loads: recompute the aggregate buckets the change log says
     were touched (``timeseries.aggregates.rollups_refresh``). Idempotent; concurrent runs serialise
     on the consumer's cursor row."""
@@ -21,11 +52,14 @@ def rollups_refresh(self, dataset: str | None = None) -> dict:
 
     from timeseries import aggregates
 
+    max_batches = max(1, settings.TSM_CONSUMER_CHANGES_PER_RUN // 100)
     try:  # bounded per run, so a write burst's backlog never holds a worker process for long
-        return aggregates.rollups_refresh(dataset=dataset, batch=100,
-                                          max_batches=max(1, settings.TSM_CONSUMER_CHANGES_PER_RUN // 100))
+        report = aggregates.rollups_refresh(dataset=dataset, batch=100, max_batches=max_batches)
     except TRANSIENT as exc:
         raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+    backlog = any(isinstance(done, dict) and done.get("batches", 0) >= max_batches for done in report.values())
+    continue_backlog(self, dataset, continued=continued, backlog=backlog)
+    return report
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5)

@@ -48,3 +48,24 @@ def test_the_beat_tasks_take_a_bounded_share_of_the_backlog_per_run(settings):
         assert changes_lag(consumer=consumer, dataset="market_data")["pending"] == pending - 100, consumer
         while changes_lag(consumer=consumer, dataset="market_data")["pending"]:
             task.apply(("market_data",))
+
+
+def test_a_bounded_run_in_a_worker_continues_until_the_backlog_is_done():
+    """Without beat (an upload's own refresh, or a quiet deployment): one task sent, the worker takes
+    the backlog in bounded runs, each run sending the next, until nothing is pending."""
+    from timeseries.tasks import rollups_refresh
+
+    symbols = [f"S{i:03d}" for i in range(250)]
+    ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2"])])
+    queue = private_queue()
+    worker = start_worker(worker_env(TSM_CONSUMER_CHANGES_PER_RUN="100"), queue)
+    try:
+        rollups_refresh.apply_async(("market_data",), queue=queue)  # first run rebuilds; the next ones are bounded
+        ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2", "10.3"])])
+        for consumer, task in (("rollups", rollups_refresh), ("quality", quality_check_pending)):
+            assert changes_lag(consumer=consumer, dataset="market_data")["pending"] > 100
+            task.apply_async(("market_data",), queue=queue)
+            wait_for(lambda c=consumer: changes_lag(consumer=c, dataset="market_data")["pending"] == 0,
+                     what=f"the {consumer} backlog")
+    finally:
+        stop_worker(worker)
