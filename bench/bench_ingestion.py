@@ -576,31 +576,26 @@ def fig_profile(args, symbols, out: dict) -> None:
     out["profile"] = fig
 
 
-FLOOR_VARIANTS = {  # what market_data's INSERT pays for, one index at a time (CREATE TABLE ... (LIKE market_data ...))
-    "heap_only": [],
-    "heap_pkey_version": ["pkey", "version"],
-    "all_market_data_indexes": ["pkey", "version", "time", "suspect"],
-}
-
-
 def fig_floor(args, symbols, out: dict) -> None:
     """PostgreSQL's own ceiling for the append: the rows the loader stores, already staged in key order,
     INSERTed into empty copies of market_data with more and more of its indexes (no Python, no checks,
     no merge logic). The loader's end-to-end rate on the same file is measured in the same run."""
+    from timeseries.datasets import get_dataset
+
     path = bf.write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
     truncate_datasets()
     truncate_bookkeeping()
     fig: dict = {"rows": args.profile_rows, "loader_new_file": profiled_ingest(path)}
-    cols = "time, known_at, recorded_at, symbol, open, high, low, close, volume, vwap, trades, market_cap, source, quality_score"
+    cols = ", ".join([*get_dataset("market_data").column_names, "known_at", "recorded_at"])
     bf.sql_exec("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
     bf.sql_exec(f"CREATE UNLOGGED TABLE tsm_floor_src AS SELECT {cols} FROM market_data ORDER BY symbol, time, known_at")
+    # market_data's own indexes as the schema has them (market_data_pkey -> "pkey", ...), built on the copy
     indexes = {
-        "pkey": "ALTER TABLE tsm_floor ADD PRIMARY KEY (id)",
-        "version": "ALTER TABLE tsm_floor ADD UNIQUE (symbol, time, known_at, recorded_at)",
-        "time": "CREATE INDEX ON tsm_floor (time)",
-        "suspect": "CREATE INDEX ON tsm_floor (time) WHERE quality_score < 1",
+        name.removeprefix("market_data_"): ddl.replace(f"INDEX {name} ON public.market_data ", "INDEX ON tsm_floor ")
+        for name, ddl in bf.sql_exec("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'market_data'")
     }
-    for label, wanted in FLOOR_VARIANTS.items():
+    variants = {"heap_only": [], "heap_pkey_version": ["pkey", "version"], "all_market_data_indexes": sorted(indexes)}
+    for label, wanted in variants.items():
         runs = []
         for _ in range(args.runs if args.runs > 1 else 3):
             bf.sql_exec("DROP TABLE IF EXISTS tsm_floor")
