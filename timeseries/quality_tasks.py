@@ -16,8 +16,10 @@ def quality_check_pending(self, dataset: str | None = None, continued: bool = Fa
     from timeseries import quality
 
     from timeseries.changes import changes_lag
-    from timeseries.tasks import continue_backlog
+    from timeseries.tasks import chain_running, continue_backlog
 
+    if chain_running(self, dataset, continued=continued):
+        return {"skipped": "a continuation is working through the backlog"}
     out = {}
     try:
         for name in [dataset] if dataset else quality.CURATED_DATASETS:
