@@ -9,7 +9,7 @@ DEMO_SYMBOLS ?= 20
 DEMO_DAYS ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: run test install system-packages services db migrate seed bench clean
+.PHONY: run test install system-packages services pg-tune db migrate seed bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ system-packages:  ## Debian packages the tests use (Chromium for browser tests, 
 
 services:  ## start PostgreSQL and Redis when they are down (development machines and CI)
 	@bash bin/services
+
+pg-tune:  ## server settings the benchmark figures were measured with (ALTER SYSTEM + restart of a local cluster)
+	@bash bin/pg-tune
 
 db: install services
 	$(PY) manage.py ensure_database

@@ -30,6 +30,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from benchlib import pg_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -710,9 +712,7 @@ def parse_args(argv=None):
 
 
 def environment() -> dict:
-    names = ("shared_buffers", "work_mem", "effective_cache_size", "max_parallel_workers_per_gather", "jit")
-    return {"postgresql": sql_rows("SELECT version()")[0][0],
-            "pg_settings": {n: sql_rows(f"SHOW {n}")[0][0] for n in names},
+    return {**pg_environment(),
             "cores": os.cpu_count(), "python": sys.version.split()[0],
             "load_average_at_start": os.getloadavg(),
             "machine_busy_pct_before_start": machine_busy_pct(3.0)}

@@ -23,6 +23,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from benchlib import pg_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -378,16 +380,14 @@ def parse_args(argv=None):
         p.error(f"unknown part(s) {', '.join(sorted(unknown))}: expected {', '.join(PARTS)}")
     if args.skip_load:
         args.parts = [x for x in args.parts if x not in ("ingest", "load")]  # ingest would wipe the bars
+    args.workdir.mkdir(parents=True, exist_ok=True)
     return args
 
 
 def environment() -> dict:
     from django.conf import settings
 
-    settings_names = ("shared_buffers", "work_mem", "effective_cache_size", "max_parallel_workers_per_gather",
-                      "random_page_cost", "jit")
-    return {"postgresql": sql_exec("SELECT version()")[0][0],
-            "pg_settings": {n: sql_exec(f"SHOW {n}")[0][0] for n in settings_names},
+    return {**pg_environment(),
             "engine": settings.DATABASES["default"]["ENGINE"], "cores": os.cpu_count(),
             "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()}
 

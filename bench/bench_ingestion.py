@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_foundation as bf  # noqa: E402  (the spec's own ingester, CSV writer, helpers)
+from benchlib import pg_environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench_ingest"
@@ -1034,10 +1035,7 @@ def parse_args(argv=None):
 def environment() -> dict:
     from django.conf import settings
 
-    names = ("shared_buffers", "work_mem", "maintenance_work_mem", "max_wal_size", "synchronous_commit",
-             "wal_level", "checkpoint_timeout")
-    return {"postgresql": bf.sql_exec("SELECT version()")[0][0],
-            "pg_settings": {n: bf.sql_exec(f"SHOW {n}")[0][0] for n in names},
+    return {**pg_environment(),
             "engine": settings.DATABASES["default"]["ENGINE"], "cores": os.cpu_count(),
             "python": sys.version.split()[0], "ingest_batch_rows": settings.TSM_INGEST_BATCH_ROWS,
             "flush_rows": settings.TSM_INGEST_FLUSH_ROWS, "flush_seconds": settings.TSM_INGEST_FLUSH_SECONDS,

@@ -30,3 +30,15 @@ def sql_rows(query: str, params=None) -> list[tuple]:
     with connection.cursor() as cur:
         cur.execute(query, params)
         return cur.fetchall() if cur.description else []
+
+
+# the server settings the figures depend on (bin/pg-tune sets the first six; the rest are context)
+PG_SETTINGS = ("shared_buffers", "effective_cache_size", "max_wal_size", "checkpoint_timeout", "wal_buffers",
+               "maintenance_work_mem", "work_mem", "synchronous_commit", "wal_level", "max_parallel_workers_per_gather",
+               "random_page_cost", "jit", "autovacuum")
+
+
+def pg_environment() -> dict:
+    """The server's version and the settings in PG_SETTINGS, for the JSON answer."""
+    return {"postgresql": sql_rows("SELECT version()")[0][0],
+            "pg_settings": {n: sql_rows(f"SHOW {n}")[0][0] for n in PG_SETTINGS}}
