@@ -997,6 +997,7 @@ def parse_args(argv=None):
     p.add_argument("--parquet-rows", type=int, help="bars in the larger Parquet file (default 4M; quick 400k)")
     p.add_argument("--parquet-small-rows", type=int, help="(default 1M; quick 100k)")
     p.add_argument("--skip-parquet", action="store_true")
+    p.add_argument("--keep-logs", action="store_true", help="keep the worker and server logs (run directory)")
     p.add_argument("--keep-files", action="store_true", help="keep the > 2 GB CSV (deleted by default)")
     p.add_argument("--api-seconds", type=float, help="posting window (default 30; quick 8)")
     p.add_argument("--api-clients", type=int, default=4)
@@ -1086,8 +1087,10 @@ def main(argv=None) -> None:
         except Exception as exc:  # the figures matter more than the broker's leftovers
             log(f"could not delete the queue keys: {exc}")
         shutil.rmtree(run_dir / "media", ignore_errors=True)
-        if ok:
+        if ok and not args.keep_logs:
             shutil.rmtree(run_dir, ignore_errors=True)
+        elif ok:
+            log(f"worker / server logs kept in {run_dir}")
         else:
             log(f"failed: worker / server logs kept in {run_dir}")
     print(json.dumps(out, indent=2, default=str))

@@ -16,22 +16,22 @@ def quality_check_pending(self, dataset: str | None = None, continued: bool = Fa
     from timeseries import quality
 
     from timeseries.changes import changes_lag
-    from timeseries.tasks import chain_running, continue_backlog
+    from timeseries.tasks import consumer_run
 
-    if chain_running(self, dataset, continued=continued):
-        return {"skipped": "a continuation is working through the backlog"}
-    out = {}
-    try:
-        for name in [dataset] if dataset else quality.CURATED_DATASETS:
-            # bounded per run (the rest right after, see continue_backlog): a write burst's backlog must
-            # not hold the worker processes the flushes need
-            result = quality.quality_changes_process(dataset=name, limit=settings.TSM_CONSUMER_CHANGES_PER_RUN)
-            out[name] = {"spans": result.spans, "flags": result.flags, "lowered": result.lowered,
-                         "pending": changes_lag(consumer=quality.QUALITY_CONSUMER, dataset=name)["pending"]}
-    except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
-    continue_backlog(self, dataset, continued=continued, backlog=any(done["pending"] for done in out.values()))
-    return out
+    def work() -> tuple[dict, bool]:
+        out = {}
+        try:
+            for name in [dataset] if dataset else quality.CURATED_DATASETS:
+                # bounded per run (the rest in the next, see consumer_run): a write burst's backlog must
+                # not hold the worker processes the flushes need
+                result = quality.quality_changes_process(dataset=name, limit=settings.TSM_CONSUMER_CHANGES_PER_RUN)
+                out[name] = {"spans": result.spans, "flags": result.flags, "lowered": result.lowered,
+                             "pending": changes_lag(consumer=quality.QUALITY_CONSUMER, dataset=name)["pending"]}
+        except TRANSIENT as exc:
+            raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+        return out, any(done["pending"] for done in out.values())
+
+    return consumer_run(self, dataset, continued=continued, work=work)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5)

@@ -4,6 +4,10 @@ Other features may add their tasks here (one import line or one task each).
 """
 from __future__ import annotations
 
+import uuid
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
@@ -65,6 +69,60 @@ def continue_backlog(current: Task, dataset: str | None, *, continued: bool, bac
     enqueue_beside(current, current, dataset, countdown=CONTINUE_AFTER_S, continued=True)
 
 
+CONSUMER_SLOT_KEY = "tsm:consumer-slot"
+CONSUMER_SLOT_TTL = 300  # seconds; far longer than a bounded run (~2 s here), so only a dead holder's slot expires
+
+
+@contextmanager
+def consumer_slot(current: Task) -> Iterator[bool]:
+    """Whether this run may work now: one bounded consumer run (rollups or quality) at a time, across
+    every worker process. Two running side by side held both of `make run`'s two processes, and a
+    write-API flush sent meanwhile waited for one of them: accepted -> queryable p99 19 s in one
+    bench window. Eager calls (tests, commands) always run; so does everyone when Redis fails.
+
+    The slot is a cache key holding this run's token, dropped at the end if it still holds that
+    token (get-then-delete: a holder that outlived the TTL may drop a successor's slot, which costs
+    one overlap, never a wrong answer — runs serialise on their consumer's cursor row)."""
+    if current.request.is_eager:
+        yield True
+        return
+    from django.core.cache import cache
+
+    token = uuid.uuid4().hex
+    try:
+        got = cache.add(CONSUMER_SLOT_KEY, token, timeout=CONSUMER_SLOT_TTL)
+    except Exception:  # Redis trouble: run
+        yield True
+        return
+    try:
+        yield got
+    finally:
+        if got:
+            try:
+                if cache.get(CONSUMER_SLOT_KEY) == token:
+                    cache.delete(CONSUMER_SLOT_KEY)
+            except Exception:  # the key expires by itself
+                pass
+
+
+def consumer_run(current: Task, dataset: str | None, *, continued: bool, work: Callable[[], tuple[dict, bool]]) -> dict:
+    """One bounded run of a change-log consumer task: ``work()`` returns (report, backlog left).
+
+    A beat run stands aside while a continuation chain works (``chain_running``). A run finding the
+    consumer slot taken does no work and tries again CONTINUE_AFTER_S later as a chain (a continuation
+    keeps its chain; any other run starts one unless one exists), so a run sent once — after an
+    upload, without beat — is never lost to a busy slot. After the work, ``continue_backlog``."""
+    if chain_running(current, dataset, continued=continued):
+        return {"skipped": "a continuation is working through the backlog"}
+    with consumer_slot(current) as got:
+        if not got:
+            continue_backlog(current, dataset, continued=continued, backlog=True)
+            return {"skipped": "another consumer run holds the slot"}
+        report, backlog = work()
+    continue_backlog(current, dataset, continued=continued, backlog=backlog)
+    return report
+
+
 @shared_task(bind=True, acks_late=True, max_retries=10)
 def rollups_refresh(self, dataset: str | None = None, continued: bool = False) -> dict:
     """Beat (every few seconds) and after loads: recompute the aggregate buckets the change log says
@@ -74,16 +132,16 @@ def rollups_refresh(self, dataset: str | None = None, continued: bool = False) -
 
     from timeseries import aggregates
 
-    if chain_running(self, dataset, continued=continued):
-        return {"skipped": "a continuation is working through the backlog"}
     max_batches = max(1, settings.TSM_CONSUMER_CHANGES_PER_RUN // 100)
-    try:  # bounded per run, so a write burst's backlog never holds a worker process for long
-        report = aggregates.rollups_refresh(dataset=dataset, batch=100, max_batches=max_batches)
-    except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
-    backlog = any(isinstance(done, dict) and done.get("batches", 0) >= max_batches for done in report.values())
-    continue_backlog(self, dataset, continued=continued, backlog=backlog)
-    return report
+
+    def work() -> tuple[dict, bool]:
+        try:  # bounded per run, so a write burst's backlog never holds a worker process for long
+            report = aggregates.rollups_refresh(dataset=dataset, batch=100, max_batches=max_batches)
+        except TRANSIENT as exc:
+            raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+        return report, any(isinstance(done, dict) and done.get("batches", 0) >= max_batches for done in report.values())
+
+    return consumer_run(self, dataset, continued=continued, work=work)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5)

@@ -69,3 +69,35 @@ def test_a_bounded_run_in_a_worker_continues_until_the_backlog_is_done():
                      what=f"the {consumer} backlog")
     finally:
         stop_worker(worker)
+
+
+@pytest.mark.parametrize("continued", [False, True], ids=["sent once", "continuation"])
+def test_a_consumer_run_waits_while_another_holds_the_slot_and_finishes_the_backlog_after(continued):
+    """Rollups and quality runs never work side by side (one slot across the worker processes), so one
+    process stays free for the write API's flushes. A run finding the slot taken does no work but
+    keeps (or starts) a continuation chain, which finishes the backlog once the slot is free — a run
+    sent once, as after an upload on a worker without beat, is not lost."""
+    from django.core.cache import cache
+
+    from timeseries.tasks import CONSUMER_SLOT_KEY
+
+    symbols = [f"S{i:03d}" for i in range(250)]
+    ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2"])])
+    pending = changes_lag(consumer="quality", dataset="market_data")["pending"]
+    assert pending > 100
+    chain_key = "tsm:continue:timeseries.quality_tasks.quality_check_pending:market_data"
+    cache.delete(chain_key)
+    cache.set(CONSUMER_SLOT_KEY, "held by the test", timeout=120)
+    queue = private_queue()
+    worker = start_worker(worker_env(TSM_CONSUMER_CHANGES_PER_RUN="100"), queue)
+    try:
+        quality_check_pending.apply_async(("market_data",), {"continued": continued}, queue=queue)
+        wait_for(lambda: cache.get(chain_key) is not None, what="the run to leave a chain behind")
+        assert changes_lag(consumer="quality", dataset="market_data")["pending"] == pending
+        cache.delete(CONSUMER_SLOT_KEY)
+        wait_for(lambda: changes_lag(consumer="quality", dataset="market_data")["pending"] == 0, what="the backlog")
+        wait_for(lambda: cache.get(chain_key) is None, what="the chain to end")
+        assert cache.get(CONSUMER_SLOT_KEY) is None  # every run gave the slot back
+    finally:
+        cache.delete(CONSUMER_SLOT_KEY)
+        stop_worker(worker)
