@@ -195,7 +195,7 @@ def schedule_flush(*, dataset: str, pending: int) -> None:
     from ingestion.tasks import flush_buffer
 
     big = pending >= settings.TSM_INGEST_FLUSH_ROWS
-    key = f"tsm:flush:{'now' if big else 'later'}:{dataset}"
+    key = _flush_key(dataset, now=big)
     window = 0.2 if big else settings.TSM_INGEST_FLUSH_SECONDS
     try:
         first = cache.add(key, 1, timeout=max(1, int(window + 0.999)))
@@ -206,19 +206,43 @@ def schedule_flush(*, dataset: str, pending: int) -> None:
         flush_buffer.apply_async((dataset,), countdown=0 if big else settings.TSM_INGEST_FLUSH_SECONDS)
 
 
+def _flush_key(dataset: str, *, now: bool) -> str:
+    return f"tsm:flush:{'now' if now else 'later'}:{dataset}"
+
+
 def buffer_flush(*, dataset: str, max_rows: int = 200_000) -> FlushResult:
-    """Merge every pending batch of ``dataset`` in arrival order. One flusher per dataset at a time."""
-    spec = get_dataset(dataset)
+    """Merge every pending batch of ``dataset`` in arrival order. One flusher per dataset at a time.
+
+    No batch is left waiting when the flusher stops: a batch committed after the flusher's last look
+    sends a flush of its own, but that flush finds the lock still held and returns, and the next
+    one is sent at most once a second (``schedule_flush``) — up to a second of waiting in a steady
+    write stream. So after letting go of the lock the flusher forgets that a flush was sent (a
+    batch from now on sends a new one) and looks once more, resuming if anything is pending."""
     out = FlushResult()
+    while True:
+        if not _flush_drain(dataset, max_rows, out):
+            return out
+        try:
+            cache.delete(_flush_key(dataset, now=True))
+        except Exception:  # Redis trouble: the next scheduled or periodic flush picks the batch up
+            return out
+        if not IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.PENDING).exists():
+            return out
+
+
+def _flush_drain(dataset: str, max_rows: int, out: FlushResult) -> bool:
+    """Under the dataset's flush lock, merge pending batches until none is left; False if another
+    flusher holds the lock."""
+    spec = get_dataset(dataset)
     with connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"tsm.flush.{dataset}"])
         if not cur.fetchone()[0]:
-            return out
+            return False
     try:
         while True:
             batches = _next_batches(dataset, max_rows)
             if not batches:
-                return out
+                return True
             tables = [_table(b.payload) for b in batches]
             for group in _groups(spec, batches, tables):
                 with transaction.atomic():

@@ -63,6 +63,32 @@ def test_it_accepts_a_batch_durably_and_merges_it_on_flush(writer, fmt, django_c
 
 
 @pytest.mark.django_db
+def test_a_batch_committed_as_the_flusher_stops_is_merged_by_it(writer, monkeypatch, django_capture_on_commit_callbacks):
+    """The batch arrives just after the flusher's last look, while a flush sent within the last second
+    keeps it from sending its own: the flusher, letting go, looks once more and merges it, instead
+    of leaving it for the next flush a second (or beat's 5 s) later."""
+    from django.core.cache import cache
+
+    with django_capture_on_commit_callbacks(execute=False):
+        assert post(writer, [bar("AAPL", m) for m in range(5)]).status_code == 202
+    drain, late = buffer._flush_drain, []
+
+    def drain_then_a_batch_arrives(*args):
+        took = drain(*args)
+        if not late:
+            cache.set("tsm:flush:now:market_data", 1, timeout=5)  # a flush was sent less than a second ago
+            with django_capture_on_commit_callbacks(execute=True):  # its flush is not sent: the key is set
+                late.append(post(writer, [bar("MSFT", m) for m in range(3)]).json()["batch_id"])
+        return took
+
+    monkeypatch.setattr(buffer, "_flush_drain", drain_then_a_batch_arrives)
+    result = buffer.buffer_flush(dataset="market_data")
+    assert (result.batches, result.rows) == (2, 8)
+    assert IngestBatch.objects.get(id=late[0]).status == IngestBatch.Status.MERGED
+    assert cache.get("tsm:flush:now:market_data") is None  # the next batch sends a flush of its own
+
+
+@pytest.mark.django_db
 def test_it_answers_400_with_every_bad_row_and_stores_nothing(writer):
     rows = [bar("AAPL", 0), bar("AAPL", 1, high="1"), bar("AAPL", 2, time="2024-03-01T15:00:00")]
     response = post(writer, rows)
