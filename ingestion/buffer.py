@@ -249,6 +249,7 @@ def _flush_drain(dataset: str, max_rows: int, out: FlushResult) -> bool:
                     result = ingest_table(  # one chunk: one sort, one range scan, one COPY for the group
                         dataset=dataset, data=pa.concat_tables([t for _, t in group]).combine_chunks(),
                         source=f"write API: {len(group)} batch(es) from #{group[0][0].seq}",
+                        validated=True,  # checked at accept (batch_accept), with the client's bar_interval
                     )
                     IngestBatch.objects.filter(seq__in=[b.seq for b, _ in group]).update(
                         status=IngestBatch.Status.MERGED, load_id=result.load_id, merged_at=timezone.now()

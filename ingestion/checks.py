@@ -334,6 +334,15 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
     return Prepared(table=table, errors=row_errors, rows_read=n)
 
 
+def prepared_as_is(batch: pa.RecordBatch, *, row_offset: int) -> Prepared:
+    """Rows ``prepare_batch`` already made (its table without ``row_no``), numbered again from
+    ``row_offset``: nothing is converted or checked."""
+    table = pa.Table.from_batches([batch])
+    n = table.num_rows
+    table = table.append_column("row_no", pa.array(range(row_offset + 1, row_offset + n + 1), pa.int64()))
+    return Prepared(table=table, errors=[], rows_read=n)
+
+
 def _true_indices(mask) -> list[int]:
     if isinstance(mask, pa.ChunkedArray):
         mask = mask.combine_chunks()

@@ -205,6 +205,20 @@ def test_it_merges_batches_with_the_same_key_and_known_at_in_arrival_order(write
 
 
 @pytest.mark.django_db
+def test_it_merges_subminute_bars_known_when_they_close(writer):
+    """bar_interval is the batch's: a 10-second bar is known 10 s after it opens, at accept time and
+    again when the flush merges it (the flush once re-checked it as a 1-minute bar and refused it)."""
+    rows = [bar("AAPL", 0, time=(T0 + timedelta(seconds=10 * i)).isoformat()) for i in range(6)]
+    response = post(writer, rows, bar_interval="10s")
+    assert response.status_code == 202, response.content
+    result = buffer.buffer_flush(dataset="market_data")
+    assert (result.batches, result.rows) == (1, 6)
+    assert IngestBatch.objects.get(id=response.json()["batch_id"]).status == IngestBatch.Status.MERGED
+    state = pit.market_state(at=T0 + timedelta(seconds=25))[0]
+    assert (state["time"], state["known_at"]) == (T0 + timedelta(seconds=10), T0 + timedelta(seconds=20))
+
+
+@pytest.mark.django_db
 def test_it_combines_independent_batches_into_one_load(writer):
     for s in ("AAPL", "MSFT", "IBM"):
         post(writer, [bar(s, m) for m in range(3)])
