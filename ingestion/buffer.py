@@ -18,6 +18,7 @@ from datetime import timedelta
 import orjson
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -26,8 +27,8 @@ from django.utils import timezone
 from psycopg import sql
 
 from ingestion import parsers
-from ingestion.checks import InputError, RowError, check_columns, prepare_batch
-from ingestion.loader import ingest_table, rejected_rows_save, repeated_keys
+from ingestion.checks import InputError, RowError, check_columns, jsonable, prepare_batch
+from ingestion.loader import LoadRejected, ingest_table, rejected_rows_save, repeated_keys
 from ingestion.models import IngestBatch, Load
 from timeseries.datasets import CheckContext, Dataset, get_dataset
 
@@ -132,12 +133,17 @@ def batch_accept(
         prepared = prepare_batch(table, dataset=spec, ctx=ctx, row_offset=0)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise BadBody(f"cannot convert the rows: {exc}") from None
-    rejected = len({e.row for e in prepared.errors})
+    errors = prepared.errors + _conflicts(spec, prepared.table, table)
+    rejected = len({e.row for e in errors})
     if rejected and on_error == "reject":
-        raise BatchRejected(prepared.errors, rejected)
-    good = prepared.table.drop_columns(["row_no"])
+        raise BatchRejected(sorted(errors, key=lambda e: e.row), rejected)
+    good = prepared.table
+    if len(errors) > len(prepared.errors):  # conflicting rows were still in the prepared table
+        bad = pa.array(sorted({e.row for e in errors}), pa.int64())
+        good = good.filter(pc.invert(pc.is_in(good.column("row_no"), value_set=bad)))
+    good = good.drop_columns(["row_no"])
     with transaction.atomic():
-        quarantine = _quarantine(spec, prepared.errors, rejected) if rejected else None
+        quarantine = _quarantine(spec, errors, rejected) if rejected else None
         batch = _batch_insert(IngestBatch(
             dataset=spec.name, rows=good.num_rows, rejected=rejected, payload=_ipc(good), submitted_by=user,
             quarantine=quarantine,
@@ -146,6 +152,28 @@ def batch_accept(
         if good.num_rows:
             transaction.on_commit(lambda: schedule_flush(dataset=spec.name, pending=waiting + good.num_rows))
     return batch
+
+
+def _conflicts(spec: Dataset, prepared: pa.Table, body: pa.Table) -> list[RowError]:
+    """Rows of one batch giving one (key, known_at) different values: which is right cannot be told,
+    so each is refused, naming the others (as a file load does). The flush would otherwise refuse the
+    whole batch — and with it every batch behind it."""
+    key = (*spec.key, "known_at")
+    if prepared.num_rows < 2 or not repeated_keys(prepared, key):
+        return []
+    groups: dict[tuple, list[dict]] = {}
+    for row in prepared.select([*key, *spec.value_columns, "row_no"]).to_pylist():
+        groups.setdefault(tuple(row[c] for c in key), []).append(row)
+    errors = []
+    for members in groups.values():
+        if len({tuple(m[c] for c in spec.value_columns) for m in members}) < 2:
+            continue  # the same row twice: a duplicate, merged once
+        numbers = [m["row_no"] for m in members]
+        for n in numbers:
+            others = ", ".join(str(o) for o in numbers if o != n)
+            raw = {k: jsonable(v) for k, v in body.slice(n - 1, 1).to_pylist()[0].items()}
+            errors.append(RowError(n, "known_at", f"conflicts with row(s) {others}: same key and known_at, different values", raw))
+    return errors
 
 
 def _quarantine(spec: Dataset, errors: list[RowError], rejected: int) -> Load:
@@ -245,21 +273,38 @@ def _flush_drain(dataset: str, max_rows: int, out: FlushResult) -> bool:
                 return True
             tables = [_table(b.payload) for b in batches]
             for group in _groups(spec, batches, tables):
-                with transaction.atomic():
-                    result = ingest_table(  # one chunk: one sort, one range scan, one COPY for the group
-                        dataset=dataset, data=pa.concat_tables([t for _, t in group]).combine_chunks(),
-                        source=f"write API: {len(group)} batch(es) from #{group[0][0].seq}",
-                        validated=True,  # checked at accept (batch_accept), with the client's bar_interval
-                    )
-                    IngestBatch.objects.filter(seq__in=[b.seq for b, _ in group]).update(
-                        status=IngestBatch.Status.MERGED, load_id=result.load_id, merged_at=timezone.now()
-                    )
-                out.loads += 1
-                out.batches += len(group)
-                out.rows += sum(t.num_rows for _, t in group)
+                _merge_group(dataset, group, out)
     finally:
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"tsm.flush.{dataset}"])
+
+
+def _merge_group(dataset: str, group: list[tuple[IngestBatch, pa.Table]], out: FlushResult) -> None:
+    """Merge a group of batches as one load. A load the loader refuses (not a transient error: that
+    raises, and the task retries) is tried again batch by batch, and a batch refused on its own is
+    marked failed with the reason — never left pending, where it would hold every later batch."""
+    try:
+        with transaction.atomic():
+            result = ingest_table(  # one chunk: one sort, one range scan, one COPY for the group
+                dataset=dataset, data=pa.concat_tables([t for _, t in group]).combine_chunks(),
+                source=f"write API: {len(group)} batch(es) from #{group[0][0].seq}",
+                validated=True,  # checked at accept (batch_accept), with the client's bar_interval
+            )
+            IngestBatch.objects.filter(seq__in=[b.seq for b, _ in group]).update(
+                status=IngestBatch.Status.MERGED, load_id=result.load_id, merged_at=timezone.now()
+            )
+    except (LoadRejected, InputError) as exc:
+        if len(group) > 1:
+            for one in group:
+                _merge_group(dataset, [one], out)
+            return
+        batch = group[0][0]
+        logger.error("write-API batch %s (#%s) cannot be merged: %s", batch.id, batch.seq, exc)
+        IngestBatch.objects.filter(seq=batch.seq).update(status=IngestBatch.Status.FAILED, error=str(exc))
+        return
+    out.loads += 1
+    out.batches += len(group)
+    out.rows += sum(t.num_rows for _, t in group)
 
 
 def _next_batches(dataset: str, max_rows: int) -> list[IngestBatch]:

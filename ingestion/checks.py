@@ -326,7 +326,7 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
     if errors:
         raw_rows = batch.take(pa.array(sorted(errors))).to_pylist()
         for (i, problems), raw in zip(sorted(errors.items()), raw_rows):
-            raw = {k: _jsonable(v) for k, v in raw.items()}
+            raw = {k: jsonable(v) for k, v in raw.items()}
             for column, message in problems:
                 row_errors.append(RowError(row_offset + i + 1, column, message, raw))
         keep = pa.array([i not in errors for i in range(n)])
@@ -351,13 +351,13 @@ def _true_indices(mask) -> list[int]:
     return pc.indices_nonzero(mask).to_pylist()
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
     if v is None or isinstance(v, (str, int, float, bool)):
         if isinstance(v, float) and not math.isfinite(v):
             return str(v)
         return v
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if hasattr(v, "isoformat"):
         return v.isoformat()
     return str(v)

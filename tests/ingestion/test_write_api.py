@@ -219,6 +219,48 @@ def test_it_merges_subminute_bars_known_when_they_close(writer):
 
 
 @pytest.mark.django_db
+def test_it_refuses_rows_of_one_batch_giving_one_key_two_values(writer):
+    """The same bar twice with different closes in one body: 400 naming both rows (it used to be
+    accepted, then refused by every flush, holding the batches behind it); the same bar twice with the
+    same values is a duplicate; with on_error=skip both conflicting rows are quarantined."""
+    rows = [bar("AAPL", 0, close="10.1"), bar("AAPL", 1), bar("AAPL", 0, close="10.2"), bar("AAPL", 1)]
+    response = post(writer, rows)
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert [(e["row"], e["column"]) for e in errors] == [(1, "known_at"), (3, "known_at")]
+    assert "conflicts with row(s) 3" in errors[0]["message"] and "different values" in errors[0]["message"]
+    assert IngestBatch.objects.count() == 0
+    response = post(writer, rows, on_error="skip")
+    assert response.status_code == 202 and (response.json()["accepted"], response.json()["rejected"]) == (2, 2)
+    batch = IngestBatch.objects.get(id=response.json()["batch_id"])
+    assert sorted(RejectedRow.objects.filter(load=batch.quarantine).values_list("row_number", flat=True)) == [1, 3]
+    result = buffer.buffer_flush(dataset="market_data")
+    assert result.rows == 2 and MarketData.objects.count() == 1  # bar 1 once; bar 0 quarantined
+
+
+@pytest.mark.django_db
+def test_a_batch_the_loader_refuses_is_marked_failed_and_the_rest_merge(writer):
+    """A batch stored by an older version that no longer merges (here: two values for one key and
+    known_at) is failed with its reason instead of holding every later batch pending."""
+    from ingestion.checks import prepare_batch
+    from ingestion.parsers import rows_to_table
+    from timeseries.datasets import CheckContext, get_dataset
+
+    table = rows_to_table([bar("AAPL", 0, close="10.1"), bar("AAPL", 0, close="10.2")])
+    prepared = prepare_batch(table, dataset=get_dataset("market_data"), ctx=CheckContext(bar_interval=timedelta(minutes=1)), row_offset=0)
+    poison = buffer._batch_insert(IngestBatch(dataset="market_data", rows=2, rejected=0,
+                                              payload=buffer._ipc(prepared.table.drop_columns(["row_no"]))))
+    good = post(writer, [bar("MSFT", m) for m in range(3)]).json()["batch_id"]
+    result = buffer.buffer_flush(dataset="market_data")
+    assert (result.batches, result.rows) == (1, 3)
+    assert IngestBatch.objects.get(id=good).status == IngestBatch.Status.MERGED
+    poison.refresh_from_db()
+    assert poison.status == IngestBatch.Status.FAILED and "different values" in poison.error
+    status = writer.get(f"/api/v1/ingest/batches/{poison.id}/").json()
+    assert status["status"] == "failed" and status["queryable"] is False and "conflicts" in status["error"]
+
+
+@pytest.mark.django_db
 def test_it_combines_independent_batches_into_one_load(writer):
     for s in ("AAPL", "MSFT", "IBM"):
         post(writer, [bar(s, m) for m in range(3)])
