@@ -35,7 +35,7 @@ def sql_rows(query: str, params=None) -> list[tuple]:
 # the server settings the figures depend on (bin/pg-tune sets the first six; the rest are context)
 PG_SETTINGS = ("shared_buffers", "effective_cache_size", "max_wal_size", "checkpoint_timeout", "wal_buffers",
                "maintenance_work_mem", "work_mem", "synchronous_commit", "wal_level", "max_parallel_workers_per_gather",
-               "random_page_cost", "jit", "autovacuum")
+               "random_page_cost", "jit", "autovacuum", "shared_preload_libraries")
 
 
 def pg_environment() -> dict:
