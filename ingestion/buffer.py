@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from psycopg import sql
@@ -280,9 +280,10 @@ def _flush_drain(dataset: str, max_rows: int, out: FlushResult) -> bool:
 
 
 def _merge_group(dataset: str, group: list[tuple[IngestBatch, pa.Table]], out: FlushResult) -> None:
-    """Merge a group of batches as one load. A load the loader refuses (not a transient error: that
-    raises, and the task retries) is tried again batch by batch, and a batch refused on its own is
-    marked failed with the reason — never left pending, where it would hold every later batch."""
+    """Merge a group of batches as one load. A load the loader or the database refuses (not a
+    transient error: that raises, and the task retries) is tried again batch by batch, and a batch
+    refused on its own is marked failed with the reason — never left pending, where it would hold
+    every later batch."""
     try:
         with transaction.atomic():
             result = ingest_table(  # one chunk: one sort, one range scan, one COPY for the group
@@ -293,7 +294,9 @@ def _merge_group(dataset: str, group: list[tuple[IngestBatch, pa.Table]], out: F
             IngestBatch.objects.filter(seq__in=[b.seq for b, _ in group]).update(
                 status=IngestBatch.Status.MERGED, load_id=result.load_id, merged_at=timezone.now()
             )
-    except (LoadRejected, InputError) as exc:
+    except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError):
+        raise  # transient (connection lost, deadlock, shutdown): the task retries, the batches wait
+    except (LoadRejected, InputError, DatabaseError, psycopg.Error) as exc:  # psycopg's own: the COPY
         if len(group) > 1:
             for one in group:
                 _merge_group(dataset, [one], out)

@@ -178,16 +178,26 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
         return pa.nulls(len(arr), target), {}
     if col.kind == "text":
         out = arr if pa.types.is_string(t) else pc.cast(arr, pa.string())
-        return out, {}
+        errors = {i: f"{col.name} contains a NUL character, which PostgreSQL text cannot hold"
+                  for i in _true_indices(pc.fill_null(pc.match_substring(out, "\x00"), False))}
+        if col.max_length is not None:
+            lengths = pc.utf8_length(out)
+            for i in _true_indices(pc.fill_null(pc.greater(lengths, col.max_length), False)):
+                errors.setdefault(i, f"{col.name} is longer than {col.max_length} characters ({lengths[i].as_py()})")
+        return out, errors
     if col.kind == "text[]":
         errors: dict[int, str] = {}
         values = []
         for i, v in enumerate(arr.to_pylist()):
             try:
-                values.append(_parse_list(v))
+                items = _parse_list(v)
             except (ValueError, json.JSONDecodeError):
                 errors[i] = f"{_describe(v)} is not a list (use a JSON array or a|b|c)"
-                values.append(None)
+                items = None
+            if items and any("\x00" in x for x in items if isinstance(x, str)):
+                errors[i] = f"{col.name} contains a NUL character, which PostgreSQL text cannot hold"
+                items = None
+            values.append(items)
         return pa.array(values, target), errors
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         arr = _blank_to_null(arr)
@@ -352,6 +362,10 @@ def _true_indices(mask) -> list[int]:
 
 
 def jsonable(v: Any) -> Any:
+    """``v`` as JSONB can keep it (raw values of quarantined rows): a NUL character, which JSONB
+    refuses, is written out as the six characters \\u0000."""
+    if isinstance(v, str):
+        return v.replace("\x00", "\\u0000")
     if v is None or isinstance(v, (str, int, float, bool)):
         if isinstance(v, float) and not math.isfinite(v):
             return str(v)

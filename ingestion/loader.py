@@ -26,6 +26,7 @@ from typing import IO, Callable, Iterator
 
 import numpy as np
 import pgpq
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
@@ -272,8 +273,18 @@ def _replay_shortcut(spec: Dataset, load: Load, digest: replay.Digest, result: L
     return True
 
 
+def _transaction_broken() -> bool:
+    """Whether the caller's transaction can run nothing more: a broken atomic block, or a statement
+    that failed inside a transaction PostgreSQL now refuses to go on with. Writing to it then would
+    raise "current transaction is aborted" and hide the error that broke it."""
+    if connection.needs_rollback:
+        return True
+    raw = connection.connection
+    return raw is not None and raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+
+
 def _finish(load: Load, result: LoadResult, status: str, error: str = "", digest: replay.Digest | None = None) -> None:
-    if connection.needs_rollback:  # we are inside a broken atomic block: do not touch the db
+    if _transaction_broken():  # the load row goes with the caller's rollback; keep the original error
         return
     replay_fields = {}
     if digest is not None and status == Load.Status.DONE and digest.complete():
@@ -423,7 +434,7 @@ def _quarantine(load: Load, errors: list[RowError], result: LoadResult, rejected
 
 
 def _drop_stage(stage: str) -> None:
-    if connection.needs_rollback:
+    if _transaction_broken():
         return
     with connection.cursor() as cur:
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))

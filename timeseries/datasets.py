@@ -39,6 +39,7 @@ class Column:
     kind: str
     required: bool = False  # must be present in the input and non-null on every row
     default: object = None  # value stored when the column is absent or null
+    max_length: int | None = None  # text: characters the column holds (the model's CharField max_length)
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -172,7 +173,7 @@ MARKET_DATA = Dataset(
     table="market_data",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True),
+        Column("symbol", "text", required=True, max_length=32),
         Column("open", "price", required=True),
         Column("high", "price", required=True),
         Column("low", "price", required=True),
@@ -181,7 +182,7 @@ MARKET_DATA = Dataset(
         Column("vwap", "price"),
         Column("trades", "int"),
         Column("market_cap", "money"),
-        Column("source", "text", default=""),
+        Column("source", "text", default="", max_length=64),
         Column("quality_score", "float", default=1.0),
     ),
     key=("symbol", "time"),
@@ -214,17 +215,17 @@ NEWS_EVENTS = Dataset(
     table="news_events",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True),
-        Column("news_id", "text", required=True),
+        Column("symbol", "text", required=True, max_length=32),
+        Column("news_id", "text", required=True, max_length=128),
         Column("title", "text", required=True),
         Column("content", "text", default=""),
-        Column("source", "text", default=""),
+        Column("source", "text", default="", max_length=128),
         Column("sentiment", "float"),
         Column("impact_score", "float"),
         Column("categories", "text[]", default=[]),
         Column("url", "text", default=""),
         Column("author", "text", default=""),
-        Column("language", "text", default="en"),
+        Column("language", "text", default="en", max_length=16),
         Column("quality_score", "float"),  # NULL: not scored
     ),
     key=("symbol", "time", "news_id"),
@@ -246,15 +247,15 @@ INSIDER_TRADES = Dataset(
     table="insider_trades",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True),
-        Column("insider_name", "text", required=True),
-        Column("title", "text", default=""),
-        Column("transaction_type", "text", required=True),
+        Column("symbol", "text", required=True, max_length=32),
+        Column("insider_name", "text", required=True, max_length=200),
+        Column("title", "text", default="", max_length=200),
+        Column("transaction_type", "text", required=True, max_length=32),
         Column("shares", "bigint"),
         Column("price", "price"),
         Column("value", "money"),
         Column("filing_date", "timestamp", required=True),
-        Column("form_type", "text", default="4"),
+        Column("form_type", "text", default="4", max_length=16),
         Column("is_cluster_trade", "bool", default=False),
         Column("political_connection", "bool", default=False),
     ),
@@ -281,8 +282,8 @@ SOCIAL_SENTIMENT = Dataset(
     table="social_sentiment",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True),
-        Column("platform", "text", required=True),
+        Column("symbol", "text", required=True, max_length=32),
+        Column("platform", "text", required=True, max_length=64),
         Column("mention_count", "int"),
         Column("sentiment_avg", "float"),
         Column("sentiment_std", "float"),
@@ -312,14 +313,14 @@ GOVERNMENT_EVENTS = Dataset(
     table="government_events",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("event_type", "text", required=True),
+        Column("event_type", "text", required=True, max_length=64),
         Column("amount", "money"),
         Column("description", "text", default=""),
-        Column("primary_symbol", "text", default=""),  # "" = market-wide event
+        Column("primary_symbol", "text", default="", max_length=32),  # "" = market-wide event
         Column("affected_symbols", "text[]", default=[]),
         Column("sectors", "text[]", default=[]),
-        Column("country", "text", default=""),
-        Column("state_province", "text", default=""),
+        Column("country", "text", default="", max_length=64),
+        Column("state_province", "text", default="", max_length=64),
         Column("market_impact", "float"),
         Column("confidence", "float"),
     ),

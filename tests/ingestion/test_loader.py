@@ -53,6 +53,9 @@ BAD_BAR_CASES = [
     ({"time": "yesterday"}, "row 2, column 'time': 'yesterday' is not an ISO 8601 timestamp with an offset"),
     ({"symbol": "  "}, "row 2, column 'symbol': symbol is required"),
     ({"quality_score": "1.5"}, "row 2, column 'quality_score': quality_score must be between 0 and 1"),
+    ({"symbol": "X" * 33}, "row 2, column 'symbol': symbol is longer than 32 characters (33)"),
+    ({"source": "é" * 65}, "row 2, column 'source': source is longer than 64 characters (65)"),
+    ({"source": "a\x00b"}, "row 2, column 'source': source contains a NUL character, which PostgreSQL text cannot hold"),
     (
         {"known_at": (T0 + timedelta(seconds=90)).isoformat()},
         "row 2, column 'known_at': known_at is earlier than this dataset allows (bar close: time + bar interval (default 1 minute))",
@@ -68,6 +71,20 @@ def test_it_rejects_a_bad_bar_naming_row_and_column_and_stores_nothing(change, m
     assert exc.result.rejected == 1
     assert MarketData.objects.count() == 0
     assert Load.objects.get(pk=exc.result.load_id).status == Load.Status.REJECTED
+
+
+def test_every_text_column_holds_what_its_table_column_holds():
+    """The declared max_length of each text column is the model's CharField max_length (None for a
+    TextField), so an over-long value is a row error naming its column, never a database error."""
+    from django.apps import apps
+
+    from timeseries.datasets import DATASETS
+
+    for spec in DATASETS.values():
+        model = next(m for m in apps.get_models() if m._meta.db_table == spec.table)
+        for col in spec.columns:
+            if col.kind == "text":
+                assert col.max_length == model._meta.get_field(col.name).max_length, (spec.name, col.name)
 
 
 def test_it_reports_every_bad_row_not_just_the_first():

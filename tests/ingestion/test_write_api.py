@@ -101,6 +101,16 @@ def test_it_answers_400_with_every_bad_row_and_stores_nothing(writer):
 
 
 @pytest.mark.django_db
+def test_it_answers_400_for_a_value_longer_than_its_column(writer):
+    """An over-long symbol used to get a 202, then failed every flush with a database error (and held
+    the batches behind it)."""
+    response = post(writer, [bar("AAPL", 0), bar("A" * 40, 1)])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"row": 2, "column": "symbol", "message": "symbol is longer than 32 characters (40)"}]
+    assert IngestBatch.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_it_reads_json_numbers_as_the_columns_types(writer):
     """Integer prices (10), float prices, numbers as strings, and keys that only some rows carry."""
     rows = [
@@ -239,25 +249,33 @@ def test_it_refuses_rows_of_one_batch_giving_one_key_two_values(writer):
 
 
 @pytest.mark.django_db
-def test_a_batch_the_loader_refuses_is_marked_failed_and_the_rest_merge(writer):
-    """A batch stored by an older version that no longer merges (here: two values for one key and
-    known_at) is failed with its reason instead of holding every later batch pending."""
+@pytest.mark.parametrize("rows, reason", [
+    ([bar("AAPL", 0, close="10.1"), bar("AAPL", 0, close="10.2")], "different values"),  # the loader refuses it
+    ([bar("AAPL", 0, source="a\x00b")], "0x00"),  # PostgreSQL refuses it
+], ids=["two values for one bar", "a NUL in a text"])
+def test_a_batch_that_cannot_be_merged_is_marked_failed_and_the_rest_merge(writer, rows, reason):
+    """A batch stored by an older version that no longer merges is failed with its reason instead
+    of holding every later batch pending; the batch arriving after it merges."""
+    import pyarrow as pa
+
     from ingestion.checks import prepare_batch
     from ingestion.parsers import rows_to_table
     from timeseries.datasets import CheckContext, get_dataset
 
-    table = rows_to_table([bar("AAPL", 0, close="10.1"), bar("AAPL", 0, close="10.2")])
-    prepared = prepare_batch(table, dataset=get_dataset("market_data"), ctx=CheckContext(bar_interval=timedelta(minutes=1)), row_offset=0)
-    poison = buffer._batch_insert(IngestBatch(dataset="market_data", rows=2, rejected=0,
-                                              payload=buffer._ipc(prepared.table.drop_columns(["row_no"]))))
+    clean = [{**r, "source": "feed"} for r in rows]  # what accept would let through, then the stored payload
+    prepared = prepare_batch(rows_to_table(clean), dataset=get_dataset("market_data"),
+                             ctx=CheckContext(bar_interval=timedelta(minutes=1)), row_offset=0)
+    table = prepared.table.drop_columns(["row_no"])
+    table = table.set_column(table.schema.get_field_index("source"), "source", pa.array([r.get("source", "") for r in rows]))
+    poison = buffer._batch_insert(IngestBatch(dataset="market_data", rows=len(rows), rejected=0, payload=buffer._ipc(table)))
     good = post(writer, [bar("MSFT", m) for m in range(3)]).json()["batch_id"]
     result = buffer.buffer_flush(dataset="market_data")
     assert (result.batches, result.rows) == (1, 3)
     assert IngestBatch.objects.get(id=good).status == IngestBatch.Status.MERGED
     poison.refresh_from_db()
-    assert poison.status == IngestBatch.Status.FAILED and "different values" in poison.error
+    assert poison.status == IngestBatch.Status.FAILED and reason in poison.error
     status = writer.get(f"/api/v1/ingest/batches/{poison.id}/").json()
-    assert status["status"] == "failed" and status["queryable"] is False and "conflicts" in status["error"]
+    assert status["status"] == "failed" and status["queryable"] is False and reason in status["error"]
 
 
 @pytest.mark.django_db
