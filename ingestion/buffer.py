@@ -166,7 +166,7 @@ def _conflicts(spec: Dataset, prepared: pa.Table, body: pa.Table) -> list[RowErr
         groups.setdefault(tuple(row[c] for c in key), []).append(row)
     errors = []
     for members in groups.values():
-        if len({tuple(m[c] for c in spec.value_columns) for m in members}) < 2:
+        if len({tuple(_hashable(m[c]) for c in spec.value_columns) for m in members}) < 2:
             continue  # the same row twice: a duplicate, merged once
         numbers = [m["row_no"] for m in members]
         for n in numbers:
@@ -174,6 +174,10 @@ def _conflicts(spec: Dataset, prepared: pa.Table, body: pa.Table) -> list[RowErr
             raw = {k: jsonable(v) for k, v in body.slice(n - 1, 1).to_pylist()[0].items()}
             errors.append(RowError(n, "known_at", f"conflicts with row(s) {others}: same key and known_at, different values", raw))
     return errors
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value  # text[] columns (categories, sectors)
 
 
 def _quarantine(spec: Dataset, errors: list[RowError], rejected: int) -> Load:

@@ -249,6 +249,18 @@ def test_it_refuses_rows_of_one_batch_giving_one_key_two_values(writer):
 
 
 @pytest.mark.django_db
+def test_it_tells_a_repeated_story_from_a_conflicting_one(writer):
+    """News rows carry lists (categories): the same story twice is a duplicate, two versions of one
+    story with one known_at are refused."""
+    story = {"time": "2024-03-01T14:30:00Z", "symbol": "AAPL", "id": "n1", "title": "Apple", "categories": ["tech", "earnings"]}
+    response = post(writer, [story, dict(story)], dataset="news_events")
+    assert response.status_code == 202 and response.json()["accepted"] == 2
+    response = post(writer, [story, {**story, "categories": ["tech"]}], dataset="news_events")
+    assert response.status_code == 400
+    assert [e["row"] for e in response.json()["errors"]] == [1, 2]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("rows, reason", [
     ([bar("AAPL", 0, close="10.1"), bar("AAPL", 0, close="10.2")], "different values"),  # the loader refuses it
     ([bar("AAPL", 0, source="a\x00b")], "0x00"),  # PostgreSQL refuses it
