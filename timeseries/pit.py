@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pgpq
 import psycopg
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -535,7 +535,7 @@ def _probe_order(table: pa.Table, series: Sequence[str]) -> np.ndarray:
     their dictionary code, not sorted by name: grouping is all the locality needs, and integer keys
     sort in half the time of strings (0.19 against 0.41 s for 1M points).
     """
-    codes = [pc.dictionary_encode(table.column(c)).combine_chunks().indices.fill_null(-1).to_numpy() for c in series]
+    codes = [pc.dictionary_encode(table.column(c).combine_chunks()).indices.fill_null(-1).to_numpy() for c in series]
     at = table.column("at").combine_chunks().cast(pa.int64()).fill_null(0).to_numpy()
     return np.lexsort((at, *reversed(codes)))
 

@@ -243,6 +243,26 @@ def test_it_answers_a_large_join_on_two_connections_exactly_like_one(monkeypatch
     assert next(r for r in parallel if r["symbol"] == "MSFT" and r["at"] == T0 + timedelta(minutes=30, seconds=7))["time"] == T0 + timedelta(minutes=29)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_points_given_as_a_table_of_several_chunks_in_their_order(monkeypatch):
+    """An Arrow table read from a Parquet file comes in chunks; the probes are grouped by series
+    across the chunks and the answer keeps the input order."""
+    import pyarrow as pa
+
+    ingest_table(dataset="market_data", data=[bar(s, m, close=f"{10 + m / 100:.2f}") for s in ("AAPL", "MSFT") for m in range(20)])
+    points = [(s, T0 + timedelta(minutes=m, seconds=30)) for m in (15, 3, 9) for s in ("MSFT", "AAPL")]
+    halves = [points[:3], points[3:]]
+    table = pa.Table.from_batches([
+        pa.record_batch({"symbol": [p[0] for p in h], "time": pa.array([p[1] for p in h], pa.timestamp("us", tz="UTC"))})
+        for h in halves
+    ])
+    assert table.column("symbol").num_chunks == 2
+    monkeypatch.setattr(pit, "PARALLEL_ASOF_POINTS", 2)
+    rows = pit.asof_join(table)
+    assert [(r["symbol"], r["at"]) for r in rows] == points
+    assert [r["close"] for r in rows] == [Decimal(f"{10 + (p[1] - T0).seconds // 60 / 100 - 0.01:.2f}") for p in points]
+
+
 def connection_in_atomic_block() -> bool:
     from django.db import connection
 
