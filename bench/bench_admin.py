@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from benchlib import django_up
+from benchlib import django_up, log
 
 DB_NAME = "tsm_bench_admin"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -32,10 +32,6 @@ START = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
 BARS_PER_DAY = 390
 SYMBOLS = 1000
 DAYS_PER_CHUNK = 8
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def setup_django() -> None:

@@ -15,18 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from benchlib import django_up, sql_rows as sql_exec
+from benchlib import django_up, log, sql_rows as sql_exec
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/tsm_bench_agg"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def setup_django(url: str) -> None:

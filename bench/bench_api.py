@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from benchlib import pg_environment
+from benchlib import log, pg_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench"
@@ -42,10 +42,6 @@ BENCH_USER = "bench_api"
 # a cache namespace of this run only: the server starts with an empty cache, so a request for a T never
 # asked before is a miss by construction (whatever the key is made of), and the keys it stores can be counted
 CACHE_PREFIX = f"tsm-bench-api-{os.getpid()}-{int(time.time())}"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def server_env() -> dict[str, str]:

@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchlib import pg_environment
+from benchlib import log, pg_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench"
@@ -44,10 +44,6 @@ CREATE TABLE IF NOT EXISTS spec_market_data (
     PRIMARY KEY (time, symbol))
 """
 SPEC_LATEST_SQL = "SELECT DISTINCT ON (symbol) * FROM spec_market_data WHERE time <= %s ORDER BY symbol, time DESC"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def bench_env() -> dict[str, str]:

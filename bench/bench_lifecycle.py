@@ -31,15 +31,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
-from benchlib import django_up, sql_rows as sql
+from benchlib import django_up, log, sql_rows as sql
 
 DB_NAME = "tsm_bench_lifecycle"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
 WINDOW_DAYS = 7
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def setup_django() -> None:

@@ -24,14 +24,10 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from benchlib import django_up, sql_rows
+from benchlib import django_up, log, sql_rows
 
 DB_URL = "postgres://postgres@127.0.0.1:5432/tsm_bench_quality"
 DAY = datetime(2024, 3, 4, tzinfo=timezone.utc)  # a Monday
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> None:

@@ -29,16 +29,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchlib import django_up
+from benchlib import django_up, log
 
 DB_NAME = "tsm_bench_timeline"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 DAYS = 366
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def setup_django() -> None:

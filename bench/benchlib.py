@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def log(msg: str) -> None:
+    """Progress on stderr, timestamped (stdout carries only the JSON answer)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def django_up(database_url: str, **env: str) -> None:
