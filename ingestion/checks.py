@@ -331,7 +331,7 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
         for i in _true_indices(check.failing(table, ctx)):
             add(i, check.column, check.message)
 
-    table = table.append_column("row_no", pa.array(range(row_offset + 1, row_offset + n + 1), pa.int64()))
+    table = _numbered(table, row_offset)
     row_errors: list[RowError] = []
     if errors:
         raw_rows = batch.take(pa.array(sorted(errors))).to_pylist()
@@ -344,13 +344,15 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
     return Prepared(table=table, errors=row_errors, rows_read=n)
 
 
+def _numbered(table: pa.Table, row_offset: int) -> pa.Table:
+    """``table`` with ``row_no``: each row's 1-based number in the whole input."""
+    return table.append_column("row_no", pa.array(range(row_offset + 1, row_offset + table.num_rows + 1), pa.int64()))
+
+
 def prepared_as_is(batch: pa.RecordBatch, *, row_offset: int) -> Prepared:
     """Rows ``prepare_batch`` already made (its table without ``row_no``), numbered again from
     ``row_offset``: nothing is converted or checked."""
-    table = pa.Table.from_batches([batch])
-    n = table.num_rows
-    table = table.append_column("row_no", pa.array(range(row_offset + 1, row_offset + n + 1), pa.int64()))
-    return Prepared(table=table, errors=[], rows_read=n)
+    return Prepared(table=_numbered(pa.Table.from_batches([batch]), row_offset), errors=[], rows_read=batch.num_rows)
 
 
 def _true_indices(mask) -> list[int]:
