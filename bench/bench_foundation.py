@@ -17,6 +17,7 @@ import math
 import os
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -173,10 +174,10 @@ async def spec_ingest(path: Path) -> dict:
 # --- figures ------------------------------------------------------------------------------------
 
 
-def tsm_ingest_cli(path: Path) -> dict:
+def tsm_ingest_cli(path: Path, **env: str) -> dict:
     cmd = [sys.executable, "manage.py", "ingest", "market_data", str(path), "--format", "json"]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env={**bench_env(), **env}, stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t
     lines = proc.stdout.strip().splitlines()
     try:
@@ -191,12 +192,20 @@ def tsm_ingest_cli(path: Path) -> dict:
 
 def fig_ingest(args, symbols) -> dict:
     path = write_bars_csv(symbols, args.ingest_rows, args.seed, args.workdir)
-    truncate_market_data()
-    log(f"tsm: manage.py ingest of {args.ingest_rows:,} bars ...")
-    first = tsm_ingest_cli(path)
-    log(f"tsm ingest: {first}")
+    # the loader's two paths on an empty table, alternating: staging + INSERT ... SELECT (TSM_INGEST_DIRECT
+    # off, the path before 2026-11-26) and the default direct COPY of the rows proven new
+    paths: dict[str, list[dict]] = {"staged": [], "direct": []}
+    for run in range(args.runs):
+        for name, flag in (("staged", "false"), ("direct", "true")):
+            truncate_market_data()
+            paths[name].append(tsm_ingest_cli(path, TSM_INGEST_DIRECT=flag))
+            log(f"tsm ingest ({name}, run {run + 1}): {paths[name][-1]}")
+    first = sorted(paths["direct"], key=lambda r: r["rows_per_s"] or 0)[len(paths["direct"]) // 2]  # the median run
     again = tsm_ingest_cli(path)
     log(f"tsm re-ingest (all duplicates): {again}")
+    by_path = {name: {"rows_per_s": [r["rows_per_s"] for r in runs],
+                      "median_rows_per_s": statistics.median(r["rows_per_s"] or 0 for r in runs)}
+               for name, runs in paths.items()}
     sql_exec("TRUNCATE spec_market_data")
     log("spec ingester (asyncpg) on the same CSV ...")
     spec = asyncio.run(spec_ingest(path))
@@ -205,7 +214,10 @@ def fig_ingest(args, symbols) -> dict:
     log(f"spec ingest: {spec}")
     ratio = first["rows_per_s"] / spec["rows_per_s"] if first["rows_per_s"] else None
     return {"rows": args.ingest_rows, "csv_bytes": path.stat().st_size, "target": "tsm >= 300000 rows/s",
-            "tsm": first, "tsm_reingest_duplicates": again, "spec": spec,
+            "tsm": first, "tsm_paths": by_path,
+            "ratio_direct_over_staged": round(by_path["direct"]["median_rows_per_s"] / by_path["staged"]["median_rows_per_s"], 2)
+            if by_path["staged"]["median_rows_per_s"] else None,
+            "tsm_reingest_duplicates": again, "spec": spec,
             "ratio_tsm_over_spec": round(ratio, 2) if ratio else None}
 
 

@@ -611,10 +611,57 @@ def fig_floor(args, symbols, out: dict) -> None:
         fig[label] = {"indexes": wanted, "seconds": [round(r, 2) for r in runs], "median_s": round(med, 2),
                       "rows_per_s": round(args.profile_rows / med)}
         log(f"floor {label}: {fig[label]}")
+    fig.update(_copy_floor(args, cols, indexes))
     bf.sql_exec("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
     fig["note"] = ("rows/s of a bare INSERT ... SELECT of already-staged rows: the most any loader could reach "
-                   "with these indexes on this machine, before parsing, validation, COPY and the merge")
+                   "with these indexes on this machine, before parsing, validation, COPY and the merge; "
+                   "copy_*: the same rows as one binary COPY stream from the client (no staging table): "
+                   "into the table with every index, and into a bare table whose indexes are built after "
+                   "(sort-based CREATE INDEX, the bulk loader's best case)")
     out["floor"] = fig
+
+
+def _copy_floor(args, cols: str, indexes: dict[str, str]) -> dict:
+    """Binary COPY of tsm_floor_src's rows from the client into copies of market_data: with every index
+    maintained row by row, and into a bare heap with the indexes built afterwards."""
+    import psycopg
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        buffer = bytearray()
+        with cur.cursor.copy(f"COPY (SELECT {cols} FROM tsm_floor_src) TO STDOUT WITH (FORMAT binary)") as copy:
+            for chunk in copy:
+                buffer += chunk
+    params = connection.get_connection_params()
+    fig: dict = {}
+    for label, build_after in (("copy_all_indexes", False), ("copy_bare_then_build_indexes", True)):
+        runs, builds = [], []
+        for _ in range(args.runs if args.runs > 1 else 3):
+            bf.sql_exec("DROP TABLE IF EXISTS tsm_floor")
+            bf.sql_exec("CREATE TABLE tsm_floor (LIKE market_data INCLUDING DEFAULTS INCLUDING IDENTITY)")
+            if not build_after:
+                for ddl in indexes.values():
+                    bf.sql_exec(ddl)
+            bf.sql_exec("CHECKPOINT")
+            with psycopg.connect(**params, autocommit=True) as conn:
+                t = time.perf_counter()
+                with conn.cursor().copy(f"COPY tsm_floor ({cols}) FROM STDIN WITH (FORMAT binary)") as copy:
+                    view = memoryview(buffer)
+                    for i in range(0, len(view), 1 << 20):
+                        copy.write(view[i:i + (1 << 20)])
+                copied = time.perf_counter()
+                if build_after:
+                    for ddl in indexes.values():
+                        conn.execute(ddl)
+                runs.append(time.perf_counter() - t)
+                builds.append(time.perf_counter() - copied)
+        med = median(runs)
+        fig[label] = {"indexes": sorted(indexes), "seconds": [round(r, 2) for r in runs], "median_s": round(med, 2),
+                      "rows_per_s": round(args.profile_rows / med)}
+        if build_after:
+            fig[label]["index_build_s"] = [round(b, 2) for b in builds]
+        log(f"floor {label}: {fig[label]}")
+    return fig
 
 
 # --- 3: memory bound on a CSV larger than 2 GB ----------------------------------------------------

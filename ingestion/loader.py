@@ -1,8 +1,16 @@
-"""The write heart: validate -> COPY into a staging table -> one set-based merge in one transaction.
+"""The write heart: validate -> COPY -> one set-based merge, all stored in one transaction.
 
-Slow I/O (parsing, validation, COPY into an unlogged staging table) happens outside the short merge
-transaction. The merge takes a per-dataset advisory lock, stamps every stored row with one
-``recorded_at`` and either
+Two paths, one result (the oracle tests run both):
+
+* direct (``TSM_INGEST_DIRECT``, the default for input that can be read twice): one transaction holds
+  the merge lock from the start; each batch's rows *proven new* (key once in the batch, series span
+  clear of the registry and of earlier batches) are COPYed straight into the dataset, the rest into a
+  staging table merged at the end as below. A staged row that gives a COPYed key other values sends
+  the load, rolled back, down the staged path. Measured 2026-11-26: see bench/README.md.
+* staged: parsing, validation and COPY into an unlogged staging table happen outside the merge
+  transaction.
+
+The merge takes a per-dataset advisory lock, stamps every stored row with one ``recorded_at`` and either
 
 * fast path: appends the staging table as is, when it provably holds no key twice and no key that
   is already stored (per-series time ranges from the series registry do not overlap), or
@@ -64,6 +72,8 @@ class LoadResult:
     replay_note: str = ""
     change_watermark: int | None = None
     spans: list | None = None
+    copied: int = 0  # of ``inserted``: rows COPYed straight into the dataset (no staging, see _direct)
+    restarted: str = ""  # why a direct pass was rolled back and the load redone through staging
 
     def counts(self) -> dict[str, int]:
         return {"inserted": self.inserted, "revised": self.revised, "duplicates": self.duplicates, "rejected": self.rejected}
@@ -103,11 +113,19 @@ def ingest_file(
     readable, digest, opened = replay.replay_prepare(
         source=path, dataset=spec.name, bar_interval=bar_interval, on_error=on_error, fmt=fmt
     )
+    start = path.tell() if hasattr(path, "seekable") and path.seekable() else None
+
+    def reread() -> Iterator[pa.RecordBatch]:  # after a whole first read (the digest is complete by then)
+        if start is not None:
+            path.seek(start)
+        return parsers.read_batches(path, dataset=spec, fmt=fmt, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
+
+    rereadable = isinstance(path, (str, Path, bytes, bytearray)) or start is not None
     try:
         batches = parsers.read_batches(readable, dataset=spec, fmt=fmt, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
         return _ingest(
             spec, batches, source=name, bar_interval=bar_interval, on_error=on_error, progress=progress,
-            on_phase=on_phase, digest=digest,
+            on_phase=on_phase, digest=digest, reread=reread if rereadable else None,
         )
     finally:
         if opened is not None:
@@ -130,9 +148,14 @@ def ingest_table(
     with the bar interval the client gave then. They are staged as they are: checking them again
     would cost a tenth of a flush and judge them by this call's ``bar_interval``."""
     spec = get_dataset(dataset)
-    batches = parsers.table_batches(data, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
+    table = parsers.as_table(data)  # converted once: a second pass (see _direct) reads it again
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        return parsers.table_batches(table, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
+
     return _ingest(
-        spec, batches, source=source, bar_interval=bar_interval, on_error=on_error, progress=None, validated=validated
+        spec, batches(), source=source, bar_interval=bar_interval, on_error=on_error, progress=None,
+        validated=validated, reread=batches,
     )
 
 
@@ -147,6 +170,8 @@ class _SeriesRanges:
     any_multi: bool = False
 
     def add(self, table: pa.Table, spec: Dataset) -> None:
+        """Note the spans of one key-sorted batch in staging columns (``multi`` marks repeated keys)."""
+        self.any_multi |= bool(pc.any(table.column("multi")).as_py())
         agg = table.group_by(list(spec.series)).aggregate([("time", "min"), ("time", "max")])
         keys = zip(*(agg.column(c).to_pylist() for c in spec.series))
         for key, lo, hi in zip(keys, agg.column("time_min").to_pylist(), agg.column("time_max").to_pylist()):
@@ -202,7 +227,10 @@ def _ingest(
     on_phase: Callable[[str, uuid.UUID], None] | None = None,
     digest: replay.Digest | None = None,
     validated: bool = False,
+    reread: Callable[[], Iterator[pa.RecordBatch]] | None = None,
 ) -> LoadResult:
+    """``reread()``: the input's batches again from the start (None: the input cannot be read twice,
+    so only the staged path is taken)."""
     if on_error not in ON_ERROR_MODES:
         raise ValueError(f"on_error={on_error!r}: expected one of {', '.join(ON_ERROR_MODES)}")
     if bar_interval <= timedelta(0):
@@ -218,15 +246,26 @@ def _ingest(
             if progress:
                 progress(result.rows_read)
             return result
-        ranges = _stage(spec, batches, stage, ctx, result, load, on_error, progress, validated=validated)
-        if not (result.rejected and on_error == "reject"):
-            _drop_conflicts(spec, stage, ranges, result, load)
+        done = False
+        if reread is not None and settings.TSM_INGEST_DIRECT:
+            done = _direct(spec, batches, stage, ctx, result, load, on_error, progress, on_phase, validated)
+            if not done:  # a key of a row already COPYed came again: redo the load through staging
+                batches = reread()
+                _restart(load, result)
+        if not done:
+            ranges = _stage(spec, batches, stage, ctx, result, load, on_error, progress, validated=validated)
+            if not (result.rejected and on_error == "reject"):
+                conflicts = _Quarantine(load, result)
+                with connection.cursor() as cur:
+                    _drop_conflicts(spec, stage, ranges, conflicts, cur)
+                conflicts.write()
         if result.rejected and on_error == "reject":
             _finish(load, result, Load.Status.REJECTED, error=f"{result.rejected} bad row(s); nothing stored")
             raise LoadRejected(result)
-        if on_phase:
-            on_phase("loading", load.id)
-        _merge(spec, stage, ranges, result)
+        if not done:
+            if on_phase:
+                on_phase("loading", load.id)
+            _merge(spec, stage, ranges, result)
         _finish(load, result, Load.Status.DONE, digest=digest)
         return result
     except InputError as exc:
@@ -314,7 +353,7 @@ def _stage_columns(spec: Dataset) -> list[str]:
 
 
 class _CopySegments:
-    """Binary COPY into the staging table in segments of a few seconds.
+    """Binary COPY into one table in segments of a few seconds.
 
     The connection can run nothing else while a COPY is open, so the COPY is closed at *safe points*
     (every SEGMENT_SECONDS, or when the quarantine buffer is full) to write quarantined rows and report
@@ -323,18 +362,19 @@ class _CopySegments:
 
     SEGMENT_SECONDS = 2.0
 
-    def __init__(self, cur, stage: str, columns: list[str]):
-        self.cur, self.columns = cur, columns
+    def __init__(self, cursor: psycopg.Cursor, table: str, columns: list[str]):
+        self.cursor, self.columns = cursor, columns
         self.statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-            sql.Identifier(stage), identifiers(columns)
+            sql.Identifier(table), identifiers(columns)
         )
         self.cm = self.copy = self.encoder = None
         self.opened_at = 0.0
 
     def write(self, table: pa.Table) -> None:
+        table = table.select(self.columns)
         if self.copy is None:
             self.encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
-            self.cm = self.cur.cursor.copy(self.statement)
+            self.cm = self.cursor.copy(self.statement)
             self.copy = self.cm.__enter__()
             self.copy.write(self.encoder.write_header())
             self.opened_at = time.monotonic()
@@ -356,62 +396,249 @@ class _CopySegments:
             cm.__exit__(*sys.exc_info())
 
 
+class _Quarantine:
+    """Bad rows waiting to be written to the quarantine (RejectedRow), and the rows counted rejected."""
+
+    DUE_ROWS = 10_000
+
+    def __init__(self, load: Load, result: LoadResult):
+        self.load, self.result = load, result
+        self.pending: list[RowError] = []
+        self.rows: set[int] = set()
+
+    def due(self) -> bool:
+        return len(self.pending) >= self.DUE_ROWS
+
+    def write(self) -> None:
+        if self.pending:
+            _quarantine(self.load, self.pending, self.result, self.rows)
+            self.pending = []
+
+
+def _prepared(spec: Dataset, batches, ctx, result: LoadResult, quarantine: _Quarantine, on_error: str,
+              validated: bool) -> Iterator[pa.Table | None]:
+    """Each input batch validated (unless ``validated``) and sorted by key, in staging columns (with
+    ``row_no`` and ``multi``, the mask of keys repeated in the batch); None for a batch with nothing
+    to store. Bad rows go to ``quarantine.pending``; in reject mode nothing is yielded after the first."""
+    columns = _stage_columns(spec)
+    row_offset = 0
+    for raw in batches:
+        if validated:
+            prepared = prepared_as_is(raw, row_offset=row_offset)
+        else:
+            if row_offset == 0:
+                check_columns([n for n in raw.schema.names], spec)
+            prepared = prepare_batch(raw, dataset=spec, ctx=ctx, row_offset=row_offset)
+        row_offset += prepared.rows_read
+        result.rows_read = row_offset
+        quarantine.pending.extend(prepared.errors)
+        if prepared.table.num_rows and not (on_error == "reject" and (result.rejected or quarantine.pending)):
+            ordered, multi = sort_by_key(prepared.table, spec.key)
+            yield ordered.append_column("multi", pa.array(multi)).select(columns)
+        else:
+            yield None
+    if row_offset == 0:
+        raise InputError("the input has no data rows")
+
+
+def _create_stage(cur, spec: Dataset, stage: str) -> None:
+    cur.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
+            stage=sql.Identifier(stage),
+            cols=identifiers([*spec.column_names, "known_at"]),
+            table=sql.Identifier(spec.table),
+        )
+    )
+    cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN row_no bigint, ADD COLUMN multi boolean").format(sql.Identifier(stage)))
+
+
 def _stage(spec, batches, stage, ctx, result, load, on_error, progress, *, validated: bool = False) -> _SeriesRanges:
     """Validate every batch (unless ``validated``) and COPY the good rows into an unlogged staging table."""
-    columns = _stage_columns(spec)
     with connection.cursor() as cur:
-        cur.execute(
-            sql.SQL("CREATE UNLOGGED TABLE {stage} AS SELECT {cols} FROM {table} WITH NO DATA").format(
-                stage=sql.Identifier(stage),
-                cols=identifiers([*spec.column_names, "known_at"]),
-                table=sql.Identifier(spec.table),
-            )
-        )
-        cur.execute(
-            sql.SQL("ALTER TABLE {} ADD COLUMN row_no bigint, ADD COLUMN multi boolean").format(sql.Identifier(stage))
-        )
+        _create_stage(cur, spec, stage)
     ranges = _SeriesRanges()
-    row_offset = 0
-    rejected_rows: set[int] = set()
-    pending_errors: list[RowError] = []
+    quarantine = _Quarantine(load, result)
     with connection.cursor() as cur:
-        segments = _CopySegments(cur, stage, columns)
+        segments = _CopySegments(cur.cursor, stage, _stage_columns(spec))
 
         def safe_point() -> None:
             segments.close()
-            if pending_errors:
-                _quarantine(load, pending_errors, result, rejected_rows)
-                pending_errors.clear()
+            quarantine.write()
             if progress:
-                progress(row_offset)
+                progress(result.rows_read)
 
         try:
-            for raw in batches:
-                if validated:
-                    prepared = prepared_as_is(raw, row_offset=row_offset)
-                else:
-                    if row_offset == 0:
-                        check_columns([n for n in raw.schema.names], spec)
-                    prepared = prepare_batch(raw, dataset=spec, ctx=ctx, row_offset=row_offset)
-                row_offset += prepared.rows_read
-                result.rows_read = row_offset
-                pending_errors.extend(prepared.errors)
-                stop_copying = on_error == "reject" and (result.rejected or pending_errors)
-                if prepared.table.num_rows and not stop_copying:
-                    ordered, multi = sort_by_key(prepared.table, spec.key)
-                    ranges.any_multi |= bool(multi.any())
-                    table = ordered.append_column("multi", pa.array(multi)).select(columns)
+            for table in _prepared(spec, batches, ctx, result, quarantine, on_error, validated):
+                if table is not None:
                     ranges.add(table, spec)
                     segments.write(table)
-                if segments.copy is None or segments.due() or len(pending_errors) >= 10_000:
+                if segments.copy is None or segments.due() or quarantine.due():
                     safe_point()
-            if row_offset == 0:
-                raise InputError("the input has no data rows")
             safe_point()
         except BaseException:
             segments.abort()
             raise
     return ranges
+
+
+# --- the direct path: COPY straight into the dataset --------------------------------------------
+
+
+class _Redo(Exception):
+    """The direct pass cannot finish the load; it is rolled back and the load redone through staging."""
+
+
+def _direct(spec, batches, stage, ctx, result, load, on_error, progress, on_phase, validated) -> bool:
+    """Load in one pass, COPYing each batch's rows proven new straight into the dataset table.
+
+    Everything happens in one transaction that holds the merge lock from the start, so the series
+    registry read first stays true: a row is *proven new* when its key occurs once in its batch and its
+    series' event-time span in the batch overlaps neither what the registry says is stored nor the
+    spans of that series in earlier batches. Those rows are COPYed into the dataset as they come (no
+    staging table, no INSERT ... SELECT); the rest are staged and go through the usual merge at the
+    end, which sees the rows COPYed before as stored. Returns False, having stored nothing, when the
+    load must be redone through staging: a staged row shares its key with a COPYed row (same key in
+    two batches) other than as an exact duplicate, or (inside the caller's transaction, where bad
+    rows cannot be written apart from the data) too many bad rows to hold.
+
+    The transaction is the caller's (a savepoint) when the caller is inside one; otherwise a second
+    connection's, so that the quarantine and progress written on Django's connection are seen at once.
+    """
+    quarantine = _Quarantine(load, result)
+    shared = connection.in_atomic_block
+    try:
+        if shared:
+            with transaction.atomic(), connection.cursor() as cur:
+                _direct_pass(cur.cursor, spec, batches, stage, ctx, result, quarantine, on_error, progress, on_phase,
+                             validated, load=None)
+        else:
+            with psycopg.connect(**connection.get_connection_params()) as conn:
+                try:
+                    _direct_pass(conn.cursor(), spec, batches, stage, ctx, result, quarantine, on_error, progress,
+                                 on_phase, validated, load=load)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+    except _Redo as why:
+        logger.info("load %s: %s; loading it again through staging", load.id, why)
+        result.restarted, result.recorded_at = str(why), None
+        return False
+    except LoadRejected:
+        result.inserted = result.copied = 0
+        result.recorded_at = None  # rolled back: nothing was recorded
+        quarantine.write()  # after the rollback: the bad rows are kept, the good ones are not
+        return True
+    quarantine.write()
+    return True
+
+
+def _direct_pass(cursor, spec, batches, stage, ctx, result, quarantine, on_error, progress, on_phase, validated, *,
+                 load: Load | None) -> None:
+    """The direct path's transaction body. ``load``: write the quarantine as it fills (own connection)."""
+    recorded_at = _merge_begin(cursor, spec, result)
+    stored = _registry_bounds(cursor, spec)
+    seen: dict[tuple, tuple[datetime, datetime]] = {}  # per series: the hull of its spans in earlier batches
+    copied, staged = _SeriesRanges(), _SeriesRanges()
+    to_table = _CopySegments(cursor, spec.table, [*spec.column_names, "known_at", "recorded_at"])
+    to_stage = _CopySegments(cursor, stage, _stage_columns(spec))
+    stamp = pa.scalar(recorded_at, pa.timestamp("us", tz="UTC"))
+    copied_rows = 0
+    reported = time.monotonic()
+    try:
+        for table in _prepared(spec, batches, ctx, result, quarantine, on_error, validated):
+            if table is not None:
+                new = _proven_new(table, spec, stored, seen)
+                for part, into, other, ranges in ((table.filter(new), to_table, to_stage, copied),
+                                                  (table.filter(pc.invert(new)), to_stage, to_table, staged)):
+                    if part.num_rows:
+                        other.close()
+                        if ranges is staged and not staged.spans:
+                            _create_stage(cursor, spec, stage)  # only a load with rows to merge needs one
+                        ranges.add(part, spec)
+                        if into is to_table:
+                            copied_rows += part.num_rows
+                            part = part.append_column("recorded_at", pa.repeat(stamp, part.num_rows))
+                        into.write(part)
+            if quarantine.due():
+                if load is None:
+                    raise _Redo(f"more than {quarantine.DUE_ROWS} bad rows inside the caller's transaction")
+                quarantine.write()
+            if progress and time.monotonic() - reported >= _CopySegments.SEGMENT_SECONDS:
+                progress(result.rows_read)
+                reported = time.monotonic()
+        to_table.close()
+        to_stage.close()
+    except BaseException:
+        to_table.abort()
+        to_stage.abort()
+        raise
+    if progress:
+        progress(result.rows_read)
+    if on_error == "reject" and (result.rejected or quarantine.pending):
+        raise LoadRejected(result)  # rolled back; _direct writes the bad rows to the quarantine
+    if copied.spans.keys() & staged.spans.keys() and _key_copied_and_staged(cursor, spec, stage, recorded_at):
+        raise _Redo("a staged row has the key of a row COPYed from an earlier batch")
+    if on_phase:
+        on_phase("loading", result.load_id)
+    result.inserted = result.copied = copied_rows
+    _drop_conflicts(spec, stage, staged, quarantine, cursor)
+    if on_error == "reject" and quarantine.pending:
+        raise LoadRejected(result)
+    _register_series(cursor, spec, copied)  # the merge then sees the COPYed rows as stored
+    _merge_staged(cursor, spec, stage, staged, result, recorded_at, also=copied)
+    if staged.spans:
+        cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage)))
+
+
+def _registry_bounds(cur, spec: Dataset) -> dict[tuple, tuple[datetime, datetime]]:
+    """Per series of ``spec``, the event-time range the series registry says is stored."""
+    cur.execute("SELECT symbol, subkey, first_time, last_time FROM timeseries_series WHERE dataset = %s", [spec.name])
+    width = len(spec.series)
+    return {(symbol, subkey)[:width]: (lo, hi) for symbol, subkey, lo, hi in cur.fetchall()}
+
+
+def _proven_new(table: pa.Table, spec: Dataset, stored: dict, seen: dict) -> pa.ChunkedArray:
+    """Mask of the rows of one key-sorted batch that can be COPYed into the dataset as they are."""
+    agg = table.group_by(list(spec.series)).aggregate([("time", "min"), ("time", "max")])
+    keys = list(zip(*(agg.column(c).to_pylist() for c in spec.series)))
+    clear = []
+    for key, lo, hi in zip(keys, agg.column("time_min").to_pylist(), agg.column("time_max").to_pylist()):
+        before = [span for span in (stored.get(key), seen.get(key)) if span]
+        if not any(lo <= span[1] and hi >= span[0] for span in before):
+            clear.append(key)
+        old = seen.get(key)
+        seen[key] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+    if not clear:
+        return pa.chunked_array([pa.array(np.zeros(table.num_rows, dtype=bool))])
+    if len(spec.series) == 1:
+        ok = pc.is_in(table.column(spec.series[0]), value_set=pa.array([k[0] for k in clear], pa.string()))
+    else:
+        joined = pc.binary_join_element_wise(*(table.column(c) for c in spec.series), "\x1f")
+        ok = pc.is_in(joined, value_set=pa.array(["\x1f".join(k) for k in clear], pa.string()))
+    return pc.and_(pc.fill_null(ok, False), pc.invert(table.column("multi")))
+
+
+def _key_copied_and_staged(cur, spec: Dataset, stage: str, recorded_at: datetime) -> bool:
+    """Whether a staged row has the key of a row this load COPYed, other than as its exact duplicate."""
+    cur.execute(
+        sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM {s} s JOIN {t} t ON {key} AND t.recorded_at = %s"
+            " WHERE NOT (t.known_at = s.known_at AND ROW({t_vals}) IS NOT DISTINCT FROM ROW({s_vals})))"
+        ).format(
+            s=sql.Identifier(stage), t=sql.Identifier(spec.table), key=_key_match(spec, "t", "s"),
+            t_vals=identifiers(spec.value_columns, "t"), s_vals=identifiers(spec.value_columns, "s"),
+        ),
+        [recorded_at],
+    )
+    return cur.fetchone()[0]
+
+
+def _restart(load: Load, result: LoadResult) -> None:
+    """Forget what a rolled-back direct pass counted and quarantined: the staged pass redoes it."""
+    RejectedRow.objects.filter(load=load).delete()
+    result.rows_read = result.inserted = result.revised = result.duplicates = result.rejected = result.copied = 0
+    result.errors.clear()
 
 
 def rejected_rows_save(*, load: Load, errors: list[RowError]) -> None:
@@ -453,35 +680,54 @@ def _merge(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult)
     """
     with transaction.atomic():
         with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsm.merge.{spec.name}"])
-            # set-based merges over millions of rows: sort in memory, skip JIT compilation, and no Memoize
-            # in front of the per-row version probe (every staged key is distinct: it only misses)
-            cur.execute("SET LOCAL work_mem = '256MB'")
-            cur.execute("SET LOCAL jit = off")
-            cur.execute("SET LOCAL enable_memoize = off")
-            cur.execute("SELECT clock_timestamp()")
-            recorded_at = result.recorded_at = cur.fetchone()[0]
-            straddling = ranges.straddling()
-            mixed = straddling | _stored_overlaps(cur, spec, ranges)
-            # every staged series needs the version merge (a replay, a file of corrections): no row is
-            # left to append, and no per-row series test is needed to pick the merge's rows
-            everything = bool(ranges.spans) and mixed >= ranges.spans.keys()
-            subset = sql.SQL("true") if everything else _subset_predicate(spec, mixed, ranges.any_multi)
-            if subset is not None:
-                # row counts for the version merge's planner (it would guess ~34k rows); an append
-                # needs no plan choice, and a 90k-row write-API flush spent 12 % of its time here
-                cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
-                result.inserted, result.revised, result.duplicates = _merge_versions(
-                    cur, spec, stage, recorded_at, subset, keys_repeat=ranges.any_multi or bool(straddling)
-                )
-            if not everything:
-                result.inserted += _append(cur, spec, stage, recorded_at, subset)
-            _register_series(cur, spec, ranges)
-            if result.inserted or result.revised:
-                changes_record(cur=cur, dataset=spec.name, bounds=ranges.bounds(), recorded_at=recorded_at)
-                generation_bump(datasets=[spec.name])
-            result.change_watermark = replay.change_watermark(cur=cur, dataset=spec.name)  # for a later replay
-            result.spans = replay.spans_encode(ranges.bounds())
+            recorded_at = _merge_begin(cur, spec, result)
+            _merge_staged(cur, spec, stage, ranges, result, recorded_at)
+
+
+def _merge_begin(cur, spec: Dataset, result: LoadResult) -> datetime:
+    """Take the dataset's merge lock and set the merge's session settings; returns the load's recorded_at."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsm.merge.{spec.name}"])
+    # set-based merges over millions of rows: sort in memory, skip JIT compilation, and no Memoize
+    # in front of the per-row version probe (every staged key is distinct: it only misses)
+    cur.execute("SET LOCAL work_mem = '256MB'")
+    cur.execute("SET LOCAL jit = off")
+    cur.execute("SET LOCAL enable_memoize = off")
+    cur.execute("SELECT clock_timestamp()")
+    result.recorded_at = cur.fetchone()[0]
+    return result.recorded_at
+
+
+def _merge_staged(cur, spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult, recorded_at: datetime,
+                  also: _SeriesRanges | None = None) -> None:
+    """The merge of the staging table, under the lock ``_merge_begin`` took. ``also``: the spans of rows
+    this load stored already (COPYed directly), for the change log and the replay record."""
+    if ranges.spans:
+        straddling = ranges.straddling()
+        mixed = straddling | _stored_overlaps(cur, spec, ranges)
+        # every staged series needs the version merge (a replay, a file of corrections): no row is
+        # left to append, and no per-row series test is needed to pick the merge's rows
+        everything = mixed >= ranges.spans.keys()
+        subset = sql.SQL("true") if everything else _subset_predicate(spec, mixed, ranges.any_multi)
+        if subset is not None:
+            # row counts for the version merge's planner (it would guess ~34k rows); an append
+            # needs no plan choice, and a 90k-row write-API flush spent 12 % of its time here
+            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+            inserted, result.revised, result.duplicates = _merge_versions(
+                cur, spec, stage, recorded_at, subset, keys_repeat=ranges.any_multi or bool(straddling)
+            )
+            result.inserted += inserted
+        if not everything:
+            result.inserted += _append(cur, spec, stage, recorded_at, subset)
+        _register_series(cur, spec, ranges)
+    bounds = ranges.bounds()
+    for key, (lo, hi) in (also.bounds() if also else {}).items():
+        old = bounds.get(key)
+        bounds[key] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+    if result.inserted or result.revised:
+        changes_record(cur=cur, dataset=spec.name, bounds=bounds, recorded_at=recorded_at)
+        generation_bump(datasets=[spec.name], cur=cur)
+    result.change_watermark = replay.change_watermark(cur=cur, dataset=spec.name)  # for a later replay
+    result.spans = replay.spans_encode(bounds)
 
 
 def _series_expr(spec: Dataset, alias: str) -> sql.Composable:
@@ -591,22 +837,19 @@ def _conflicts(cur, spec: Dataset, stage: str, subset: sql.Composable) -> list[l
     return [row[0] for row in cur.fetchall()]
 
 
-def _drop_conflicts(spec: Dataset, stage: str, ranges: _SeriesRanges, result: LoadResult, load: Load) -> None:
-    """Quarantine input rows that give one (key, known_at) two different values, and unstage them.
+def _drop_conflicts(spec: Dataset, stage: str, ranges: _SeriesRanges, quarantine: _Quarantine, cur) -> None:
+    """Unstage input rows that give one (key, known_at) two different values; they join
+    ``quarantine.pending`` (the caller writes them: the quarantine is kept whatever the load does).
 
     Only keys repeated inside a chunk or series spread over several chunks can repeat at all, so
-    nothing is scanned for a file without them. Runs before the merge: the quarantine is kept.
+    nothing is scanned for a file without them. Runs before the merge.
     """
     subset = _subset_predicate(spec, ranges.straddling(), ranges.any_multi)
     if subset is None:
         return
-    with connection.cursor() as cur:
-        conflicts = _conflicts(cur, spec, stage, subset)
-        if conflicts:
-            _quarantine_conflicts(cur, spec, stage, conflicts, result, load)
-
-
-def _quarantine_conflicts(cur, spec, stage, conflicts, result, load) -> None:
+    conflicts = _conflicts(cur, spec, stage, subset)
+    if not conflicts:
+        return
     errors = []
     for rows in conflicts:
         for row in rows[1:]:
@@ -621,8 +864,7 @@ def _quarantine_conflicts(cur, spec, stage, conflicts, result, load) -> None:
         [all_rows],
     )
     raw = {r[0]["row_no"]: {k: v for k, v in r[0].items() if k != "row_no"} for r in cur.fetchall()}
-    errors = [RowError(e.row, e.column, e.message, raw.get(e.row, {})) for e in errors]
-    _quarantine(load, errors, result, set())
+    quarantine.pending.extend(RowError(e.row, e.column, e.message, raw.get(e.row, {})) for e in errors)
     cur.execute(sql.SQL("DELETE FROM {} WHERE row_no = ANY(%s)").format(sql.Identifier(stage)), [all_rows])
 
 

@@ -159,17 +159,21 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
     return pa.table(columns)
 
 
+def as_table(data) -> pa.Table:
+    """In-memory callers' input as one Arrow table: an Arrow table or batch, a pandas DataFrame or a list of dicts."""
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, list):
+        return rows_to_table(data)
+    if isinstance(data, pa.Table):
+        return data
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise TypeError("expected a pyarrow Table, a pandas DataFrame or a list of dicts")
+
+
 def table_batches(data, *, batch_rows: int = 250_000) -> Iterator[pa.RecordBatch]:
     """In-memory callers: an Arrow table, a pandas DataFrame or a list of dicts."""
-    if isinstance(data, pa.RecordBatch):
-        data = pa.Table.from_batches([data])
-    if isinstance(data, list):
-        data = rows_to_table(data)
-    elif not isinstance(data, pa.Table):
-        import pandas as pd
-
-        if isinstance(data, pd.DataFrame):
-            data = pa.Table.from_pandas(data, preserve_index=False)
-        else:
-            raise TypeError("expected a pyarrow Table, a pandas DataFrame or a list of dicts")
-    yield from data.to_batches(max_chunksize=batch_rows)
+    yield from as_table(data).to_batches(max_chunksize=batch_rows)

@@ -22,21 +22,25 @@ from timeseries.formats import plain
 logger = logging.getLogger(__name__)
 
 
-def generation_bump(*, datasets: Iterable[str]) -> None:
-    """Call inside the transaction that changes the datasets."""
+def generation_bump(*, datasets: Iterable[str], cur=None) -> None:
+    """Call inside the transaction that changes the datasets (``cur``: a cursor of that transaction,
+    when it is not Django's connection's)."""
     names = sorted(set(datasets))
     if not names:
         return
-    with connection.cursor() as cur:
-        cur.execute(
-            """
-            INSERT INTO timeseries_datasetgeneration (dataset, generation, changed_at)
-            SELECT unnest(%s::text[]), 1, clock_timestamp()
-            ON CONFLICT (dataset) DO UPDATE
-            SET generation = timeseries_datasetgeneration.generation + 1, changed_at = clock_timestamp()
-            """,
-            [names],
-        )
+    if cur is None:
+        with connection.cursor() as cur:
+            generation_bump(datasets=names, cur=cur)
+        return
+    cur.execute(
+        """
+        INSERT INTO timeseries_datasetgeneration (dataset, generation, changed_at)
+        SELECT unnest(%s::text[]), 1, clock_timestamp()
+        ON CONFLICT (dataset) DO UPDATE
+        SET generation = timeseries_datasetgeneration.generation + 1, changed_at = clock_timestamp()
+        """,
+        [names],
+    )
 
 
 def generations(datasets: Iterable[str]) -> dict[str, str]:

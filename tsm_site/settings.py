@@ -171,6 +171,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Ingestion ---------------------------------------------------------------------------------
 TSM_INGEST_BATCH_ROWS = env_int("TSM_INGEST_BATCH_ROWS", 250_000)
+TSM_INGEST_DIRECT = env_bool("TSM_INGEST_DIRECT", True)  # COPY rows proven new straight into the dataset (ingestion/loader.py _direct)
 TSM_INGEST_REPLAY_SHORTCUT = env_bool("TSM_INGEST_REPLAY_SHORTCUT", True)  # a file re-sent unchanged skips staging (ingestion/replay.py)
 TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
 TSM_UPLOAD_STALE_SECONDS = env_int("TSM_UPLOAD_STALE_SECONDS", 300)  # no heartbeat for this long: reclaim

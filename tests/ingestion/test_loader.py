@@ -325,3 +325,91 @@ def test_it_appends_a_backfill_into_a_gap_of_a_series_without_the_version_merge(
     assert gap.counts()["inserted"] == 10 and merged == []  # nothing stored in [10, 19]: appended
     again = ingest_table(dataset="market_data", data=[bar("AAPL", m, close="10.75") for m in range(15, 25)])
     assert merged == [1] and (again.revised, again.inserted) == (5, 5)  # overlaps stored rows: merged
+
+
+# --- the direct path: rows proven new are COPYed straight into the dataset ------------------------
+
+
+def staging_tables() -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'ingest\\_stage\\_%%'")
+        return [r[0] for r in cur.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_copies_a_new_time_ordered_file_straight_into_the_dataset_batch_by_batch(tmp_path, settings):
+    settings.TSM_INGEST_BATCH_ROWS = 7  # series spread over many batches, never overlapping in time
+    rows = [bar(s, m) for m in range(20) for s in ("AAPL", "MSFT", "IBM")]
+    path = tmp_path / "bars.csv"
+    path.write_bytes(csv_bytes(rows))
+    result = ingest_file(dataset="market_data", path=path)
+    assert (result.inserted, result.copied, result.restarted) == (60, 60, "")
+    assert MarketData.objects.count() == 60 and set(MarketData.objects.values_list("recorded_at", flat=True)) == {result.recorded_at}
+    assert staging_tables() == []
+    assert {r["symbol"]: r["time"] for r in pit.market_state(at=T0 + timedelta(days=1))} == {
+        s: T0 + timedelta(minutes=19) for s in ("AAPL", "MSFT", "IBM")
+    }
+    again = ingest_file(dataset="market_data", path=path, source="same rows, other name")
+    assert (again.inserted, again.duplicates, MarketData.objects.count()) == (0, 60, 60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_redoes_the_load_through_staging_when_a_later_batch_corrects_a_copied_row(settings):
+    settings.TSM_INGEST_BATCH_ROWS = 2
+    later = (T0 + timedelta(minutes=5)).isoformat()
+    rows = [bar("AAPL", 0), bar("AAPL", 1), bar("AAPL", 0, close="10.75", known_at=later)]
+    result = ingest_table(dataset="market_data", data=rows)
+    assert "COPYed" in result.restarted and result.copied == 0
+    assert (result.inserted, result.revised, result.duplicates) == (2, 1, 0)
+    assert sorted(MarketData.objects.filter(time=T0).values_list("close", flat=True)) == [Decimal("10.5"), Decimal("10.75")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_counts_a_copied_row_repeated_in_a_later_batch_as_a_duplicate_without_redoing(settings):
+    settings.TSM_INGEST_BATCH_ROWS = 2
+    result = ingest_table(dataset="market_data", data=[bar("AAPL", 0), bar("AAPL", 1), bar("AAPL", 1)])
+    assert (result.inserted, result.duplicates, result.restarted) == (2, 1, "")
+    assert MarketData.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_row_after_copied_batches_stores_nothing_and_keeps_the_bad_row(settings):
+    settings.TSM_INGEST_BATCH_ROWS = 2
+    rows = [bar("AAPL", m) for m in range(4)] + [bar("AAPL", 4, volume="-1")]
+    with pytest.raises(LoadRejected) as info:
+        ingest_table(dataset="market_data", data=rows)
+    assert messages(info.value) == ["row 5, column 'volume': volume must not be negative"]
+    assert MarketData.objects.count() == 0 and staging_tables() == []
+    load = Load.objects.get(pk=info.value.result.load_id)
+    assert load.status == Load.Status.REJECTED
+    assert list(RejectedRow.objects.filter(load=load).values_list("row_number", "column")) == [(5, "volume")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conflict_between_batches_after_a_copy_is_quarantined_on_skip(settings):
+    settings.TSM_INGEST_BATCH_ROWS = 2
+    rows = [bar("AAPL", 0), bar("AAPL", 1), bar("AAPL", 2), bar("AAPL", 0, close="10.75")]
+    result = ingest_table(dataset="market_data", data=rows, on_error="skip")
+    assert result.restarted  # the fourth row gives a COPYed key other values: redone through staging
+    assert (result.inserted, result.rejected) == (2, 2)
+    assert sorted(RejectedRow.objects.filter(load_id=result.load_id).values_list("row_number", flat=True)) == [1, 4]
+    assert sorted(MarketData.objects.values_list("time", flat=True)) == [T0 + timedelta(minutes=m) for m in (1, 2)]
+
+
+def test_a_stream_that_cannot_be_read_twice_is_staged(tmp_path):
+    class OneWay(io.RawIOBase):
+        def __init__(self, data: bytes):
+            self.inner = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            chunk = self.inner.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+    result = ingest_file(dataset="market_data", path=OneWay(csv_bytes([bar("AAPL", m) for m in range(3)])))
+    assert (result.inserted, result.copied) == (3, 0)

@@ -354,11 +354,14 @@ def describe(plans: list[Plan]) -> str:
     return "\n".join(lines)
 
 
-def run_history(dataset: str, plans: list[Plan], batch_rows: int, django_settings) -> tuple[Oracle, list[datetime]]:
-    """Load every plan through the loader and the oracle; compare counts, conflicts and stored versions."""
+def run_history(dataset: str, plans: list[Plan], batch_rows: int, django_settings, *, direct: bool = True) -> tuple[Oracle, list[datetime]]:
+    """Load every plan through the loader and the oracle; compare counts, conflicts and stored versions.
+
+    ``direct``: the loader's direct path (COPY of rows proven new into the dataset) or staging only."""
     wipe_datasets()
     django_settings.TSM_INGEST_BATCH_ROWS = batch_rows
-    note(f"batch_rows={batch_rows}\n{describe(plans)}")
+    django_settings.TSM_INGEST_DIRECT = direct
+    note(f"batch_rows={batch_rows} direct={direct}\n{describe(plans)}")
     event(f"batch_rows={batch_rows}")
     oracle = Oracle()
     recorded: list[datetime] = []
@@ -387,6 +390,10 @@ def run_history(dataset: str, plans: list[Plan], batch_rows: int, django_setting
         for name in ("revised", "duplicates", "rejected"):
             if got[name]:
                 event(f"a load had {name}")
+        if direct:
+            event("direct path: " + ("redone through staging" if result.restarted else "rows COPYed" if result.copied else "all staged"))
+        else:
+            assert not result.copied, f"load {i} COPYed rows with TSM_INGEST_DIRECT off"
         assert_same_rows(stored_versions(dataset), oracle.all_versions(dataset), f"stored versions after load {i}")
     spec = DATASETS[dataset]
     same_known = Counter((key_of(spec, v), v["known_at"]) for v in oracle.versions[dataset])
@@ -476,10 +483,10 @@ def check_asof(oracle: Oracle, dataset: str, ts: list[datetime], ss: list, serie
 
 
 @hsettings(max_examples=45, **SETTINGS)
-@given(plans=histories("market_data", market_row), batch_rows=BATCH_ROWS, seed=SEEDS)
-def test_it_matches_the_oracle_for_market_data(db, settings, plans, batch_rows, seed):
+@given(plans=histories("market_data", market_row), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_it_matches_the_oracle_for_market_data(db, settings, plans, batch_rows, direct, seed):
     rng = random.Random(seed)
-    oracle, recorded = run_history("market_data", plans, batch_rows, settings)
+    oracle, recorded = run_history("market_data", plans, batch_rows, settings, direct=direct)
     ts, ss = instants("market_data", plans), record_times(recorded)
     pairs = sample_pairs(rng, ts, ss, 30)
     for at, rb in pairs:
@@ -505,10 +512,10 @@ def test_it_matches_the_oracle_for_market_data(db, settings, plans, batch_rows, 
 
 
 @hsettings(max_examples=35, **SETTINGS)
-@given(plans=histories("news_events", news_row), batch_rows=BATCH_ROWS, seed=SEEDS)
-def test_it_matches_the_oracle_for_news(db, settings, plans, batch_rows, seed):
+@given(plans=histories("news_events", news_row), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_it_matches_the_oracle_for_news(db, settings, plans, batch_rows, direct, seed):
     rng = random.Random(seed)
-    oracle, recorded = run_history("news_events", plans, batch_rows, settings)
+    oracle, recorded = run_history("news_events", plans, batch_rows, settings, direct=direct)
     ts, ss = instants("news_events", plans), record_times(recorded)
     pairs = sample_pairs(rng, ts, ss, 30)
     for at, rb in pairs:
@@ -527,10 +534,10 @@ def test_it_matches_the_oracle_for_news(db, settings, plans, batch_rows, seed):
 
 
 @hsettings(max_examples=35, **SETTINGS)
-@given(plans=histories("insider_trades", insider_row, pinned=("filing_date",)), batch_rows=BATCH_ROWS, seed=SEEDS)
-def test_it_matches_the_oracle_for_insider_trades(db, settings, plans, batch_rows, seed):
+@given(plans=histories("insider_trades", insider_row, pinned=("filing_date",)), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_it_matches_the_oracle_for_insider_trades(db, settings, plans, batch_rows, direct, seed):
     rng = random.Random(seed)
-    oracle, recorded = run_history("insider_trades", plans, batch_rows, settings)
+    oracle, recorded = run_history("insider_trades", plans, batch_rows, settings, direct=direct)
     ts, ss = instants("insider_trades", plans), record_times(recorded)
     pairs = sample_pairs(rng, ts, ss, 30)
     for at, rb in pairs:
@@ -549,10 +556,10 @@ def test_it_matches_the_oracle_for_insider_trades(db, settings, plans, batch_row
 
 
 @hsettings(max_examples=35, **SETTINGS)
-@given(plans=histories("social_sentiment", sentiment_row), batch_rows=BATCH_ROWS, seed=SEEDS)
-def test_it_matches_the_oracle_for_social_sentiment(db, settings, plans, batch_rows, seed):
+@given(plans=histories("social_sentiment", sentiment_row), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_it_matches_the_oracle_for_social_sentiment(db, settings, plans, batch_rows, direct, seed):
     rng = random.Random(seed)
-    oracle, recorded = run_history("social_sentiment", plans, batch_rows, settings)
+    oracle, recorded = run_history("social_sentiment", plans, batch_rows, settings, direct=direct)
     ts, ss = instants("social_sentiment", plans), record_times(recorded)
     pairs = sample_pairs(rng, ts, ss, 30)
     for at, rb in pairs:
@@ -568,10 +575,10 @@ def test_it_matches_the_oracle_for_social_sentiment(db, settings, plans, batch_r
 
 
 @hsettings(max_examples=35, **SETTINGS)
-@given(plans=histories("government_events", government_row), batch_rows=BATCH_ROWS, seed=SEEDS)
-def test_it_matches_the_oracle_for_government_events(db, settings, plans, batch_rows, seed):
+@given(plans=histories("government_events", government_row), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_it_matches_the_oracle_for_government_events(db, settings, plans, batch_rows, direct, seed):
     rng = random.Random(seed)
-    oracle, recorded = run_history("government_events", plans, batch_rows, settings)
+    oracle, recorded = run_history("government_events", plans, batch_rows, settings, direct=direct)
     ts, ss = instants("government_events", plans), record_times(recorded)
     pairs = sample_pairs(rng, ts, ss, 30)
     for at, rb in pairs:
@@ -615,6 +622,16 @@ ROWS = {
 }
 
 
+@hsettings(max_examples=20, **SETTINGS)
+@given(data=st.data(), batch_rows=BATCH_ROWS)
+def test_the_direct_path_on_its_own_connection_stores_what_the_oracle_does(transactional_db, settings, data, batch_rows):
+    """Outside a transaction the direct path runs on a second connection (commit, rollback and the redo
+    through staging are its own): the same counts and versions as the oracle, load after load."""
+    dataset = data.draw(st.sampled_from(["market_data", "social_sentiment", "news_events"]))
+    plans = data.draw(histories(dataset, ROWS[dataset]))
+    run_history(dataset, plans, batch_rows, settings, direct=True)
+
+
 @hsettings(max_examples=25, **SETTINGS)
 @given(data=st.data(), batch_rows=BATCH_ROWS)
 def test_it_rejects_a_conflicting_load_and_stores_nothing(db, settings, data, batch_rows):
@@ -622,7 +639,7 @@ def test_it_rejects_a_conflicting_load_and_stores_nothing(db, settings, data, ba
     row = ROWS[dataset]
     pinned = ("filing_date",) if dataset == "insider_trades" else ()
     plans = data.draw(histories(dataset, row, pinned=pinned, max_loads=3, conflicts=False))
-    oracle, recorded = run_history(dataset, plans, batch_rows, settings)
+    oracle, recorded = run_history(dataset, plans, batch_rows, settings, direct=data.draw(st.booleans()))
     before = stored_versions(dataset)
     rows = data.draw(st.lists(row(3), min_size=1, max_size=5))
     bad = _conflicting(dataset, data.draw(st.sampled_from(rows)))
