@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 from ingestion import parsers, replay
 from ingestion.checks import InputError, RowError, check_columns, prepare_batch, prepared_as_is
@@ -374,7 +375,9 @@ class _CopySegments:
         table = table.select(self.columns)
         if self.copy is None:
             self.encoder = pgpq.ArrowToPostgresBinaryEncoder(table.schema)
-            self.cm = self.cursor.copy(self.statement)
+            # a writer thread sends the data (up to psycopg's queue: 1,024 x 128 kB) while this thread
+            # prepares the next batch; with the default writer PostgreSQL waited for each batch's encoding
+            self.cm = self.cursor.copy(self.statement, writer=QueuedLibpqWriter(self.cursor))
             self.copy = self.cm.__enter__()
             self.copy.write(self.encoder.write_header())
             self.opened_at = time.monotonic()
