@@ -499,6 +499,8 @@ def rerun_figure(base: dict, reruns: list[dict], target: str, note: str) -> dict
 
 
 PROFILED = {
+    "direct pass (parse + validate + sort + COPY into market_data, merge, commit)": ("loader", "_direct"),
+    "  proven-new test per batch": ("loader", "_proven_new"),
     "stage (parse + validate + sort + COPY)": ("loader", "_stage"),
     "  validate (prepare_batch)": ("loader", "prepare_batch"),
     "  sort by key": ("loader", "sort_by_key"),
@@ -548,7 +550,10 @@ def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
     phases = {k: round(v, 2) for k, v in spent.items()}
     phases["other (hash check, ANALYZE staging, load row, drop staging)"] = round(
         total - spent.get("stage (parse + validate + sort + COPY)", 0) - spent.get("intra-file conflict scan", 0)
-        - spent.get("merge transaction (incl. commit)", 0), 2)
+        - spent.get("merge transaction (incl. commit)", 0)
+        - spent.get("direct pass (parse + validate + sort + COPY into market_data, merge, commit)", 0), 2)
+    # on the direct path the COPY overlaps parsing (a writer thread sends): "COPY writes" is then the
+    # time this thread waited for the queue, and "segment closes" the wait for PostgreSQL to finish
     return {"rows": result.rows_read, "seconds": round(total, 2), "rows_per_s": round(result.rows_read / total),
             "counts": result.counts(), "phases_s": phases}
 
