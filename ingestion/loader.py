@@ -107,7 +107,9 @@ def ingest_file(
     """Load a CSV / Parquet / NDJSON file (optionally gzip-compressed) into ``dataset``.
 
     ``progress(rows_read)`` is called after each chunk; ``on_phase(phase, load_id)`` with
-    "validating" when the load starts and "loading" when the merge begins.
+    "validating" when the load starts and "loading" when rows start going into the dataset: when the
+    merge begins, or on the direct path (which validates and COPYs batch by batch) once it holds the
+    merge lock.
     """
     spec = get_dataset(dataset)
     name = source or (str(path) if isinstance(path, (str, Path)) else "stream")
@@ -541,6 +543,8 @@ def _direct_pass(cursor, spec, batches, stage, ctx, result, quarantine, on_error
     """The direct path's transaction body. ``load``: write the quarantine as it fills (own connection)."""
     recorded_at = _merge_begin(cursor, spec, result)
     stored = _registry_bounds(cursor, spec)
+    if on_phase:
+        on_phase("loading", result.load_id)
     seen: dict[tuple, tuple[datetime, datetime]] = {}  # per series: the hull of its spans in earlier batches
     copied, staged = _SeriesRanges(), _SeriesRanges()
     to_table = _CopySegments(cursor, spec.table, [*spec.column_names, "known_at", "recorded_at"])
@@ -582,8 +586,6 @@ def _direct_pass(cursor, spec, batches, stage, ctx, result, quarantine, on_error
         raise LoadRejected(result)  # rolled back; _direct writes the bad rows to the quarantine
     if copied.spans.keys() & staged.spans.keys() and _key_copied_and_staged(cursor, spec, stage, recorded_at):
         raise _Redo("a staged row has the key of a row COPYed from an earlier batch")
-    if on_phase:
-        on_phase("loading", result.load_id)
     result.inserted = result.copied = copied_rows
     _drop_conflicts(spec, stage, staged, quarantine, cursor)
     if on_error == "reject" and quarantine.pending:
