@@ -189,6 +189,14 @@ class _SeriesRanges:
                 out.add(key)
         return out
 
+    def union(self, other: _SeriesRanges | None) -> _SeriesRanges:
+        if other is None:
+            return self
+        spans = {k: list(v) for k, v in self.spans.items()}
+        for key, more in other.spans.items():
+            spans.setdefault(key, []).extend(more)
+        return _SeriesRanges(spans=spans, any_multi=self.any_multi or other.any_multi)
+
     def bounds(self) -> dict[tuple, tuple[datetime, datetime]]:
         return {k: (min(s[0] for s in v), max(s[1] for s in v)) for k, v in self.spans.items()}
 
@@ -249,26 +257,15 @@ def _ingest(
             if progress:
                 progress(result.rows_read)
             return result
-        done = False
-        if reread is not None and settings.TSM_INGEST_DIRECT:
-            done = _direct(spec, batches, stage, ctx, result, load, on_error, progress, on_phase, validated)
-            if not done:  # a key of a row already COPYed came again: redo the load through staging
+        direct = reread is not None and settings.TSM_INGEST_DIRECT
+        if not (direct and _direct(spec, batches, stage, ctx, result, load, on_error, progress, on_phase, validated)):
+            if direct:  # a key of a row already COPYed came again: redo the load through staging
                 batches = reread()
                 _restart(load, result)
-        if not done:
-            ranges = _stage(spec, batches, stage, ctx, result, load, on_error, progress, validated=validated)
-            if not (result.rejected and on_error == "reject"):
-                conflicts = _Quarantine(load, result)
-                with connection.cursor() as cur:
-                    _drop_conflicts(spec, stage, ranges, conflicts, cur)
-                conflicts.write()
+            _staged(spec, batches, stage, ctx, result, load, on_error, progress, on_phase, validated)
         if result.rejected and on_error == "reject":
             _finish(load, result, Load.Status.REJECTED, error=f"{result.rejected} bad row(s); nothing stored")
             raise LoadRejected(result)
-        if not done:
-            if on_phase:
-                on_phase("loading", load.id)
-            _merge(spec, stage, ranges, result)
         _finish(load, result, Load.Status.DONE, digest=digest)
         return result
     except InputError as exc:
@@ -486,6 +483,22 @@ def _stage(spec, batches, stage, ctx, result, load, on_error, progress, *, valid
     return ranges
 
 
+def _staged(spec, batches, stage, ctx, result, load, on_error, progress, on_phase, validated) -> None:
+    """The staged path: stage everything, unstage conflicting rows, merge — unless a bad row rejects the load."""
+    ranges = _stage(spec, batches, stage, ctx, result, load, on_error, progress, validated=validated)
+    if result.rejected and on_error == "reject":
+        return
+    conflicts = _Quarantine(load, result)
+    with connection.cursor() as cur:
+        _drop_conflicts(spec, stage, ranges, conflicts, cur)
+    conflicts.write()
+    if result.rejected and on_error == "reject":
+        return
+    if on_phase:
+        on_phase("loading", load.id)
+    _merge(spec, stage, ranges, result)
+
+
 # --- the direct path: COPY straight into the dataset --------------------------------------------
 
 
@@ -515,16 +528,11 @@ def _direct(spec, batches, stage, ctx, result, load, on_error, progress, on_phas
         if shared:
             with transaction.atomic(), connection.cursor() as cur:
                 _direct_pass(cur.cursor, spec, batches, stage, ctx, result, quarantine, on_error, progress, on_phase,
-                             validated, load=None)
-        else:
+                             validated, own_connection=False)
+        else:  # leaving the block commits, or rolls back on an exception
             with psycopg.connect(**connection.get_connection_params()) as conn:
-                try:
-                    _direct_pass(conn.cursor(), spec, batches, stage, ctx, result, quarantine, on_error, progress,
-                                 on_phase, validated, load=load)
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
+                _direct_pass(conn.cursor(), spec, batches, stage, ctx, result, quarantine, on_error, progress,
+                             on_phase, validated, own_connection=True)
     except _Redo as why:
         logger.info("load %s: %s; loading it again through staging", load.id, why)
         result.restarted, result.recorded_at = str(why), None
@@ -539,8 +547,9 @@ def _direct(spec, batches, stage, ctx, result, load, on_error, progress, on_phas
 
 
 def _direct_pass(cursor, spec, batches, stage, ctx, result, quarantine, on_error, progress, on_phase, validated, *,
-                 load: Load | None) -> None:
-    """The direct path's transaction body. ``load``: write the quarantine as it fills (own connection)."""
+                 own_connection: bool) -> None:
+    """The direct path's transaction body. ``own_connection``: the quarantine, written on Django's
+    connection, is outside this transaction, so it is written as it fills."""
     recorded_at = _merge_begin(cursor, spec, result)
     stored = _registry_bounds(cursor, spec)
     if on_phase:
@@ -568,7 +577,7 @@ def _direct_pass(cursor, spec, batches, stage, ctx, result, quarantine, on_error
                             part = part.append_column("recorded_at", pa.repeat(stamp, part.num_rows))
                         into.write(part)
             if quarantine.due():
-                if load is None:
+                if not own_connection:
                     raise _Redo(f"more than {quarantine.DUE_ROWS} bad rows inside the caller's transaction")
                 quarantine.write()
             if progress and time.monotonic() - reported >= _CopySegments.SEGMENT_SECONDS:
@@ -724,10 +733,7 @@ def _merge_staged(cur, spec: Dataset, stage: str, ranges: _SeriesRanges, result:
         if not everything:
             result.inserted += _append(cur, spec, stage, recorded_at, subset)
         _register_series(cur, spec, ranges)
-    bounds = ranges.bounds()
-    for key, (lo, hi) in (also.bounds() if also else {}).items():
-        old = bounds.get(key)
-        bounds[key] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+    bounds = ranges.union(also).bounds()
     if result.inserted or result.revised:
         changes_record(cur=cur, dataset=spec.name, bounds=bounds, recorded_at=recorded_at)
         generation_bump(datasets=[spec.name], cur=cur)
