@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT
+
 _INTERVAL = re.compile(r"^\s*(\d+)\s*(us|ms|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)\s*$")
 _UNITS = {
     "us": timedelta(microseconds=1),
@@ -17,10 +19,6 @@ _UNITS = {
 }
 
 
-# Instants far enough from datetime's limits that every selector's arithmetic (e.g. at - 90 days) stays valid
-MIN_INSTANT = datetime(1000, 1, 1, tzinfo=timezone.utc)
-MAX_INSTANT = datetime(9999, 1, 1, tzinfo=timezone.utc)
-RANGE_TEXT = "between 1000-01-01 and 9998-12-31"
 
 
 def parse_instant(name: str, text: str) -> datetime:
