@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "DEFAULT_SYMBOLS", "SECTORS", "SCHEMAS", "make_symbols", "sector_of",
-    "market_data_batches", "market_data", "market_data_corrections", "news_events",
+    "market_data_batches", "market_data", "market_data_corrections", "market_data_next_session",
+    "market_data_fixes", "news_events",
     "insider_trades", "social_sentiment", "government_events", "generate_all",
     "write_csv", "write_parquet", "write_ndjson",
 ]
@@ -346,6 +347,53 @@ def market_data_corrections(*, symbols: Sequence[str], start: datetime, days: in
     batches = list(_market_stream(symbols, start, days, seed, bar_interval_s, trading_hours_only,
                                   correction_rate, 1_000_000, "only"))
     return pa.Table.from_batches(batches, schema=SCHEMAS["market_data"])
+
+
+def _next_session(end: datetime) -> datetime:
+    """Midnight (UTC) of the first weekday on or after ``end``."""
+    day = end.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    if day < end:
+        day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def market_data_next_session(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
+                             bar_interval_s: int = 60) -> pa.Table:
+    """The bars of the first weekday after ``[start, start + days)`` — what a feed delivers next.
+
+    Each symbol's price path continues where the window ended (generation is prefix-stable), so
+    loading this after :func:`market_data` of the same window inserts one new session.
+    """
+    session = _next_session(start + timedelta(days=days))
+    span = -(-(session + timedelta(days=1) - start) // timedelta(days=1))
+    table = market_data(symbols=symbols, start=start, days=span, seed=seed, bar_interval_s=bar_interval_s)
+    return table.filter(pc.greater_equal(table["time"], pa.scalar(session, type=TS)))
+
+
+def market_data_fixes(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
+                      per_symbol: int = 10, bar_interval_s: int = 60) -> pa.Table:
+    """A data-quality fix file: the first ``per_symbol`` bars of each symbol's last session in the
+    window, re-sent with a different close inside [low, high], the same ``known_at`` and source
+    ``demo_fix``. Loaded after :func:`market_data` of the same window, every row is a revision."""
+    table = market_data(symbols=symbols, start=start, days=days, seed=seed, bar_interval_s=bar_interval_s,
+                        include_corrections=False)
+    if table.num_rows == 0:
+        return table
+    last = pc.max(table["time"]).as_py()
+    session = pa.scalar(last.replace(hour=0, minute=0, second=0, microsecond=0), type=TS)
+    day = table.filter(pc.greater_equal(table["time"], session))
+    picked = [day.filter(pc.equal(day["symbol"], sym)).slice(0, per_symbol) for sym in symbols]
+    day = pa.concat_tables(picked)
+    high, low, close = (day[c].to_numpy() for c in ("high", "low", "close"))
+    mid = np.round((high + low) / 2, 4)
+    fixed = np.where(mid != close, mid, high)
+    keep = fixed != close  # a bar with high == low == close has no other value to take
+    day = day.set_column(day.schema.get_field_index("close"), "close", pa.array(fixed, type=_F))
+    day = day.set_column(day.schema.get_field_index("source"), "source",
+                         pa.array(["demo_fix"] * day.num_rows, type=pa.string()))
+    return day.filter(pa.array(keep))
 
 
 # --------------------------------------------------------------------------- per-symbol tables

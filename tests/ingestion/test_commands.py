@@ -171,3 +171,30 @@ def test_it_exports_demo_csvs_that_load_as_the_same_rows_as_seeding(tmp_path):
         counts = last_json(run.stdout)
         assert counts["inserted"] == counts["revised"] == 0, name  # the files hold exactly what seeding stored
         assert counts["duplicates"] == sum(seeded[name][k] for k in ("inserted", "revised", "duplicates")), name
+
+
+def test_the_exported_follow_up_files_insert_a_new_session_and_revise_closes(tmp_path):
+    """README's "upload a demo file" shows something happening: after the demo window is seeded, the
+    next-session file inserts every row and the fixes file revises every row (no duplicates)."""
+    exported = manage("seed_demo", "--symbols", "3", "--days", "7", "--export", str(tmp_path))
+    assert exported.returncode == 0, exported.stderr
+    manage("seed_demo", "--symbols", "3", "--days", "7", "--format", "json")
+    with (tmp_path / "market_data_next_session.csv").open() as fh:
+        new_rows = list(csv.DictReader(fh))
+    seeded_last = max_time_stored()
+    assert new_rows and min(r["time"] for r in new_rows) > seeded_last.isoformat().replace("+00:00", "Z")
+    nxt = last_json(manage("ingest", "market_data", str(tmp_path / "market_data_next_session.csv"), "--format", "json").stdout)
+    bars = {(r["symbol"], r["time"]) for r in new_rows}  # a few bars come with a later correction (a revision)
+    assert nxt["inserted"] == len(bars) and nxt["inserted"] + nxt["revised"] == len(new_rows)
+    assert nxt["duplicates"] == nxt["rejected"] == 0
+    with (tmp_path / "market_data_fixes.csv").open() as fh:
+        fixes = list(csv.DictReader(fh))
+    assert fixes and all(Decimal(r["low"]) <= Decimal(r["close"]) <= Decimal(r["high"]) for r in fixes)
+    fix = last_json(manage("ingest", "market_data", str(tmp_path / "market_data_fixes.csv"), "--format", "json").stdout)
+    assert fix["revised"] == len(fixes) and fix["inserted"] == fix["duplicates"] == fix["rejected"] == 0
+
+
+def max_time_stored():
+    with connection.cursor() as cur:
+        cur.execute("SELECT max(time) FROM market_data")
+        return cur.fetchone()[0]

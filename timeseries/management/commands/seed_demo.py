@@ -69,7 +69,14 @@ class Command(BaseCommand):
 
     def _export(self, folder: Path, kw: dict) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.stdout.write(f"{folder / 'market_data.csv'}: {demo.write_csv(demo.market_data_batches(**kw), folder / 'market_data.csv')} rows")
+        self.stdout.write(f"{folder / 'market_data.csv'}: {demo.write_csv(demo.market_data_batches(**kw), folder / 'market_data.csv')} rows"
+                          " (the demo window: loaded by seed_demo already, so an upload of it stores nothing new)")
+        follow_ups = (
+            ("market_data_next_session.csv", demo.market_data_next_session(**kw), "the next session's bars: inserted"),
+            ("market_data_fixes.csv", demo.market_data_fixes(**kw), "closes re-sent with other values: revised"),
+        )
+        for name, table, effect in follow_ups:
+            self.stdout.write(f"{folder / name}: {demo.write_csv(table, folder / name)} rows ({effect})")
         for dataset, build in BUILDERS:
             table = build(**kw)
             if table.num_rows == 0:  # a header-only file would be rejected as empty: write none
