@@ -397,3 +397,63 @@ class RollupState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset} rollups built {self.built_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ConsumerFailure(models.Model):
+    """A change-log entry (one series' span of one merge) a consumer could not process.
+
+    Written by the consumer run that failed on it (``timeseries.changes``), in the transaction that
+    moves its cursor past the span, so the other spans and datasets go on. Open failures (no
+    ``resolved_at``) are retried on later runs with a growing pause (``next_attempt_at``) and
+    resolved when a retry succeeds — e.g. after ``manage.py remove_versions`` removed the bad version.
+    """
+
+    consumer = models.CharField(max_length=32)
+    dataset = models.CharField(max_length=32)
+    change_id = models.BigIntegerField(help_text="the change-log entry (timeseries_change.id) that failed")
+    symbol = models.CharField(max_length=64, blank=True, default="")
+    subkey = models.CharField(max_length=64, blank=True, default="")
+    span = models.TextField(blank=True, default="", help_text="event-time span of the entry, as stored")
+    error = models.TextField()
+    attempts = models.IntegerField(default=1)
+    first_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(help_text="the next automatic retry is due from then")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "timeseries_consumer_failure"
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "dataset", "change_id"], name="consumer_failure_unique")
+        ]
+        indexes = [models.Index(fields=["consumer", "dataset", "next_attempt_at"], name="consumer_failure_due",
+                                condition=models.Q(resolved_at__isnull=True))]
+
+    def __str__(self) -> str:
+        state = "resolved" if self.resolved_at else "open"
+        return f"{self.consumer}/{self.dataset} change {self.change_id} ({state})"
+
+
+class VersionRemoval(models.Model):
+    """Audit of one version row removed by an operator (``manage.py remove_versions``, admin action).
+
+    ``row`` holds every stored column of the removed version as JSON (instants as ISO text, also
+    those Python cannot represent), so the removal can be reviewed and, if need be, undone by hand.
+    """
+
+    dataset = models.CharField(max_length=32)
+    row_id = models.BigIntegerField(help_text="id the version row had")
+    symbol = models.CharField(max_length=64, blank=True, default="")
+    row = models.JSONField(help_text="the removed row's stored values")
+    reason = models.TextField()
+    user = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.CharField(max_length=150, help_text="who removed it (user name, or the command)")
+    removed_at = models.DateTimeField()
+    change_id = models.BigIntegerField(null=True, blank=True, help_text="the change-log entry the removal appended")
+
+    class Meta:
+        db_table = "timeseries_version_removal"
+        indexes = [models.Index(fields=["dataset", "row_id"], name="version_removal_row")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}#{self.row_id} removed by {self.actor}"
