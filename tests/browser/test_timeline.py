@@ -153,3 +153,24 @@ def test_it_charts_daily_bars_for_a_long_window_and_says_so(history, live_url, s
     assert days == ["2024-03-01 00:00:00.000000"]  # one (partial) day, built from the bars known at T
     assert page.locator("#chart .candlestick, #chart .trace.boxes, #chart g.cartesianlayer path").count() > 0
     screenshot(page, "timeline-daily", selector="#chart")
+
+
+def test_every_axis_label_of_the_chart_is_inside_the_chart(history, live_url, staff_page):
+    """The event lanes' category labels ("government" is the longest) are drawn whole, not clipped
+    at the chart's left edge."""
+    ingest_table(dataset="government_events", data=[{
+        "time": (T0 + timedelta(minutes=30)).isoformat(), "event_type": "contract_award", "primary_symbol": "AAA",
+        "description": "AAA wins a widget contract", "market_impact": "0.3",
+    }])
+    page = staff_page
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(live_url(f"/timeline/AAA/?at={iso(T0 + timedelta(minutes=120))}"))
+    wait_chart(page)
+    boxes = page.evaluate("""() => {
+        const chart = document.getElementById('chart').getBoundingClientRect();
+        return Array.from(document.querySelectorAll('#chart .yaxislayer-above text, #chart .g-ytitle text, #chart .g-y3title text, #chart .g-y4title text'))
+          .map(t => { const r = t.getBoundingClientRect(); return {text: t.textContent, left: r.left - chart.left}; });
+    }""")
+    labels = {b["text"] for b in boxes}
+    assert {"government", "insider", "news", "price", "volume", "sentiment"} <= labels
+    assert [b for b in boxes if b["left"] < 0] == []

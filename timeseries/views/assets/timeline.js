@@ -31,11 +31,11 @@
       line: { color: "#8250df", width: 1.5 } }
   ];
   var layout = {
-    margin: { l: 60, r: 20, t: 36, b: 40 },
+    margin: { l: 84, r: 20, t: 36, b: 40 },
     showlegend: true, legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom" },
     xaxis: { type: "date", range: [d.start, d.end], rangeslider: { visible: false }, anchor: "y4", title: { text: "UTC" } },
     yaxis: { domain: [0.52, 1], title: { text: "price" } },
-    yaxis2: { domain: [0.38, 0.5], type: "category", categoryarray: ["government", "insider", "news"], fixedrange: true },
+    yaxis2: { domain: [0.38, 0.5], type: "category", categoryarray: ["government", "insider", "news"], fixedrange: true, automargin: true },
     yaxis3: { domain: [0.2, 0.36], title: { text: "volume" } },
     yaxis4: { domain: [0, 0.18], title: { text: "sentiment" }, range: [-1, 1] },
     shapes: [{ type: "line", xref: "x", yref: "paper", x0: d.at, x1: d.at, y0: 0, y1: 1, line: { color: "#24292f", dash: "dot", width: 1 } }],
