@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from timeseries import rules
 from timeseries.datasets import CheckContext, Column, Dataset
 
 
@@ -184,6 +185,9 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
             lengths = pc.utf8_length(out)
             for i in _true_indices(pc.fill_null(pc.greater(lengths, col.max_length), False)):
                 errors.setdefault(i, f"{col.name} is longer than {col.max_length} characters ({lengths[i].as_py()})")
+        if col.symbol:
+            for i, message in _symbol_errors(out, col).items():
+                errors.setdefault(i, message)
         return out, errors
     if col.kind == "text[]":
         errors: dict[int, str] = {}
@@ -197,6 +201,13 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
             if items and any("\x00" in x for x in items if isinstance(x, str)):
                 errors[i] = f"{col.name} contains a NUL character, which PostgreSQL text cannot hold"
                 items = None
+            if items and col.symbol:
+                problems = [(x, rules.symbol_problem(x)) for x in items]
+                bad = [(x, p) for x, p in problems if p is not None]
+                if bad:
+                    x, problem = bad[0]
+                    errors[i] = f"{col.name} item {_describe(x)} {problem}: {rules.SYMBOL_RULE_TEXT}"
+                    items = None
             values.append(items)
         return pa.array(values, target), errors
     if pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -237,6 +248,35 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
             arr = pc.utf8_lower(arr)
         return _cast_or_find(arr, target, _bool_problem)
     raise AssertionError(f"unhandled kind {col.kind}")
+
+
+# --- the shared input rules (timeseries/rules.py), vectorised ---------------------------------------
+
+_SYMBOL_RE2 = f"^(?:{rules.SYMBOL_PATTERN})$"
+_STORED_MIN = pa.scalar(rules.STORED_MIN, pa.timestamp("us", tz="UTC"))
+_STORED_MAX = pa.scalar(rules.STORED_MAX, pa.timestamp("us", tz="UTC"))
+
+
+def _symbol_errors(values: pa.Array, col: Column) -> dict[int, str]:
+    """Rows whose value breaks the symbol rule. Left to the other rules: null, "" (a column's default,
+    e.g. a market-wide government event) and, in a required column, blanks ("symbol is required")."""
+    refused = pc.invert(pc.match_substring_regex(values, _SYMBOL_RE2))
+    blank = pc.utf8_trim_whitespace(values) if col.required else values
+    refused = pc.and_(refused, pc.not_equal(blank, ""))
+    return {
+        i: f"{_describe(values[i].as_py())} {rules.symbol_problem(values[i].as_py())}: {rules.SYMBOL_RULE_TEXT}"
+        for i in _true_indices(pc.fill_null(refused, False))
+    }
+
+
+def _outside_stored_range(values) -> pa.Array:
+    """Mask of instants outside [STORED_MIN, STORED_MAX) (nulls: False)."""
+    outside = pc.or_(pc.less(values, _STORED_MIN), pc.greater_equal(values, _STORED_MAX))
+    return pc.fill_null(outside, False)
+
+
+def _instant_text(value) -> str:
+    return rules.format_instant(value) if value is not None else "?"
 
 
 # --- the batch ----------------------------------------------------------------------------------
@@ -314,15 +354,37 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
                     add(i, col.name, f"{col.name} is required")
     table = pa.table(columns)
 
+    outside_rows: set[int] = set()  # rows with a given instant outside the stored range
+    for name in dataset.timestamp_columns:
+        values = table.column(name)
+        for i in _true_indices(_outside_stored_range(values)):
+            outside_rows.add(i)
+            add(i, name, rules.instant_problem(values[i].as_py()))
+
     ctx_table = table
     default_known = dataset.default_known_at(ctx_table, ctx)
+    given_known = None
     if "known_at" in names:
-        known, bad = convert_column(batch.column("known_at"), Column("known_at", "timestamp"))
+        given_known, bad = convert_column(batch.column("known_at"), Column("known_at", "timestamp"))
         for i, message in bad.items():
             add(i, "known_at", message)
-        known = pc.coalesce(known, default_known)
+        known = pc.coalesce(given_known, default_known)
     else:
         known = default_known
+    derived = pc.is_null(given_known) if given_known is not None else pa.array([True] * n)
+    for i in _true_indices(_outside_stored_range(known)):
+        if not derived[i].as_py():
+            outside_rows.add(i)
+            add(i, "known_at", rules.instant_problem(known[i].as_py()))
+        elif i not in outside_rows:  # derived from an instant in range, but the rule pushes it out
+            source = dataset.known_at_from
+            add(
+                i,
+                "known_at",
+                f"{source} {_instant_text(table.column(source)[i].as_py())} gives known_at "
+                f"{_instant_text(known[i].as_py())} (derived: {dataset.known_at_rule}), outside the "
+                f"supported range of stored instants ({rules.STORED_RANGE_TEXT})",
+            )
     table = table.append_column("known_at", known)
     too_early = pc.fill_null(pc.less(known, dataset.min_known_at(table, ctx)), False)
     for i in _true_indices(too_early):

@@ -40,6 +40,7 @@ class Column:
     required: bool = False  # must be present in the input and non-null on every row
     default: object = None  # value stored when the column is absent or null
     max_length: int | None = None  # text: characters the column holds (the model's CharField max_length)
+    symbol: bool = False  # text or text[]: every value obeys the symbol rule (timeseries/rules.py)
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -76,6 +77,7 @@ class Dataset:
     default_known_at: Callable[[pa.Table, CheckContext], pa.Array]
     min_known_at: Callable[[pa.Table, CheckContext], pa.Array]
     checks: tuple[RowCheck, ...] = field(default=())
+    known_at_from: str = "time"  # the column the default known_at is derived from (named in errors)
     order_newest: tuple[str, ...] = ("time DESC",)  # a total order: ties broken by the rest of the key
 
     @property
@@ -96,6 +98,16 @@ class Dataset:
     def curated(self) -> bool:
         """Whether rows of this dataset carry a ``quality_score`` (curation, ``min_quality``)."""
         return "quality_score" in self.column_names
+
+    @property
+    def timestamp_columns(self) -> tuple[str, ...]:
+        """The instants the caller gives (each must lie in the stored range, timeseries/rules.py)."""
+        return tuple(c.name for c in self.columns if c.kind == "timestamp")
+
+    @property
+    def symbol_columns(self) -> tuple[str, ...]:
+        """Columns (text or text[]) whose values obey the symbol rule (timeseries/rules.py)."""
+        return tuple(c.name for c in self.columns if c.symbol)
 
     @property
     def stored_columns(self) -> tuple[str, ...]:
@@ -173,7 +185,7 @@ MARKET_DATA = Dataset(
     table="market_data",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True, max_length=32),
+        Column("symbol", "text", required=True, max_length=32, symbol=True),
         Column("open", "price", required=True),
         Column("high", "price", required=True),
         Column("low", "price", required=True),
@@ -215,7 +227,7 @@ NEWS_EVENTS = Dataset(
     table="news_events",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True, max_length=32),
+        Column("symbol", "text", required=True, max_length=32, symbol=True),
         Column("news_id", "text", required=True, max_length=128),
         Column("title", "text", required=True),
         Column("content", "text", default=""),
@@ -247,7 +259,7 @@ INSIDER_TRADES = Dataset(
     table="insider_trades",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True, max_length=32),
+        Column("symbol", "text", required=True, max_length=32, symbol=True),
         Column("insider_name", "text", required=True, max_length=200),
         Column("title", "text", default="", max_length=200),
         Column("transaction_type", "text", required=True, max_length=32),
@@ -265,6 +277,7 @@ INSIDER_TRADES = Dataset(
     known_at_rule="filing: filing_date (never the transaction date)",
     default_known_at=_known_at_not_before("filing_date"),
     min_known_at=_known_at_not_before("filing_date"),
+    known_at_from="filing_date",
     checks=(
         RowCheck(
             "filing_date",
@@ -282,7 +295,7 @@ SOCIAL_SENTIMENT = Dataset(
     table="social_sentiment",
     columns=(
         Column("time", "timestamp", required=True),
-        Column("symbol", "text", required=True, max_length=32),
+        Column("symbol", "text", required=True, max_length=32, symbol=True),
         Column("platform", "text", required=True, max_length=64),
         Column("mention_count", "int"),
         Column("sentiment_avg", "float"),
@@ -316,8 +329,8 @@ GOVERNMENT_EVENTS = Dataset(
         Column("event_type", "text", required=True, max_length=64),
         Column("amount", "money"),
         Column("description", "text", default=""),
-        Column("primary_symbol", "text", default="", max_length=32),  # "" = market-wide event
-        Column("affected_symbols", "text[]", default=[]),
+        Column("primary_symbol", "text", default="", max_length=32, symbol=True),  # "" = market-wide event
+        Column("affected_symbols", "text[]", default=[], symbol=True),
         Column("sectors", "text[]", default=[]),
         Column("country", "text", default="", max_length=64),
         Column("state_province", "text", default="", max_length=64),
