@@ -1,17 +1,15 @@
 """Upload form, live job progress, and the quarantine viewer. Thin: every action calls a service."""
 from __future__ import annotations
 
-import csv
-import json
-
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ingestion import uploads
+from ingestion import quarantine, uploads
 from ingestion.models import Load, RejectedRow, Upload
 from timeseries.datasets import DATASETS
 from timeseries.timeparse import parse_interval
@@ -70,6 +68,22 @@ class UploadAdmin(admin.ModelAdmin):
         download = reverse("admin:ingestion_upload_rejected_csv", args=[obj.pk])
         return format_html('<a href="{}">{} rows</a> · <a href="{}">download CSV</a>', listing, obj.rejected, download)
 
+    def _may_read_quarantine(self, request, obj: Upload | None) -> bool:
+        """The quarantined raw rows: view on the upload and on the rejected-row model."""
+        return self.has_view_permission(request, obj) and self.admin_site._registry[RejectedRow].has_view_permission(request)
+
+    @admin.display(description="quarantined rows")
+    def quarantine_count(self, obj: Upload) -> str:
+        """Shown instead of ``quarantine`` to staff who may not read the quarantined raw rows."""
+        if not obj.load_id or not obj.rejected:
+            return "none"
+        return f"{obj.rejected} rows (reading them needs the permission ingestion.view_rejectedrow)"
+
+    def _shown_fields(self, request, obj: Upload) -> tuple[str, ...]:
+        if self._may_read_quarantine(request, obj):
+            return tuple(self.readonly_fields)
+        return tuple("quarantine_count" if f == "quarantine" else f for f in self.readonly_fields)
+
     @admin.display(description="replay shortcut")
     def replay(self, obj: Upload) -> str:
         return (obj.load.replay_note or "—") if obj.load_id else "—"  # ingestion/replay.py: taken or why not
@@ -77,13 +91,15 @@ class UploadAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("dataset", "file", "bar_interval_text", "on_error")
-        return self.readonly_fields
+        return self._shown_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else self.readonly_fields
+        return () if obj is None else self._shown_fields(request, obj)
 
     def has_change_permission(self, request, obj=None):
-        return super().has_change_permission(request, obj) if obj is None else request.user.is_staff
+        """An upload is never edited: its page is read-only for everyone (no Save buttons, a POST is
+        refused). Seeing it needs ingestion.view_upload (or change_upload); uploading add_upload."""
+        return False if obj is not None else super().has_change_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -106,29 +122,26 @@ class UploadAdmin(admin.ModelAdmin):
         ] + super().get_urls()
 
     def progress_view(self, request, pk: int):
+        if not self.has_view_permission(request):  # checked before the lookup: no 404/403 oracle of ids
+            raise PermissionDenied
         upload = get_object_or_404(Upload, pk=pk)
         fields = ("status", "percent", "rows_read", "inserted", "revised", "duplicates", "rejected", "error")
         return JsonResponse({f: getattr(upload, f) for f in fields} | {"finished": upload.status in ("done", "failed")})
 
     def rejected_csv_view(self, request, pk: int):
+        if not self._may_read_quarantine(request, None):
+            raise PermissionDenied
         upload = get_object_or_404(Upload, pk=pk)
-        return rejected_rows_csv(RejectedRow.objects.filter(load_id=upload.load_id), f"upload-{pk}-rejected.csv")
+        return rejected_rows_csv(RejectedRow.objects.filter(load_id=upload.load_id), f"upload-{pk}-rejected.csv", dataset=upload.dataset)
 
 
-def rejected_rows_csv(rows, filename: str) -> HttpResponse:
-    """Quarantined rows as CSV: row, column, reason, then the raw values, so they can be fixed and re-sent."""
-    rows = list(rows.select_related("load").order_by("row_number", "id"))
-    seen = {k for r in rows for k in r.raw}
-    spec = DATASETS.get(rows[0].load.dataset) if rows else None
-    declared = [*(spec.column_names if spec else ()), "known_at"]
-    raw_columns = [c for c in declared if c in seen] + sorted(seen.difference(declared))  # the file's usual order
-    response = HttpResponse(content_type="text/csv")
+def rejected_rows_csv(rows, filename: str, *, dataset: str | None = None) -> HttpResponse:
+    """Quarantined rows as a tsm rejected-rows file (ingestion/quarantine.py): one line per input row,
+    the dataset's input columns plus the reasons; safe to open in a spreadsheet; re-uploadable once fixed."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(["row_number", "column", "reason", *raw_columns])
-    for r in rows:
-        values = [json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v) for v in (r.raw.get(c) for c in raw_columns)]
-        writer.writerow([r.row_number, r.column, r.reason, *values])
+    response["X-Content-Type-Options"] = "nosniff"
+    quarantine.rejected_rows_write(rows.select_related("load").order_by("load_id", "row_number", "id"), response, dataset=dataset)
     return response
 
 
@@ -143,10 +156,18 @@ class RejectedRowInline(admin.TabularInline):
 
 @admin.register(Load)
 class LoadAdmin(admin.ModelAdmin):
+    """Loads are written by the loader: read-only here (view_load). The quarantined rows inline needs view_rejectedrow."""
+
     list_display = ("started_at", "dataset", "source", "status", "rows_read", "inserted", "revised", "duplicates", "rejected")
     list_filter = ("dataset", "status")
     readonly_fields = [f.name for f in Load._meta.fields]
     inlines = [RejectedRowInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(RejectedRow)
@@ -158,11 +179,18 @@ class RejectedRowAdmin(admin.ModelAdmin):
     readonly_fields = ("load", "row_number", "column", "reason", "raw", "created_at")
     actions = ["download_csv"]
 
-    @admin.action(description="Download selected rows as CSV")
+    @admin.action(description="Download selected rows as CSV", permissions=["view"])
     def download_csv(self, request, queryset):
+        datasets = set(queryset.values_list("load__dataset", flat=True).distinct()[:2])
+        if len(datasets) > 1:
+            self.message_user(request, "Select rows of one dataset: the file's columns are that dataset's.", messages.ERROR)
+            return None
         return rejected_rows_csv(queryset, "rejected-rows.csv")
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # quarantined rows are evidence: fix the file and upload it again
 
 from ingestion import admin_influx  # noqa: E402,F401  (InfluxDB backup status page; see that module)

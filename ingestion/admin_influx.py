@@ -7,6 +7,7 @@ pending, the last success and the last error (``ingestion.influx.backup_status``
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
 from ingestion import influx
 from ingestion.models import InfluxBackupState
@@ -27,6 +28,8 @@ class InfluxBackupStateAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):  # before the status message (it would show on a later page)
+            raise PermissionDenied
         status = influx.backup_status()
         failing = status["enabled"] and bool(status["last_error"])
         level = messages.WARNING if (not status["enabled"] or failing) else messages.INFO

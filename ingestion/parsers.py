@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from ingestion.checks import InputError
+from ingestion.quarantine import REASON_COLUMN, UNESCAPE_PATTERN
 from timeseries.datasets import Dataset
 
 FORMATS = ("csv", "parquet", "ndjson")
@@ -119,7 +121,17 @@ def _csv_batches(stream: IO[bytes]) -> Iterator[pa.RecordBatch]:
             renamed = [n.strip() for n in batch.schema.names]
         if renamed != batch.schema.names:
             batch = pa.RecordBatch.from_arrays(batch.columns, names=renamed)
+        if REASON_COLUMN in renamed:
+            batch = _from_rejected_rows_file(batch)
         yield batch
+
+
+def _from_rejected_rows_file(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A tsm rejected-rows file (ingestion/quarantine.py), fixed and sent again: without its reason
+    column, and without the protective ``'`` its download put before cells that begin ``= + - @``."""
+    names = [n for n in batch.schema.names if n != REASON_COLUMN]
+    columns = [pc.replace_substring_regex(batch.column(n), pattern=UNESCAPE_PATTERN, replacement=r"\1") for n in names]
+    return pa.RecordBatch.from_arrays(columns, names=names)
 
 
 def _ndjson_batches(stream: IO[bytes], dataset: Dataset) -> Iterator[pa.RecordBatch]:

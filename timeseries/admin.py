@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -30,7 +31,8 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from timeseries import admin_storage  # noqa: F401  (admin page "Storage report")
-from timeseries import models, quality
+from timeseries.admin_storage import dataset_permission
+from timeseries import models, quality, tokens
 from timeseries.datasets import DATASETS
 
 
@@ -237,19 +239,19 @@ class CuratedAdmin(TimeSeriesAdmin):
             request, format_html('Quality score set to {} on {} row(s) (<a href="{}">audit</a>).', f"{score:g}", result.changed, audit)
         )
 
-    @admin.action(description="Mark suspect (score 0)")
+    @admin.action(description="Mark suspect (score 0)", permissions=["change"])
     def mark_suspect(self, request, queryset):
         self._curate(request, queryset, quality.SUSPECT, "marked suspect")
 
-    @admin.action(description="Mark good (score 1)")
+    @admin.action(description="Mark good (score 1)", permissions=["change"])
     def mark_good(self, request, queryset):
         self._curate(request, queryset, quality.GOOD, "marked good")
 
-    @admin.action(description="Set score… (type the score and a reason)")
+    @admin.action(description="Set score… (type the score and a reason)", permissions=["change"])
     def set_score(self, request, queryset):
         self._curate(request, queryset, request.POST.get("score"), "score set")
 
-    @admin.action(description="Run quality checks over these rows' symbols and days")
+    @admin.action(description="Run quality checks over these rows' symbols and days", permissions=["change"])
     def run_quality_checks(self, request, queryset):
         limit = getattr(settings, "TSM_CURATION_SYNC_MAX_ROWS", 50_000)
         if queryset.order_by()[: limit + 1].count() > limit:
@@ -302,6 +304,100 @@ class SeriesAdmin(admin.ModelAdmin):
     list_display = ("dataset", "symbol", "subkey", "first_time", "last_time")
     list_filter = ("dataset",)
     search_fields = ("=symbol",)
+
+
+# --- API tokens ----------------------------------------------------------------------------------------
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = models.ApiToken
+        fields = ("user", "name", "scope", "revoked")
+
+    def clean_user(self):
+        user = self.cleaned_data["user"]
+        if not user.is_active:
+            raise forms.ValidationError(f"user {user.username!r} is inactive: its tokens would not authenticate")
+        return user
+
+    def clean_revoked(self):
+        revoked = self.cleaned_data.get("revoked", False)
+        if self.instance.pk and self.instance.revoked and not revoked:
+            raise forms.ValidationError("a revoked token stays revoked: create a new one")
+        return revoked
+
+
+@admin.register(models.ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """List, create (the key is shown once, on the page after "Save"; only its SHA-256 digest and first
+    8 characters are stored) and revoke API tokens. Revoking takes effect in this process at once and in
+    the others within TSM_TOKEN_CACHE_SECONDS. Tokens are not deleted (their record stays)."""
+
+    form = ApiTokenForm
+    list_display = ("prefix_shown", "user", "name", "scope", "created_at", "last_used_at", "revoked")
+    list_filter = ("scope", "revoked")
+    list_select_related = ("user",)
+    search_fields = ("=user__username", "name", "=prefix")
+    search_help_text = "Exact user name or key prefix (tsm_…), or part of the name."
+    ordering = ("-created_at", "-id")
+    raw_id_fields = ("user",)
+    actions = ("revoke_tokens",)
+
+    @admin.display(description="key", ordering="prefix")
+    def prefix_shown(self, obj) -> str:
+        return f"{obj.prefix}…"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("user", "name", "scope")
+        return ("prefix_shown", "user", "name", "scope", "created_at", "last_used_at", "revoked")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("prefix_shown", "user", "scope", "created_at", "last_used_at", *(("revoked",) if obj.revoked else ()))
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead: the record (who, when, last used) stays
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            token, key = tokens.token_create(user=obj.user, scope=obj.scope, name=obj.name)
+            obj.pk, obj.prefix, obj.digest, obj.created_at = token.pk, token.prefix, token.digest, token.created_at
+            obj._state.adding = False
+            request._tsm_new_token_key = key  # shown once by response_add, never stored
+            return
+        models.ApiToken.objects.filter(pk=obj.pk).update(name=obj.name)
+        if "revoked" in form.changed_data and obj.revoked:
+            tokens.token_revoke(token=obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The key, once: rendered into this response only (not a message, not the session)."""
+        self.message_user(request, f"Token {obj.prefix}… created for {obj.user}.", messages.SUCCESS)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API token created",
+            "opts": self.opts,
+            "token": obj,
+            "key": request._tsm_new_token_key,
+            "list_url": reverse("admin:timeseries_apitoken_changelist"),
+        }
+        response = TemplateResponse(request, "admin/timeseries/apitoken/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke_tokens(self, request, queryset):
+        revoked = 0
+        for token in queryset.filter(revoked=False):
+            tokens.token_revoke(token=token)
+            revoked += 1
+        self.message_user(
+            request,
+            f"Revoked {revoked} token(s): refused at once by this process, by the others within "
+            f"{getattr(settings, 'TSM_TOKEN_CACHE_SECONDS', 10)} s.",
+            messages.SUCCESS,
+        )
 
 
 # --- curation records ---------------------------------------------------------------------------------
@@ -382,14 +478,25 @@ class QualityFlagAdmin(ReadOnlyAdmin):
     ordering = ("-created_at", "-id")
     actions = ("accept_proposals",)
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("timeseries.change_marketdata")  # actions need it; the form stays read-only
-
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.concrete_fields]
 
-    @admin.action(description="Accept the proposed scores (audited as yours)")
+    def has_accept_permission(self, request) -> bool:
+        """Accepting proposals changes scores: view on the flags and change on a curated dataset."""
+        return self.has_view_permission(request) and any(
+            request.user.has_perm(dataset_permission(name, "change")) for name in quality.CURATED_DATASETS
+        )
+
+    @admin.action(description="Accept the proposed scores (audited as yours)", permissions=["accept"])
     def accept_proposals(self, request, queryset):
+        missing = sorted(
+            dataset_permission(name, "change")
+            for name in set(queryset.values_list("dataset", flat=True).distinct())
+            if not request.user.has_perm(dataset_permission(name, "change"))
+        )
+        if missing:
+            messages.error(request, f"Nothing accepted: the selection includes flags of datasets you may not change ({', '.join(missing)}).")
+            return
         changed = quality.quality_flags_accept(flags=queryset, user=request.user)
         messages.success(request, f"Proposed scores accepted: {changed} row(s) changed.")
 
@@ -404,7 +511,12 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         return urls + super().get_urls()
 
     def report_view(self, request):
-        """Quality report for one symbol and (UTC) day: flags with reasons and the audit of curations."""
+        """Quality report for one symbol and (UTC) day: flags with reasons and the audit of curations.
+
+        Needs the view permission of both models it shows: timeseries.view_qualityflag and
+        timeseries.view_qualityaudit."""
+        if not (self.has_view_permission(request) and self.admin_site._registry[models.QualityAudit].has_view_permission(request)):
+            raise PermissionDenied
         dataset = request.GET.get("dataset") or "market_data"
         symbol = (request.GET.get("symbol") or "").strip()
         error, report, day = None, None, None
@@ -432,3 +544,6 @@ class QualityFlagAdmin(ReadOnlyAdmin):
             "error": error,
         }
         return TemplateResponse(request, "admin/timeseries/quality_report.html", context)
+
+
+from timeseries import admin_ops  # noqa: E402,F401  (consumer failures, version removals, the removal action)

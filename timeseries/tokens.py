@@ -11,7 +11,8 @@ from django.utils import timezone
 from timeseries.models import ApiToken
 
 
-def _digest(key: str) -> str:
+def token_digest(key: str) -> str:
+    """What is stored of a key: its SHA-256 (hex). The key itself is shown once, at creation."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -20,7 +21,7 @@ def token_create(*, user, scope: str = ApiToken.Scope.READ, name: str = "") -> t
     if scope not in ApiToken.Scope.values:
         raise ValueError(f"scope={scope!r}: expected one of {', '.join(ApiToken.Scope.values)}")
     key = "tsm_" + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, scope=scope, name=name, digest=_digest(key), prefix=key[:8])
+    token = ApiToken.objects.create(user=user, scope=scope, name=name, digest=token_digest(key), prefix=key[:8])
     return token, key
 
 
@@ -32,7 +33,7 @@ _RECENT_MAX = 10_000
 
 
 def token_authenticate(*, key: str) -> ApiToken | None:
-    digest = _digest(key)
+    digest = token_digest(key)
     ttl = getattr(settings, "TSM_TOKEN_CACHE_SECONDS", 10)
     now = time.monotonic()
     hit = _recent.get(digest)
