@@ -252,7 +252,7 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
 
 # --- the shared input rules (timeseries/rules.py), vectorised ---------------------------------------
 
-_SYMBOL_RE2 = f"^(?:{rules.SYMBOL_PATTERN})$"
+_SYMBOL_RE2 = f"^(?:{rules.SYMBOL_SHAPE})$"  # the length: below
 _STORED_MIN = pa.scalar(rules.STORED_MIN, pa.timestamp("us", tz="UTC"))
 _STORED_MAX = pa.scalar(rules.STORED_MAX, pa.timestamp("us", tz="UTC"))
 
@@ -260,7 +260,10 @@ _STORED_MAX = pa.scalar(rules.STORED_MAX, pa.timestamp("us", tz="UTC"))
 def _symbol_errors(values: pa.Array, col: Column) -> dict[int, str]:
     """Rows whose value breaks the symbol rule. Left to the other rules: null, "" (a column's default,
     e.g. a market-wide government event) and, in a required column, blanks ("symbol is required")."""
-    refused = pc.invert(pc.match_substring_regex(values, _SYMBOL_RE2))
+    refused = pc.or_(
+        pc.invert(pc.match_substring_regex(values, _SYMBOL_RE2)),
+        pc.greater(pc.utf8_length(values), rules.SYMBOL_MAX_LENGTH),
+    )
     blank = pc.utf8_trim_whitespace(values) if col.required else values
     refused = pc.and_(refused, pc.not_equal(blank, ""))
     return {

@@ -5,8 +5,10 @@ the pages, the admin and the commands all apply the same rule with the same word
 docs/input-rules.md.
 
 * **Symbol rule**: ASCII, 1-32 characters, first a letter or digit, then letters, digits and
-  ``. / ^ = _ : -``. ``/`` is admitted for share classes and FX pairs (``BRK/B``, ``EUR/USD``),
-  ``^`` for indices (``^GSPC``), ``=`` for futures and FX (``ES=F``), ``:`` for exchange prefixes.
+  ``. / ^ = _ : -``, a letter or digit after each ``/``. ``/`` is admitted for share classes and FX
+  pairs (``BRK/B``, ``EUR/USD``), ``=`` for futures and FX
+  (``ES=F``), ``:`` for exchange prefixes. The ``/`` condition keeps every symbol a working URL path
+  (no ``A/../B``, ``A/``, ``A//B``, which browsers collapse).
 * **Stored-instant range**: every instant a row stores (event ``time``, ``known_at`` whether given
   or derived by the dataset's rule, filing dates, ...) lies in [1800-01-01T00:00:00Z,
   2200-01-01T00:00:00Z): well inside pandas' nanosecond range (1677-09-21 .. 2262-04-11), so every
@@ -25,11 +27,16 @@ from datetime import datetime, timezone
 
 SYMBOL_MAX_LENGTH = 32
 SYMBOL_PUNCTUATION = "./^=_:-"
-SYMBOL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9./^=_:-]{0,31}"
-_SYMBOL = re.compile(SYMBOL_PATTERN)
+# Characters and shape, without the length (checked apart: RE2, which Arrow uses, has no lookahead).
+# A '/' is followed by a letter or digit, so a symbol is a URL path whose every segment starts with
+# one: no empty, '.' or '..' segment that a browser or proxy would collapse (A/../B, A/, A//B).
+SYMBOL_SHAPE = r"[A-Za-z0-9][A-Za-z0-9.^=_:-]*(?:/[A-Za-z0-9][A-Za-z0-9.^=_:-]*)*"
+# the whole rule as one pattern (Python re; fullmatch)
+SYMBOL_PATTERN = rf"(?=.{{1,{SYMBOL_MAX_LENGTH}}}\Z){SYMBOL_SHAPE}"
+_SYMBOL = re.compile(SYMBOL_PATTERN, re.DOTALL)
 SYMBOL_RULE_TEXT = (
-    "a symbol is 1 to 32 ASCII characters: first a letter or digit, "
-    "then letters, digits and . / ^ = _ : - (e.g. AAPL, BRK/B, EUR/USD, ^GSPC, ES=F)"
+    "a symbol is 1 to 32 ASCII characters: first a letter or digit, then letters, digits and "
+    ". / ^ = _ : - with a letter or digit after each / (e.g. AAPL, BRK/B, EUR/USD, ES=F, NYSE:IBM)"
 )
 
 
@@ -51,8 +58,10 @@ def symbol_problem(value: object) -> str | None:
     if not value[0].isalnum():
         return f"starts with {value[0]!r} (must start with a letter or digit)"
     for char in value:
-        if not (char.isalnum() or char in SYMBOL_PUNCTUATION):
+        if not (char.isalnum() or char in SYMBOL_PUNCTUATION + "/"):
             return f"contains {char!r}"
+    if "/" in value and not all(part[:1].isalnum() for part in value.split("/")):
+        return "has a / not followed by a letter or digit"
     if _SYMBOL.fullmatch(value) is None:  # pragma: no cover - the checks above cover the pattern
         return "does not match the symbol rule"
     return None

@@ -11,13 +11,11 @@ from hypothesis import strategies as st
 from timeseries import rules
 
 FIRST = string.ascii_letters + string.digits
-REST = FIRST + "./^=_:-"
+REST = FIRST + ".^=_:-"
 
-admitted = st.builds(
-    lambda first, rest: first + rest,
-    st.sampled_from(FIRST),
-    st.text(alphabet=REST, max_size=31),
-)
+# segments joined by '/', each starting with a letter or digit, cut to 32 characters (never after a '/')
+segment = st.builds(lambda first, rest: first + rest, st.sampled_from(FIRST), st.text(alphabet=REST, max_size=12))
+admitted = st.lists(segment, min_size=1, max_size=4).map(lambda parts: "/".join(parts)[:32].rstrip("/"))
 
 
 @given(admitted)
@@ -25,7 +23,7 @@ admitted = st.builds(
 @example("EUR/USD")
 @example("A.B^C=D_E:F-G")
 @example("X" * 32)
-@example("A./^=_:-")
+@example("A./B^=_:-")
 def test_every_symbol_built_from_the_rule_is_admitted(symbol):
     assert rules.symbol_problem(symbol) is None
     assert rules.is_symbol(symbol)
@@ -43,10 +41,29 @@ def test_every_symbol_built_from_the_rule_is_admitted(symbol):
 @example("ÄPPLE")
 @example("")
 @example("AAPL\n")
+@example("A/../B")
+@example("A/")
+@example("A//B")
+@example("A/.B")
+@example("BRK/B")
 def test_the_checks_agree_with_the_documented_pattern(value):
     """symbol_problem, is_symbol and the regex fullmatch answer the same for any text."""
-    by_pattern = re.fullmatch(rules.SYMBOL_PATTERN, value) is not None
+    by_pattern = re.fullmatch(rules.SYMBOL_PATTERN, value, re.DOTALL) is not None
+    by_shape = re.fullmatch(rules.SYMBOL_SHAPE, value) is not None and len(value) <= rules.SYMBOL_MAX_LENGTH
+    assert (rules.symbol_problem(value) is None) == by_pattern == by_shape == rules.is_symbol(value)
+
+
+@given(st.text(alphabet=REST + "/ ?#%", max_size=40))
+def test_the_checks_agree_on_symbol_like_text(value):
+    """Text of the admitted characters (and a few refused ones): where the edge cases are."""
+    by_pattern = re.fullmatch(rules.SYMBOL_PATTERN, value, re.DOTALL) is not None
     assert (rules.symbol_problem(value) is None) == by_pattern == rules.is_symbol(value)
+
+
+@given(admitted)
+def test_every_admitted_symbol_is_a_path_no_browser_rewrites(symbol):
+    """No empty, '.' or '..' segment: /timeline/<symbol>/ reaches the page of that symbol."""
+    assert all(part and part not in (".", "..") for part in symbol.split("/"))
 
 
 @given(st.text(min_size=1, max_size=40).filter(lambda v: not rules.is_symbol(v)))
@@ -73,6 +90,8 @@ def test_the_reasons_name_what_is_wrong():
     assert rules.symbol_problem("X?Y") == "contains '?'"
     assert rules.symbol_problem("X#Y") == "contains '#'"
     assert "starts with '.'" in rules.symbol_problem("..")
+    assert rules.symbol_problem("A/../B") == "has a / not followed by a letter or digit"
+    assert rules.symbol_problem("A/") == "has a / not followed by a letter or digit"
     assert rules.symbol_problem("ÄB") == "has a non-ASCII character"
     assert rules.symbol_problem("") == "is empty"
     assert rules.symbol_problem(None) == "is not text"
