@@ -12,10 +12,15 @@ probe. ``id`` exists for the admin (which cannot use composite keys) and for cur
 """
 from __future__ import annotations
 
+from datetime import date, datetime, time as dt_time, timezone
+
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.db import models
 from timescale.db.models.fields import TimescaleDateTimeField
 from timescale.db.models.managers import TimescaleManager
+
+from timeseries.rules import instant_problem, symbol_problem, SYMBOL_RULE_TEXT
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
 MONEY = {"max_digits": 24, "decimal_places": 2}
@@ -177,6 +182,10 @@ class Series(models.Model):
     def __str__(self) -> str:
         return f"{self.dataset}:{self.symbol}{'/' + self.subkey if self.subkey else ''}"
 
+    def clean(self) -> None:
+        """The shared input rules (timeseries/rules.py) for the admin form."""
+        _rules_check(self, symbols=("symbol",), instants=("first_time", "last_time"))
+
 
 class Symbol(models.Model):
     """Reference data about instruments. Optional: no selector requires it."""
@@ -190,6 +199,30 @@ class Symbol(models.Model):
 
     def __str__(self) -> str:
         return self.symbol
+
+    def clean(self) -> None:
+        """The shared input rules (timeseries/rules.py) for the admin form."""
+        _rules_check(self, symbols=("symbol",), instants=("listed_on", "delisted_on"))
+
+
+def _rules_check(obj: models.Model, *, symbols: tuple[str, ...], instants: tuple[str, ...]) -> None:
+    """ValidationError naming each field whose symbol or instant (a date: its midnight UTC) the
+    shared input rules refuse."""
+    errors: dict[str, str] = {}
+    for name in symbols:
+        value = getattr(obj, name)
+        problem = symbol_problem(value) if value not in (None, "") else None
+        if problem is not None:
+            errors[name] = f"{name} {value!r} {problem}: {SYMBOL_RULE_TEXT}"
+    for name in instants:
+        value = getattr(obj, name)
+        if isinstance(value, date) and not isinstance(value, datetime):
+            value = datetime.combine(value, dt_time(0), tzinfo=timezone.utc)
+        problem = instant_problem(value) if value is not None else None
+        if problem is not None:
+            errors[name] = f"{name}: {problem}"
+    if errors:
+        raise ValidationError(errors)
 
 
 class DatasetGeneration(models.Model):

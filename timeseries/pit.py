@@ -729,6 +729,26 @@ def window_events(
     return _current_rows(spec, params, where=where, order=spec.order_newest, limit=limit)
 
 
+def symbol_known(*, symbol: str, at: datetime, recorded_by: datetime | None = None) -> bool:
+    """Whether any row of ``symbol`` (any dataset; government events by primary or affected symbol)
+    is known at ``at`` (as recorded by ``recorded_by``): one index probe per dataset. Rows known
+    only after ``at`` do not count, so the answer says nothing about them."""
+    for spec in DATASETS.values():
+        params = _params(at, recorded_by)
+        where = [
+            # every dataset's known_at is at or after its time: the time bound keeps the probe on the
+            # (symbol, time) index however many rows of the symbol are known only after at
+            sql.SQL("a.time <= %(at)s AND a.known_at <= %(at)s AND a.recorded_at <= %(rb)s"),
+            *_series_match(spec, params, [symbol]),
+        ]
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {t} a WHERE {where}) AS known").format(
+            t=sql.Identifier(spec.table), where=sql.SQL(" AND ").join(where)
+        )
+        if _fetch(query, params)[0]["known"]:
+            return True
+    return False
+
+
 def newest_recorded_at(
     *,
     dataset: str,

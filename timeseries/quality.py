@@ -33,6 +33,7 @@ from psycopg import sql
 
 from timeseries.cache import generation_bump
 from timeseries.datasets import DATASETS, Dataset
+from timeseries.rules import symbol_message
 
 GOOD = 1.0
 SUSPECT = 0.0
@@ -248,6 +249,16 @@ def _instant(name: str, text: str) -> datetime:
         raise CurationError(str(exc)) from None
 
 
+def _symbols(name: str, text: str) -> list[str]:
+    """Comma-separated symbols, each obeying the symbol rule (timeseries/rules.py)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    for item in items:
+        message = symbol_message(name, item)
+        if message is not None:
+            raise CurationError(message)
+    return items
+
+
 def curation_filters_clean(*, dataset: str, params: dict[str, Any]) -> dict[str, Any]:
     """Validate the changelist filter parameters (unknown ones are ignored); errors name the parameter."""
     spec = DATASETS[dataset]
@@ -264,7 +275,7 @@ def curation_filters_clean(*, dataset: str, params: dict[str, Any]) -> dict[str,
         if name.startswith("quality") and not spec.curated:
             raise CurationError(f"{name}: {spec.name} has no quality_score")
         if name in ("symbol", "q"):
-            out[name] = [s.strip() for s in text.split(",") if s.strip()]
+            out[name] = _symbols(name, text.replace(" ", ",") if name == "q" else text)
         elif name == "source":
             out[name] = [s.strip() for s in text.split(",")]
         elif name.startswith("quality"):

@@ -53,6 +53,12 @@ def overview_url(**params) -> str:
 AT = "2024-03-01T15:00:00Z"
 
 
+@pytest.fixture
+def aaa(db):
+    """A bar of AAA known before AT (a symbol nothing is known of answers 404)."""
+    ingest_table(dataset="market_data", data=[bar("AAA", 0)])
+
+
 # --- access ---------------------------------------------------------------------------------------
 
 
@@ -72,7 +78,7 @@ def test_it_refuses_a_user_without_staff_or_the_read_permission(client, django_u
     assert "timeseries.view_marketdata" in response.content.decode()
 
 
-def test_it_lets_in_a_user_with_the_read_permission(client, django_user_model):
+def test_it_lets_in_a_user_with_the_read_permission(client, django_user_model, aaa):
     from django.contrib.auth.models import Permission
 
     user = django_user_model.objects.create_user("reader", password="x")
@@ -134,7 +140,7 @@ def test_it_redirects_a_page_without_at_to_the_newest_knowledge_time(staff_clien
     assert parse_qs(urlsplit(staff_client.get(overview_url())["Location"]).query)["at"] == [iso(T0 + timedelta(minutes=6))]
 
 
-def test_it_puts_t_in_every_step_link(staff_client):
+def test_it_puts_t_in_every_step_link(staff_client, aaa):
     response = staff_client.get(symbol_url("AAA", at=AT))
     steps = dict(response.context["steps"])
     at = datetime(2024, 3, 1, 15, tzinfo=timezone.utc)
@@ -147,7 +153,7 @@ def test_it_puts_t_in_every_step_link(staff_client):
 # --- assets ---------------------------------------------------------------------------------------
 
 
-def test_it_loads_scripts_and_styles_only_from_the_site_itself(staff_client):
+def test_it_loads_scripts_and_styles_only_from_the_site_itself(staff_client, aaa):
     html = staff_client.get(symbol_url("AAA", at=AT)).content.decode()
     sources = re.findall(r"""<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)=["']([^"']+)""", html)
     assert any("plotly.min.js" in s for s in sources)

@@ -42,6 +42,7 @@ from timeseries.datasets import DATASETS, Dataset
 from timeseries.formats import iso
 from timeseries.models import GovernmentEvent, InsiderTrade, MarketData, NewsEvent, SocialSentiment
 from timeseries.pit import END_OF_TIME
+from timeseries.rules import symbol_message
 from timeseries.timeparse import parse_instant
 
 MODELS: dict[str, type[models.Model]] = {
@@ -111,6 +112,17 @@ def parse_list(param: str, text: str) -> list[str] | None:
     return items or None
 
 
+def parse_symbols(param: str, text: str) -> list[str] | None:
+    """``parse_list`` whose every item obeys the symbol rule (timeseries/rules.py); else a
+    ValidationError naming the parameter, the value and the rule."""
+    items = parse_list(param, text)
+    for item in items or ():
+        message = symbol_message(param, item)
+        if message is not None:
+            raise ValidationError(message, code="invalid")
+    return items
+
+
 # --- form fields and filters ----------------------------------------------------------------------
 
 
@@ -137,6 +149,13 @@ class ListField(ParamField):
         if value in self.empty_values:
             return None
         return parse_list(self.param, str(value))
+
+
+class SymbolListField(ParamField):
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        return parse_symbols(self.param, str(value))
 
 
 class FiniteFloatField(ParamField):
@@ -186,6 +205,12 @@ class ListFilter(django_filters.CharFilter):
     """A comma-separated list of values (``IN``; ``overlap`` for array columns)."""
 
     field_class = ListField
+
+
+class SymbolListFilter(ListFilter):
+    """A comma-separated list of symbols, each obeying the symbol rule."""
+
+    field_class = SymbolListField
 
 
 class FloatFilter(django_filters.NumberFilter):
@@ -294,10 +319,10 @@ def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
     if spec.name == "government_events":
         symbol_help = "Comma-separated symbols: matches the primary symbol or any affected symbol."
         for param in ("symbols", "symbol"):
-            filters[param] = ListFilter(method=_symbols_any, param=param, help_text=symbol_help)
+            filters[param] = SymbolListFilter(method=_symbols_any, param=param, help_text=symbol_help)
     else:
         for param in ("symbols", "symbol"):
-            filters[param] = ListFilter(field_name=spec.symbol_column, lookup_expr="in", param=param, help_text=symbol_help)
+            filters[param] = SymbolListFilter(field_name=spec.symbol_column, lookup_expr="in", param=param, help_text=symbol_help)
     filters["symbol"].extra["help_text"] = "Alias of symbols."
     _range(filters, "time", "time", "timestamp", "event time")
     _range(filters, "known_at", "known_at", "timestamp", "knowledge time (known_at)")

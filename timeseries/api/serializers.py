@@ -18,9 +18,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from timeseries.api.filters import MAX_LIST_ITEMS, check_text, parse_instant_param, parse_list
+from timeseries.api.filters import MAX_LIST_ITEMS, parse_instant_param, parse_list, parse_symbols
 from timeseries.datasets import DATASETS, Dataset
-from timeseries.timeparse import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT
+from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT, symbol_message
 
 MAX_LIMIT = 10_000
 UTC_MICROS = pa.timestamp("us", tz="UTC")
@@ -70,6 +70,16 @@ class CommaListField(serializers.Field):
         return ",".join(value or [])
 
 
+class SymbolListField(CommaListField):
+    """Comma-separated symbols, each obeying the symbol rule (timeseries/rules.py)."""
+
+    def to_internal_value(self, data):
+        try:
+            return parse_symbols(self.field_name, data if isinstance(data, str) else str(data))
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.messages) from None
+
+
 def _limit_field(default: int) -> serializers.IntegerField:
     return serializers.IntegerField(
         required=False,
@@ -85,7 +95,7 @@ class PitQuery(serializers.Serializer):
     recorded_by = InstantField(
         required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant (default: everything recorded)."
     )
-    symbols = CommaListField(required=False, allow_null=True, help_text=f"Comma-separated symbols (at most {MAX_LIST_ITEMS}).")
+    symbols = SymbolListField(required=False, allow_null=True, help_text=f"Comma-separated symbols (at most {MAX_LIST_ITEMS}).")
 
 
 @extend_schema_field(OpenApiTypes.FLOAT)
@@ -154,10 +164,11 @@ class AsofJoinQuery(serializers.Serializer):
 
 
 def check_symbol(symbol: str) -> str:
-    try:
-        return check_text("symbol", symbol)
-    except DjangoValidationError as exc:
-        raise ValidationError({"symbol": exc.messages}) from None
+    """A symbol in a URL path: the symbol rule (timeseries/rules.py), else 400 naming ``symbol``."""
+    message = symbol_message("symbol", symbol)
+    if message is not None:
+        raise ValidationError({"symbol": [message]})
+    return symbol
 
 
 # --- rows (for the schema) ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ urlpatterns = [
     path("insider-trades/before/", views.InsiderTradesBeforeView.as_view(), name="insider-trades-before"),
     path("sentiment/before/", views.SentimentBeforeView.as_view(), name="sentiment-before"),
     path("government-events/before/", views.GovernmentEventsBeforeView.as_view(), name="government-events-before"),
-    path("reconstruct/<str:symbol>/", views.ReconstructView.as_view(), name="reconstruct"),
+    path("reconstruct/<path:symbol>/", views.ReconstructView.as_view(), name="reconstruct"),
     path("asof-join/", views.AsofJoinView.as_view(), name="asof-join"),
     # schema and Swagger UI (assets served locally by drf-spectacular-sidecar; Redoc's page pulls web fonts
     # from another host, so it is not offered)

@@ -12,6 +12,7 @@ from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
+from timeseries.rules import is_symbol
 from timeseries.views import params as p
 from timeseries.views import tables
 from timeseries.views import timeline as tl
@@ -47,6 +48,16 @@ def _bad_request(request, exc: Exception):
     return render(request, "timeseries/error.html", {"status": 400, "message": str(exc)}, status=400)
 
 
+def _unknown_symbol(request, q: p.SymbolQuery):
+    """404: nothing of this symbol is known at T (rows known only later are not mentioned)."""
+    recorded = f" as recorded by {tl.iso(q.recorded_by)}" if q.recorded_by else ""
+    return render(request, "timeseries/error.html", {
+        "status": 404,
+        "message": f"No data for symbol {q.symbol} is known at {tl.iso(q.at)}{recorded}.",
+        "overview_url": reverse("timeline-overview") + _query(at=q.at, recorded_by=q.recorded_by),
+    }, status=404)
+
+
 def _query(**values) -> str:
     return "?" + urlencode({k: (tl.iso(v) if isinstance(v, datetime) else v) for k, v in values.items() if v is not None})
 
@@ -73,7 +84,8 @@ def timeline_overview(request):
                             ("sentiment", "Sentiment"), ("mentions", "Mentions"))
     ]
     for row in data["rows"]:
-        row["url"] = reverse("timeline-symbol", args=[row["symbol"]]) + _query(**base)
+        # a stored symbol the rule does not admit (stored before the rule) is shown as text, unlinked
+        row["url"] = reverse("timeline-symbol", args=[row["symbol"]]) + _query(**base) if is_symbol(row["symbol"]) else None
     steps = [(label, _query(at=q.at + delta, recorded_by=q.recorded_by, sort=request.GET.get("sort"))) for label, delta in tl.STEPS]
     return render(request, "timeseries/overview.html", {
         **data, "columns": columns, "steps": steps,
@@ -89,6 +101,8 @@ def timeline_symbol(request, symbol: str):
         if p.needs_at(request.GET):
             return _redirect_with_at(request, tl.default_at(symbol=symbol))
         q = p.symbol_query_parse(symbol=symbol, params=request.GET)
+        if not tl.symbol_known(symbol=q.symbol, at=q.at, recorded_by=q.recorded_by):
+            return _unknown_symbol(request, q)
         data = tl.timeline_symbol_build(symbol=q.symbol, at=q.at, start=q.start, end=q.end, since=q.since, recorded_by=q.recorded_by)
     except ValueError as exc:
         return _bad_request(request, exc)

@@ -1,16 +1,15 @@
 """Query parameters of the timeline pages: parsed strictly, every error names its parameter."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from timeseries.rules import symbol_message
 from timeseries.timeparse import parse_instant
 
 DEFAULT_RANGE = timedelta(days=2)  # chart window ending at T when no from/to is given
 DEFAULT_SINCE = timedelta(days=1)  # "what changed" compares T with T - 1 day unless since= is given
 MAX_RANGE = timedelta(days=3660)
-SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.^=_:-]{0,31}$")
 OVERVIEW_SORTS = ("symbol", "time", "close", "volume", "sentiment", "mentions")
 
 
@@ -59,8 +58,10 @@ class OverviewQuery:
 
 
 def symbol_check(symbol: str) -> str:
-    if not SYMBOL.match(symbol):
-        raise BadParameter("symbol", f"symbol={symbol!r} is not a ticker (letters, digits and . ^ = _ : -, at most 32)")
+    """The symbol rule (timeseries/rules.py), shared with ingestion, the API and the admin."""
+    message = symbol_message("symbol", symbol)
+    if message is not None:
+        raise BadParameter("symbol", message)
     return symbol
 
 

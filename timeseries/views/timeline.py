@@ -205,6 +205,11 @@ def timeline_overview_build(*, at: datetime, recorded_by: datetime | None = None
     }
 
 
+def symbol_known(*, symbol: str, at: datetime, recorded_by: datetime | None = None) -> bool:
+    """Whether anything of ``symbol`` is known at ``at`` (else the page answers 404)."""
+    return pit.symbol_known(symbol=symbol, at=at, recorded_by=recorded_by)
+
+
 def default_at(*, symbol: str | None = None) -> datetime:
     """Where a page without ``at`` starts: the knowledge time of the newest bar known now (else now)."""
     now = datetime.now(timezone.utc)
