@@ -9,7 +9,7 @@ DEMO_SYMBOLS ?= 20
 DEMO_DAYS ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: run test install system-packages services pg-tune db migrate seed bench clean
+.PHONY: run status test install system-packages services pg-tune db migrate seed bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,15 +38,19 @@ migrate: db
 seed: migrate
 	$(PY) manage.py seed_demo --symbols $(DEMO_SYMBOLS) --days $(DEMO_DAYS)
 
+# make run: DEBUG=true unless you set DEBUG (the settings default to false); it says so
+run: export DEBUG ?= true
 run: seed
 	$(PY) manage.py preflight
 	$(PY) manage.py ensure_admin
-	@mkdir -p var/log
-	@echo "starting a Celery worker with beat (log: var/log/celery.log)"
-	@$(PY) -m celery -A tsm_site worker -B --concurrency 2 -l info --logfile var/log/celery.log --pidfile var/celery.pid \
-		--schedule var/celerybeat-schedule & \
-	trap 'kill $$(cat var/celery.pid 2>/dev/null) 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	@$(PY) bin/supervisord-conf --var var --host $(HOST) --port $(PORT) --out var/supervisord.conf
+	@echo "DEBUG=$(DEBUG) (make run's default; DEBUG=false make run to see the site as in production)"
+	@echo "supervisord starts web (http://$(HOST):$(PORT)/), a Celery worker and Celery beat, restarting any that dies;"
+	@echo "  logs: var/log/{worker,beat,supervisord}.log; make status shows them; Ctrl-C stops everything"
+	@exec $(VENV)/bin/supervisord -n -c var/supervisord.conf
+
+status:  ## the processes `make run` supervises (pid, uptime, restarts show as a short uptime)
+	@$(VENV)/bin/supervisorctl -c var/supervisord.conf status
 
 test: install system-packages services
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \

@@ -52,13 +52,13 @@ class UploadAdmin(admin.ModelAdmin):
     list_filter = ("dataset", "status")
     list_select_related = ("uploaded_by",)
     readonly_fields = (
-        "dataset", "original_name", "size", "bar_interval", "on_error", "uploaded_by", "status", "percent", "rows_read",
-        "inserted", "revised", "duplicates", "rejected", "error", "quarantine", "replay", "attempts", "created_at", "heartbeat_at", "finished_at",
+        "dataset", "original_name", "size", "bar_interval", "on_error", "uploaded_by", "status", "percent", "rows_read", "rows_total", "bytes_read",
+        "inserted", "revised", "duplicates", "rejected", "error", "quarantine", "replay", "attempts", "worker", "created_at", "heartbeat_at", "finished_at",
     )
 
     @admin.display(description="progress")
     def percent_done(self, obj: Upload) -> str:
-        return f"{obj.percent:.0f}%"
+        return uploads.upload_progress_text(obj)
 
     @admin.display(description="quarantined rows")
     def quarantine(self, obj: Upload) -> str:
@@ -115,6 +115,14 @@ class UploadAdmin(admin.ModelAdmin):
         """After an upload, show its page: that is where its progress appears."""
         return HttpResponseRedirect(reverse("admin:ingestion_upload_change", args=[obj.pk]))
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The upload page: progress in rows, and a note when no worker is on the upload."""
+        upload = Upload.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if upload is not None:
+            extra_context = {**(extra_context or {}), "progress_text": uploads.upload_progress_text(upload),
+                             "worker_note": uploads.upload_worker_note(upload)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_urls(self):
         return [
             path("<int:pk>/progress/", self.admin_site.admin_view(self.progress_view), name="ingestion_upload_progress"),
@@ -125,8 +133,12 @@ class UploadAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):  # checked before the lookup: no 404/403 oracle of ids
             raise PermissionDenied
         upload = get_object_or_404(Upload, pk=pk)
-        fields = ("status", "percent", "rows_read", "inserted", "revised", "duplicates", "rejected", "error")
-        return JsonResponse({f: getattr(upload, f) for f in fields} | {"finished": upload.status in ("done", "failed")})
+        fields = ("status", "percent", "rows_read", "rows_total", "bytes_read", "size", "inserted", "revised", "duplicates",
+                  "rejected", "error", "attempts")
+        return JsonResponse({f: getattr(upload, f) for f in fields} | {
+            "finished": upload.status in ("done", "failed"), "progress": uploads.upload_progress_text(upload),
+            "worker_note": uploads.upload_worker_note(upload),
+        })
 
     def rejected_csv_view(self, request, pk: int):
         if not self._may_read_quarantine(request, None):

@@ -14,6 +14,7 @@ class Load(models.Model):
         DONE = "done"
         REJECTED = "rejected"
         FAILED = "failed"
+        ABANDONED = "abandoned"  # its process died (killed, lost); an upload's next attempt took over
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     dataset = models.CharField(max_length=32)
@@ -77,15 +78,17 @@ class Upload(models.Model):
     ACTIVE = (Status.VALIDATING, Status.LOADING)
 
     dataset = models.CharField(max_length=32)
-    file = models.FileField(upload_to="uploads/%Y/%m/%d/")
+    file = models.FileField(upload_to="uploads/%Y/%m/%d/", max_length=255)
     original_name = models.CharField(max_length=255, blank=True, default="")
     size = models.BigIntegerField(default=0)
     bar_interval = models.DurationField(null=True, blank=True, help_text="market data: bar length (default 1 minute)")
     on_error = models.CharField(max_length=8, default="reject", choices=[("reject", "reject the file"), ("skip", "quarantine bad rows")])
     uploaded_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    rows_read = models.BigIntegerField(default=0)
-    percent = models.FloatField(default=0.0)
+    rows_read = models.BigIntegerField(default=0, help_text="rows processed so far (validated, and stored or staged)")
+    rows_total = models.BigIntegerField(null=True, blank=True, help_text="rows in the file, when known (Parquet metadata; lines of a plain CSV / NDJSON)")
+    bytes_read = models.BigIntegerField(default=0, help_text="bytes of the stored file read so far (the parser reads ahead of the rows done)")
+    percent = models.FloatField(default=0.0, help_text="rows processed / rows_total (0 while the total is unknown)")
     inserted = models.BigIntegerField(default=0)
     revised = models.BigIntegerField(default=0)
     duplicates = models.BigIntegerField(default=0)
@@ -93,8 +96,9 @@ class Upload(models.Model):
     error = models.TextField(blank=True, default="")
     load = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
     attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=255, blank=True, default="", help_text="host:pid of the process running the current attempt")
     created_at = models.DateTimeField(auto_now_add=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last progress report of the worker")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last heartbeat of the attempt (every TSM_UPLOAD_HEARTBEAT_SECONDS)")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -40,11 +40,13 @@ def ingest_upload(self, upload_id: int) -> dict | None:
 
 @shared_task
 def uploads_reclaim_stale() -> list[int]:
-    """Beat: give uploads whose worker died back to the queue, drop staging tables of dead loads."""
+    """Beat (every 10 s): give uploads whose worker died back to the queue (their Loads marked
+    abandoned), then drop the staging tables of dead loads (the abandoned ones' included)."""
     from ingestion.loader import staging_drop_stale
 
+    reclaimed = uploads.uploads_reclaim_stale()
     staging_drop_stale()
-    return uploads.uploads_reclaim_stale()
+    return reclaimed
 
 
 @shared_task(bind=True, acks_late=True, max_retries=10)

@@ -156,12 +156,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("TSM_CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_TASK_DEFAULT_QUEUE = env_str("TSM_CELERY_QUEUE", "celery")  # tests give their workers and beat a private one
 TSM_CURATION_SYNC_MAX_ROWS = env_int("TSM_CURATION_SYNC_MAX_ROWS", 50_000)  # larger admin curations run in Celery
 # change-log entries (one per series and load) a beat run of the rollups / quality consumers takes on;
 # the rest waits for the next run, so a write burst's backlog never holds the flushes' worker processes
 TSM_CONSUMER_CHANGES_PER_RUN = env_int("TSM_CONSUMER_CHANGES_PER_RUN", 2_000)
 CELERY_BEAT_SCHEDULE = {
-    "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 60.0},
+    # every 10 s: an upload whose worker died (heartbeat older than TSM_UPLOAD_STALE_SECONDS) goes back to
+    # the queue within seconds of a worker being available; a sweep nobody ran in time is dropped
+    "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 10.0, "options": {"expires": 10}},
     "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},
     "quality-checks": {"task": "timeseries.quality_tasks.quality_check_pending", "schedule": 10.0},
     "retention": {"task": "timeseries.tasks.retention_run", "schedule": 3600.0},  # deletes past TSM_RETENTION
@@ -174,7 +177,10 @@ TSM_INGEST_BATCH_ROWS = env_int("TSM_INGEST_BATCH_ROWS", 250_000)
 TSM_INGEST_DIRECT = env_bool("TSM_INGEST_DIRECT", True)  # COPY rows proven new straight into the dataset (ingestion/loader.py _direct)
 TSM_INGEST_REPLAY_SHORTCUT = env_bool("TSM_INGEST_REPLAY_SHORTCUT", True)  # a file re-sent unchanged skips staging (ingestion/replay.py)
 TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
-TSM_UPLOAD_STALE_SECONDS = env_int("TSM_UPLOAD_STALE_SECONDS", 300)  # no heartbeat for this long: reclaim
+# docs/workers.md: an upload's attempt heartbeats from a background thread; one silent for
+# TSM_UPLOAD_STALE_SECONDS (or whose process is gone) is taken over by a redelivered task or re-queued by beat
+TSM_UPLOAD_HEARTBEAT_SECONDS = float(env_str("TSM_UPLOAD_HEARTBEAT_SECONDS", "2"))
+TSM_UPLOAD_STALE_SECONDS = env_int("TSM_UPLOAD_STALE_SECONDS", 10)
 MEDIA_ROOT = Path(env_str("TSM_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 MEDIA_URL = "media/"
 TSM_INGEST_MAX_BODY_BYTES = env_int("TSM_INGEST_MAX_BODY_BYTES", 64 << 20)  # write API request body

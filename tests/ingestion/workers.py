@@ -33,12 +33,48 @@ def private_queue() -> str:
     return f"tsm-test-{uuid.uuid4().hex[:8]}"
 
 
-def start_worker(env: dict, queue: str) -> subprocess.Popen:
+def start_worker(env: dict, queue: str, *, pool: str = "solo", concurrency: int = 1) -> subprocess.Popen:
+    """A worker on ``queue``; ``pool="prefork"`` when the test is about pool children (a killed child is
+    replaced by the worker, and dies with it: billiard's pdeathsig)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", "--pool=solo", "-Q", queue,
-         "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
+        [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
+         "-Q", queue, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+
+
+def start_beat(env: dict, schedule: Path) -> subprocess.Popen:
+    """Celery beat as its own process (env's TSM_CELERY_QUEUE is where it sends the schedule)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tsm_site", "beat", "-l", "warning", "--schedule", str(schedule)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def pid_gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (a zombie nobody reaped counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z"
+    except OSError:
+        return True
+
+
+@contextlib.contextmanager
+def registry_locked():
+    """Hold the series registry so a load blocks inside its transaction (after its rows went in) until
+    the block is left; yields a function waiting until some load blocks on it."""
+    db = connection.settings_dict
+    blocker = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"])
+    blocker.execute("LOCK TABLE timeseries_series IN EXCLUSIVE MODE")
+    try:
+        yield lambda: wait_for(lambda: waiting_on_a_lock(db["NAME"]), what="the load to block mid-transaction")
+    finally:
+        blocker.rollback()
+        blocker.close()
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
