@@ -350,3 +350,12 @@ def test_the_consumers_process_edge_rows(edge_rows):
         out = io.StringIO()
         call_command("quality_check", dataset, "--pending", stdout=out)
         json.loads(out.getvalue())
+
+
+@pytest.mark.parametrize("command", [("asof", "market_data", "--at", iso(T_LATE)),
+                                     ("quality_check", "market_data", "--start", iso(EARLY), "--end", iso(T_LATE))])
+def test_the_commands_refuse_a_symbol_the_rule_refuses_naming_the_option(db, command):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=r"--symbols='A B' contains ' '"):
+        call_command(*command, "--symbols", "AAPL,A B", stdout=io.StringIO())

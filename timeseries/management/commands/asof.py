@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from timeseries import formats, pit
 from timeseries.datasets import DATASETS
+from timeseries.rules import check_symbol
 from timeseries.timeparse import parse_instant
 
 
@@ -34,6 +35,11 @@ class Command(BaseCommand):
         if limit is not None and limit < 1:
             raise CommandError("--limit must be a positive integer")
         symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+        try:
+            for symbol in symbol_list or ():
+                check_symbol("--symbols", symbol)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         selector = getattr(pit, pit.SELECTOR_FOR_DATASET[dataset])
         kwargs = {"at": at_value, "recorded_by": rb_value, "symbols": symbol_list}
         if limit is not None and dataset in ("news_events", "insider_trades", "government_events"):

@@ -12,6 +12,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from timeseries import quality
+from timeseries.rules import check_symbol
 from timeseries.timeparse import parse_instant
 
 
@@ -40,6 +41,11 @@ class Command(BaseCommand):
             if lo > hi:
                 raise CommandError("--start must not be after --end")
             symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+            try:
+                for symbol in symbol_list or ():
+                    check_symbol("--symbols", symbol)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
             result = quality.quality_checks_range(dataset=dataset, symbols=symbol_list, start=lo, end=hi)
         self.stdout.write(json.dumps(
             {"dataset": dataset, "spans": result.spans, "flags": result.flags, "by_check": result.by_check, "lowered": result.lowered}
