@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from datetime import date
+from datetime import timezone as dt_timezone
 
 from django import forms
 from django.conf import settings
@@ -416,6 +417,14 @@ class CuratedDatasetFilter(admin.SimpleListFilter):
         return queryset.filter(dataset=self.value()) if self.value() else queryset
 
 
+def _utc(instant) -> str:
+    """``2024-03-01 14:30Z`` (seconds when there are any): short, unambiguous, sortable."""
+    if instant is None:
+        return "—"
+    instant = instant.astimezone(dt_timezone.utc)
+    return instant.strftime("%Y-%m-%d %H:%M:%SZ" if instant.second or instant.microsecond else "%Y-%m-%d %H:%MZ")
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -435,18 +444,32 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         terms = [t.strip() for t in search_term.replace(" ", ",").split(",") if t.strip()]
         return (queryset.filter(symbol__in=terms) if terms else queryset), False
 
+    # compact columns (ISO UTC instants, one "row" column) so the reason column keeps its width at
+    # 1,400 px beside the sidebar and the filter (templates/admin/timeseries/curation_change_list.html)
+    change_list_template = "admin/timeseries/curation_change_list.html"
+
     @admin.display(description="row")
     def row_link(self, obj):
         model = next(m for m in admin.site._registry if m._meta.db_table == obj.dataset)
         url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.row_id])
         return format_html('<a href="{}">#{}</a>', url, obj.row_id)
 
+    @admin.display(description="row", ordering="time")
+    def row_shown(self, obj):
+        model = next(m for m in admin.site._registry if m._meta.db_table == obj.dataset)
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.row_id])
+        return format_html(
+            '<a href="{}" title="row #{}">{} {}</a><br><span class="quiet">{} #{}</span>',
+            url, obj.row_id, obj.symbol, _utc(obj.time), obj.dataset, obj.row_id,
+        )
+
 
 @admin.register(models.QualityAudit)
 class QualityAuditAdmin(ReadOnlyAdmin):
     """Every curation: who, when, which row, old and new score, why. Read-only."""
 
-    list_display = ("changed_at", "dataset", "symbol", "time", "row_link", "old_score", "new_score", "source", "user", "reason")
+    list_display = ("changed", "row_shown", "score_change", "who", "reason")
+    list_display_links = ("changed",)
     list_filter = (CuratedDatasetFilter,)
     list_select_related = ("user",)
     search_fields = ("symbol",)
@@ -463,6 +486,19 @@ class QualityAuditAdmin(ReadOnlyAdmin):
                 queryset = queryset.none()
         return queryset
 
+    @admin.display(description="changed at", ordering="changed_at")
+    def changed(self, obj):
+        return _utc(obj.changed_at)
+
+    @admin.display(description="by", ordering="source")
+    def who(self, obj):
+        return str(obj.user) if obj.user_id else obj.source
+
+    @admin.display(description="score")
+    def score_change(self, obj):
+        shown = lambda v: "—" if v is None else f"{v:g}"  # noqa: E731
+        return f"{shown(obj.old_score)} → {shown(obj.new_score)}"
+
     def lookup_allowed(self, lookup, value, request=None):
         return lookup == "batch" or super().lookup_allowed(lookup, value, request)
 
@@ -471,7 +507,8 @@ class QualityAuditAdmin(ReadOnlyAdmin):
 class QualityFlagAdmin(ReadOnlyAdmin):
     """What the automatic checks found; the per-symbol-day report."""
 
-    list_display = ("created_at", "dataset", "symbol", "time", "row_link", "check_name", "reason", "proposed_score", "applied", "report")
+    list_display = ("created", "row_shown", "check", "reason", "report")
+    list_display_links = ("created",)
     list_filter = (CuratedDatasetFilter,)
     search_fields = ("symbol",)
     search_help_text = "Exact symbol(s), comma-separated."
@@ -500,11 +537,21 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         changed = quality.quality_flags_accept(flags=queryset, user=request.user)
         messages.success(request, f"Proposed scores accepted: {changed} row(s) changed.")
 
+    @admin.display(description="created at", ordering="created_at")
+    def created(self, obj):
+        return _utc(obj.created_at)
+
+    @admin.display(description="check", ordering="check_name")
+    def check(self, obj):
+        if obj.proposed_score is None:
+            return obj.check_name
+        return f"{obj.check_name} → {obj.proposed_score:g} ({'applied' if obj.applied else 'proposed'})"
+
     @admin.display(description="report")
     def report(self, obj):
         url = reverse("admin:timeseries_qualityflag_report")
         query = urlencode({"dataset": obj.dataset, "symbol": obj.symbol, "day": obj.time.date().isoformat()})
-        return format_html('<a href="{}?{}">{} {}</a>', url, query, obj.symbol, obj.time.date())
+        return format_html('<a href="{}?{}" title="quality report of {} on {}">report</a>', url, query, obj.symbol, obj.time.date())
 
     def get_urls(self):
         urls = [path("report/", self.admin_site.admin_view(self.report_view), name="timeseries_qualityflag_report")]

@@ -1,0 +1,164 @@
+"""The rejected-rows CSV: safe for spreadsheets, one line per row, fixable and re-uploadable (issue #14 item 6)."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from ingestion import parsers, uploads
+from ingestion.models import RejectedRow, Upload
+from ingestion.quarantine import REASON_COLUMN, cell_escape, cell_unescape
+from tests.conftest import bar
+from timeseries.datasets import DATASETS
+from timeseries.models import MarketData, NewsEvent
+
+INJECTION = "=cmd|' /C calc'!A0"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        (INJECTION, "'" + INJECTION),
+        ("+1+2", "'+1+2"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\r=x", "'\r=x"),
+        ("-0.5", "-0.5"),  # a plain number stays a number
+        ("+3", "+3"),
+        ("-1e-3", "-1e-3"),
+        ("-", "'-"),
+        ("AAPL", "AAPL"),
+        ("a=b", "a=b"),
+        (None, ""),
+        (12.5, "12.5"),
+        (["A", "B"], '["A", "B"]'),
+    ],
+)
+def test_it_neutralises_formulas_but_not_plain_numbers(value, cell):
+    assert cell_escape(value) == cell
+    if isinstance(value, str):
+        assert cell_unescape(cell) == value
+
+
+@pytest.fixture
+def staff_client(client, db, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    client.force_login(User.objects.create_user("staff", is_staff=True, is_superuser=True))
+    return client
+
+
+def upload(client, content: bytes, dataset: str = "market_data", name: str = "bars.csv") -> Upload:
+    data = {"dataset": dataset, "bar_interval_text": "1min", "on_error": "skip", "file": SimpleUploadedFile(name, content)}
+    response = client.post(reverse("admin:ingestion_upload_add"), data)
+    assert response.status_code == 302, response.content[:2000]
+    done = uploads.upload_process(upload_id=Upload.objects.latest("created_at").pk)
+    assert done.status == "done", done.error
+    return done
+
+
+def as_csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_downloaded_quarantine_can_be_fixed_and_uploaded_again(staff_client, django_capture_on_commit_callbacks):
+    rows = [
+        bar("AAPL", 0, source="feed"),
+        bar("AAPL", 1, high="1", source="feed"),  # three broken rules: high < low, open > high, close > high
+        bar("AAPL", 2, close=INJECTION, source="feed"),  # a formula where a number belongs
+        bar("AAPL", 3, source="@desk", volume="-5"),  # a formula-like text that is valid, in a bad row
+        bar("AAPL", 4, source="-feed"),
+    ]
+    with django_capture_on_commit_callbacks(execute=False):
+        first = upload(staff_client, as_csv(rows))
+    assert (first.inserted, first.rejected) == (2, 3)
+
+    download = staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk]))
+    assert download.status_code == 200 and download["Content-Type"].startswith("text/csv")
+    text = download.content.decode()
+    cells = [cell for line in csv.reader(io.StringIO(text)) for cell in line]
+    assert "'" + INJECTION in cells
+    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not c[1:].replace(".", "").isdigit())]
+    lines = list(csv.DictReader(io.StringIO(text)))
+    # the input columns (nothing the uploader refuses) in the file's usual order, then the reasons
+    assert list(lines[0]) == ["time", "symbol", "open", "high", "low", "close", "volume", "source", REASON_COLUMN]
+    assert len(lines) == 3  # one line per rejected row
+    by_minute = {line["time"]: line for line in lines}
+    two = by_minute[bar("AAPL", 1)["time"]][REASON_COLUMN]
+    assert two.startswith("row 2: ") and "high is below low" in two and two.count(";") >= 1  # all its reasons
+    assert by_minute[bar("AAPL", 2)["time"]]["close"] == "'" + INJECTION
+    assert by_minute[bar("AAPL", 3)["time"]]["source"] == "'@desk"
+    assert "volume" in by_minute[bar("AAPL", 3)["time"]][REASON_COLUMN]
+
+    # fix the bad values in the downloaded file (as a spreadsheet user would), keep everything else
+    for line in lines:
+        if line["high"] == "1":
+            line["high"] = "11"
+        if line["close"] == "'" + INJECTION:
+            line["close"] = "10.25"
+        if line["volume"] == "-5":
+            line["volume"] = "5"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(lines[0]))
+    writer.writeheader()
+    writer.writerows(lines)
+    with django_capture_on_commit_callbacks(execute=False):
+        second = upload(staff_client, out.getvalue().encode(), name="fixed.csv")
+    assert (second.inserted, second.rejected) == (3, 0)
+    stored = {r.time.minute - 30: r for r in MarketData.objects.filter(symbol="AAPL")}
+    assert sorted(stored) == [0, 1, 2, 3, 4]
+    assert float(stored[2].close) == 10.25 and stored[1].high == 11
+    assert stored[3].source == "@desk" and stored[3].volume == 5  # the protective quote is gone again
+    assert stored[4].source == "-feed"
+
+
+@pytest.mark.django_db
+def test_an_unfixed_download_is_rejected_again_with_the_same_reasons(staff_client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        first = upload(staff_client, as_csv([bar("AAPL", 0, close=INJECTION)]))
+    content = staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content
+    with django_capture_on_commit_callbacks(execute=False):
+        again = upload(staff_client, content, name="again.csv")
+    assert (again.inserted, again.rejected) == (0, 1)
+    row = RejectedRow.objects.get(load_id=again.load_id)
+    assert row.raw["close"] == INJECTION and row.column == "close"  # the value as first sent, not "'=cmd…"
+
+
+@pytest.mark.django_db
+def test_a_news_quarantine_round_trips_its_text_columns(staff_client, django_capture_on_commit_callbacks):
+    stories = [
+        {"time": "2024-03-01T14:30:00+00:00", "symbol": "AAPL", "title": "-5% at the open", "url": "u1", "impact_score": "2", "news_id": "n1"},
+        {"time": "2024-03-01T14:31:00+00:00", "symbol": "AAPL", "title": "=HYPERLINK(\"x\")", "url": "u2", "impact_score": "0.5", "news_id": "n2"},
+    ]
+    with django_capture_on_commit_callbacks(execute=False):
+        first = upload(staff_client, as_csv(stories), dataset="news_events", name="news.csv")
+    assert first.rejected == 1  # impact_score 2 is out of range
+    lines = list(csv.DictReader(io.StringIO(staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content.decode())))
+    assert [line["title"] for line in lines] == ["'-5% at the open"]
+    lines[0]["impact_score"] = "0.9"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(lines[0]))
+    writer.writeheader()
+    writer.writerows(lines)
+    with django_capture_on_commit_callbacks(execute=False):
+        upload(staff_client, out.getvalue().encode(), dataset="news_events", name="news-fixed.csv")
+    assert sorted(NewsEvent.objects.values_list("title", flat=True)) == ["-5% at the open", "=HYPERLINK(\"x\")"]
+
+
+def test_an_ordinary_csv_keeps_its_quotes():
+    """Only a tsm rejected-rows file (with the reason column) has its protective quotes removed."""
+    content = b"time,symbol,title\n2024-03-01T14:30Z,AAPL,'=not ours\n"
+    batch = next(parsers.read_batches(content, dataset=DATASETS["news_events"]))
+    assert batch.column("title").to_pylist() == ["'=not ours"]
+    ours = b"time,symbol,title," + REASON_COLUMN.encode() + b"\n2024-03-01T14:30Z,AAPL,'=ours,row 1: x\n"
+    batch = next(parsers.read_batches(ours, dataset=DATASETS["news_events"]))
+    assert batch.schema.names == ["time", "symbol", "title"] and batch.column("title").to_pylist() == ["=ours"]
