@@ -359,3 +359,10 @@ def test_the_commands_refuse_a_symbol_the_rule_refuses_naming_the_option(db, com
 
     with pytest.raises(CommandError, match=r"--symbols='A B' contains ' '"):
         call_command(*command, "--symbols", "AAPL,A B", stdout=io.StringIO())
+
+
+def test_the_asof_join_refuses_a_point_whose_symbol_the_rule_refuses(api, db):
+    points = [{"symbol": "BRK/B", "time": iso(T_LATE)}, {"symbol": "A B", "time": iso(T_LATE)}]
+    response = api.post("/api/v1/asof-join/", points, format="json")
+    assert response.status_code == 400
+    assert "point 2: symbol='A B' contains ' '" in response.json()["points"][0]

@@ -20,7 +20,7 @@ from rest_framework.exceptions import ValidationError
 
 from timeseries.api.filters import MAX_LIST_ITEMS, parse_instant_param, parse_list, parse_symbols
 from timeseries.datasets import DATASETS, Dataset
-from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT, symbol_message
+from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT, SYMBOL_MAX_LENGTH, SYMBOL_SHAPE, symbol_message
 
 MAX_LIMIT = 10_000
 UTC_MICROS = pa.timestamp("us", tz="UTC")
@@ -320,7 +320,19 @@ def points_table(data, *, spec: Dataset, max_points: int) -> pa.Table:
     if table.num_rows > max_points:
         raise _error(f"at most {max_points} points per request (got {table.num_rows})")
     columns = [_texts(c, table.column(c)) for c in spec.series] + [_times(table.column("time"))]
+    _symbols_check(spec.symbol_column, columns[spec.series.index(spec.symbol_column)])
     return pa.table(columns, names=needed)
+
+
+def _symbols_check(name: str, column: pa.Array) -> None:
+    """Every point's symbol obeys the symbol rule (timeseries/rules.py); else 400 naming the first."""
+    refused = pc.or_(
+        pc.invert(pc.match_substring_regex(column, f"^(?:{SYMBOL_SHAPE})$")),
+        pc.greater(pc.utf8_length(column), SYMBOL_MAX_LENGTH),
+    )
+    if len(column) and pc.any(refused).as_py():
+        first = refused.to_pylist().index(True)
+        raise _error(f"point {first + 1}: {symbol_message(name, column[first].as_py())}")
 
 
 def _json_points(data: list, needed: list[str]) -> pa.Table:
