@@ -133,6 +133,11 @@ class QualityRangeFilter(InputFilter):
 # --- dataset admins ---------------------------------------------------------------------------------
 
 
+def may_open_quality_report(site: admin.AdminSite, request) -> bool:
+    """The quality report shows flags and audit entries: view (or change) permission on both models."""
+    return all(site._registry[m].has_view_permission(request) for m in (models.QualityFlag, models.QualityAudit))
+
+
 class CurationActionForm(ActionForm):
     score = forms.CharField(required=False, label="score", widget=forms.TextInput(attrs={"size": 4, "placeholder": "0–1"}))
     reason = forms.CharField(required=False, label="reason", widget=forms.TextInput(attrs={"size": 30, "placeholder": "why (recorded in the audit)"}))
@@ -181,6 +186,13 @@ class CuratedAdmin(TimeSeriesAdmin):
 
     def get_list_filter(self, request):
         return (*super().get_list_filter(request), QualityRangeFilter)
+
+    def get_list_display(self, request):
+        """The quality report link only for staff who may open the report (view on flags and audit)."""
+        shown = super().get_list_display(request)
+        if not may_open_quality_report(self.admin_site, request):
+            shown = tuple(c for c in shown if c != "report_link")
+        return shown
 
     @admin.display(description="report")
     def report_link(self, obj):
@@ -392,6 +404,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         revoked = 0
         for token in queryset.filter(revoked=False):
             tokens.token_revoke(token=token)
+            self.log_change(request, token, "Revoked.")  # who revoked it, in the admin's history
             revoked += 1
         self.message_user(
             request,
@@ -562,7 +575,7 @@ class QualityFlagAdmin(ReadOnlyAdmin):
 
         Needs the view permission of both models it shows: timeseries.view_qualityflag and
         timeseries.view_qualityaudit."""
-        if not (self.has_view_permission(request) and self.admin_site._registry[models.QualityAudit].has_view_permission(request)):
+        if not may_open_quality_report(self.admin_site, request):
             raise PermissionDenied
         dataset = request.GET.get("dataset") or "market_data"
         symbol = (request.GET.get("symbol") or "").strip()

@@ -287,3 +287,23 @@ def test_listing_and_revoking_tokens_need_view_and_change(request, who, status, 
     action(client, url, "revoke_tokens", [token.pk])
     assert ApiToken.objects.get(pk=token.pk).revoked == may_revoke
     assert client.get(reverse("admin:timeseries_apitoken_add")).status_code == 403  # nobody here has add_apitoken
+
+
+@pytest.mark.parametrize(
+    ("perms", "linked"),
+    [(["timeseries.view_marketdata"], False), (["timeseries.view_marketdata", "timeseries.view_qualityflag", "timeseries.view_qualityaudit"], True)],
+)
+def test_the_market_data_list_links_the_quality_report_only_for_those_who_may_open_it(client, perms, linked):
+    ingest_table(dataset="market_data", data=[bar("AAPL", 0)])
+    staff(client, "someone", perms)
+    listing = client.get(reverse("admin:timeseries_marketdata_changelist"))
+    assert listing.status_code == 200
+    assert (reverse("admin:timeseries_qualityflag_report") in listing.content.decode()) == linked
+
+
+def test_a_revocation_from_the_admin_is_in_the_tokens_history(admin_client):
+    owner = User.objects.create_user("owner")
+    token, _ = token_create(user=owner)
+    action(admin_client, reverse("admin:timeseries_apitoken_changelist"), "revoke_tokens", [token.pk])
+    entry = LogEntry.objects.get(object_id=str(token.pk))
+    assert entry.get_change_message() == "Revoked." and entry.user.is_superuser
