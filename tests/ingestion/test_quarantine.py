@@ -162,3 +162,34 @@ def test_an_ordinary_csv_keeps_its_quotes():
     ours = b"time,symbol,title," + REASON_COLUMN.encode() + b"\n2024-03-01T14:30Z,AAPL,'=ours,row 1: x\n"
     batch = next(parsers.read_batches(ours, dataset=DATASETS["news_events"]))
     assert batch.schema.names == ["time", "symbol", "title"] and batch.column("title").to_pylist() == ["=ours"]
+
+
+@pytest.mark.django_db
+def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command(staff_client, tmp_path, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+    from rest_framework.test import APIClient
+
+    from ingestion import buffer
+    from timeseries.tokens import token_create
+
+    rows = [bar("AAPL", 0, close=INJECTION, source="=x"), bar("MSFT", 0, close=INJECTION, source="-y")]
+    with django_capture_on_commit_callbacks(execute=False):
+        first = upload(staff_client, as_csv(rows))
+    assert first.rejected == 2
+    text = staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content.decode()
+    fixed = text.replace("'" + INJECTION, "10.25")
+    aapl = "\n".join(line for line in fixed.splitlines() if ",MSFT," not in line) + "\n"
+    msft = "\n".join(line for i, line in enumerate(fixed.splitlines()) if i == 0 or ",MSFT," in line) + "\n"
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_create(user=User.objects.create_user('feed'), scope='write')[1]}")
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api.generic("POST", "/api/v1/ingest/market_data/", aapl, content_type="text/csv")
+    assert response.status_code == 202, response.content
+    buffer.buffer_flush(dataset="market_data")
+
+    path = tmp_path / "msft-fixed.csv"
+    path.write_text(msft)
+    call_command("ingest", "market_data", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    stored = {r.symbol: r for r in MarketData.objects.all()}
+    assert {s: (float(r.close), r.source) for s, r in stored.items()} == {"AAPL": (10.25, "=x"), "MSFT": (10.25, "-y")}
