@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ParseError
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -23,10 +25,28 @@ class IngestRateThrottle(TokenRateThrottle):
         return settings.TSM_INGEST_RATE
 
 
+class RawBodyParser(BaseParser):
+    """Any body, as bytes: the service reads and validates every format itself (one set of rules and
+    messages). Needed so that DRF's session authentication, which reads ``request.POST`` to check the
+    CSRF token, does not answer 415 to a staff session before the view runs."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        parser_context["request"]._request.body  # noqa: B018 - read (and size-checked) once, kept for the view
+        return QueryDict()  # what request.POST (the CSRF check) finds: no form fields
+
+
+def content_length(request) -> int:
+    """The declared body size (0 when absent); a malformed header was refused by tsm_site.middleware."""
+    text = request.META.get("CONTENT_LENGTH") or "0"
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
 class IngestView(APIView):
     permission_classes = [WriteScope]
     throttle_classes = [IngestRateThrottle]
-    parser_classes: list = []  # the service reads the raw body: every format gets the same validation
+    parser_classes = [RawBodyParser]  # the service reads the raw body: every format gets the same validation
 
     @extend_schema(
         summary="Send rows to a dataset (buffered, durable before the answer)",
@@ -40,7 +60,7 @@ class IngestView(APIView):
     def post(self, request, dataset: str):
         if dataset not in DATASETS:
             raise NotFound(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = content_length(request)
         if length > settings.TSM_INGEST_MAX_BODY_BYTES:
             return Response({"detail": f"the body is {length:,} bytes; the limit is {settings.TSM_INGEST_MAX_BODY_BYTES:,}"},
                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)

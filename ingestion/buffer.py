@@ -30,6 +30,7 @@ from ingestion import parsers
 from ingestion.checks import InputError, RowError, check_columns, jsonable, prepare_batch
 from ingestion.loader import LoadRejected, ingest_table, rejected_rows_save, repeated_keys
 from ingestion.models import IngestBatch, Load
+from timeseries import textrules
 from timeseries.datasets import CheckContext, Dataset, get_dataset
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ class FlushResult:
     loads: int = 0
 
 
-def body_table(*, body: bytes, content_type: str, dataset: Dataset) -> pa.Table:
+def body_table(*, body: bytes, content_type: str, dataset: Dataset) -> tuple[pa.Table, list[RowError]]:
+    """The body as a table, and the errors of rows no table can hold (a JSON string with a lone
+    surrogate: such values are replaced by their escapes, so the row can be named and quarantined)."""
     kind = (content_type or "").split(";")[0].strip().lower()
     if not body.strip():
         raise BadBody("the body is empty")
@@ -79,8 +82,9 @@ def body_table(*, body: bytes, content_type: str, dataset: Dataset) -> pa.Table:
             rows = [rows]
         if not isinstance(rows, list) or not rows:
             raise BadBody("expected a JSON array of row objects")
+        unreadable = _lone_surrogates(rows)
         try:
-            return parsers.rows_to_table(rows)
+            return parsers.rows_to_table(rows), unreadable
         except InputError as exc:
             raise BadBody(str(exc)) from None
     if kind in NDJSON_TYPES or kind in CSV_TYPES:
@@ -93,10 +97,31 @@ def body_table(*, body: bytes, content_type: str, dataset: Dataset) -> pa.Table:
             raise BadBody(f"cannot read the {fmt.upper()} body: {exc}") from None
         if not batches:
             raise BadBody("the body has no rows")
-        return pa.Table.from_batches(batches)
+        return pa.Table.from_batches(batches), []
     raise UnsupportedBody(
         f"Content-Type {kind or '(none)'!r} is not supported: send application/json, application/x-ndjson or text/csv"
     )
+
+
+def _lone_surrogates(rows: list) -> list[RowError]:
+    """Rows holding a lone UTF-16 surrogate (``"\\ud800"``, which UTF-8 cannot encode): each such value
+    is replaced in ``rows`` by its escape, and the row reported (a column name holding one: BadBody)."""
+    errors = []
+    for number, column in textrules.lone_surrogates(rows):
+        row = rows[number - 1]
+        if not isinstance(row, dict):
+            raise BadBody(f"row {number}: expected an object, got {type(row).__name__}")
+        if column not in row:
+            raise BadBody(f"row {number}: the column name {column!r} holds a lone UTF-16 surrogate, which is not a character")
+        value = row[column] = textrules.sanitized(row[column])
+        errors.append(RowError(number, column, f"{_short(value)} holds a lone UTF-16 surrogate, which is not a character",
+                               {k: jsonable(textrules.sanitized(v)) for k, v in row.items()}))
+    return errors
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _json_loads(body: bytes):
@@ -123,7 +148,7 @@ def batch_accept(
     waiting = pending_rows(dataset=dataset)
     if waiting > settings.TSM_INGEST_BUFFER_MAX_ROWS:
         raise Backpressure(waiting, settings.TSM_INGEST_BUFFER_MAX_ROWS)
-    table = body_table(body=body, content_type=content_type, dataset=spec)
+    table, unreadable = body_table(body=body, content_type=content_type, dataset=spec)
     try:
         check_columns(table.column_names, spec)
     except InputError as exc:
@@ -133,12 +158,14 @@ def batch_accept(
         prepared = prepare_batch(table, dataset=spec, ctx=ctx, row_offset=0)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise BadBody(f"cannot convert the rows: {exc}") from None
-    errors = prepared.errors + _conflicts(spec, prepared.table, table)
+    named = {(e.row, e.column) for e in unreadable}  # the escaped value's own errors would say it twice
+    later = [e for e in prepared.errors if (e.row, e.column) not in named] + _conflicts(spec, prepared.table, table)
+    errors = unreadable + later
     rejected = len({e.row for e in errors})
     if rejected and on_error == "reject":
         raise BatchRejected(sorted(errors, key=lambda e: e.row), rejected)
     good = prepared.table
-    if len(errors) > len(prepared.errors):  # conflicting rows were still in the prepared table
+    if unreadable or len(later) > len(prepared.errors):  # these rows were still in the prepared table
         bad = pa.array(sorted({e.row for e in errors}), pa.int64())
         good = good.filter(pc.invert(pc.is_in(good.column("row_no"), value_set=bad)))
     good = good.drop_columns(["row_no"])

@@ -44,6 +44,7 @@ class Prepared:
     rows_read: int
 
 
+NUMERIC_KINDS = frozenset({"price", "money", "float", "int", "bigint"})
 TRUE_WORDS = {"true", "t", "1", "yes", "y"}
 FALSE_WORDS = {"false", "f", "0", "no", "n"}
 
@@ -210,6 +211,11 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
                     items = None
             values.append(items)
         return pa.array(values, target), errors
+    if pa.types.is_boolean(t) and col.kind in NUMERIC_KINDS:  # JSON true is not 1: Arrow would cast it so
+        noun = "an integer" if col.kind in ("int", "bigint") else "a number"
+        return pa.nulls(len(arr), target), {
+            i: f"{_describe(v)} is a boolean, not {noun}" for i, v in enumerate(arr.to_pylist()) if v is not None
+        }
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         arr = _blank_to_null(arr)
         t = pa.string()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT
 
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(us|ms|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)\s*$")
+_INTERVAL = re.compile(r"\s*([0-9]+)\s*(us|ms|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)\s*", re.ASCII)
 _UNITS = {
     "us": timedelta(microseconds=1),
     "ms": timedelta(milliseconds=1),
@@ -38,9 +38,19 @@ def parse_instant(name: str, text: str) -> datetime:
     return value
 
 
+# The longest bar (or other) interval accepted: a year and a day covers every calendar bar (1d, 1w, 1y
+# of 365 or 366 days) while keeping ``time + interval`` far from datetime's limits.
+MAX_INTERVAL = timedelta(days=366)
+MAX_INTERVAL_TEXT = "366d"
+_MAX_DIGITS = 12  # more digits than any unit needs to reach MAX_INTERVAL (366 days in microseconds has 11)
+
+
 def parse_interval(name: str, text: str) -> timedelta:
-    """'1min', '5 min', '30s', '1h', '1d' -> timedelta (positive)."""
-    match = _INTERVAL.match(text.lower())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{name}={text!r} is not a positive interval such as 1min, 5min, 30s, 1h or 1d")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    """'1min', '5 min', '30s', '1h', '1d' -> timedelta (positive, at most ``MAX_INTERVAL``)."""
+    match = _INTERVAL.fullmatch(text.lower())
+    digits = match.group(1).lstrip("0") if match else ""
+    if not digits:
+        raise ValueError(f"{name}={text[:64]!r} is not a positive interval such as 1min, 5min, 30s, 1h or 1d")
+    if len(digits) > _MAX_DIGITS or int(digits) * _UNITS[match.group(2)] > MAX_INTERVAL:
+        raise ValueError(f"{name}={text[:64]!r} is longer than the longest interval accepted ({MAX_INTERVAL_TEXT})")
+    return int(digits) * _UNITS[match.group(2)]

@@ -4,12 +4,15 @@ Environment:
     DATABASE_URL     postgres://postgres@127.0.0.1:5432/tsm
     REDIS_URL        redis://127.0.0.1:6379/0
     TSM_TIMESCALEDB  auto | on | off   (auto: use TimescaleDB when the server can load it)
-    SECRET_KEY, DEBUG, ALLOWED_HOSTS
+    SECRET_KEY       unset: a random key generated once into var/secret_key (TSM_SECRET_KEY_FILE)
+    DEBUG            false unless set to true (tracebacks for whoever triggers an error)
+    ALLOWED_HOSTS
 """
 from __future__ import annotations
 
 import os
 import re
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -73,12 +76,35 @@ def env_intervals(prefix: str, defaults: dict[str, str | None]) -> dict[str, str
     return out
 
 
-DEBUG = env_bool("DEBUG", True)
+def development_secret_key(path: Path) -> str:
+    """A random key generated once into ``path`` (mode 0600, under var/: never committed), so that
+    manage.py and the tests work in a fresh shell. Serving in production sets SECRET_KEY instead."""
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if key:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process wrote it first: use that one
+        return development_secret_key(path)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    return key
+
+
+# DEBUG shows tracebacks and settings to whoever triggers an error: off unless asked for (DEBUG=true)
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY_FILE = Path(env_str("TSM_SECRET_KEY_FILE", str(BASE_DIR / "var" / "secret_key")))
+SECRET_KEY_FROM_FILE = not SECRET_KEY  # serving in production must refuse this (a key generated on this machine)
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set in the environment when DEBUG is off")
-    SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+    SECRET_KEY = development_secret_key(SECRET_KEY_FILE)
+# error reports (the debug page, logged 500s) mask connection URLs too (tsm_site/errors.py)
+DEFAULT_EXCEPTION_REPORTER_FILTER = "tsm_site.errors.MaskingExceptionReporterFilter"
 ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 
 INSTALLED_APPS = [
@@ -98,6 +124,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "tsm_site.middleware.RequestGuardMiddleware",  # a malformed Content-Length, charset, query string...: 4xx first
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -255,6 +282,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "timeseries.api.renderers.ContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "timeseries.api.views.exception_handler",  # Django's refusals (too many fields...) as 4xx
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "tsm read API",

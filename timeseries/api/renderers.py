@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 from rest_framework import renderers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import BaseParser
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 
+from timeseries import textrules
 from timeseries.datasets import KINDS
 from timeseries.formats import iso, plain, to_csv
 
@@ -218,6 +219,19 @@ class ContentNegotiation(DefaultContentNegotiation):
 
 
 # --- request bodies: tables of decision points ------------------------------------------------------
+
+
+class PointsJSONParser(JSONParser):
+    """DRF's JSON parser, refusing strings no table can hold (a lone UTF-16 surrogate such as
+    ``"\\ud800"``) with a 400 naming the point and the field."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        rows = data if isinstance(data, list) else [data]
+        for number, field in textrules.lone_surrogates(rows):
+            where = f"point {number}: {field}" if field else f"point {number}"
+            raise ParseError({"points": [f"{where} holds a lone UTF-16 surrogate, which is not a character"]})
+        return data
 
 
 class _TableParser(BaseParser):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpResponse
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
-from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.views import APIView, exception_handler as drf_exception_handler
 
 from timeseries import pit
@@ -59,12 +59,34 @@ def asof_columns(spec: Dataset) -> list[tuple[str, str]]:
     return [("at", "timestamp"), *series, *[(n, k) for n, k in stored_columns(spec) if n not in spec.series]]
 
 
+class PayloadTooLarge(APIException):
+    status_code = 413
+    default_detail = "the request body is too large"
+    default_code = "payload_too_large"
+
+
 def exception_handler(exc, context):
-    """DRF's handler; validation messages that do not name their parameter are prefixed with it."""
+    """DRF's handler (for every API view: settings.REST_FRAMEWORK["EXCEPTION_HANDLER"]); validation
+    messages that do not name their parameter are prefixed with it. Django's refusals of a malformed
+    request (too many fields, a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a bad form encoding) are 4xx
+    answers like any other, not exceptions DRF would let through as a 500."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = PayloadTooLarge(f"the request body is larger than {limit:,} bytes" if limit else None)
+    elif isinstance(exc, (SuspiciousOperation, BadRequest)):
+        exc = ParseError(_refusal_text(exc))
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError) and isinstance(response.data, dict):
         response.data = {key: _named(key, value) for key, value in response.data.items()}
     return response
+
+
+def _refusal_text(exc: Exception) -> str:
+    if isinstance(exc, TooManyFieldsSent):
+        return f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} parameters or form fields"
+    if isinstance(exc, TooManyFilesSent):
+        return f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES:,} files"
+    return str(exc) or "the request is malformed"
 
 
 def _named(key: str, value):
@@ -405,7 +427,7 @@ class ReconstructView(ApiView):
 )
 class AsofJoinView(ApiView):
     query_class = AsofJoinQuery
-    parser_classes = [JSONParser, r.CSVParser, r.ParquetParser, r.LegacyParquetParser, r.ArrowParser, r.ArrowFileParser]
+    parser_classes = [r.PointsJSONParser, r.CSVParser, r.ParquetParser, r.LegacyParquetParser, r.ArrowParser, r.ArrowFileParser]
 
     def perform_content_negotiation(self, request, force=False):
         # no explicit choice: answer in the format of the body

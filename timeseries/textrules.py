@@ -1,0 +1,54 @@
+"""Text that cannot be stored: lone UTF-16 surrogates (a leaf module, imported by ingestion and the API).
+
+JSON may spell ``"\\ud800"``: half of a UTF-16 pair, not a character. Python's ``json`` reads it into a
+``str`` that UTF-8 (PostgreSQL, Arrow, every renderer) cannot encode, so it must be refused where the
+body is read, naming the row (or point) and the column that holds it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded str every surrogate is a lone one
+
+
+def has_lone_surrogate(text: str) -> bool:
+    return _LONE_SURROGATE.search(text) is not None
+
+
+def printable(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape, e.g. ``'a\\\\ud800'`` (safe to encode)."""
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _contains(value: Any) -> bool:
+    if isinstance(value, str):
+        return has_lone_surrogate(value)
+    if isinstance(value, list):
+        return any(_contains(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains(k) or _contains(v) for k, v in value.items())
+    return False
+
+
+def lone_surrogates(rows: list) -> Iterator[tuple[int, str]]:
+    """(1-based row, column) of every value (or key) holding a lone surrogate, in a list of JSON objects.
+    A row that is not an object is reported with column ``""`` when anything in it holds one."""
+    for number, row in enumerate(rows, start=1):
+        if isinstance(row, dict):
+            for key, value in row.items():
+                if _contains(key) or _contains(value):
+                    yield number, printable(key) if isinstance(key, str) else str(key)
+        elif _contains(row):
+            yield number, ""
+
+
+def sanitized(value: Any) -> Any:
+    """``value`` (JSON data) with lone surrogates replaced by their escapes: safe to store as a quarantined raw value."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list):
+        return [sanitized(v) for v in value]
+    if isinstance(value, dict):
+        return {sanitized(k): sanitized(v) for k, v in value.items()}
+    return value
