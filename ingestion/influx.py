@@ -61,7 +61,7 @@ from django.db.models import F
 from django.utils import timezone as djtz
 
 from ingestion.models import InfluxBackupState
-from timeseries.changes import changes_consume, changes_lag, changes_pending
+from timeseries.changes import Change, changes_lag, changes_run, failures_retry, span_error
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,14 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class InfluxError(Exception):
-    """InfluxDB refused the request (bad credentials, bad data, missing database): not retried."""
+    """InfluxDB refused the request (bad credentials, bad data, missing database): not retried.
+
+    ``status`` is the HTTP status when InfluxDB answered; 400 means it refused the points themselves
+    (e.g. a timestamp outside its range), which the backup records against the span and passes."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class InfluxUnavailable(InfluxError):
@@ -164,7 +171,8 @@ class _Client:
             self.query(f"CREATE DATABASE {_ident(self.config.database)}")
             response = self._post("/write", params=params, data=body)
         if response.status_code != 204:
-            raise InfluxError(f"InfluxDB /write answered {response.status_code}: {response.text[:500]}")
+            raise InfluxError(f"InfluxDB /write answered {response.status_code}: {response.text[:500]}",
+                              status=response.status_code)
 
     def select_chunks(self, q: str, chunk_size: int) -> Iterator[dict]:
         """The series of a chunked ``SELECT``, one chunk at a time."""
@@ -248,39 +256,65 @@ class BackupResult:
     changes: int = 0
     points: int = 0
     posts: int = 0
+    failed: int = 0  # change-log entries InfluxDB refused (ConsumerFailure), passed
+    retried: int = 0
+    resolved: int = 0
 
     def as_dict(self) -> dict:
-        return {"enabled": self.enabled, "changes": self.changes, "points": self.points, "posts": self.posts}
+        return {"enabled": self.enabled, "changes": self.changes, "points": self.points, "posts": self.posts,
+                "failed": self.failed, "retried": self.retried, "resolved": self.resolved}
 
 
-def influx_backup_run(*, changes_per_transaction: int = 2000) -> BackupResult:
+def backup_span_error(exc: BaseException) -> bool:
+    """A span's own fault: InfluxDB refused its points (400), or rendering them raised. Not one:
+    InfluxDB unreachable or 5xx (retried with backoff), bad credentials or a missing database (every
+    span would fail: the run stops and records the error), a database outage."""
+    if isinstance(exc, InfluxUnavailable):
+        return False
+    if isinstance(exc, InfluxError):
+        return exc.status == 400
+    return span_error(exc)
+
+
+def influx_backup_run(*, changes_per_transaction: int = 2000, retry: bool = True, force_retry: bool = False) -> BackupResult:
     """Send every pending change of market_data to InfluxDB; a no-op when the backup is off.
 
     Each slice of changes is one transaction: lock the cursor, stream the versions, POST them in
     batches, advance the cursor only when every batch was acknowledged. On an error the error is
     recorded in ``InfluxBackupState`` and re-raised (``InfluxUnavailable`` is worth a retry); slices
-    already acknowledged stay consumed.
+    already acknowledged stay consumed. A change whose points InfluxDB refuses (400) is sent alone,
+    recorded as a ``ConsumerFailure`` and passed (``timeseries.changes.changes_run``), so one bad
+    version never holds back the backup; open failures are retried first (``retry``; all at once with
+    ``force_retry``) and resolve once the version was removed (``manage.py remove_versions``).
     """
     config = influx_config()
     if not config.enabled:
         return BackupResult(enabled=False)
     result = BackupResult(enabled=True)
     client = _Client(config)
+
+    def process(changes: list[Change]) -> None:
+        points, posts = _send_changes(client, changes, config)
+        result.points += points
+        result.posts += posts
+
     try:
+        if retry or force_retry:
+            retried = failures_retry(consumer=CONSUMER, dataset=DATASET, process_one=lambda change: process([change]),
+                                     is_span_error=backup_span_error, force=force_retry)
+            result.retried, result.resolved = retried.retried, retried.resolved
         while True:
-            with transaction.atomic():
-                changes = changes_pending(consumer=CONSUMER, dataset=DATASET, limit=changes_per_transaction)
-                if not changes:
-                    break
-                points, posts = _send_changes(client, changes, config)
-                changes_consume(consumer=CONSUMER, dataset=DATASET, through_id=changes[-1].id)
-                _state(DATASET).update(
-                    points_sent=F("points_sent") + points, changes_done=F("changes_done") + len(changes),
-                    last_run_at=djtz.now(),
-                )
-            result.changes += len(changes)
-            result.points += points
-            result.posts += posts
+            before = result.points
+            run = changes_run(consumer=CONSUMER, dataset=DATASET, limit=changes_per_transaction, process=process,
+                              is_span_error=backup_span_error)
+            if not run.consumed:
+                break
+            _state(DATASET).update(
+                points_sent=F("points_sent") + (result.points - before), changes_done=F("changes_done") + run.consumed,
+                last_run_at=djtz.now(),
+            )
+            result.changes += run.consumed
+            result.failed += len(run.failed)
     except InfluxError as exc:
         _state(DATASET).update(last_error=str(exc)[:5000], last_error_at=djtz.now(), last_run_at=djtz.now())
         logger.warning("InfluxDB backup failed: %s", exc)

@@ -520,7 +520,7 @@ class QualityAuditAdmin(ReadOnlyAdmin):
 class QualityFlagAdmin(ReadOnlyAdmin):
     """What the automatic checks found; the per-symbol-day report."""
 
-    list_display = ("created", "row_shown", "check", "reason", "report")
+    list_display = ("created", "row_shown", "check_shown", "reason", "report")
     list_display_links = ("created",)
     list_filter = (CuratedDatasetFilter,)
     search_fields = ("symbol",)
@@ -555,7 +555,7 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         return _utc(obj.created_at)
 
     @admin.display(description="check", ordering="check_name")
-    def check(self, obj):
+    def check_shown(self, obj):  # not "check": that is ModelAdmin's system-check hook
         if obj.proposed_score is None:
             return obj.check_name
         return f"{obj.check_name} → {obj.proposed_score:g} ({'applied' if obj.applied else 'proposed'})"
@@ -606,3 +606,4 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/timeseries/quality_report.html", context)
 
 
+from timeseries import admin_ops  # noqa: E402,F401  (consumer failures, version removals, the removal action)

@@ -54,8 +54,11 @@ from psycopg.errors import LockNotAvailable
 from psycopg.types.datetime import TimestamptzLoader
 
 from timeseries.capabilities import capabilities
-from timeseries.changes import changes_consume, changes_pending
+from timeseries.changes import (
+    Change, RetryResult, changes_consume, changes_pending, changes_run, failures_retry, span_error,
+)
 from timeseries.datasets import MARKET_DATA, SOCIAL_SENTIMENT, Dataset
+from timeseries.registry import series_registry_recompute
 
 logger = logging.getLogger(__name__)
 
@@ -334,13 +337,71 @@ def _cagg_call_refresh(agg: Aggregate, lo: datetime | None, hi: datetime | None)
             _time.sleep(0.25)
 
 
-def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches: int | None = None) -> dict:
+def _span_now(agg: Aggregate, change: Change) -> dict[str, list[tuple[datetime, datetime]]]:
+    """One change-log entry on its own (a retry, or an entry of a slice that failed): drop the stored
+    buckets its span covers and return the bucket-aligned span of the rows the symbol holds there
+    *now* — so a span whose bad version was removed since is processed without it. All bounds of the
+    entry stay in SQL; only the rows' span comes back to Python."""
+    params = {"symbol": change.symbol, "first": change.first_time, "last": change.last_time,
+              "width": agg.width, "origin": ORIGIN}
+    with connection.cursor() as cur:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE symbol = %(symbol)s AND bucket >= date_bin(%(width)s, %(first)s, %(origin)s)"
+                    " AND bucket <= %(last)s").format(sql.Identifier(agg.rollup_table)), params,
+        )
+        cur.execute(
+            sql.SQL("SELECT date_bin(%(width)s, min(m.time), %(origin)s), date_bin(%(width)s, max(m.time), %(origin)s)"
+                    " FROM {} m WHERE m.{} = %(symbol)s AND m.time >= date_bin(%(width)s, %(first)s, %(origin)s)"
+                    " AND m.time < date_bin(%(width)s, %(last)s, %(origin)s) + %(width)s").format(
+                sql.Identifier(agg.dataset.table), sql.Identifier(agg.dataset.symbol_column)), params,
+        )
+        lo, last_bucket = cur.fetchone()
+    if lo is None:
+        return {}
+    return {change.symbol: [(lo, last_bucket + agg.width)]}
+
+
+def _cagg_refresh_one(agg: Aggregate, change: Change) -> None:
+    """Refresh the continuous aggregate over one entry's span (unbounded above when its last bucket
+    ends past what Python can represent)."""
+    lo = bucket_floor(agg, change.first_time)
+    try:
+        hi = bucket_floor(agg, change.last_time) + agg.width
+    except OverflowError:
+        hi = None
+    _cagg_call_refresh(agg, lo, hi)
+    _cagg_call_refresh(agg, lo, hi)
+
+
+def _consumer_steps(agg: Aggregate, cagg: bool, done: dict) -> dict:
+    """The callables ``changes_run`` / ``failures_retry`` take for ``agg`` (counting buckets in ``done``)."""
+
+    def process(changes: list[Change]) -> None:
+        done["buckets"] += rollups_recompute(aggregate=agg.name, spans=_spans(agg, changes), only_multi_version=cagg)
+
+    def process_one(change: Change) -> None:
+        done["buckets"] += rollups_recompute(aggregate=agg.name, spans=_span_now(agg, change), only_multi_version=cagg)
+
+    steps: dict = {"process_one": process_one}
+    if cagg:
+        steps["prepare_one"] = lambda change: _cagg_refresh_one(agg, change)
+    return {**steps, "process": process, "prepare": (lambda changes: _cagg_refresh(agg, _spans(agg, changes))) if cagg else None}
+
+
+def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches: int | None = None,
+                    retry: bool = True, force_retry: bool = False) -> dict:
     """Consume the change log for the aggregated datasets and recompute exactly the touched buckets.
 
     Each batch of changes is recomputed and consumed in one transaction (the cursor row is locked, so
     concurrent runs never do the same work twice). On the TimescaleDB lane the continuous aggregate
     is first refreshed over the batch's spans (it cannot be inside a transaction); a crash between
     the two leaves the changes pending, and pending buckets are read live, so nothing wrong is read.
+
+    No span wedges the consumer (``timeseries.changes.changes_run``): an entry that cannot be
+    processed is recorded as a ``ConsumerFailure`` and passed, the other series and datasets go on,
+    and open failures are retried first (``retry``; all of them at once with ``force_retry``). Reads
+    treat the span of an open failure as pending (its buckets are aggregated live), so nothing stale is
+    read meanwhile; the operator's remedy is ``manage.py remove_versions`` (docs/operations.md).
     """
     names = [dataset] if dataset else list(BY_DATASET)
     for name in names:
@@ -353,42 +414,63 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches
         agg = BY_DATASET[name]
         cagg = uses_cagg(agg)
         _outside_transaction(cagg)
-        done = {"changes": 0, "buckets": 0, "batches": 0, "seconds": 0.0, "rebuilt": False}
+        done = {"changes": 0, "buckets": 0, "batches": 0, "seconds": 0.0, "rebuilt": False, "failed": 0,
+                "retried": 0, "resolved": 0}
+        report[name] = done
         started = _time.monotonic()
         if not RollupState.objects.filter(dataset=name).exists():
-            done["buckets"] += rollups_rebuild(dataset=name)
+            try:
+                done["buckets"] += rollups_rebuild(dataset=name)
+            except Exception as exc:
+                if not span_error(exc):
+                    raise
+                # reads stay right (without the state row every bucket is read live); the other
+                # datasets go on, and each run tries the rebuild again
+                done["error"] = f"rebuild failed: {type(exc).__name__}: {exc}"
+                logger.warning("rollups of %s: %s", name, done["error"])
+                continue
             done["rebuilt"] = True
+        steps = _consumer_steps(agg, cagg, done)
+        if retry or force_retry:
+            retried: RetryResult = failures_retry(
+                consumer=CONSUMER, dataset=name, process_one=steps["process_one"], prepare_one=steps.get("prepare_one"),
+                force=force_retry,
+            )
+            done["retried"], done["resolved"] = retried.retried, retried.resolved
         while max_batches is None or done["batches"] < max_batches:
-            through = None
-            if cagg:
-                with transaction.atomic():
-                    peek = changes_pending(consumer=CONSUMER, dataset=name, limit=batch)
-                if not peek:
-                    break
-                through = peek[-1].id
-                _cagg_refresh(agg, _spans(agg, peek))
-            with transaction.atomic():
-                changes = changes_pending(consumer=CONSUMER, dataset=name, limit=batch)
-                if through is not None:
-                    changes = [c for c in changes if c.id <= through]
-                if not changes:
-                    break
-                done["buckets"] += rollups_recompute(aggregate=agg.name, spans=_spans(agg, changes), only_multi_version=cagg)
-                changes_consume(consumer=CONSUMER, dataset=name, through_id=changes[-1].id)
-            done["changes"] += len(changes)
+            run = changes_run(consumer=CONSUMER, dataset=name, limit=batch, **steps)
+            if not run.consumed:
+                break
+            done["changes"] += run.consumed
+            done["failed"] += len(run.failed)
             done["batches"] += 1
         done["seconds"] = round(_time.monotonic() - started, 3)
-        report[name] = done
     return report
+
+
+def _rebuild_spans(agg: Aggregate, rows) -> dict[str, list[tuple[datetime, datetime]]]:
+    spans = {}
+    for symbol, lo, hi in rows:
+        try:
+            spans[symbol] = [(bucket_floor(agg, lo), bucket_floor(agg, hi) + agg.width)]
+        except OverflowError:
+            raise ValueError(
+                f"{agg.dataset.name} symbol {symbol!r} holds a row at {hi.isoformat()}, past the last bucket tsm can"
+                f" compute: find it (admin, {agg.dataset.name} list filtered by symbol) and remove it with"
+                f" manage.py remove_versions {agg.dataset.name} --id ROW_ID --reason TEXT"
+            ) from None
+    return spans
 
 
 def rollups_rebuild(*, dataset: str) -> int:
     """Rebuild the stored buckets of ``dataset`` from scratch and mark them trusted (RollupState).
 
     The consumer runs it first whenever the state row is missing: fresh install, data loaded before
-    the change log existed, a restored or truncated database. On the TimescaleDB lane the continuous
-    aggregate is refreshed over all time first (outside a transaction). The cursor moves only past
-    the changes logged before that refresh; later ones stay pending (read live, consumed next)."""
+    the change log existed, a restored or truncated database. The series registry is recomputed from
+    the stored rows first (``timeseries.registry``), so the range of a removed row is forgotten. On
+    the TimescaleDB lane the continuous aggregate is refreshed over all time first (outside a
+    transaction). The cursor moves only past the changes logged before that refresh; later ones stay
+    pending (read live, consumed next)."""
     from django.db.models import Max
 
     from timeseries.models import Change, RollupState
@@ -400,14 +482,15 @@ def rollups_rebuild(*, dataset: str) -> int:
     if cagg:
         _cagg_call_refresh(agg, None, None)
     with transaction.atomic():
-        changes_pending(consumer=CONSUMER, dataset=dataset, limit=1)  # locks the cursor row
+        changes_pending(consumer=CONSUMER, dataset=dataset, limit=0)  # locks the cursor row
+        series_registry_recompute(dataset=dataset)
         with connection.cursor() as cur:
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(agg.rollup_table)))
             cur.execute(
                 "SELECT symbol, min(first_time), max(last_time) FROM timeseries_series WHERE dataset = %s GROUP BY symbol",
                 [dataset],
             )
-            spans = {s: [(bucket_floor(agg, lo), bucket_floor(agg, hi) + agg.width)] for s, lo, hi in cur.fetchall()}
+            spans = _rebuild_spans(agg, cur.fetchall())
         written = rollups_recompute(aggregate=agg.name, spans=spans, only_multi_version=cagg)
         if through is not None:
             changes_consume(consumer=CONSUMER, dataset=dataset, through_id=through)
@@ -457,8 +540,10 @@ def _read_sql(agg: Aggregate, *, cagg: bool, force_live: bool) -> sql.Composable
         "WITH pending AS ("
         "SELECT c.first_time, c.last_time FROM timeseries_change c"
         " WHERE c.dataset = %(dataset)s AND c.symbol = %(symbol)s"
-        " AND c.id > COALESCE((SELECT k.last_id FROM timeseries_change_cursor k"
+        " AND (c.id > COALESCE((SELECT k.last_id FROM timeseries_change_cursor k"
         " WHERE k.consumer = %(consumer)s AND k.dataset = %(dataset)s), 0)"
+        " OR c.id IN (SELECT f.change_id FROM timeseries_consumer_failure f"  # passed, not done: still pending
+        " WHERE f.consumer = %(consumer)s AND f.dataset = %(dataset)s AND f.resolved_at IS NULL))"
         " AND c.last_time >= %(lo)s AND c.first_time < %(hi)s),"
         " stored AS ({stored}),"
         " judged AS (SELECT s.*, (EXISTS (SELECT 1 FROM timeseries_rollup_state st WHERE st.dataset = %(dataset)s)"

@@ -452,6 +452,9 @@ class CheckResult:
     flags: int = 0
     lowered: int = 0
     by_check: dict[str, int] = field(default_factory=dict)
+    failed: int = 0  # change-log entries the consumer could not check (ConsumerFailure)
+    retried: int = 0  # open failures retried
+    resolved: int = 0  # ...of which now resolved
 
 
 def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, datetime]]) -> CheckResult:
@@ -528,21 +531,50 @@ def quality_checks_rows(*, dataset: str, rows: QuerySet) -> CheckResult:
     return quality_checks_run(dataset=spec.name, spans=[(r[spec.symbol_column], r["lo"], r["hi"]) for r in spans])
 
 
-def quality_changes_process(*, dataset: str, limit: int = 10_000) -> CheckResult:
+def quality_changes_process(*, dataset: str, limit: int = 10_000, retry: bool = True, force_retry: bool = False) -> CheckResult:
     """On ingest: check the spans the change log lists after the "quality" cursor, then move it.
 
     Runs in one transaction with the cursor locked: a crash keeps neither the flags nor the move.
+    No span wedges it (``timeseries.changes.changes_run``): an entry whose checks raise is recorded
+    as a ``ConsumerFailure`` and passed; open failures are retried first (``retry``; all at once with
+    ``force_retry``), each over the rows its span holds now.
     """
-    from timeseries.changes import changes_consume, changes_pending
+    from timeseries.changes import changes_run, failures_retry
 
     spec = curated_spec(dataset)
-    with transaction.atomic():
-        pending = changes_pending(consumer=QUALITY_CONSUMER, dataset=spec.name, limit=limit)
-        if not pending:
-            return CheckResult()
-        result = quality_checks_run(dataset=spec.name, spans=[(c.symbol, c.first_time, c.last_time) for c in pending])
-        changes_consume(consumer=QUALITY_CONSUMER, dataset=spec.name, through_id=pending[-1].id)
+    result = CheckResult()
+
+    def add(done: CheckResult) -> None:
+        result.spans += done.spans
+        result.flags += done.flags
+        result.lowered += done.lowered
+        for name, n in done.by_check.items():
+            result.by_check[name] = result.by_check.get(name, 0) + n
+
+    def process(changes) -> None:
+        add(quality_checks_run(dataset=spec.name, spans=[(c.symbol, c.first_time, c.last_time) for c in changes]))
+
+    def process_one(change) -> None:
+        add(quality_checks_run(dataset=spec.name, spans=_span_now(spec, change)))
+
+    if retry or force_retry:
+        retried = failures_retry(consumer=QUALITY_CONSUMER, dataset=spec.name, process_one=process_one, force=force_retry)
+        result.retried, result.resolved = retried.retried, retried.resolved
+    run = changes_run(consumer=QUALITY_CONSUMER, dataset=spec.name, limit=limit, process=process, process_one=process_one)
+    result.failed = len(run.failed)
     return result
+
+
+def _span_now(spec: Dataset, change) -> list[Span]:
+    """The part of one change-log entry's span that holds rows now (empty when none is left)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT min(time), max(time) FROM {} WHERE {} = %s AND time BETWEEN %s AND %s").format(
+                sql.Identifier(spec.table), sql.Identifier(spec.symbol_column)),
+            [change.symbol, change.first_time, change.last_time],
+        )
+        lo, hi = cur.fetchone()
+    return [] if lo is None else [(change.symbol, lo, hi)]
 
 
 # --- the report -----------------------------------------------------------------------------------

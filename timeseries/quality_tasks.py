@@ -10,7 +10,8 @@ TRANSIENT = (OperationalError, InterfaceError)
 @shared_task(bind=True, acks_late=True, max_retries=10)
 def quality_check_pending(self, dataset: str | None = None, continued: bool = False) -> dict:
     """Beat (every few seconds): run the quality checks over the spans the change log lists after the
-    "quality" cursor (``quality.quality_changes_process``). Idempotent; runs serialise on the cursor."""
+    "quality" cursor (``quality.quality_changes_process``). Idempotent; runs serialise on the cursor.
+    A span whose checks raise is recorded (``ConsumerFailure``) and passed; open ones are retried."""
     from django.conf import settings
 
     from timeseries import quality
@@ -26,6 +27,7 @@ def quality_check_pending(self, dataset: str | None = None, continued: bool = Fa
                 # not hold the worker processes the flushes need
                 result = quality.quality_changes_process(dataset=name, limit=settings.TSM_CONSUMER_CHANGES_PER_RUN)
                 out[name] = {"spans": result.spans, "flags": result.flags, "lowered": result.lowered,
+                             "failed": result.failed, "retried": result.retried, "resolved": result.resolved,
                              "pending": changes_lag(consumer=quality.QUALITY_CONSUMER, dataset=name)["pending"]}
         except TRANSIENT as exc:
             raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))

@@ -1,0 +1,52 @@
+"""The InfluxDB backup passes a span InfluxDB refuses, records it, and resolves it once the bad version was
+removed (ingestion/influx.py + timeseries/changes.py), against the real influxd of test_influx.py."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from ingestion import influx
+from ingestion.loader import ingest_table
+from tests.ingestion.test_influx import SECOND, backup, influxd, tick  # noqa: F401 (fixtures)
+from tests.timeseries.poison import poison_bar
+from timeseries.changes import changes_lag
+from timeseries.models import ConsumerFailure
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_backup_passes_a_span_influxdb_refuses_and_resolves_it_after_the_removal(backup, influxd):
+    ingest_table(dataset="market_data", data=[tick("TICK", s) for s in range(10)], bar_interval=SECOND)
+    # a one-second bar at the end of year 9999: InfluxDB cannot hold its timestamp (400)
+    bad = poison_bar("TICK", time="9999-12-31T23:59:59Z", known_after="1 second")
+    ingest_table(dataset="market_data", data=[tick("TICK", 100 + s) for s in range(5)], bar_interval=SECOND)
+
+    sent = influx.influx_backup_run()
+    assert (sent.changes, sent.failed, sent.points) == (3, 1, 15)
+    assert influxd.count(db=backup.TSM_INFLUX_DB) == 15
+    assert changes_lag(consumer="influx", dataset="market_data")["pending"] == 0
+    [failure] = ConsumerFailure.objects.filter(consumer="influx", resolved_at__isnull=True)
+    assert failure.symbol == "TICK" and "InfluxError: InfluxDB /write answered 400" in failure.error
+    assert influx.backup_status()["last_error"] == ""  # the backup itself is healthy
+
+    # the next load is backed up; the failure waits for its retry
+    ingest_table(dataset="market_data", data=[tick("TICK", 200)], bar_interval=SECOND)
+    again = influx.influx_backup_run()
+    assert (again.changes, again.failed, again.retried, again.points) == (1, 0, 0, 1)
+
+    call_command("remove_versions", "market_data", "--id", str(bad), "--reason", "tick at 9999", stdout=io.StringIO())
+    resumed = influx.influx_backup_run()
+    assert (resumed.retried, resumed.resolved, resumed.failed) == (1, 1, 0)
+    assert ConsumerFailure.objects.get(pk=failure.pk).resolved_at is not None
+    assert influxd.count(db=backup.TSM_INFLUX_DB) == 16
+
+
+def test_refused_credentials_are_not_a_span_failure(backup, influxd):
+    """Every span would fail alike: the run stops, records the error and keeps the cursor."""
+    ingest_table(dataset="market_data", data=[tick("TICK", s) for s in range(3)], bar_interval=SECOND)
+    assert influx.backup_span_error(influx.InfluxError("InfluxDB /write answered 401: unauthorized", status=401)) is False
+    assert influx.backup_span_error(influx.InfluxUnavailable("unreachable")) is False
+    assert influx.backup_span_error(influx.InfluxError("unable to parse", status=400)) is True
+    assert influx.backup_span_error(ValueError("bad value")) is True
