@@ -606,4 +606,3 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/timeseries/quality_report.html", context)
 
 
-from timeseries import admin_ops  # noqa: E402,F401  (consumer failures, version removals, the removal action)

@@ -307,3 +307,9 @@ def test_a_revocation_from_the_admin_is_in_the_tokens_history(admin_client):
     action(admin_client, reverse("admin:timeseries_apitoken_changelist"), "revoke_tokens", [token.pk])
     entry = LogEntry.objects.get(object_id=str(token.pk))
     assert entry.get_change_message() == "Revoked." and entry.user.is_superuser
+
+
+def test_the_admin_passes_django_system_checks():
+    from django.core.management import call_command
+
+    call_command("check", "--fail-level", "WARNING", stdout=io.StringIO())
