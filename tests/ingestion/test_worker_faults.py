@@ -242,10 +242,10 @@ def attempt_pid(pk: int) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_kill_9_of_a_pool_child_during_an_upload(fault_env):
+def test_kill_9_of_a_pool_child_during_an_upload(fault_env, tmp_path):
     env, queue = fault_env
     upload = new_upload()
-    worker = start_worker(env, queue, pool="prefork")
+    worker = start_worker(env, queue, pool="prefork", log=tmp_path / "worker.log")
     try:
         with registry_locked() as load_blocked:
             uploads.upload_enqueue(upload_id=upload.pk)
@@ -270,8 +270,8 @@ def test_kill_9_of_a_pool_child_during_an_upload(fault_env):
 def test_kill_9_of_the_workers_main_process_during_an_upload(fault_env, tmp_path):
     env, queue = fault_env
     upload = new_upload()
-    worker = start_worker(env, queue, pool="prefork")
-    beat = start_beat(env, tmp_path / "beat-schedule")
+    worker = start_worker(env, queue, pool="prefork", log=tmp_path / "worker.log")
+    beat = start_beat(env, tmp_path / "beat-schedule", log=tmp_path / "beat.log")
     try:
         with registry_locked() as load_blocked:
             uploads.upload_enqueue(upload_id=upload.pk)
@@ -282,7 +282,7 @@ def test_kill_9_of_the_workers_main_process_during_an_upload(fault_env, tmp_path
             worker.wait(10)
             wait_for(lambda: pid_gone(child), timeout=10, what="the pool child to die with its parent")
         assert status(upload.pk) == "loading"
-        worker = start_worker(env, queue, pool="prefork")  # the worker returns
+        worker = start_worker(env, queue, pool="prefork", log=tmp_path / "worker.log")  # the worker returns
         wait_for(lambda: status(upload.pk) in ("done", "failed"), timeout=60,
                  what="beat's sweep to re-queue the upload and the worker to load it")
     finally:

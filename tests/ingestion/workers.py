@@ -33,22 +33,24 @@ def private_queue() -> str:
     return f"tsm-test-{uuid.uuid4().hex[:8]}"
 
 
-def start_worker(env: dict, queue: str, *, pool: str = "solo", concurrency: int = 1) -> subprocess.Popen:
+def start_worker(env: dict, queue: str, *, pool: str = "solo", concurrency: int = 1, log: Path | None = None) -> subprocess.Popen:
     """A worker on ``queue``; ``pool="prefork"`` when the test is about pool children (a killed child is
-    replaced by the worker, and dies with it: billiard's pdeathsig)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
-         "-Q", queue, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    replaced by the worker, and dies with it: billiard's pdeathsig). ``log``: where its output goes."""
+    return _spawn([sys.executable, "-m", "celery", "-A", "tsm_site", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
+                   "-Q", queue, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"], env, log)
 
 
-def start_beat(env: dict, schedule: Path) -> subprocess.Popen:
+def start_beat(env: dict, schedule: Path, log: Path | None = None) -> subprocess.Popen:
     """Celery beat as its own process (env's TSM_CELERY_QUEUE is where it sends the schedule)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tsm_site", "beat", "-l", "warning", "--schedule", str(schedule)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    return _spawn([sys.executable, "-m", "celery", "-A", "tsm_site", "beat", "-l", "warning", "--schedule", str(schedule)],
+                  env, log)
+
+
+def _spawn(command: list[str], env: dict, log: Path | None) -> subprocess.Popen:
+    if log is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "ab") as out:  # the child has its own copy of the descriptor
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def pid_gone(pid: int) -> bool:
