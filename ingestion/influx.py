@@ -61,7 +61,7 @@ from django.db.models import F
 from django.utils import timezone as djtz
 
 from ingestion.models import InfluxBackupState
-from timeseries.changes import Change, changes_lag, changes_run, failures_retry, span_error
+from timeseries.changes import Change, changes_lag, changes_run, failures_open, failures_retry, span_error
 
 logger = logging.getLogger(__name__)
 
@@ -378,6 +378,7 @@ def backup_status() -> dict:
         "last_error": state.last_error if state else "",
         "last_error_at": state.last_error_at if state else None,
         "points_sent": state.points_sent if state else 0,
+        "open_failures": failures_open(consumer=CONSUMER, dataset=DATASET).count(),
     }
 
 
@@ -393,6 +394,9 @@ def backup_status_text(status: dict | None = None) -> str:
     )
     if s["last_error"]:
         text += f"; last error {_when(s['last_error_at'])}: {s['last_error']}"
+    if s.get("open_failures"):
+        text += (f"; {s['open_failures']} change(s) InfluxDB refused, passed and retried"
+                 " (manage.py consumers, Admin › Consumer failures)")
     return text + "."
 
 

@@ -29,7 +29,9 @@ def test_the_backup_passes_a_span_influxdb_refuses_and_resolves_it_after_the_rem
     assert changes_lag(consumer="influx", dataset="market_data")["pending"] == 0
     [failure] = ConsumerFailure.objects.filter(consumer="influx", resolved_at__isnull=True)
     assert failure.symbol == "TICK" and "InfluxError: InfluxDB /write answered 400" in failure.error
-    assert influx.backup_status()["last_error"] == ""  # the backup itself is healthy
+    status = influx.backup_status()
+    assert status["last_error"] == "" and status["open_failures"] == 1  # the backup itself is healthy
+    assert "1 change(s) InfluxDB refused, passed and retried" in influx.backup_status_text(status)
 
     # the next load is backed up; the failure waits for its retry
     ingest_table(dataset="market_data", data=[tick("TICK", 200)], bar_interval=SECOND)

@@ -300,3 +300,41 @@ def test_the_admin_action_removes_selected_versions_after_a_reason_audited(clien
     client.force_login(staff("auditor", "view_versionremoval"))
     assert client.get("/admin/timeseries/versionremoval/").context["cl"].result_count == 2
     assert rollup_rows  # (imported helper kept for symmetry with the rollup tests)
+
+
+# --- a real Celery worker ------------------------------------------------------------------------------
+
+
+def test_a_real_worker_passes_the_poisoned_spans_keeps_consuming_and_resolves_them_after_the_removal(poisoned):
+    from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
+    from timeseries import tasks
+
+    def run_consumers() -> None:
+        tasks.rollups_refresh.apply_async(queue=queue)
+        tasks.quality_check_pending.apply_async(queue=queue)
+
+    def caught_up() -> bool:
+        return all(changes_lag(consumer=c, dataset=d)["pending"] == 0 for c, d in (
+            ("rollups", "market_data"), ("quality", "market_data"), ("quality", "news_events")))
+
+    queue = private_queue()
+    worker = start_worker(worker_env(), queue)
+    try:
+        run_consumers()
+        wait_for(caught_up, what="the worker's consumer runs")
+        assert sorted((f.consumer, f.dataset) for f in open_failures()) == [("quality", "news_events"), ("rollups", "market_data")]
+        stored_equals_live("BBB")
+
+        ingest_table(dataset="market_data", data=[bar_row("BBB", FEB + 27 * DAY + timedelta(hours=20), 5)])
+        run_consumers()
+        wait_for(caught_up, what="the next runs")
+        assert daily("BBB")[27]["bars"] == 5 and len(open_failures()) == 2
+
+        call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "bad", stdout=io.StringIO())
+        call_command("remove_versions", "news_events", "--id", str(poisoned["story"]), "--reason", "bad", stdout=io.StringIO())
+        run_consumers()
+        wait_for(lambda: not open_failures(), what="the failures to resolve")
+        wait_for(caught_up, what="the removals' change-log entries")
+        stored_equals_live("AAA")
+    finally:
+        stop_worker(worker)
