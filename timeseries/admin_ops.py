@@ -5,7 +5,8 @@ are registered):
 
 * Consumer failures — read-only list, open ones first (``ConsumerFailure``: a change-log span the
   rollups, quality or InfluxDB consumer could not process and passed). View permission:
-  ``timeseries.view_consumerfailure``.
+  ``timeseries.view_consumerfailure``; the action "Retry at the next consumer run" needs
+  ``timeseries.change_consumerfailure``.
 * Version removals — read-only audit of removed versions (``VersionRemoval``), view permission
   ``timeseries.view_versionremoval``.
 * On every dataset changelist, the action "Remove selected versions (audited)": shown only to users
@@ -20,6 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import F, TextField
 from django.db.models.functions import Cast
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -67,6 +69,17 @@ class ConsumerFailureAdmin(ReadOnlyOpsAdmin):
     list_filter = (OpenFilter, "consumer", "dataset")
     search_fields = ("symbol",)
     search_help_text = "Exact symbol."
+    actions = ("retry_next_run",)
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("timeseries.change_consumerfailure")
+
+    @admin.action(description="Retry at the next consumer run", permissions=["retry"])
+    def retry_next_run(self, request, queryset):
+        """Make the selected open failures due now: the consumer's next run (every few seconds under
+        beat) retries them; ``manage.py consumers --retry`` retries them at once."""
+        due = queryset.filter(resolved_at__isnull=True).update(next_attempt_at=timezone.now())
+        self.message_user(request, f"{due} open failure(s) will be retried at their consumer's next run.", messages.SUCCESS)
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by(F("resolved_at").desc(nulls_first=True), "-last_attempt_at", "-id")

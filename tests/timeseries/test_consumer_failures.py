@@ -262,6 +262,15 @@ def test_the_admin_lists_failures_open_first_by_model_permission(client, poisone
     assert b"OverflowError" in response.content and b"open</strong>" in response.content
     assert client.get(url + "?state=open").context["cl"].result_list[0].consumer == "rollups"
     assert client.post(url + f"{resolved.pk}/delete/").status_code == 403
+    assert client.get(url).context["action_form"] is None  # viewing is not retrying
+    client.force_login(staff("retrier", "view_consumerfailure", "change_consumerfailure"))
+    failing = ConsumerFailure.objects.get(consumer="rollups")
+    assert failing.next_attempt_at > timezone.now()
+    response = client.post(url, {"action": "retry_next_run", "_selected_action": [failing.pk, resolved.pk], "index": 0},
+                           follow=True)
+    assert b"1 open failure(s) will be retried" in response.content
+    assert ConsumerFailure.objects.get(pk=failing.pk).next_attempt_at <= timezone.now()
+    assert aggregates.rollups_refresh(dataset="market_data")["market_data"]["retried"] == 1
     # the removal action needs the dataset's delete permission
     client.force_login(staff("curator", "view_marketdata", "change_marketdata"))  # change, not delete
     form = client.get("/admin/timeseries/marketdata/?symbol=BBB").context["action_form"]
