@@ -370,7 +370,8 @@ def upload_worker_note(upload: Upload, now=None) -> str:
     if upload.status == Upload.Status.QUEUED:
         since = max(filter(None, (upload.created_at, upload.heartbeat_at)), default=None)
         if since is not None and (now - since).total_seconds() >= limit:
-            return f"waiting for a worker for {int((now - since).total_seconds())} s: is a Celery worker running?"
+            return (f"queued for {int((now - since).total_seconds())} s: no worker has taken it yet "
+                    "(all busy, or none running: make status)")
     return ""
 
 

@@ -209,6 +209,18 @@ def test_the_upload_page_says_when_no_worker_has_reported(staff_client, media):
 
 
 @pytest.mark.django_db
+def test_the_upload_page_says_when_a_queued_upload_waits_for_a_worker(staff_client, media):
+    upload = new_upload()
+    Upload.objects.filter(pk=upload.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+    progress = staff_client.get(reverse("admin:ingestion_upload_progress", args=[upload.pk])).json()
+    assert re.fullmatch(r"queued for 1[12]\d s: no worker has taken it yet \(all busy, or none running: make status\)",
+                        progress["worker_note"]), progress["worker_note"]
+    assert progress["progress"] == "queued"
+    fresh = new_upload()
+    assert staff_client.get(reverse("admin:ingestion_upload_progress", args=[fresh.pk])).json()["worker_note"] == ""
+
+
+@pytest.mark.django_db
 def test_an_upload_filename_of_255_characters_is_kept_whole(staff_client, media, django_capture_on_commit_callbacks):
     name = "b" * 251 + ".csv"
     with django_capture_on_commit_callbacks(execute=False):
