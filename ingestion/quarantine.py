@@ -44,13 +44,19 @@ def cell_unescape(text: str) -> str:
 
 
 def rejected_rows_columns(dataset: str | None, rows: list) -> list[str]:
-    """The dataset's input columns the rows carry, in declaration order (then known_at, then any other)."""
+    """The dataset's input columns the rows carry, in declaration order, then known_at (and news' id).
+
+    Only columns the uploader accepts (a key it would refuse would make the file unusable; such a file
+    is refused as a whole at upload, so its rows never reach the quarantine anyway). Without a known
+    dataset: every key, sorted."""
     seen: dict[str, None] = {}
     for r in rows:
         seen.update(dict.fromkeys(r.raw or {}))
     spec = DATASETS.get(dataset) if dataset else None
-    declared = [*(spec.column_names if spec else ()), "known_at"]
-    return [c for c in declared if c in seen] + sorted(set(seen).difference(declared))
+    if spec is None:
+        return sorted(seen)
+    declared = [*spec.column_names, "known_at", *sorted(spec.accepted_input_columns.difference(spec.column_names, {"known_at"}))]
+    return [c for c in declared if c in seen]
 
 
 def _reasons(group: list) -> str:

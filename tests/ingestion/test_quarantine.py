@@ -193,3 +193,18 @@ def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command
     call_command("ingest", "market_data", str(path), stdout=io.StringIO(), stderr=io.StringIO())
     stored = {r.symbol: r for r in MarketData.objects.all()}
     assert {s: (float(r.close), r.source) for s, r in stored.items()} == {"AAPL": (10.25, "=x"), "MSFT": (10.25, "-y")}
+
+
+def test_the_file_has_only_columns_the_uploader_accepts_in_the_dataset_order():
+    from types import SimpleNamespace
+
+    from ingestion.quarantine import rejected_rows_write
+
+    raw = {"url": "u", "id": "n1", "title": "=1+1", "time": "2024-03-01T14:30Z", "symbol": "AAPL", "known_at": "x", "bogus": "?"}
+    rows = [SimpleNamespace(load_id=1, row_number=3, column="known_at", reason="not a timestamp", raw=raw),
+            SimpleNamespace(load_id=1, row_number=3, column="", reason="whole row", raw=raw)]
+    out = io.StringIO()
+    assert rejected_rows_write(rows, out, dataset="news_events") == 1
+    header, line = list(csv.reader(io.StringIO(out.getvalue())))
+    assert header == ["time", "symbol", "title", "url", "known_at", "id", REASON_COLUMN]
+    assert line == ["2024-03-01T14:30Z", "AAPL", "'=1+1", "u", "x", "n1", "row 3: known_at: not a timestamp; whole row"]
