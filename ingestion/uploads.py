@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ingestion import parsers
@@ -134,18 +135,23 @@ def _silent_reason(upload: Upload, now) -> str:
         return f"attempt {upload.attempts} never reported"
     age = (now - upload.heartbeat_at).total_seconds()
     if age >= limit:
-        return f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting ({age:.0f} s without a heartbeat; limit {limit} s)"
+        return f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting ({int(age)} s without a heartbeat; limit {limit} s)"
     if upload.worker and _worker_gone(upload.worker):
         return f"attempt {upload.attempts} on {upload.worker}: that process is gone (killed or crashed)"
     return ""
 
 
-def _abandon_load(load_id, reason: str) -> None:
-    """The Load of a dead attempt: its transaction was rolled back with its connection; say so."""
-    if load_id is not None:
-        Load.objects.filter(pk=load_id, status=Load.Status.LOADING).update(
-            status=Load.Status.ABANDONED, error=f"abandoned: {reason}"[:10_000], finished_at=timezone.now()
-        )
+def _abandon_loads(upload: Upload, reason: str) -> None:
+    """The Loads of dead attempts (the one the upload names, and one created by an attempt killed before
+    it could name it): their transactions were rolled back with their connections; say so. Called with
+    the upload row locked, before the next attempt starts, so every Load still loading for it is dead."""
+    Load.objects.filter(
+        Q(pk=upload.load_id) | Q(source__startswith=_load_source_prefix(upload.pk)), status=Load.Status.LOADING
+    ).update(status=Load.Status.ABANDONED, error=f"abandoned: {reason}"[:10_000], finished_at=timezone.now())
+
+
+def _load_source_prefix(upload_id: int) -> str:
+    return f"upload {upload_id}: "
 
 
 def _claim(upload_id: int) -> int | None:
@@ -162,7 +168,7 @@ def _claim(upload_id: int) -> int | None:
             if not reason:
                 return None
             logger.warning("upload %s: taking over; %s", upload_id, reason)
-            _abandon_load(upload.load_id, f"{reason}; attempt {upload.attempts + 1} took over")
+            _abandon_loads(upload, f"{reason}; attempt {upload.attempts + 1} took over")
         attempt = upload.attempts + 1
         Upload.objects.filter(pk=upload_id).update(
             status=Upload.Status.VALIDATING, attempts=attempt, heartbeat_at=timezone.now(), worker=worker_id(),
@@ -289,7 +295,7 @@ def upload_process(*, upload_id: int) -> Upload | None:
                 on_error=upload.on_error,
                 progress=progress,
                 on_phase=on_phase,
-                source=f"upload {upload_id}: {upload.original_name}",
+                source=f"{_load_source_prefix(upload_id)}{upload.original_name}",
             )
         except AttemptSuperseded:
             logger.warning("upload %s: attempt %s stopped: another attempt took over", upload_id, attempt)
@@ -346,13 +352,13 @@ def uploads_reclaim_stale(*, older_than: timedelta | None = None) -> list[int]:
                 continue
             now = timezone.now()
             if upload.heartbeat_at is not None and now - upload.heartbeat_at >= limit:
-                reason = f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting ({(now - upload.heartbeat_at).total_seconds():.0f} s without a heartbeat)"
+                reason = f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting ({int((now - upload.heartbeat_at).total_seconds())} s without a heartbeat)"
             else:
                 reason = _silent_reason(upload, now)
             if not reason:
                 continue
             logger.warning("upload %s: re-queued; %s", upload_id, reason)
-            _abandon_load(upload.load_id, f"{reason}; re-queued")
+            _abandon_loads(upload, f"{reason}; re-queued")
             Upload.objects.filter(pk=upload_id).update(status=Upload.Status.QUEUED, error=f"reclaimed: {reason}"[:10_000])
             upload_enqueue(upload_id=upload_id)
         reclaimed.append(upload_id)

@@ -81,8 +81,21 @@ def test_a_redelivered_task_takes_over_an_attempt_whose_heartbeat_is_old_and_mar
     assert (done.status, done.inserted, done.attempts) == ("done", 600, 2), done.error
     dead.refresh_from_db()
     assert dead.status == Load.Status.ABANDONED and dead.finished_at is not None
-    assert "attempt 1 on elsewhere:4242 stopped reporting (30 s without a heartbeat" in dead.error
+    assert re.search(r"attempt 1 on elsewhere:4242 stopped reporting \(3\d s without a heartbeat", dead.error), dead.error
     assert "attempt 2 took over" in dead.error
+
+
+@pytest.mark.django_db
+def test_a_take_over_also_abandons_a_load_its_dead_attempt_had_not_named_yet(media):
+    """Killed between creating its Load and recording it on the upload: found by the Load's source."""
+    upload = new_upload(status=Upload.Status.VALIDATING, attempts=1, worker="elsewhere:1",
+                        heartbeat_at=timezone.now() - timedelta(minutes=1))
+    unnamed = Load.objects.create(dataset="market_data", source=f"upload {upload.pk}: a.csv")
+    other = Load.objects.create(dataset="market_data", source=f"upload {upload.pk}0: a.csv")  # upload 10x's
+    assert uploads.upload_process(upload_id=upload.pk).status == "done"
+    unnamed.refresh_from_db()
+    other.refresh_from_db()
+    assert (unnamed.status, other.status) == ("abandoned", "loading")
 
 
 @pytest.mark.django_db
