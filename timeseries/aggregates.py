@@ -448,18 +448,34 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches
     return report
 
 
-def _rebuild_spans(agg: Aggregate, rows) -> dict[str, list[tuple[datetime, datetime]]]:
-    spans = {}
-    for symbol, lo, hi in rows:
-        try:
-            spans[symbol] = [(bucket_floor(agg, lo), bucket_floor(agg, hi) + agg.width)]
-        except OverflowError:
-            raise ValueError(
-                f"{agg.dataset.name} symbol {symbol!r} holds a row at {hi.isoformat()}, past the last bucket tsm can"
-                f" compute: find it (admin, {agg.dataset.name} list filtered by symbol) and remove it with"
-                f" manage.py remove_versions {agg.dataset.name} --id ROW_ID --reason TEXT"
-            ) from None
-    return spans
+COMPUTABLE = (datetime(1, 1, 2, tzinfo=dt_timezone.utc), datetime(9999, 12, 31, tzinfo=dt_timezone.utc))
+
+
+def _unbucketable(agg: Aggregate, symbol: str, instant: str) -> ValueError:
+    return ValueError(
+        f"{agg.dataset.name} symbol {symbol!r} holds a row at {instant}, outside the buckets tsm can compute:"
+        f" find it (admin, {agg.dataset.name} list filtered by symbol; docs/operations.md) and remove it with"
+        f" manage.py remove_versions {agg.dataset.name} --id ROW_ID --reason TEXT"
+    )
+
+
+def _rebuild_spans(agg: Aggregate, cur) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Per symbol, the bucket-aligned span of its registered series; an error naming the first symbol
+    with a row whose bucket Python cannot hold (read as text first: such an instant cannot be loaded)."""
+    cur.execute(
+        "SELECT symbol, CASE WHEN min(first_time) < %s THEN min(first_time)::text ELSE max(last_time)::text END"
+        " FROM timeseries_series WHERE dataset = %s AND (first_time < %s OR last_time >= %s)"
+        " GROUP BY symbol ORDER BY symbol LIMIT 1",
+        [COMPUTABLE[0], agg.dataset.name, COMPUTABLE[0], COMPUTABLE[1]],
+    )
+    bad = cur.fetchone()
+    if bad is not None:
+        raise _unbucketable(agg, bad[0], bad[1])
+    cur.execute(
+        "SELECT symbol, min(first_time), max(last_time) FROM timeseries_series WHERE dataset = %s GROUP BY symbol",
+        [agg.dataset.name],
+    )
+    return {symbol: [(bucket_floor(agg, lo), bucket_floor(agg, hi) + agg.width)] for symbol, lo, hi in cur.fetchall()}
 
 
 def rollups_rebuild(*, dataset: str) -> int:
@@ -486,11 +502,7 @@ def rollups_rebuild(*, dataset: str) -> int:
         series_registry_recompute(dataset=dataset)
         with connection.cursor() as cur:
             cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(agg.rollup_table)))
-            cur.execute(
-                "SELECT symbol, min(first_time), max(last_time) FROM timeseries_series WHERE dataset = %s GROUP BY symbol",
-                [dataset],
-            )
-            spans = _rebuild_spans(agg, cur.fetchall())
+            spans = _rebuild_spans(agg, cur)
         written = rollups_recompute(aggregate=agg.name, spans=spans, only_multi_version=cagg)
         if through is not None:
             changes_consume(consumer=CONSUMER, dataset=dataset, through_id=through)

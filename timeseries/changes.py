@@ -29,6 +29,9 @@ from django.db import (
 )
 from django.utils import timezone
 
+from psycopg import sql
+
+from timeseries.datasets import DATASETS
 from timeseries.models import Change, ChangeCursor, ConsumerFailure
 
 logger = logging.getLogger(__name__)
@@ -109,10 +112,11 @@ class RunResult:
     changes: list[Change] = field(default_factory=list)  # processed
     failed: list[int] = field(default_factory=list)  # change ids recorded as failures
     through_id: int | None = None
+    skipped: int = 0  # unreadable entries whose span holds no row any more
 
     @property
     def consumed(self) -> int:
-        return len(self.changes) + len(self.failed)
+        return len(self.changes) + len(self.failed) + self.skipped
 
 
 def _cursor_lock(consumer: str, dataset: str) -> int:
@@ -127,8 +131,8 @@ def _pending_ids(*, dataset: str, after: int, limit: int) -> list[int]:
 
 
 def _load(ids: list[int], is_span_error) -> tuple[list[Change], dict[int, BaseException]]:
-    """The change rows of ``ids``; one the database cannot hand to Python (an instant past year
-    9999) is returned as a failure instead."""
+    """The change rows of ``ids``; one the database cannot hand to Python (an instant before year 1
+    or past 9999) is returned as a failure instead — or left out when its span holds no row."""
     try:
         with transaction.atomic():
             return list(Change.objects.filter(id__in=ids).order_by("id")), {}
@@ -143,7 +147,9 @@ def _load(ids: list[int], is_span_error) -> tuple[list[Change], dict[int, BaseEx
         except Exception as exc:
             if not is_span_error(exc):
                 raise
-            failed[i] = exc
+            if _span_holds_rows(i):
+                failed[i] = exc
+            # else: its rows are gone (e.g. the entry a removal appended): nothing to process
     return found, failed
 
 
@@ -211,7 +217,8 @@ def changes_run(
         for change_id, exc in sorted(failed.items()):
             failure_record(consumer=consumer, dataset=dataset, change_id=change_id, exc=exc)
         changes_consume(consumer=consumer, dataset=dataset, through_id=ids[-1])
-    return RunResult(changes=[c for c in changes if c.id not in failed], failed=sorted(failed), through_id=ids[-1])
+    done = [c for c in changes if c.id not in failed]
+    return RunResult(changes=done, failed=sorted(failed), through_id=ids[-1], skipped=len(ids) - len(done) - len(failed))
 
 
 def retry_pause(attempts: int) -> timedelta:
@@ -272,8 +279,13 @@ def failures_retry(
         result.retried += 1
         error = None
         try:
-            with transaction.atomic():
-                change = Change.objects.filter(pk=change_id).first()
+            try:
+                with transaction.atomic():
+                    change = Change.objects.filter(pk=change_id).first()
+            except Exception as exc:
+                if not is_span_error(exc) or _span_holds_rows(change_id):
+                    raise
+                change = None  # an entry Python cannot read, whose rows are gone: nothing left to do
             if change is not None and prepare_one is not None:
                 if connection.in_atomic_block:
                     raise RuntimeError("failures_retry(prepare_one=...) must run outside transaction.atomic()")
@@ -305,6 +317,24 @@ def failures_retry(
             result.resolved += 1
             logger.info("%s consumer resolved its failure on %s change %s", consumer, dataset, change_id)
     return result
+
+
+def _span_holds_rows(change_id: int) -> bool:
+    """Whether the series of change ``change_id`` still holds a row in its span (asked in SQL: for an
+    entry whose instants Python cannot hold)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT dataset FROM timeseries_change WHERE id = %s", [change_id])
+        found = cur.fetchone()
+        spec = DATASETS.get(found[0]) if found else None
+        if spec is None:
+            return False
+        cur.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM timeseries_change c JOIN {t} m ON m.{s} = c.symbol"
+                    " AND m.time BETWEEN c.first_time AND c.last_time WHERE c.id = %s)").format(
+                t=sql.Identifier(spec.table), s=sql.Identifier(spec.symbol_column)),
+            [change_id],
+        )
+        return cur.fetchone()[0]
 
 
 def failures_due_now(*, dataset: str, symbols: Iterable[str]) -> int:

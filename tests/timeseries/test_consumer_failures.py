@@ -149,7 +149,7 @@ def test_a_removal_with_a_bad_id_or_no_reason_removes_nothing(poisoned):
 
 
 def test_rollups_rebuild_recomputes_the_registry_and_works_after_the_row_is_deleted(poisoned):
-    with pytest.raises(CommandError, match=r"market_data symbol 'AAA' holds a row at 9999-12-31T23:59:00\+00:00"):
+    with pytest.raises(CommandError, match=r"market_data symbol 'AAA' holds a row at 9999-12-31 23:59:00\+00, outside"):
         call_command("rollups", "--rebuild", "--dataset", "market_data", stdout=io.StringIO())
     with connection.cursor() as cur:  # deleted by hand: the registry still says 9999
         cur.execute("DELETE FROM market_data WHERE id = %s", [poisoned["bar"]])
@@ -159,6 +159,31 @@ def test_rollups_rebuild_recomputes_the_registry_and_works_after_the_row_is_dele
     assert json.loads(out.getvalue())["market_data"]["buckets"] == 58
     assert Series.objects.get(dataset="market_data", symbol="AAA").last_time.year == 2024
     stored_equals_live("AAA")
+    stored_equals_live("BBB")
+
+
+def test_a_row_before_year_one_is_named_by_the_rebuild_recorded_by_the_consumer_and_removable():
+    ingest_table(dataset="market_data", data=month("AAA"))
+    aggregates.rollups_refresh()
+    old = poison_bar("OLD", time="4000-01-01T00:00:00Z BC")
+    with pytest.raises(CommandError, match=r"market_data symbol 'OLD' holds a row at 4000-01-01 00:00:00\+00 BC"):
+        call_command("rollups", "--rebuild", stdout=io.StringIO())
+    # the consumer records the entry Python cannot even read, and goes on
+    ingest_table(dataset="social_sentiment", data=[{"time": "2024-02-05T10:00:00Z", "symbol": "AAA", "platform": "x",
+                                                    "mention_count": "3", "sentiment_avg": "0.5"}])
+    report = aggregates.rollups_refresh()
+    assert (report["market_data"]["changes"], report["market_data"]["failed"]) == (1, 1)
+    assert report["social_sentiment"]["changes"] == 1
+    [failure] = open_failures("rollups")
+    assert failure.symbol == "OLD" and "timestamp too small" in failure.error and failure.span.endswith(" BC")
+    # removed: the registry forgets OLD, the entry (still unreadable) resolves as its span holds no row
+    call_command("remove_versions", "market_data", "--id", str(old), "--reason", "year 4000 BC", stdout=io.StringIO())
+    assert not Series.objects.filter(dataset="market_data", symbol="OLD").exists()
+    assert aggregates.rollups_refresh(dataset="market_data")["market_data"]["resolved"] == 1
+    assert open_failures() == []
+    call_command("rollups", "--rebuild", stdout=io.StringIO())
+    ingest_table(dataset="market_data", data=month("BBB"))
+    aggregates.rollups_refresh()
     stored_equals_live("BBB")
 
 
