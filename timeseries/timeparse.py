@@ -42,7 +42,8 @@ def parse_instant(name: str, text: str) -> datetime:
 # of 365 or 366 days) while keeping ``time + interval`` far from datetime's limits.
 MAX_INTERVAL = timedelta(days=366)
 MAX_INTERVAL_TEXT = "366d"
-_MAX_DIGITS = 12  # more digits than any unit needs to reach MAX_INTERVAL (366 days in microseconds has 11)
+_MICROSECOND = timedelta(microseconds=1)
+_MAX_DIGITS = 15  # more digits than any unit needs to reach MAX_INTERVAL (366 days in microseconds has 14)
 
 
 def parse_interval(name: str, text: str) -> timedelta:
@@ -51,6 +52,8 @@ def parse_interval(name: str, text: str) -> timedelta:
     digits = match.group(1).lstrip("0") if match else ""
     if not digits:
         raise ValueError(f"{name}={text[:64]!r} is not a positive interval such as 1min, 5min, 30s, 1h or 1d")
-    if len(digits) > _MAX_DIGITS or int(digits) * _UNITS[match.group(2)] > MAX_INTERVAL:
+    unit = _UNITS[match.group(2)]
+    # compared in whole microseconds: a timedelta of a billion days cannot even be built (OverflowError)
+    if len(digits) > _MAX_DIGITS or int(digits) * (unit // _MICROSECOND) > MAX_INTERVAL // _MICROSECOND:
         raise ValueError(f"{name}={text[:64]!r} is longer than the longest interval accepted ({MAX_INTERVAL_TEXT})")
-    return int(digits) * _UNITS[match.group(2)]
+    return int(digits) * unit

@@ -18,7 +18,7 @@ import hashlib
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpResponse
+from django.http import HttpResponse, UnreadablePostError
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -75,6 +75,8 @@ def exception_handler(exc, context):
         exc = PayloadTooLarge(f"the request body is larger than {limit:,} bytes" if limit else None)
     elif isinstance(exc, (SuspiciousOperation, BadRequest)):
         exc = ParseError(_refusal_text(exc))
+    elif isinstance(exc, UnreadablePostError):
+        exc = ParseError("the request body could not be read to its end (Content-Length larger than the body?)")
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError) and isinstance(response.data, dict):
         response.data = {key: _named(key, value) for key, value in response.data.items()}
