@@ -25,7 +25,7 @@ from timeseries.models import ChangeCursor
 
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=timezone.utc)
 SECOND = timedelta(seconds=1)
-FAST = ("A B,=", "TICK")  # one-second bars (the symbol needs line-protocol escaping)
+FAST = ("X=Y/Z.W", "TICK")  # one-second bars (the first symbol needs line-protocol escaping: "=")
 SLOW = "MINUTE"  # one-minute bars: not backed up in "subminute" mode
 
 
