@@ -7,6 +7,7 @@ the column, and nothing of a refused input is stored.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -16,6 +17,7 @@ from rest_framework.test import APIClient
 from ingestion import buffer
 from ingestion.loader import LoadRejected, ingest_file
 from timeseries.models import GovernmentEvent, InsiderTrade, MarketData, SocialSentiment
+from tests.ingestion.influx_server import influx_server
 from timeseries.tokens import token_create
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +37,22 @@ def csv_bytes(rows: list[dict]) -> bytes:
     columns = list(dict.fromkeys(c for r in rows for c in r))
     lines = [",".join(columns)] + [",".join(str(r.get(c, "")) for c in columns) for r in rows]
     return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture(scope="session")
+def influxd():
+    with influx_server() as server:
+        yield server
+
+
+@pytest.fixture
+def influx_backup_settings(influxd, settings, db):
+    """The backup pointed at a real influxd started by the tests, with a database of its own."""
+    settings.TSM_INFLUX_URL = influxd.url
+    settings.TSM_INFLUX_DB = f"tsm_test_{uuid.uuid4().hex[:10]}"
+    settings.TSM_INFLUX_BACKUP = "subminute"
+    yield settings
+    influxd.drop_database(settings.TSM_INFLUX_DB)
 
 
 @pytest.fixture
@@ -170,3 +188,31 @@ def test_every_symbol_column_obeys_the_rule_including_arrays(door):
     # a market-wide event (no primary symbol) and admitted symbols in the array are stored
     assert door("government_events", [{**event, "affected_symbols": "BRK/B|" + SYM32}]) == 1
     assert GovernmentEvent.objects.get().affected_symbols == ["BRK/B", SYM32]
+
+
+# --- the InfluxDB backup (a consumer) ---------------------------------------------------------------
+
+
+def test_the_influx_backup_round_trips_edge_rows(influx_backup_settings):
+    """Sub-minute bars at both ends of the range, with edge symbols, go to InfluxDB and come back."""
+    from datetime import timedelta
+
+    from django.db import connection
+
+    from ingestion import influx
+
+    second = timedelta(seconds=1)
+    first, last = datetime(1800, 1, 1, tzinfo=UTC), datetime(2199, 12, 31, 23, 59, 58, tzinfo=UTC)
+    symbols = ("BRK/B", "A.B^C=D_E:F-G", SYM32)
+    rows = [bar_at(t.isoformat(), s) for s in symbols for t in (first, first + second, last - second, last)]
+    ingest_file(dataset="market_data", path=csv_bytes(rows), fmt="csv", bar_interval=second)
+    stored = sorted(MarketData.objects.values_list("symbol", "time", "known_at"))
+    assert max(k for _, _, k in stored) == datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+    assert influx.influx_backup_run().points == len(rows)
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE market_data")
+        cur.execute("DELETE FROM timeseries_series WHERE dataset = 'market_data'")
+    for start, end in ((first, first + timedelta(days=1)), (last - timedelta(days=1), datetime(2200, 1, 1, tzinfo=UTC))):
+        influx.influx_restore(dataset="market_data", start=start, end=end)
+    assert sorted(MarketData.objects.values_list("symbol", "time", "known_at")) == stored
