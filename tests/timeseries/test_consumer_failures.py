@@ -372,3 +372,35 @@ def test_a_real_worker_passes_the_poisoned_spans_keeps_consuming_and_resolves_th
         stored_equals_live("AAA")
     finally:
         stop_worker(worker)
+
+
+def test_a_poisoned_sentiment_window_is_passed_and_the_hourly_rollups_are_right_after_its_removal():
+    def window(symbol, hour, platform, mentions):
+        return {"time": f"2024-02-05T{hour:02d}:00:00Z", "symbol": symbol, "platform": platform,
+                "mention_count": str(mentions), "sentiment_avg": "0.25"}
+
+    ingest_table(dataset="social_sentiment", data=[window("AAA", h, p, 10 + h) for h in range(6) for p in ("x", "y")])
+    aggregates.rollups_refresh()
+    bad = poison("social_sentiment", {"time": "9999-12-31T23:00:00Z", "symbol": "AAA", "platform": "x",
+                                      "mention_count": 5, "sentiment_avg": 0.5}, known_after="1 hour",
+                 span_first="2024-02-05T03:00:00Z")
+    ingest_table(dataset="social_sentiment", data=[window("AAA", 4, "y", 99), window("BBB", 2, "x", 7)])
+    report = aggregates.rollups_refresh(dataset="social_sentiment")["social_sentiment"]
+    assert (report["changes"], report["failed"]) == (3, 1)
+    [failure] = open_failures("rollups")
+    assert (failure.dataset, failure.symbol, failure.subkey) == ("social_sentiment", "AAA", "x")
+
+    def hours(symbol):
+        rows = aggregates.aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=LATER, start=FEB, end=MAR)
+        live = aggregates.aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=LATER, start=FEB, end=MAR,
+                                         force_live=True)
+        assert [{**r, "source": None} for r in rows] == [{**r, "source": None} for r in live]
+        return rows
+
+    assert [r["mentions"] for r in hours("AAA")] == [20, 22, 24, 26, 14 + 99, 30]
+    assert {r["source"] for r in hours("AAA")[3:]} == {"live"}  # the open failure's span
+    assert [r["source"] for r in hours("BBB")] == ["stored"]
+    call_command("remove_versions", "social_sentiment", "--id", str(bad), "--reason", "window at 9999", stdout=io.StringIO())
+    assert aggregates.rollups_refresh(dataset="social_sentiment")["social_sentiment"]["resolved"] == 1
+    assert {r["source"] for r in hours("AAA")} == {"stored"}
+    assert Series.objects.get(dataset="social_sentiment", symbol="AAA", subkey="x").last_time.year == 2024
