@@ -14,6 +14,7 @@ import time
 import uuid
 from datetime import timedelta
 
+import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, transaction
@@ -238,8 +239,6 @@ def count_rows(storage, name: str) -> int | None:
         if head[:2] == b"\x1f\x8b":
             return None
         if head == b"PAR1":
-            import pyarrow.parquet as pq
-
             return pq.ParquetFile(stream).metadata.num_rows
         fmt = parsers.sniff_format(stream)
         lines, last = 0, b"\n"
@@ -257,7 +256,6 @@ def upload_process(*, upload_id: int) -> Upload | None:
         return None
     upload = Upload.objects.get(pk=upload_id)
     mine = Upload.objects.filter(pk=upload_id, attempts=attempt)  # every write of this attempt
-    last = {"t": 0.0}
     rows_total, count_later = None, upload.size > COUNT_ROWS_INLINE_BYTES
     if not count_later:  # a small file: its rows are counted before the load (milliseconds)
         try:
@@ -268,6 +266,15 @@ def upload_process(*, upload_id: int) -> Upload | None:
             mine.update(rows_total=rows_total)
     heartbeat = _Heartbeat(upload, attempt, rows_total, count=count_later)  # a larger one meanwhile
     heartbeat.start()
+    try:
+        return _load(upload, attempt, mine, heartbeat)
+    finally:
+        heartbeat.stop()  # whatever happened: a dead attempt must stop looking alive
+
+
+def _load(upload: Upload, attempt: int, mine, heartbeat: _Heartbeat) -> Upload | None:
+    upload_id = upload.pk
+    last = {"t": 0.0}
 
     def on_phase(phase: str, load_id) -> None:
         status = Upload.Status.LOADING if phase == "loading" else Upload.Status.VALIDATING
@@ -306,8 +313,6 @@ def upload_process(*, upload_id: int) -> Upload | None:
             upload_fail(upload_id=upload_id, reason=str(exc), attempt=attempt)
         else:
             _finish(mine, result, Upload.Status.DONE, rows_total=heartbeat.rows_total)
-        finally:
-            heartbeat.stop()
     return Upload.objects.get(pk=upload_id)
 
 

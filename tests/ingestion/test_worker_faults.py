@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -151,6 +152,16 @@ def test_an_attempt_that_was_taken_over_stops_without_touching_the_upload(media,
     upload.refresh_from_db()
     assert (upload.attempts, upload.worker, upload.inserted) == (7, "elsewhere:7", 0)
     assert market_rows() == 0
+
+
+@pytest.mark.django_db
+def test_the_heartbeat_stops_when_an_attempt_fails_before_loading(media):
+    """A dead attempt must not keep looking alive: its upload would never be retried."""
+    upload = new_upload()
+    upload.file.storage.delete(upload.file.name)
+    with pytest.raises(FileNotFoundError):
+        uploads.upload_process(upload_id=upload.pk)
+    assert not [t for t in threading.enumerate() if t.name == f"upload-{upload.pk}-heartbeat"]
 
 
 # --- progress in rows, and the page saying no worker reports ---------------------------------------
