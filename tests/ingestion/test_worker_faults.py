@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -382,3 +383,4 @@ def test_kill_9_of_beat_during_an_upload_and_the_supervisor_brings_beat_back(fau
         except subprocess.TimeoutExpired:
             supervisor.kill()
             supervisor.wait(10)
+        shutil.rmtree(var, ignore_errors=True)
