@@ -265,14 +265,20 @@ class BackupResult:
                 "failed": self.failed, "retried": self.retried, "resolved": self.resolved}
 
 
+# 400 answers about the target rather than the points: every span would fail alike
+TARGET_REFUSALS = ("field type conflict", "database not found", "retention policy not found", "max-values-per-tag",
+                   "max-series-per-database")
+
+
 def backup_span_error(exc: BaseException) -> bool:
-    """A span's own fault: InfluxDB refused its points (400), or rendering them raised. Not one:
-    InfluxDB unreachable or 5xx (retried with backoff), bad credentials or a missing database (every
-    span would fail: the run stops and records the error), a database outage."""
+    """A span's own fault: InfluxDB refused its points (400: e.g. a timestamp outside its range), or
+    rendering them raised. Not one: InfluxDB unreachable or 5xx (retried with backoff), bad credentials,
+    a missing database or a field stored with another type (``TARGET_REFUSALS``: every span would fail
+    alike, so the run stops and records the error), a database outage."""
     if isinstance(exc, InfluxUnavailable):
         return False
     if isinstance(exc, InfluxError):
-        return exc.status == 400
+        return exc.status == 400 and not any(marker in str(exc) for marker in TARGET_REFUSALS)
     return span_error(exc)
 
 

@@ -403,7 +403,7 @@ def test_it_does_nothing_and_says_so_when_influxdb_is_not_configured(settings):
     load_history()
     pending = changes_lag(consumer="influx", dataset="market_data")
 
-    assert influx_backup.apply().get() == {"enabled": False, "changes": 0, "points": 0, "posts": 0}
+    assert influx_backup.apply().get() == {"enabled": False, "changes": 0, "points": 0, "posts": 0, "failed": 0, "retried": 0, "resolved": 0}
     assert changes_lag(consumer="influx", dataset="market_data") == pending
     status = influx.backup_status()
     assert (status["enabled"], status["why_off"], status["mode"]) == (False, "TSM_INFLUX_URL is not set", "off")

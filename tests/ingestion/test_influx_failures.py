@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
+import requests
 from django.core.management import call_command
 
 from ingestion import influx
 from ingestion.loader import ingest_table
-from tests.ingestion.test_influx import SECOND, backup, influxd, tick  # noqa: F401 (fixtures)
+from tests.ingestion.test_influx import SECOND, T0, backup, influxd, tick  # noqa: F401 (fixtures)
 from tests.timeseries.poison import poison_bar
 from timeseries.changes import changes_lag
 from timeseries.models import ConsumerFailure
@@ -45,10 +46,26 @@ def test_the_backup_passes_a_span_influxdb_refuses_and_resolves_it_after_the_rem
     assert influxd.count(db=backup.TSM_INFLUX_DB) == 16
 
 
-def test_refused_credentials_are_not_a_span_failure(backup, influxd):
-    """Every span would fail alike: the run stops, records the error and keeps the cursor."""
+def test_a_refusal_about_the_target_stops_the_run_and_records_no_span_failure(backup, influxd):
+    """A field stored with another type: every span would fail alike; the run stops, records the error
+    and keeps the cursor (as before), and no change is passed."""
     ingest_table(dataset="market_data", data=[tick("TICK", s) for s in range(3)], bar_interval=SECOND)
+    ingest_table(dataset="market_data", data=[tick("OTHER", s) for s in range(3)], bar_interval=SECOND)
+    influxd.query(f'CREATE DATABASE "{backup.TSM_INFLUX_DB}"')
+    stamp = int(T0.timestamp() * 1_000_000)
+    requests.post(f"{influxd.url}/write", params={"db": backup.TSM_INFLUX_DB, "precision": "u"},
+                  data=f'market_data,symbol=X,v=0 open="text" {stamp}'.encode(), timeout=10).raise_for_status()
+    pending = changes_lag(consumer="influx", dataset="market_data")
+    with pytest.raises(influx.InfluxError, match="field type conflict"):
+        influx.influx_backup_run()
+    assert changes_lag(consumer="influx", dataset="market_data") == pending
+    assert not ConsumerFailure.objects.exists()
+    assert "field type conflict" in influx.backup_status()["last_error"]
+
+
+def test_which_errors_are_a_spans_own_fault():
     assert influx.backup_span_error(influx.InfluxError("InfluxDB /write answered 401: unauthorized", status=401)) is False
     assert influx.backup_span_error(influx.InfluxUnavailable("unreachable")) is False
     assert influx.backup_span_error(influx.InfluxError("unable to parse", status=400)) is True
+    assert influx.backup_span_error(influx.InfluxError("partial write: field type conflict: …", status=400)) is False
     assert influx.backup_span_error(ValueError("bad value")) is True
