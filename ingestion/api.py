@@ -14,8 +14,47 @@ from rest_framework.views import APIView
 
 from ingestion import buffer
 from timeseries.api.auth import TokenRateThrottle, WriteScope
+from timeseries import rules
 from timeseries.datasets import DATASETS, UnknownDataset
 from timeseries.timeparse import parse_interval
+
+
+_JSON_KINDS = {
+    "timestamp": {"type": "string", "format": "date-time"},
+    "price": {"type": "number", "minimum": 0, "maximum": 1e9},
+    "money": {"type": "number", "minimum": 0, "maximum": 1e15},
+    "float": {"type": "number"},
+    "int": {"type": "integer", "minimum": -(2**31) + 1, "maximum": 2**31 - 1},
+    "bigint": {"type": "integer", "minimum": 0, "maximum": 2**53},
+    "text": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "text[]": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def _column_schema(column) -> dict:
+    schema = dict(_JSON_KINDS[column.kind])
+    if column.symbol:
+        schema.update(pattern=rf"^{rules.SYMBOL_SHAPE}$", maxLength=rules.SYMBOL_MAX_LENGTH)
+    elif column.max_length is not None:
+        schema["maxLength"] = column.max_length
+    return schema
+
+
+def rows_schema() -> dict:
+    """The JSON body in OpenAPI terms: an array of rows, each the columns of one dataset (the dataset in
+    the path decides which; the server also checks what a schema cannot say, e.g. low <= close <= high)."""
+    variants = [
+        {
+            "title": f"{name} row",
+            "type": "object",
+            "properties": {c.name: _column_schema(c) for c in spec.columns} | {"known_at": _JSON_KINDS["timestamp"]},
+            "required": [c.name for c in spec.columns if c.required],
+            "additionalProperties": False,
+        }
+        for name, spec in DATASETS.items()
+    ]
+    return {"type": "array", "minItems": 1, "items": {"anyOf": variants}}
 
 
 class IngestRateThrottle(TokenRateThrottle):
@@ -50,8 +89,9 @@ class IngestView(APIView):
 
     @extend_schema(
         summary="Send rows to a dataset (buffered, durable before the answer)",
-        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR, "text/csv": OpenApiTypes.STR},
+        request={"application/json": rows_schema(), "application/x-ndjson": OpenApiTypes.STR, "text/csv": OpenApiTypes.STR},
         parameters=[
+            OpenApiParameter("dataset", str, OpenApiParameter.PATH, enum=list(DATASETS)),
             OpenApiParameter("on_error", str, enum=["reject", "skip"], description="reject: any bad row → 400, nothing stored; skip: quarantine bad rows"),
             OpenApiParameter("bar_interval", str, description="market_data bar length (default 1min): a bar is known when it closes"),
         ],
@@ -95,6 +135,23 @@ class IngestView(APIView):
             "rejected": batch.rejected, "status_url": reverse("ingest-batch", args=[batch.id], request=request),
         }
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def schema_links(result, generator, request, public):
+    """drf-spectacular post-processing hook (SPECTACULAR_SETTINGS): an OpenAPI link from a batch's 202
+    to its status, so clients (and schemathesis' stateful tests) can follow ``batch_id``."""
+    for item in result.get("paths", {}).values():
+        operation = item.get("post") or {}
+        accepted = operation.get("responses", {}).get("202")
+        if operation.get("operationId") == "ingest_create" and accepted is not None:
+            accepted["links"] = {
+                "BatchStatus": {
+                    "operationId": "ingest_batches_retrieve",
+                    "parameters": {"batch_id": "$response.body#/batch_id"},
+                    "description": "Is the batch merged (queryable) yet?",
+                }
+            }
+    return result
 
 
 class BatchView(APIView):
