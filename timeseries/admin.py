@@ -606,3 +606,4 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/timeseries/quality_report.html", context)
 
 
+from timeseries import admin_ops  # noqa: E402,F401  (consumer failures, version removals, the removal action)
