@@ -10,15 +10,16 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from ingestion.loader import ingest_table
+from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
 from tests.timeseries.poison import poison, poison_bar
-from tests.timeseries.test_aggregates_rollups import DAY, FEB, LATER, MAR, bar_row, month, rollup_rows
-from timeseries import aggregates, pit, quality
-from timeseries.changes import RETRY_FIRST, Change, changes_lag, changes_run, failures_retry
-from timeseries.models import ConsumerFailure, MarketData, QualityFlag, Series, VersionRemoval
+from tests.timeseries.test_aggregates_rollups import DAY, FEB, LATER, MAR, bar_row, month
+from timeseries import aggregates, pit, quality, tasks
+from timeseries.changes import RETRY_FIRST, changes_lag, changes_run, failures_retry
+from timeseries.models import Change, ConsumerFailure, MarketData, QualityFlag, RollupState, Series, VersionRemoval
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumers run outside transactions
 
@@ -188,8 +189,6 @@ def test_a_row_before_year_one_is_named_by_the_rebuild_recorded_by_the_consumer_
 
 
 def test_the_automatic_rebuild_of_a_poisoned_dataset_does_not_hold_back_the_others(poisoned):
-    from timeseries.models import RollupState
-
     RollupState.objects.all().delete()
     ingest_table(dataset="social_sentiment", data=[{"time": "2024-02-05T10:00:00Z", "symbol": "AAA", "platform": "x",
                                                     "mention_count": "3", "sentiment_avg": "0.5"}])
@@ -228,8 +227,6 @@ def test_any_exception_in_one_span_is_isolated_not_only_bad_instants():
     assert failures_retry(consumer="test", dataset="market_data", process_one=lambda c: seen.append(c.symbol)).resolved == 1
     failure.refresh_from_db()
     assert failure.resolved_at is not None and seen[-1] == "BAD"
-
-    from django.db import OperationalError
 
     def outage(changes):
         raise OperationalError("server closed the connection unexpectedly")
@@ -333,16 +330,12 @@ def test_the_admin_action_removes_selected_versions_after_a_reason_audited(clien
     assert Series.objects.get(dataset="market_data", symbol="BBB").first_time > victim.time
     client.force_login(staff("auditor", "view_versionremoval"))
     assert client.get("/admin/timeseries/versionremoval/").context["cl"].result_count == 2
-    assert rollup_rows  # (imported helper kept for symmetry with the rollup tests)
 
 
 # --- a real Celery worker ------------------------------------------------------------------------------
 
 
 def test_a_real_worker_passes_the_poisoned_spans_keeps_consuming_and_resolves_them_after_the_removal(poisoned):
-    from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
-    from timeseries import tasks
-
     def run_consumers() -> None:
         tasks.rollups_refresh.apply_async(queue=queue)
         tasks.quality_check_pending.apply_async(queue=queue)
