@@ -155,8 +155,8 @@ class _Client:
             raise InfluxUnavailable(f"InfluxDB {path} answered {response.status_code}: {response.text[:500]}")
         return response
 
-    def query(self, q: str) -> dict:
-        response = self._post("/query", params={"q": q})
+    def query(self, q: str, *, db: str | None = None) -> dict:
+        response = self._post("/query", params={"q": q, **({"db": db} if db else {})})
         if response.status_code != 200:
             raise InfluxError(f"InfluxDB /query answered {response.status_code}: {response.text[:500]}")
         result = response.json()["results"][0]
@@ -241,6 +241,21 @@ CROSS JOIN LATERAL (
 """
 
 
+_LINE_SELECT = _LINES_SQL[:_LINES_SQL.index("FROM unnest(")]
+
+# Every version of the bars (symbol, time) given, for re-sending them after a removal renumbered them
+_BAR_LINES_SQL = _LINE_SELECT + r"""FROM (
+    SELECT m.*, row_number() OVER w - 1 AS v, bool_or({cond}) OVER w AS q
+    FROM market_data m JOIN unnest(%(symbols)s::text[], %(times)s::timestamptz[]) AS b(symbol, time)
+         ON m.symbol = b.symbol AND m.time = b.time
+    WINDOW w AS (PARTITION BY m.symbol, m.time ORDER BY m.recorded_at, m.known_at
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+) x WHERE x.q
+"""
+
+INFLUX_RANGE = (datetime(1677, 9, 22, tzinfo=timezone.utc), datetime(2262, 4, 11, tzinfo=timezone.utc))
+
+
 def _lines_sql(mode: str) -> str:
     return _LINES_SQL.format(
         known_us=_MICROS.format("x.known_at"),
@@ -291,7 +306,8 @@ def influx_backup_run(*, changes_per_transaction: int = 2000, retry: bool = True
     already acknowledged stay consumed. A change whose points InfluxDB refuses (400) is sent alone,
     recorded as a ``ConsumerFailure`` and passed (``timeseries.changes.changes_run``), so one bad
     version never holds back the backup; open failures are retried first (``retry``; all at once with
-    ``force_retry``) and resolve once the version was removed (``manage.py remove_versions``).
+    ``force_retry``) and resolve once the version was removed (``manage.py remove_versions``). A
+    removal's own entry retracts the removed versions' points (``_retract_removed``).
     """
     config = influx_config()
     if not config.enabled:
@@ -301,8 +317,9 @@ def influx_backup_run(*, changes_per_transaction: int = 2000, retry: bool = True
 
     def process(changes: list[Change]) -> None:
         points, posts = _send_changes(client, changes, config)
-        result.points += points
-        result.posts += posts
+        points_again, posts_again = _retract_removed(client, changes, config)
+        result.points += points + points_again
+        result.posts += posts + posts_again
 
     try:
         if retry or force_retry:
@@ -329,6 +346,46 @@ def influx_backup_run(*, changes_per_transaction: int = 2000, retry: bool = True
         client.close()
     _state(DATASET).update(last_success_at=djtz.now(), last_run_at=djtz.now(), last_error="")
     return result
+
+
+def _retract_removed(client: _Client, changes: list[Change], config: InfluxConfig) -> tuple[int, int]:
+    """Follow ``manage.py remove_versions``: for each bar a removal in ``changes`` touched, delete the
+    bar's points and send its remaining versions again (their ordinals ``v`` were renumbered), so a
+    restore never brings a removed version back. Bars outside InfluxDB's time range were never there."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT r.symbol, (r.row->>'time')::timestamptz FROM timeseries_version_removal r"
+            " WHERE r.dataset = %s AND r.change_id = ANY(%s)"
+            " AND (r.row->>'time')::timestamptz BETWEEN %s AND %s ORDER BY 1, 2",
+            [DATASET, [c.id for c in changes], *INFLUX_RANGE],
+        )
+        bars = cur.fetchall()
+    if not bars:
+        return 0, 0
+    for symbol, t in bars:
+        instant = _rfc3339(t)
+        client.query(
+            f"DELETE FROM {_ident(MEASUREMENT)} WHERE \"symbol\" = '{_quoted(symbol)}' AND time >= '{instant}'"
+            f" AND time <= '{instant}'",
+            db=config.database,
+        )
+    with connection.cursor() as cur:
+        cur.execute(
+            _BAR_LINES_SQL.format(
+                known_us=_MICROS.format("x.known_at"), recorded_us=_MICROS.format("x.recorded_at"),
+                time_us=_MICROS.format("x.time"), cond="true" if config.mode == "all" else _SUBMINUTE,
+            ),
+            {"symbols": [b[0] for b in bars], "times": [b[1] for b in bars]},
+        )
+        lines = [r[0] for r in cur.fetchall()]
+    if lines:
+        client.write("\n".join(lines).encode())
+    return len(lines), int(bool(lines))
+
+
+def _quoted(value: str) -> str:
+    """An InfluxQL string literal's content."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _state(dataset: str):

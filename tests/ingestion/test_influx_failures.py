@@ -3,14 +3,18 @@ removed (ingestion/influx.py + timeseries/changes.py), against the real influxd 
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 import requests
 from django.core.management import call_command
+from django.db import connection
 
 from ingestion import influx
 from ingestion.loader import ingest_table
-from tests.ingestion.test_influx import SECOND, T0, backup, influxd, tick  # noqa: F401 (fixtures)
+from tests.ingestion.test_influx import (  # noqa: F401 (fixtures)
+    SECOND, T0, backup, influxd, restore, tick, versions, wipe_market_data,
+)
 from tests.timeseries.poison import poison_bar
 from timeseries.changes import changes_lag
 from timeseries.models import ConsumerFailure
@@ -69,3 +73,27 @@ def test_which_errors_are_a_spans_own_fault():
     assert influx.backup_span_error(influx.InfluxError("unable to parse", status=400)) is True
     assert influx.backup_span_error(influx.InfluxError("partial write: field type conflict: …", status=400)) is False
     assert influx.backup_span_error(ValueError("bad value")) is True
+
+
+def test_a_removed_version_leaves_the_backup_too_and_a_restore_does_not_bring_it_back(backup, influxd):
+    ingest_table(dataset="market_data", data=[tick("TICK", s) for s in range(5)], bar_interval=SECOND)
+    # a correction of bars 1 and 2, known an hour later: two versions each
+    ingest_table(dataset="market_data", data=[tick("TICK", s, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat())
+                                              for s in (1, 2)], bar_interval=SECOND)
+    influx.influx_backup_run()
+    assert influxd.count(db=backup.TSM_INFLUX_DB) == 7
+    with connection.cursor() as cur:  # the original version of bar 1 was wrong: remove it
+        cur.execute("SELECT id FROM market_data WHERE symbol = 'TICK' AND time = %s ORDER BY recorded_at LIMIT 1",
+                    [T0 + SECOND])
+        (original,) = cur.fetchone()
+    call_command("remove_versions", "market_data", "--id", str(original), "--reason", "bad tick", stdout=io.StringIO())
+    influx.influx_backup_run()
+    assert influxd.count(db=backup.TSM_INFLUX_DB) == 6
+    stamp = int((T0 + SECOND).timestamp() * 1_000_000)
+    [series] = influxd.query(f'SELECT "close", "v" FROM "market_data" WHERE time = {stamp}u', db=backup.TSM_INFLUX_DB)
+    assert [(row[1], row[2]) for row in series["values"]] == [(10250000, "0")]  # the correction, renumbered v=0
+
+    before = versions(["TICK"])
+    wipe_market_data()
+    restored = restore()
+    assert restored.points == 6 and versions(["TICK"]) == before
