@@ -76,8 +76,8 @@ def body_table(*, body: bytes, content_type: str, dataset: Dataset) -> tuple[pa.
     if kind in JSON_TYPES:
         try:
             rows = _json_loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadBody(f"the body is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, undecodable bytes, a 5,000-digit number, nesting
+            raise BadBody(f"the body is not valid JSON: {_short_message(exc)}") from None
         if isinstance(rows, dict):
             rows = [rows]
         if not isinstance(rows, list) or not rows:
@@ -117,6 +117,13 @@ def _lone_surrogates(rows: list) -> list[RowError]:
         errors.append(RowError(number, column, f"{_short(value)} holds a lone UTF-16 surrogate, which is not a character",
                                {k: jsonable(textrules.sanitized(v)) for k, v in row.items()}))
     return errors
+
+
+def _short_message(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "it nests too deeply"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _short(value) -> str:

@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 from typing import IO, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -134,10 +135,48 @@ def _from_rejected_rows_file(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, names=names)
 
 
+# Arrow's JSON reader recurses into nested values: some 20,000 levels ("[[[[…") crash the whole process
+# (a segmentation fault, not an exception). No row nests deeper than a list column, so a line nesting
+# deeper than this is refused before Arrow sees it.
+MAX_JSON_DEPTH = 100
+
+
+class _NestingGuard:
+    """A binary stream that raises OSError once any NDJSON line opens more than MAX_JSON_DEPTH brackets.
+    Brackets inside strings are counted too (cheaply, vectorised): only a value holding more than 100
+    unbalanced ones could be refused wrongly."""
+
+    def __init__(self, stream: IO[bytes]):
+        self._stream = stream
+        self._depth = 0  # of the line the previous chunk ended in
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._check(data)
+        return data
+
+    def _check(self, data: bytes) -> None:
+        codes = np.frombuffer(data, np.uint8)
+        step = (codes == ord("[")).astype(np.int64) + (codes == ord("{")) - (codes == ord("]")) - (codes == ord("}"))
+        depth = np.cumsum(step) + self._depth
+        newlines = codes == ord("\n")
+        if newlines.any():  # each line starts again at depth 0
+            last = np.maximum.accumulate(np.where(newlines, np.arange(len(codes)), -1))
+            depth = depth - np.where(last >= 0, depth[np.maximum(last, 0)], 0)
+        if depth.max(initial=0) > MAX_JSON_DEPTH:
+            raise OSError(f"a value nests deeper than {MAX_JSON_DEPTH} levels of [ and {{")
+        self._depth = int(depth[-1])
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def _ndjson_batches(stream: IO[bytes], dataset: Dataset) -> Iterator[pa.RecordBatch]:
     time_columns = [c.name for c in dataset.columns if c.kind == "timestamp"] + ["known_at"]
     reader = pjson.open_json(
-        stream,
+        _NestingGuard(stream),
         read_options=pjson.ReadOptions(block_size=BLOCK_SIZE),
         parse_options=pjson.ParseOptions(
             explicit_schema=pa.schema([(n, pa.string()) for n in time_columns]),

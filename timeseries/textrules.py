@@ -22,12 +22,19 @@ def printable(text: str) -> str:
 
 
 def _contains(value: Any) -> bool:
-    if isinstance(value, str):
-        return has_lone_surrogate(value)
-    if isinstance(value, list):
-        return any(_contains(v) for v in value)
-    if isinstance(value, dict):
-        return any(_contains(k) or _contains(v) for k, v in value.items())
+    """Whether ``value`` (JSON data) holds a lone surrogate anywhere; iterative, so that a deeply nested
+    body cannot exhaust the stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if has_lone_surrogate(item):
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
     return False
 
 
@@ -45,6 +52,8 @@ def lone_surrogates(rows: list) -> Iterator[tuple[int, str]]:
 
 def sanitized(value: Any) -> Any:
     """``value`` (JSON data) with lone surrogates replaced by their escapes: safe to store as a quarantined raw value."""
+    if not _contains(value):
+        return value
     if isinstance(value, str):
         return printable(value)
     if isinstance(value, list):

@@ -93,13 +93,22 @@ def test_the_read_api_never_answers_a_server_error(reader, some_data):
     _read(reader)
 
 
+def test_the_read_api_never_answers_a_staff_browser_a_server_error(staff, some_data):
+    _read(staff)  # a session: DRF's browsable API renders the answers and the errors as HTML
+
+
 @FUZZ
 @given(dataset=st.sampled_from([*DATASETS, "nope", ""]), points=st.one_of(st.lists(
     st.fixed_dictionaries({"symbol": s.symbols, "time": s.instants}, optional={"platform": s.hostile_text, "x": s.json_values}),
-    max_size=4), s.json_values), fmt=st.sampled_from(["json", "csv"]))
-def _asof(client, dataset, points, fmt):
-    body = s.to_json(points) if fmt == "json" or not isinstance(points, list) or not points else s.to_csv(points)
-    content_type = "application/json" if body.startswith((b"[", b"{")) or fmt == "json" else "text/csv"
+    max_size=4), s.json_values), fmt=st.sampled_from(["json", "csv", "parquet", "arrow", "arrow-file"]), junk=st.binary(max_size=200))
+def _asof(client, dataset, points, fmt, junk):
+    binary = {"parquet": "application/vnd.apache.parquet", "arrow": "application/vnd.apache.arrow.stream",
+              "arrow-file": "application/vnd.apache.arrow.file"}
+    if fmt in binary:
+        body, content_type = junk, binary[fmt]
+    else:
+        body = s.to_json(points) if fmt == "json" or not isinstance(points, list) or not points else s.to_csv(points)
+        content_type = "application/json" if body.startswith((b"[", b"{")) or fmt == "json" else "text/csv"
     url = f"/api/v1/asof-join/?dataset={quote(dataset)}"
     no_server_error(client.generic("POST", url, body, content_type=content_type), (url, body[:300]))
 
@@ -189,3 +198,51 @@ def test_no_body_framing_makes_a_url_reading_the_body_answer_a_server_error(writ
     staff.get("/admin/login/", follow=True)
     staff.defaults["HTTP_X_CSRFTOKEN"] = staff.cookies["csrftoken"].value
     _framing(staff)
+
+
+# --- admin lists, pages and logins --------------------------------------------------------------------
+
+
+def admin_list_urls() -> list[str]:
+    from django.contrib import admin
+    from django.urls import NoReverseMatch, reverse
+
+    urls = []
+    for model in admin.site._registry:
+        try:
+            urls.append(reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"))
+        except NoReverseMatch:
+            pass
+    return sorted(urls)
+
+
+ADMIN_PARAMS = ["q", "o", "p", "e", "symbol", "symbol__exact", "time__gte", "time__lt", "known_at__gte", "dataset", "status",
+                "id__exact", "load__id__exact", "all", "_popup", "_to_field", "page", "at", "reason"]
+
+
+@FUZZ
+@given(data=st.data())
+def _admin_lists(client, urls, data):
+    url = data.draw(st.sampled_from(urls))
+    params = data.draw(st.dictionaries(st.one_of(st.sampled_from(ADMIN_PARAMS), s.hostile_text),
+                                       st.one_of(s.instants, s.symbols, s.numbers.map(str), s.hostile_text), max_size=3))
+    full = f"{url}?{urlencode(params, encoding='utf-8', errors='surrogatepass')}"
+    no_server_error(client.get(full), full)
+
+
+def test_no_admin_list_answers_a_server_error(staff, some_data):
+    urls = admin_list_urls()
+    assert len(urls) >= 5
+    _admin_lists(staff, urls)
+
+
+@FUZZ
+@given(path=st.sampled_from(["/admin/login/", "/accounts/login/"]),
+       fields=st.dictionaries(st.sampled_from(["username", "password", "next", "csrfmiddlewaretoken"]), s.hostile_text, max_size=4))
+def _logins(client, path, fields):
+    data = {k: v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for k, v in fields.items()}
+    no_server_error(client.post(path, data), (path, fields))
+
+
+def test_no_login_form_answers_a_server_error(anonymous, staff_user):
+    _logins(Client(raise_request_exception=False))

@@ -267,3 +267,59 @@ def test_a_non_staff_session_cannot_write(db):
                               HTTP_X_CSRFTOKEN=csrf_token(client))
     assert response.status_code == 403, body_of(response)
     assert nothing_stored()
+
+
+# --- typed bodies at the edges of their types -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("value", [-(2**63), 2**63 - 1, -62135596800 * 10**6 - 1, 0])
+@pytest.mark.parametrize("tz", ["UTC", None, "+05:00"])
+def test_an_arrow_body_with_timestamps_at_the_ends_of_int64_is_never_a_server_error(reader, unit, value, tz):
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    table = pa.table({"symbol": pa.array(["AAPL"]), "time": pa.array([value], pa.timestamp(unit, tz=tz))})
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    response = reader.generic("POST", ASOF, sink.getvalue().to_pybytes(), content_type="application/vnd.apache.arrow.stream")
+    assert response.status_code < 500, body_of(response)[:300]
+    if tz is None:
+        assert response.status_code == 400  # naive times are refused, naming the column
+
+
+# --- numbers and nesting beyond what the readers take ---------------------------------------------------
+
+ROW = '{"time": "2024-03-01T14:30:00Z", "symbol": "A", "open": 1, "high": 1, "low": 1, "close": 1, "volume": %s}'
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+@pytest.mark.parametrize("value", ["9" * 5000, "[" * 100_000 + "]" * 100_000, "[" * 2000 + "]" * 2000])
+def test_a_huge_number_or_deep_nesting_is_a_400(writer, content_type, value):
+    response = writer.generic("POST", INGEST, ROW % value, content_type=content_type)
+    assert response.status_code == 400, body_of(response)[:300]
+    assert nothing_stored()
+
+
+def test_ndjson_nesting_deeper_than_the_limit_is_refused_before_arrow_reads_it():
+    """Arrow's JSON reader crashes the process (SIGSEGV) at ~20,000 levels: uploads and the write API
+    both read NDJSON through parsers.read_batches, which refuses a line nesting deeper than 100."""
+    import io
+
+    from ingestion import parsers
+    from ingestion.checks import InputError
+    from timeseries.datasets import DATASETS
+
+    deep = (ROW % ("[" * 30_000 + "]" * 30_000)).encode()
+    with pytest.raises(InputError, match="nests deeper than 100"):
+        list(parsers.read_batches(io.BytesIO(deep), dataset=DATASETS["market_data"], fmt="ndjson"))
+    fine = "\n".join([ROW % ("[" * 50 + "1" + "]" * 50)] * 4).encode()  # 4 x 50 levels: the depth starts again on each line
+    assert sum(b.num_rows for b in parsers.read_batches(io.BytesIO(fine), dataset=DATASETS["market_data"], fmt="ndjson")) == 4
+
+
+@pytest.mark.parametrize("depth", [2000, 100_000])
+def test_deeply_nested_asof_points_are_a_400(reader, depth):
+    response = reader.generic("POST", ASOF, "[" * depth + "]" * depth, content_type="application/json")
+    assert response.status_code == 400, body_of(response)[:300]
+    assert "nests too deeply" in response.json()["detail"]

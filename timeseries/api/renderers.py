@@ -226,7 +226,10 @@ class PointsJSONParser(JSONParser):
     ``"\\ud800"``) with a 400 naming the point and the field."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the body nests too deeply") from None
         rows = data if isinstance(data, list) else [data]
         for number, field in textrules.lone_surrogates(rows):
             where = f"point {number}: {field}" if field else f"point {number}"
