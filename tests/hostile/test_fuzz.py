@@ -246,3 +246,30 @@ def _logins(client, path, fields):
 
 def test_no_login_form_answers_a_server_error(anonymous, staff_user):
     _logins(Client(raise_request_exception=False))
+
+
+# --- paths ---------------------------------------------------------------------------------------------
+
+PREFIXES = ["/api/v1/reconstruct/", "/api/v1/ingest/", "/api/v1/ingest/batches/", "/timeline/", "/timeline/assets/", "/admin/",
+            "/admin/ingestion/upload/", "/admin/timeseries/marketdata/", "/api/v1/", "/"]
+raw_segments = st.one_of(
+    st.sampled_from(["%ff", "%ff%fe/", "%00", "%2e%2e/", "..%2f..%2f", "%", "%zz", "99999999999999999999/change/",
+                     "99999999999999999999/progress/", "-1/rejected.csv", "1/history/", "add/?_popup=1", "00000000-0000-0000-0000-000000000000/",
+                     "%C0%AF", "%E2%80%AE", "a" * 3000, "x/" * 200]),
+    s.hostile_text.map(lambda x: quote(x, safe="/", errors="surrogatepass")),
+)
+
+
+@FUZZ
+@given(prefix=st.sampled_from(PREFIXES), segment=raw_segments, method=st.sampled_from(["GET", "POST", "HEAD"]))
+def _paths(client, prefix, segment, method):
+    no_server_error(client.generic(method, prefix + segment, b"", content_type="application/json"), (method, prefix + segment[:200]))
+
+
+@pytest.mark.parametrize("who", ["anonymous", "writer", "staff"])
+def test_no_path_answers_a_server_error(request, who, some_data):
+    client = request.getfixturevalue(who)
+    if who == "staff":
+        client.get("/admin/login/", follow=True)
+        client.defaults["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
+    _paths(client)
