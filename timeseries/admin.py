@@ -430,6 +430,11 @@ class CuratedDatasetFilter(admin.SimpleListFilter):
         return queryset.filter(dataset=self.value()) if self.value() else queryset
 
 
+def _score(value) -> str:
+    """A quality score as stored (1.0, 0.75; — for unscored): the same digits as the change pages."""
+    return "—" if value is None else str(value)
+
+
 def _utc(instant) -> str:
     """``2024-03-01 14:30Z`` (seconds when there are any): short, unambiguous, sortable."""
     if instant is None:
@@ -509,8 +514,7 @@ class QualityAuditAdmin(ReadOnlyAdmin):
 
     @admin.display(description="score")
     def score_change(self, obj):
-        shown = lambda v: "—" if v is None else f"{v:g}"  # noqa: E731
-        return f"{shown(obj.old_score)} → {shown(obj.new_score)}"
+        return f"{_score(obj.old_score)} → {_score(obj.new_score)}"
 
     def lookup_allowed(self, lookup, value, request=None):
         return lookup == "batch" or super().lookup_allowed(lookup, value, request)
