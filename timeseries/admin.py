@@ -32,6 +32,8 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from timeseries import admin_storage  # noqa: F401  (admin page "Storage report")
+from timeseries.admin_base import ReadOnlyModelAdmin
+from timeseries.admin_ops import remove_versions  # also registers the consumer-failure and removal lists
 from timeseries.admin_storage import dataset_permission
 from timeseries import models, quality, tokens
 from timeseries.datasets import DATASETS
@@ -148,6 +150,7 @@ class TimeSeriesAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 100
     search_help_text = "Exact symbol(s), comma-separated."
+    actions = (remove_versions,)
 
     @cached_property
     def spec(self):
@@ -174,7 +177,11 @@ class TimeSeriesAdmin(admin.ModelAdmin):
         return False  # rows are versions written by the loader (Admin › Ingestion › Uploads)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # a deleted version would change past point-in-time answers
+        return False  # a deleted version would change past point-in-time answers...
+
+    def has_remove_versions_permission(self, request) -> bool:
+        """...except through the audited removal action, offered with the model's delete permission."""
+        return request.user.has_perm(dataset_permission(self.spec.name, "delete"))
 
 
 class CuratedAdmin(TimeSeriesAdmin):
@@ -182,7 +189,7 @@ class CuratedAdmin(TimeSeriesAdmin):
 
     list_editable = ("quality_score",)
     action_form = CurationActionForm
-    actions = ("mark_suspect", "mark_good", "set_score", "run_quality_checks")
+    actions = ("mark_suspect", "mark_good", "set_score", "run_quality_checks", remove_versions)
 
     def get_list_filter(self, request):
         return (*super().get_list_filter(request), QualityRangeFilter)
@@ -443,20 +450,9 @@ def _utc(instant) -> str:
     return instant.strftime("%Y-%m-%d %H:%M:%SZ" if instant.second or instant.microsecond else "%Y-%m-%d %H:%MZ")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER  # facet counts would COUNT the whole audit per option
-    list_per_page = 100
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_search_results(self, request, queryset, search_term):
         terms = [t.strip() for t in search_term.replace(" ", ",").split(",") if t.strip()]
@@ -608,6 +604,3 @@ class QualityFlagAdmin(ReadOnlyAdmin):
             "error": error,
         }
         return TemplateResponse(request, "admin/timeseries/quality_report.html", context)
-
-
-from timeseries import admin_ops  # noqa: E402,F401  (consumer failures, version removals, the removal action)

@@ -26,6 +26,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from timeseries import models
+from timeseries.admin_base import ReadOnlyModelAdmin
 from timeseries.admin_storage import dataset_permission
 from timeseries.datasets import DATASETS
 from timeseries.removal import RemovalError, versions_remove
@@ -48,22 +49,8 @@ class OpenFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyOpsAdmin(admin.ModelAdmin):
-    list_per_page = 100
-    show_facets = admin.ShowFacets.NEVER
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(models.ConsumerFailure)
-class ConsumerFailureAdmin(ReadOnlyOpsAdmin):
+class ConsumerFailureAdmin(ReadOnlyModelAdmin):
     list_display = ("state", "consumer", "dataset", "symbol", "span", "attempts", "first_attempt_at",
                     "last_attempt_at", "next_attempt_at", "error_short")
     list_filter = (OpenFilter, "consumer", "dataset")
@@ -100,7 +87,7 @@ class ConsumerFailureAdmin(ReadOnlyOpsAdmin):
 
 
 @admin.register(models.VersionRemoval)
-class VersionRemovalAdmin(ReadOnlyOpsAdmin):
+class VersionRemovalAdmin(ReadOnlyModelAdmin):
     list_display = ("removed_at", "dataset", "row_id", "symbol", "actor", "reason", "change_id")
     list_filter = ("dataset",)
     ordering = ("-removed_at", "-id")
@@ -152,21 +139,3 @@ def remove_versions(modeladmin, request, queryset):
         "dataset": spec.name,
     }
     return TemplateResponse(request, "admin/timeseries/remove_versions.html", context)
-
-
-def _install() -> None:
-    """Add the action to every dataset's registered ModelAdmin, shown with the model's delete permission."""
-    for spec in DATASETS.values():
-        model = next((m for m in admin.site._registry if m._meta.db_table == spec.table), None)
-        if model is None:
-            continue
-        model_admin = admin.site._registry[model]
-        model_admin.actions = (*(model_admin.actions or ()), remove_versions)
-
-        def allowed(request, _name=spec.name) -> bool:
-            return request.user.has_perm(dataset_permission(_name, "delete"))
-
-        model_admin.has_remove_versions_permission = allowed
-
-
-_install()
