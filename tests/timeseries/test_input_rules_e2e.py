@@ -332,6 +332,7 @@ def test_the_asof_export_writes_edge_rows(edge_rows, dataset, fmt):
         assert len(json.loads(text)) >= len(SYMS)
 
 
+@pytest.mark.django_db(transaction=True)  # TimescaleDB lane: continuous aggregates refresh outside transactions
 def test_the_consumers_process_edge_rows(edge_rows):
     out = io.StringIO()
     call_command("rollups", stdout=out)
