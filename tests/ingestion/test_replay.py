@@ -277,15 +277,6 @@ def test_it_refuses_a_span_list_too_long_to_keep(monkeypatch, bars_file):
 # --- entry points: the admin upload and manage.py ingest show the outcome -----------------------
 
 
-@pytest.fixture
-def staff_client(client, db):
-    from django.contrib.auth.models import User
-
-    user = User.objects.create_user("staff", password="pw-for-tests", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return client
-
-
 def test_it_shows_the_shortcut_on_the_upload_page(staff_client, tmp_path, settings, django_capture_on_commit_callbacks):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.urls import reverse

@@ -27,19 +27,6 @@ def csv_bytes(rows: list[dict]) -> bytes:
     return out.getvalue().encode()
 
 
-@pytest.fixture
-def media(tmp_path, settings):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def staff_client(client, db):
-    user = User.objects.create_user("staff", password="pw-for-tests", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return client
-
-
 def post_upload(client, content: bytes, name: str = "bars.csv", **fields):
     data = {"dataset": "market_data", "bar_interval_text": "1min", "on_error": "reject", **fields,
             "file": SimpleUploadedFile(name, content)}

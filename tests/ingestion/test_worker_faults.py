@@ -11,12 +11,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.urls import reverse
@@ -31,19 +29,6 @@ from tests.ingestion.workers import ROOT, pid_gone, registry_locked, start_beat,
 from tsm_site.celery import app as celery_app
 
 ROWS = [bar(s, m) for s in ("AAPL", "MSFT") for m in range(300)]
-
-
-@pytest.fixture
-def media(tmp_path, settings):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-@pytest.fixture
-def staff_client(client, db):
-    user = User.objects.create_user("staff", password="pw-for-tests", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return client
 
 
 def new_upload(rows=ROWS, **fields) -> Upload:

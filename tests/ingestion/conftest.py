@@ -1,0 +1,20 @@
+"""Fixtures shared by the ingestion tests."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+
+@pytest.fixture
+def media(tmp_path, settings):
+    """Uploaded files go to the test's own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def staff_client(client, db):
+    """A Django test client logged in as a superuser on the staff."""
+    user = User.objects.create_user("staff", password="pw-for-tests", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
