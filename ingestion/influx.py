@@ -56,7 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import requests
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone as djtz
 

@@ -5,7 +5,6 @@ Deterministic (derandomize) and modest in size so that it runs in CI within a mi
 from __future__ import annotations
 
 import io
-import json
 from urllib.parse import quote, urlencode
 
 import pytest

@@ -12,7 +12,6 @@ import html
 import io
 import json
 from datetime import datetime, timedelta, timezone
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
