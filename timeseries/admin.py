@@ -23,7 +23,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.paginator import Paginator
 from django.core.exceptions import PermissionDenied
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -34,6 +34,7 @@ from django.utils.http import urlencode
 from timeseries import admin_storage  # noqa: F401  (admin page "Storage report")
 from timeseries.admin_base import ReadOnlyModelAdmin
 from timeseries.admin_ops import remove_versions  # also registers the consumer-failure and removal lists
+from timeseries.removal import versions_outside_range
 from timeseries.admin_storage import dataset_permission
 from timeseries import models, quality, tokens
 from timeseries.datasets import DATASETS
@@ -145,6 +146,11 @@ class CurationActionForm(ActionForm):
     reason = forms.CharField(required=False, label="reason", widget=forms.TextInput(attrs={"size": 30, "placeholder": "why (recorded in the audit)"}))
 
 
+def _unrepresentable_instant(exc: DataError) -> bool:
+    """psycopg could not turn a stored timestamp into a datetime (before year 1 or after 9999)."""
+    return any(word in str(exc) for word in ("timestamp too large", "timestamp too small", "date too large", "date too small"))
+
+
 class TimeSeriesAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -175,6 +181,37 @@ class TimeSeriesAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # rows are versions written by the loader (Admin › Ingestion › Uploads)
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except DataError as exc:
+            if not _unrepresentable_instant(exc):
+                raise
+            return self._outside_range(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        try:
+            return super().change_view(request, object_id, form_url, extra_context)
+        except DataError as exc:
+            if not _unrepresentable_instant(exc):
+                raise
+            return self._outside_range(request)
+
+    def _outside_range(self, request):
+        """A legacy row whose instant Python cannot hold (past year 9999, stored before the rules at
+        the door) made the page fail: say so, list such rows and how to remove them (a 409, not a 500)."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{self.opts.verbose_name_plural.capitalize()}: rows outside the supported range",
+            "opts": self.opts,
+            "dataset": self.spec.name,
+            "rows": versions_outside_range(dataset=self.spec.name),
+            "may_remove": self.has_remove_versions_permission(request),
+        }
+        return TemplateResponse(request, "admin/timeseries/outside_range.html", context, status=409)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # a deleted version would change past point-in-time answers...

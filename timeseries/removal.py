@@ -29,8 +29,23 @@ from timeseries.cache import generation_bump
 from timeseries.changes import failures_due_now
 from timeseries.datasets import DATASETS
 from timeseries.registry import series_registry_recompute
+from timeseries.rules import STORED_MAX, STORED_MIN
 
 MAX_IDS = 10_000  # rows one removal may name
+
+
+def versions_outside_range(*, dataset: str, limit: int = 100) -> list[tuple[int, str, str, str]]:
+    """(id, symbol, time, known_at) of up to ``limit`` stored versions whose ``time`` or ``known_at``
+    lies outside the stored-instant range (legacy rows from before the rules at the door), instants
+    as PostgreSQL's text so that none has to become a Python datetime (past year 9999 none can)."""
+    spec = DATASETS[dataset]
+    query = sql.SQL(
+        "SELECT id, {sym}, time::text, known_at::text FROM {table}"
+        " WHERE time < %(lo)s OR time >= %(hi)s OR known_at < %(lo)s OR known_at >= %(hi)s ORDER BY id LIMIT %(limit)s"
+    ).format(sym=sql.Identifier(spec.symbol_column), table=sql.Identifier(spec.table))
+    with connection.cursor() as cur:
+        cur.execute(query, {"lo": STORED_MIN, "hi": STORED_MAX, "limit": limit})
+        return [tuple(row) for row in cur.fetchall()]
 
 
 class RemovalError(ValueError):

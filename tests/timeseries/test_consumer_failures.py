@@ -399,3 +399,21 @@ def test_a_poisoned_sentiment_window_is_passed_and_the_hourly_rollups_are_right_
     assert aggregates.rollups_refresh(dataset="social_sentiment")["social_sentiment"]["resolved"] == 1
     assert {r["source"] for r in hours("AAA")} == {"stored"}
     assert Series.objects.get(dataset="social_sentiment", symbol="AAA", subkey="x").last_time.year == 2024
+
+
+def test_an_admin_list_holding_a_legacy_row_past_year_9999_says_so_and_lists_it(client, poisoned):
+    """A row stored before the rules at the door, with a known_at Python cannot hold, no longer makes
+    the dataset's admin list and its change page answer 500: a 409 page names the rows and the command."""
+    client.force_login(staff("curator", "view_marketdata", "change_marketdata", "delete_marketdata"))
+    for url in ("/admin/timeseries/marketdata/", "/admin/timeseries/marketdata/?symbol=AAA",
+                f"/admin/timeseries/marketdata/{poisoned['bar']}/change/"):
+        page = client.get(url)
+        assert page.status_code == 409, url
+        text = page.content.decode()
+        assert f"<td>{poisoned['bar']}</td><td>AAA</td><td>9999-12-31 23:59:00+00</td><td>10000-01-01 00:00:00+00</td>" in text
+        assert f"bin/tsm remove_versions market_data --id {poisoned['bar']} --reason" in text
+    assert client.get("/admin/timeseries/marketdata/?symbol=BBB").status_code == 200  # pages without it are as before
+    call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "legacy row")
+    assert client.get("/admin/timeseries/marketdata/").status_code == 200
+    client.force_login(staff("nobody"))
+    assert client.get("/admin/timeseries/marketdata/").status_code == 403
