@@ -53,6 +53,8 @@ from supervisor.xmlrpc import SupervisorTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from ingestion.processes import pid_gone  # noqa: E402  (a leaf: standard library only)
 from bench.benchlib import log  # noqa: E402
 
 PYTHON = str(Path(sys.executable))
@@ -111,16 +113,6 @@ def cpu_ticks(pid: int) -> int:
         return -1
 
 
-def gone(pid: int) -> bool:
-    """Whether ``pid`` no longer runs (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z"
-    except OSError:
-        return True
 
 
 class Processes:
@@ -160,7 +152,7 @@ class Processes:
                 proc.wait(10)
         leftovers = []
         for pid in sorted(self.seen):
-            if not gone(pid):
+            if not pid_gone(pid):
                 leftovers.append(pid)
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -408,7 +400,7 @@ class Run:
         # what outlived the worker's main process, 2 s on; left running (as it would be) until the run ends
         self.result["worker_children_at_kill"] = {
             str(pid): {"cpu_ticks": ticks, "role": "pool child (the load)" if pid == loader else "other (embedded beat)",
-                       "alive_2s_after_kill": not gone(pid)} for pid, ticks in kids.items()}
+                       "alive_2s_after_kill": not pid_gone(pid)} for pid, ticks in kids.items()}
         self.start_worker("worker2")
         self.result["new_worker_started_s"] = round(time.monotonic() - killed_at, 2)
         self.after_kill(upload_id, killed_at, at["attempts"])

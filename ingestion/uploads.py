@@ -25,6 +25,7 @@ from ingestion import parsers
 from ingestion.checks import InputError
 from ingestion.loader import LoadRejected, ingest_file
 from ingestion.models import Load, Upload
+from ingestion.processes import pid_gone
 from timeseries.datasets import get_dataset
 
 logger = logging.getLogger(__name__)
@@ -116,17 +117,7 @@ def _worker_gone(worker: str) -> bool:
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    try:  # a killed process nobody has reaped yet is a zombie: dead too
-        with open(f"/proc/{int(pid)}/stat", "rb") as stat:
-            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
+    return pid_gone(int(pid))
 
 
 def _silent_reason(upload: Upload, now) -> str:

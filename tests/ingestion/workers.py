@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 from django.db import connection
 
+from ingestion.processes import pid_gone  # noqa: F401  (the fault tests import it from here)
 from tests.conftest import waiting_on_a_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,18 +52,6 @@ def _spawn(command: list[str], env: dict, log: Path | None) -> subprocess.Popen:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(log, "ab") as out:  # the child has its own copy of the descriptor
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def pid_gone(pid: int) -> bool:
-    """Whether ``pid`` no longer runs (a zombie nobody reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z"
-    except OSError:
-        return True
 
 
 @contextlib.contextmanager
