@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from timeseries.tokens import token_create
 
 
 @pytest.fixture
@@ -17,4 +20,14 @@ def staff_client(client, db):
     """A Django test client logged in as a superuser on the staff."""
     user = User.objects.create_user("staff", password="pw-for-tests", is_staff=True, is_superuser=True)
     client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def writer(db) -> APIClient:
+    """An API client holding a write token (user "feed")."""
+    user = User.objects.create_user("feed")
+    _, key = token_create(user=user, scope="write")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client

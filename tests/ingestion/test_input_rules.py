@@ -11,14 +11,12 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from ingestion import buffer
 from ingestion.loader import LoadRejected, ingest_file
 from timeseries.models import GovernmentEvent, InsiderTrade, MarketData, SocialSentiment
 from tests.ingestion.influx_server import influx_server
-from timeseries.tokens import token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -53,15 +51,6 @@ def influx_backup_settings(influxd, settings, db):
     settings.TSM_INFLUX_BACKUP = "subminute"
     yield settings
     influxd.drop_database(settings.TSM_INFLUX_DB)
-
-
-@pytest.fixture
-def writer(db) -> APIClient:
-    user = User.objects.create_user("feed")
-    _, key = token_create(user=user, scope="write")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def through_file(dataset: str, rows: list[dict]) -> list[dict] | int:

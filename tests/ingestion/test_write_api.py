@@ -21,15 +21,6 @@ from timeseries.models import MarketData
 from timeseries.tokens import token_create
 
 
-@pytest.fixture
-def writer(db) -> APIClient:
-    user = User.objects.create_user("feed")
-    _, key = token_create(user=user, scope="write")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
-
-
 def post(client, rows, *, dataset="market_data", fmt="json", **params):
     if fmt == "json":
         body, ctype = json.dumps(rows), "application/json"
