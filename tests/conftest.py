@@ -1,10 +1,14 @@
 """Shared fixtures. Tests run against the real PostgreSQL and Redis (DESIGN.md section 5)."""
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from django.db import connection
+import schemathesis
+from django.core import signals
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections, connection
 
 from timeseries.datasets import DATASETS
 
@@ -45,3 +49,16 @@ def waiting_on_a_lock(dbname: str) -> bool:
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", [dbname])
         return cur.fetchone()[0] > 0
+
+
+@contextlib.contextmanager
+def api_schema_in_process():
+    """The read/write API's OpenAPI schema for schemathesis, calling Django's WSGI app in this process.
+    Like Django's test client, a request must not close the connection holding the test's transaction."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", get_wsgi_application())
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import hypothesis
 import pytest
-import schemathesis
-from django.core import signals
-from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck
 from schemathesis.generation.modes import GenerationMode
 
 from ingestion.loader import ingest_table
-from tests.conftest import bar
+from tests.conftest import api_schema_in_process, bar
 from timeseries.datasets import DATASETS
 
 pytestmark = pytest.mark.django_db
@@ -29,14 +25,8 @@ EXAMPLES = hypothesis.settings(max_examples=8, deadline=None, database=None, der
 @pytest.fixture
 def schema(db):
     ingest_table(dataset="market_data", data=[bar(s, m) for s in ("AAPL", "MSFT") for m in range(10)])
-    # like Django's test client: a request must not close the connection holding the test's transaction
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", get_wsgi_application())
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
+    with api_schema_in_process() as loaded:
+        yield loaded
 
 
 def dataset_of(rows: list) -> str | None:

@@ -5,17 +5,13 @@ import re
 from datetime import timedelta
 
 import pytest
-import schemathesis
 from django.contrib.staticfiles import finders
-from django.core import signals
-from django.db import close_old_connections
-from django.core.wsgi import get_wsgi_application
 import hypothesis
 from hypothesis import HealthCheck
 from schemathesis.generation.modes import GenerationMode
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.conftest import T0, api_schema_in_process, bar
 from timeseries.formats import iso
 
 pytestmark = pytest.mark.django_db
@@ -68,14 +64,8 @@ def api_schema(db, settings):
     }])
     ingest_table(dataset="social_sentiment", data=[{"time": iso(T0.replace(minute=0)), "symbol": "AAPL", "platform": "x"}])
     ingest_table(dataset="government_events", data=[{"time": iso(T0), "event_type": "regulation", "primary_symbol": "AAPL"}])
-    # like Django's test client: a request must not close the connection holding the test's transaction
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", get_wsgi_application())
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
+    with api_schema_in_process() as loaded:
+        yield loaded
 
 
 OPERATIONS = [("POST" if path == "/api/v1/asof-join/" else "GET", path) for path in sorted(ENDPOINTS)]
