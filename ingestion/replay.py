@@ -107,7 +107,7 @@ class Digest:
 
 
 def replay_enabled() -> bool:
-    return bool(getattr(settings, "TSM_INGEST_REPLAY_SHORTCUT", True))
+    return bool(settings.TSM_INGEST_REPLAY_SHORTCUT)
 
 
 def _size(stream) -> int | None:

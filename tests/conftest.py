@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests run against the real PostgreSQL and Redis (DESIGN.md section 5)."""
+"""Shared fixtures. Tests run against the real PostgreSQL and Redis (docs/architecture.md, "Tests")."""
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,4 @@
-"""A brute-force, in-memory model of the time model (DESIGN.md section 2) and of the loader's merge.
+"""A brute-force, in-memory model of the time model (docs/time-model.md) and of the loader's merge.
 
 Nothing here is clever on purpose: every question is answered by scanning every stored version. The
 property tests (tests/timeseries/test_pit_oracle.py) load random histories both through

@@ -267,7 +267,7 @@ class CuratedAdmin(TimeSeriesAdmin):
         except quality.CurationError as exc:
             messages.error(request, str(exc))
             return
-        limit = getattr(settings, "TSM_CURATION_SYNC_MAX_ROWS", 50_000)
+        limit = settings.TSM_CURATION_SYNC_MAX_ROWS
         if request.POST.get("select_across") == "1" and queryset.order_by()[: limit + 1].count() > limit:
             from timeseries import tasks
 
@@ -310,7 +310,7 @@ class CuratedAdmin(TimeSeriesAdmin):
 
     @admin.action(description="Run quality checks over these rows' symbols and days", permissions=["change"])
     def run_quality_checks(self, request, queryset):
-        limit = getattr(settings, "TSM_CURATION_SYNC_MAX_ROWS", 50_000)
+        limit = settings.TSM_CURATION_SYNC_MAX_ROWS
         if queryset.order_by()[: limit + 1].count() > limit:
             messages.error(request, f"More than {limit:,} rows: narrow the filter or run `manage.py quality_check`.")
             return
@@ -453,7 +453,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             f"Revoked {revoked} token(s): refused at once by this process, by the others within "
-            f"{getattr(settings, 'TSM_TOKEN_CACHE_SECONDS', 10)} s.",
+            f"{settings.TSM_TOKEN_CACHE_SECONDS} s.",
             messages.SUCCESS,
         )
 

@@ -1,4 +1,4 @@
-"""What the connected database can do: the one place the rest of the code asks (DESIGN.md section 3)."""
+"""What the connected database can do: the one place the rest of the code asks (docs/architecture.md, "Storage lanes")."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -34,7 +34,7 @@ _RECENT_MAX = 10_000
 
 def token_authenticate(*, key: str) -> ApiToken | None:
     digest = token_digest(key)
-    ttl = getattr(settings, "TSM_TOKEN_CACHE_SECONDS", 10)
+    ttl = settings.TSM_TOKEN_CACHE_SECONDS
     now = time.monotonic()
     hit = _recent.get(digest)
     if hit is not None and hit[0] > now:

@@ -1,4 +1,4 @@
-"""Refuse to start with a clear message naming what is missing (DESIGN.md section 4).
+"""Refuse to start with a clear message naming what is missing (docs/architecture.md, "Preflight").
 
 Checked before the site or a worker serves anything: PostgreSQL reachable, Redis reachable, every
 migration applied. ``manage.py preflight`` prints the same report.

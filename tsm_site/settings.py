@@ -1,12 +1,10 @@
 """tsm settings: one environment-driven module with strict helpers (no secret is committed).
 
-Environment:
-    DATABASE_URL     postgres://postgres@127.0.0.1:5432/tsm
-    REDIS_URL        redis://127.0.0.1:6379/0
-    TSM_TIMESCALEDB  auto | on | off   (auto: use TimescaleDB when the server can load it)
-    SECRET_KEY       unset: a random key generated once into var/secret_key (TSM_SECRET_KEY_FILE)
-    DEBUG            false unless set to true (tracebacks for whoever triggers an error)
-    ALLOWED_HOSTS
+Settings own every default: the rest of the code reads ``settings.X``, never ``getattr(settings, "X",
+default)``. docs/configuration.md lists every environment variable read here, with its default and
+meaning (tests/test_docs.py checks the two against each other). Importing this module opens no
+database connection: with TSM_TIMESCALEDB=auto the storage lane is chosen on the first connection
+(tsm_site/lanes).
 """
 from __future__ import annotations
 
@@ -17,6 +15,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from tsm_site.lanes import engine_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -151,21 +151,21 @@ TEMPLATES = [
 ]
 WSGI_APPLICATION = "tsm_site.wsgi.application"
 
-# --- Database: the storage lane is decided here, once (DESIGN.md section 3) -------------------
+# --- Database and storage lane (docs/architecture.md, "Storage lanes") ----------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tsm")
 TSM_TIMESCALEDB = env_choice("TSM_TIMESCALEDB", "auto", {"auto", "on", "off"})
 
-from tsm_site.lanes import choose_engine  # noqa: E402  (needs the two values above)
-
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-DATABASES["default"]["ENGINE"] = choose_engine(DATABASES["default"], TSM_TIMESCALEDB)
+# on/off: the engine itself; auto: tsm_site.lanes, which asks the server once, on the first
+# connection (never here: importing settings opens no connection)
+DATABASES["default"]["ENGINE"] = engine_setting(TSM_TIMESCALEDB)
 # JIT compilation costs 10-50 ms on queries the planner thinks are big (a 1,000-symbol market state,
 # a merge) and never pays back for our index-driven queries.
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TSM_TEST_DATABASE") or f"test_{DATABASES['default']['NAME']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: cache and Celery broker ------------------------------------------------------------
+# --- Redis: cache and Celery broker ---------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
@@ -199,9 +199,9 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-rollups": {"task": "timeseries.tasks.rollups_refresh", "schedule": 5.0},
 }
 
-# --- Ingestion ---------------------------------------------------------------------------------
+# --- Ingestion ------------------------------------------------------------------------------------
 TSM_INGEST_BATCH_ROWS = env_int("TSM_INGEST_BATCH_ROWS", 250_000)
-TSM_INGEST_DIRECT = env_bool("TSM_INGEST_DIRECT", True)  # COPY rows proven new straight into the dataset (ingestion/loader.py _direct)
+TSM_INGEST_DIRECT = env_bool("TSM_INGEST_DIRECT", True)  # COPY rows proven new straight into the dataset (the loader's direct path)
 TSM_INGEST_REPLAY_SHORTCUT = env_bool("TSM_INGEST_REPLAY_SHORTCUT", True)  # a file re-sent unchanged skips staging (ingestion/replay.py)
 TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
 # docs/workers.md: an upload's attempt heartbeats from a background thread; one silent for
@@ -218,12 +218,12 @@ TSM_INGEST_RATE = env_str("TSM_INGEST_RATE", "6000/min")  # write API requests p
 DATA_UPLOAD_MAX_MEMORY_SIZE = TSM_INGEST_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 << 20
 
-# --- InfluxDB backup of high-frequency market data (ingestion/influx.py) -------------------------
+# --- InfluxDB backup of high-frequency market data (docs/influxdb-backup.md) ----------------------
 TSM_INFLUX_URL = env_str("TSM_INFLUX_URL", "").strip().rstrip("/")  # unset: the backup is off
 TSM_INFLUX_DB = env_str("TSM_INFLUX_DB", "tsm")
 TSM_INFLUX_USER = env_str("TSM_INFLUX_USER", "")
 TSM_INFLUX_PASSWORD = env_str("TSM_INFLUX_PASSWORD", "")
-# subminute: bars finer than one minute (see README); all: every bar; off: nothing even with a URL
+# subminute: bars finer than one minute (docs/influxdb-backup.md); all: every bar; off: nothing even with a URL
 TSM_INFLUX_BACKUP = env_choice("TSM_INFLUX_BACKUP", "subminute", {"off", "subminute", "all"})
 TSM_INFLUX_BATCH_LINES = env_int("TSM_INFLUX_BATCH_LINES", 20_000)  # points per POST /write
 TSM_INFLUX_TIMEOUT = float(env_str("TSM_INFLUX_TIMEOUT", "60"))  # seconds per HTTP request
@@ -240,7 +240,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
-# --- Lifecycle: compression and retention (timeseries/lifecycle.py) -----------------------------
+# --- Lifecycle: compression and retention (docs/lifecycle.md) -------------------------------------
 # Override one dataset with e.g. TSM_COMPRESS_AFTER_MARKET_DATA="14 days" or TSM_RETENTION_NEWS_EVENTS=none,
 # then run `manage.py lifecycle_apply` (TimescaleDB lane; migrations apply them on first migrate).
 TSM_COMPRESS_AFTER = env_intervals(
@@ -255,12 +255,11 @@ TSM_RETENTION = env_intervals(
 )
 TSM_RETENTION_BATCH_ROWS = env_int("TSM_RETENTION_BATCH_ROWS", 10_000)  # rows per DELETE (plain lane)
 
-# --- Read API (timeseries/api) -----------------------------------------------------------------
-import re  # noqa: E402
-
-TSM_API_ANONYMOUS_READ = env_bool("TSM_API_ANONYMOUS_READ", False)
+# --- Read API (timeseries/api) --------------------------------------------------------------------
+TSM_API_ANONYMOUS_READ = env_bool("TSM_API_ANONYMOUS_READ", False)  # let anonymous callers read
 # a revoked token / deactivated user is refused by every server process within this many seconds
-TSM_TOKEN_CACHE_SECONDS = env_int("TSM_TOKEN_CACHE_SECONDS", 10)  # let anonymous callers read
+TSM_TOKEN_CACHE_SECONDS = env_int("TSM_TOKEN_CACHE_SECONDS", 10)
+TSM_API_ASOF_MAX_POINTS = 2_000_000  # decision points one POST asof-join/ may send (more: 400)
 # requests per token (per user / address without one), counted in the default cache; "none": no limit
 TSM_API_RATE = env_str("TSM_API_RATE", "600/min").strip()
 if TSM_API_RATE.lower() == "none":

@@ -82,7 +82,7 @@ class _Scope(permissions.BasePermission):
                 return True
             self.message = "Session access is for staff accounts; use an API token (Authorization: Bearer <key>)."
             return False
-        return self.scope == ApiToken.Scope.READ and bool(getattr(settings, "TSM_API_ANONYMOUS_READ", False))
+        return self.scope == ApiToken.Scope.READ and bool(settings.TSM_API_ANONYMOUS_READ)
 
 
 class ReadScope(_Scope):
@@ -103,7 +103,7 @@ class TokenRateThrottle(throttling.SimpleRateThrottle):
     scope = "tsm_api"
 
     def get_rate(self):
-        return getattr(settings, "TSM_API_RATE", "600/min")
+        return settings.TSM_API_RATE
 
     def get_cache_key(self, request, view):
         token = _token(request)

@@ -444,7 +444,7 @@ class AsofJoinView(ApiView):
     def post(self, request):
         query = self.query(self.query_class, request)
         spec = DATASETS[query["dataset"]]
-        max_points = getattr(settings, "TSM_API_ASOF_MAX_POINTS", 2_000_000)
+        max_points = settings.TSM_API_ASOF_MAX_POINTS
         table = points_table(request.data, spec=spec, max_points=max_points)
         recorded_by = query.get("recorded_by")
         min_quality = query.get("min_quality")

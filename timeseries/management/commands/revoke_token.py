@@ -45,7 +45,7 @@ class Command(BaseCommand):
             return
         found = active[0]
         token_revoke(token=found)
-        ttl = getattr(settings, "TSM_TOKEN_CACHE_SECONDS", 10)
+        ttl = settings.TSM_TOKEN_CACHE_SECONDS
         self.stdout.write(
             f"revoked {found.scope} token {found.prefix}… (id {found.pk}) of {found.user.username!r}; "
             f"other processes refuse it within {ttl} s"

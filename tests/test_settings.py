@@ -1,0 +1,75 @@
+"""Settings hygiene: importing the settings (and setting Django up) opens no database connection; the
+storage lane of TSM_TIMESCALEDB=auto is resolved once, on the first connection (tsm_site/lanes)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from tsm_site.lanes import AUTO_ENGINE, PLAIN_ENGINE, TIMESCALE_ENGINE, engine_setting
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# counts every psycopg connection attempt (the lane probe and Django's own connections use psycopg.connect)
+SPY = """
+import os, sys, psycopg
+attempts = []
+real_connect = psycopg.connect
+def spy(*args, **kwargs):
+    attempts.append(kwargs.get("port"))
+    return real_connect(*args, **kwargs)
+psycopg.connect = spy
+os.environ["DJANGO_SETTINGS_MODULE"] = "tsm_site.settings"
+import django
+django.setup()
+from django.conf import settings
+print("after setup", len(attempts), settings.DATABASES["default"]["ENGINE"])
+"""
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TSM_TIMESCALEDB", "DATABASE_URL"))}
+    environ.update(env, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_settings_and_django_setup_open_no_database_connection_with_postgresql_unreachable():
+    run = run_python(SPY, DATABASE_URL="postgres://postgres@127.0.0.1:1/x", TSM_TIMESCALEDB="auto")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"after setup 0 {AUTO_ENGINE}" in run.stdout, (run.stdout, run.stderr[-3000:])
+    assert "could not probe" not in run.stderr
+
+
+def test_the_auto_lane_is_resolved_on_the_first_connection_and_written_into_the_settings():
+    code = SPY + """
+from django.db import connection
+from django.db.utils import OperationalError
+try:
+    connection.ensure_connection()
+except OperationalError:
+    pass  # nothing listens on port 1: the probe fell back to plain PostgreSQL, then the connection failed
+print("after first use", len(attempts), settings.DATABASES["default"]["ENGINE"], connection.settings_dict["ENGINE"])
+"""
+    run = run_python(code, DATABASE_URL="postgres://postgres@127.0.0.1:1/x", TSM_TIMESCALEDB="auto")
+    assert run.returncode == 0, run.stderr[-3000:]
+    # the probe (one attempt) and Django's own connection (one more): nothing before that
+    assert f"after first use 2 {PLAIN_ENGINE} {PLAIN_ENGINE}" in run.stdout, (run.stdout, run.stderr[-3000:])
+    assert "could not probe for TimescaleDB" in run.stderr
+
+
+def test_on_and_off_name_the_engine_in_the_settings_and_auto_defers():
+    assert engine_setting("on") == TIMESCALE_ENGINE
+    assert engine_setting("off") == PLAIN_ENGINE
+    assert engine_setting("auto") == AUTO_ENGINE
+
+
+@pytest.mark.django_db
+def test_the_connection_of_the_test_run_names_its_real_engine():
+    connection = connections["default"]
+    connection.ensure_connection()
+    assert connection.settings_dict["ENGINE"] in {PLAIN_ENGINE, TIMESCALE_ENGINE}
+    assert type(connection).__module__ == connection.settings_dict["ENGINE"] + ".base"
