@@ -10,7 +10,7 @@ from tsm_site.lanes import PLAIN_ENGINE, TIMESCALE_ENGINE, choose_engine
 
 pytestmark = pytest.mark.django_db
 
-NO_TIMESCALE = "TimescaleDB is not installed/preloaded on this server (plain PostgreSQL lane); see README 'TimescaleDB lane'"
+NO_TIMESCALE = "TimescaleDB is not installed/preloaded on this server (plain PostgreSQL lane); see docs/architecture.md"
 
 
 def needs_timescaledb():

@@ -19,7 +19,7 @@ from timeseries.models import MarketData
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timescaledb]
 
-NO_TIMESCALE = "TimescaleDB is not installed/preloaded on this server (plain PostgreSQL lane); see README 'TimescaleDB lane'"
+NO_TIMESCALE = "TimescaleDB is not installed/preloaded on this server (plain PostgreSQL lane); see docs/architecture.md"
 DAY = 24 * 60  # minutes
 
 
