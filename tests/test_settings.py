@@ -73,3 +73,22 @@ def test_the_connection_of_the_test_run_names_its_real_engine():
     connection.ensure_connection()
     assert connection.settings_dict["ENGINE"] in {PLAIN_ENGINE, TIMESCALE_ENGINE}
     assert type(connection).__module__ == connection.settings_dict["ENGINE"] + ".base"
+
+
+def test_a_schema_editor_opened_before_any_connection_is_the_chosen_lanes():
+    # migrate asks for a schema editor (TimescaleDB's makes the hypertables): the lane is chosen first.
+    # The server's answer is stood in for (this one may not have TimescaleDB): the chosen engine is
+    # TimescaleDB's, and the editor must be django-timescaledb's, with no connection opened for it.
+    code = SPY + """
+from django.db import connections
+from tsm_site.lanes import TIMESCALE_ENGINE, base
+db = connections["default"]
+base._chosen[(db.settings_dict["HOST"], db.settings_dict["PORT"], db.settings_dict["USER"])] = TIMESCALE_ENGINE
+print("before", type(db).__module__)
+editor = db.schema_editor()
+print("after", len(attempts), type(db).__module__, type(editor).__name__, settings.DATABASES["default"]["ENGINE"])
+"""
+    run = run_python(code, DATABASE_URL="postgres://postgres@127.0.0.1:1/x", TSM_TIMESCALEDB="auto")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "before tsm_site.lanes.base" in run.stdout, run.stdout
+    assert (f"after 0 {TIMESCALE_ENGINE}.base TimescaleSchemaEditor {TIMESCALE_ENGINE}" in run.stdout), run.stdout

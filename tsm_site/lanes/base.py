@@ -2,7 +2,8 @@
 
 Django imports ``<ENGINE>.base`` and builds its ``DatabaseWrapper`` while loading the models (it asks
 the backend for the longest table name), long before anything talks to the server. This wrapper is
-plain PostgreSQL's until its first ``connect()``: then it asks the server once per process which lane
+plain PostgreSQL's until its first ``connect()`` (or ``prepare_database()`` / ``schema_editor()``,
+which differ between the lanes): then it asks the server once per process which lane
 to use (``choose_engine(..., "auto")``), writes the chosen engine into the settings dict (the same dict
 as ``settings.DATABASES[alias]``, so later readers and other threads' connections see the real
 engine) and becomes that engine's wrapper. django-timescaledb's wrapper is a subclass of plain
@@ -35,12 +36,25 @@ def resolve(settings_dict: dict) -> str:
 
 
 class DatabaseWrapper(PostgresDatabaseWrapper):
-    """Plain PostgreSQL's wrapper until the first connection, then the chosen engine's."""
+    """Plain PostgreSQL's wrapper until the first use that depends on the lane — connecting, preparing
+    the database (``migrate``: TimescaleDB's ``CREATE EXTENSION``) or opening a schema editor
+    (TimescaleDB's makes the hypertables) — then the chosen engine's."""
 
-    @async_unsafe
-    def connect(self):
+    def become_chosen_engine(self) -> None:
         wrapper = load_backend(resolve(self.settings_dict)).DatabaseWrapper
         if not issubclass(wrapper, PostgresDatabaseWrapper):  # never: both lanes are PostgreSQL
             raise TypeError(f"{wrapper!r} is not a PostgreSQL backend")
         self.__class__ = wrapper
+
+    @async_unsafe
+    def connect(self):
+        self.become_chosen_engine()
         return self.connect()
+
+    def prepare_database(self):
+        self.become_chosen_engine()
+        return self.prepare_database()
+
+    def schema_editor(self, *args, **kwargs):
+        self.become_chosen_engine()
+        return self.schema_editor(*args, **kwargs)
