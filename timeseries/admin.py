@@ -36,7 +36,7 @@ from timeseries.admin_base import ReadOnlyModelAdmin
 from timeseries.admin_ops import remove_versions  # also registers the consumer-failure and removal lists
 from timeseries.removal import versions_outside_range
 from timeseries.admin_storage import dataset_permission
-from timeseries import models, quality, tokens
+from timeseries import models, quality, tasks, tokens
 from timeseries.datasets import DATASETS
 
 
@@ -269,8 +269,6 @@ class CuratedAdmin(TimeSeriesAdmin):
             return
         limit = getattr(settings, "TSM_CURATION_SYNC_MAX_ROWS", 50_000)
         if request.POST.get("select_across") == "1" and queryset.order_by()[: limit + 1].count() > limit:
-            from timeseries import tasks
-
             params = {k: request.GET.get(k) for k in quality.FILTER_PARAMS if request.GET.get(k)}
             try:
                 quality.curation_filters_clean(dataset=self.spec.name, params=params)

@@ -18,6 +18,8 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.apps import apps
+from django.db import models
 
 # Column kinds: the Arrow type we convert input to, and the PostgreSQL type it is stored as.
 KINDS: dict[str, tuple[pa.DataType, str]] = {
@@ -76,9 +78,17 @@ class Dataset:
     known_at_rule: str  # human description of the default knowledge-time rule
     default_known_at: Callable[[pa.Table, CheckContext], pa.Array]
     min_known_at: Callable[[pa.Table, CheckContext], pa.Array]
+    # the Django model of the table, as "app_label.ModelName" (models.py does not import this module,
+    # but this module is imported before the apps are ready: resolved on use, see ``model``)
+    model_label: str
     checks: tuple[RowCheck, ...] = field(default=())
     known_at_from: str = "time"  # the column the default known_at is derived from (named in errors)
     order_newest: tuple[str, ...] = ("time DESC",)  # a total order: ties broken by the rest of the key
+
+    @property
+    def model(self) -> type[models.Model]:
+        """The Django model of the dataset's table (the apps must be ready)."""
+        return apps.get_model(self.model_label)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -183,6 +193,7 @@ def _on_the_hour(t: pa.Table, ctx: CheckContext):
 MARKET_DATA = Dataset(
     name="market_data",
     table="market_data",
+    model_label="timeseries.MarketData",
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -225,6 +236,7 @@ MARKET_DATA = Dataset(
 NEWS_EVENTS = Dataset(
     name="news_events",
     table="news_events",
+    model_label="timeseries.NewsEvent",
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -257,6 +269,7 @@ NEWS_EVENTS = Dataset(
 INSIDER_TRADES = Dataset(
     name="insider_trades",
     table="insider_trades",
+    model_label="timeseries.InsiderTrade",
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -293,6 +306,7 @@ INSIDER_TRADES = Dataset(
 SOCIAL_SENTIMENT = Dataset(
     name="social_sentiment",
     table="social_sentiment",
+    model_label="timeseries.SocialSentiment",
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -324,6 +338,7 @@ SOCIAL_SENTIMENT = Dataset(
 GOVERNMENT_EVENTS = Dataset(
     name="government_events",
     table="government_events",
+    model_label="timeseries.GovernmentEvent",
     columns=(
         Column("time", "timestamp", required=True),
         Column("event_type", "text", required=True, max_length=64),
@@ -354,6 +369,15 @@ DATASETS: dict[str, Dataset] = {
 
 class UnknownDataset(ValueError):
     pass
+
+
+def dataset_of_model(model: type[models.Model]) -> Dataset:
+    """The declaration of a dataset model (or of an instance's class)."""
+    label = model._meta.label
+    for spec in DATASETS.values():
+        if spec.model_label == label:
+            return spec
+    raise UnknownDataset(f"{label} is not the model of a dataset: expected one of {', '.join(s.model_label for s in DATASETS.values())}")
 
 
 def get_dataset(name: str) -> Dataset:

@@ -29,11 +29,12 @@ from django.db import connection
 from psycopg import sql
 from psycopg.types.datetime import TimestamptzLoader
 
-from timeseries import indicators
-from timeseries.sqltext import identifiers
+from timeseries import aggregates, indicators
 from timeseries.datasets import DATASETS, MARKET_DATA, SOCIAL_SENTIMENT, Dataset, get_dataset
+from timeseries.params import min_quality_check
+from timeseries.rules import END_OF_TIME
+from timeseries.sqltext import identifiers
 
-END_OF_TIME = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
 SELECTOR_FOR_DATASET = {
     "market_data": "market_state",
     "news_events": "news",
@@ -153,8 +154,6 @@ def _min_quality(spec: Dataset, min_quality) -> float | None:
         return None
     if not spec.curated:
         raise ValueError(f"min_quality: {spec.name} has no quality_score")
-    from timeseries.quality import min_quality_check
-
     return min_quality_check(min_quality)
 
 
@@ -789,8 +788,6 @@ def daily_bars(
     """Daily OHLCV bars of ``symbol`` (UTC days overlapping [start, end]) built only from the bars known
     at ``at``, oldest first: time (day start), open, high, low, close, volume, vwap (volume-weighted),
     bars (count), partial (the day had not ended at ``at``)."""
-    from timeseries import aggregates
-
     return aggregates.daily_bars(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
 
 
@@ -799,8 +796,6 @@ def hourly_sentiment(
 ) -> list[dict]:
     """Hourly sentiment of ``symbol`` over its platforms (hours overlapping [start, end]) as known at
     ``at``, oldest first: time (hour), sentiment (mention-weighted), mentions, platforms."""
-    from timeseries import aggregates
-
     return aggregates.hourly_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
 
 
@@ -808,6 +803,4 @@ def daily_sentiment(
     *, symbol: str, at: datetime, start: datetime, end: datetime, recorded_by: datetime | None = None
 ) -> list[dict]:
     """``hourly_sentiment`` per UTC day (mention-weighted over the day's windows), as known at ``at``."""
-    from timeseries import aggregates
-
     return aggregates.daily_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)

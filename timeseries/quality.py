@@ -20,7 +20,6 @@ only propose a score for a curator to accept.
 """
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
@@ -28,15 +27,17 @@ from typing import Any, Iterable
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Max, Min, QuerySet
 from psycopg import sql
 
 from timeseries.cache import generation_bump
+from timeseries.changes import changes_run, failures_retry
 from timeseries.datasets import DATASETS, Dataset
+from timeseries.models import QualityAudit, QualityFlag, Series
+from timeseries.params import GOOD, SUSPECT, CurationError, min_quality_check, score_check  # noqa: F401 (public names)
 from timeseries.rules import symbol_message
+from timeseries.timeparse import parse_instant
 
-GOOD = 1.0
-SUSPECT = 0.0
 CURATED_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.curated)
 QUALITY_CONSUMER = "quality"
 
@@ -59,35 +60,11 @@ SESSION = ("09:30", "16:00", "America/New_York")  # trading hours checked for ga
 DUPLICATE_TITLE_WINDOW = timedelta(hours=24)
 
 
-class CurationError(ValueError):
-    """Bad curation input; the message names the parameter."""
-
-
 def curated_spec(dataset: str) -> Dataset:
     spec = DATASETS.get(dataset)
     if spec is None or not spec.curated:
         raise CurationError(f"dataset={dataset!r} has no quality_score: expected one of {', '.join(CURATED_DATASETS)}")
     return spec
-
-
-def score_check(name: str, value: Any, *, allow_none: bool = False) -> float | None:
-    """A score parameter: a finite number in [0, 1] (strings accepted); the error names ``name``."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if allow_none:
-            return None
-        raise CurationError(f"{name} is required: a number between 0 and 1")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or not 0.0 <= number <= 1.0:
-        raise CurationError(f"{name}={str(value)[:64]!r} is not a number between 0 and 1")
-    return number
-
-
-def min_quality_check(value: Any) -> float | None:
-    """``min_quality`` of a selector: None (no filter) or a number in [0, 1]."""
-    return score_check("min_quality", value, allow_none=True)
 
 
 @dataclass
@@ -241,8 +218,6 @@ FILTER_PARAMS = (*TEXT_FILTERS, *RANGE_FILTERS, "q")
 
 
 def _instant(name: str, text: str) -> datetime:
-    from timeseries.timeparse import parse_instant
-
     try:
         return parse_instant(name, text.strip())
     except ValueError as exc:
@@ -307,10 +282,8 @@ def curation_filters_apply(queryset: QuerySet, *, dataset: str, filters: dict[st
 
 
 def curation_queryset(*, dataset: str, params: dict[str, Any]) -> QuerySet:
-    from timeseries.api.filters import MODELS
-
     filters = curation_filters_clean(dataset=dataset, params=params)
-    return curation_filters_apply(MODELS[dataset].objects.all(), dataset=dataset, filters=filters)
+    return curation_filters_apply(DATASETS[dataset].model.objects.all(), dataset=dataset, filters=filters)
 
 
 def quality_scores_set_filtered(*, dataset: str, params: dict[str, Any], score: Any, reason: str, user_id: int | None) -> Curation:
@@ -512,8 +485,6 @@ def quality_checks_range(
     *, dataset: str, symbols: Iterable[str] | None = None, start: datetime, end: datetime
 ) -> CheckResult:
     """On demand: run the checks over [start, end] for ``symbols`` (default: every series of the dataset)."""
-    from timeseries.models import Series
-
     spec = curated_spec(dataset)
     series = Series.objects.filter(dataset=spec.name, first_time__lte=end, last_time__gte=start)
     if symbols is not None:
@@ -524,8 +495,6 @@ def quality_checks_range(
 
 def quality_checks_rows(*, dataset: str, rows: QuerySet) -> CheckResult:
     """On demand from the admin: the checks over the spans (per symbol, first to last time) of ``rows``."""
-    from django.db.models import Max, Min
-
     spec = curated_spec(dataset)
     spans = rows.order_by().values(spec.symbol_column).annotate(lo=Min("time"), hi=Max("time"))
     return quality_checks_run(dataset=spec.name, spans=[(r[spec.symbol_column], r["lo"], r["hi"]) for r in spans])
@@ -539,8 +508,6 @@ def quality_changes_process(*, dataset: str, limit: int = 10_000, retry: bool = 
     as a ``ConsumerFailure`` and passed; open failures are retried first (``retry``; all at once with
     ``force_retry``), each over the rows its span holds now.
     """
-    from timeseries.changes import changes_run, failures_retry
-
     spec = curated_spec(dataset)
     result = CheckResult()
 
@@ -582,8 +549,6 @@ def _span_now(spec: Dataset, change) -> list[Span]:
 
 def quality_report(*, dataset: str, symbol: str, day: date) -> dict:
     """What was flagged and curated for ``symbol`` on ``day`` (UTC): flags, audit entries, counts."""
-    from timeseries.models import QualityAudit, QualityFlag
-
     spec = curated_spec(dataset)
     lo = datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc)
     hi = lo + timedelta(days=1)

@@ -40,18 +40,10 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from timeseries.datasets import DATASETS, Dataset
 from timeseries.formats import iso
-from timeseries.models import GovernmentEvent, InsiderTrade, MarketData, NewsEvent, SocialSentiment
-from timeseries.pit import END_OF_TIME
-from timeseries.rules import symbol_message
+from timeseries.params import CurationError, min_quality_check
+from timeseries.rules import END_OF_TIME, symbol_message
 from timeseries.timeparse import parse_instant
 
-MODELS: dict[str, type[models.Model]] = {
-    "market_data": MarketData,
-    "news_events": NewsEvent,
-    "insider_trades": InsiderTrade,
-    "social_sentiment": SocialSentiment,
-    "government_events": GovernmentEvent,
-}
 MAX_LIST_ITEMS = 10_000
 MAX_TEXT_LENGTH = 200
 
@@ -176,8 +168,6 @@ class MinQualityField(forms.Field):
     """``min_quality``: a number in [0, 1] (the error names the parameter)."""
 
     def to_python(self, value):
-        from timeseries.quality import CurationError, min_quality_check
-
         try:
             return min_quality_check(value)
         except CurationError as exc:
@@ -313,7 +303,7 @@ def _symbols_any(queryset, name, value: str):
 
 def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
     """Build the FilterSet of ``spec`` from its declaration (plus EXTRA_FILTERS)."""
-    model = MODELS[spec.name]
+    model = spec.model
     filters: dict[str, Any] = {}
     symbol_help = "Comma-separated symbols."
     if spec.name == "government_events":
