@@ -41,16 +41,11 @@ from timeseries.timeparse import parse_instant
 CURATED_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.curated)
 QUALITY_CONSUMER = "quality"
 
-# check name -> (proposed score, applied automatically?)
+# dataset -> check name -> (proposed score, applied automatically?), from the declarations
 CHECKS: dict[str, dict[str, tuple[float | None, bool]]] = {
-    "market_data": {
-        "ohlc": (SUSPECT, True),
-        "spike": (0.2, True),
-        "stale": (0.5, False),
-        "volume": (0.5, False),
-        "gap": (None, False),
-    },
-    "news_events": {"duplicate_title": (0.3, True)},
+    name: {c.name: (c.proposed_score, c.applied) for c in spec.quality_checks.checks}
+    for name, spec in DATASETS.items()
+    if spec.quality_checks is not None
 }
 SPIKE_JUMP = 0.10  # close at least 10% away from both neighbours...
 SPIKE_NEIGHBOURS_AGREE = 0.02  # ...which are within 2% of each other
@@ -419,6 +414,17 @@ FROM w WHERE prev_id IS NOT NULL AND prev_id <> news_id AND time - prev_time <= 
 """
 
 
+# the SQL of each suite a dataset may declare (Dataset.quality_checks.suite), and its parameters
+SUITES: dict[str, tuple[str, dict[str, Any]]] = {
+    "bars": (MARKET_CHECKS_SQL, {
+        "tz": SESSION[2], "open": SESSION[0], "close": SESSION[1], "jump": SPIKE_JUMP, "agree": SPIKE_NEIGHBOURS_AGREE,
+        "stale": STALE_BARS, "stale_prev": STALE_BARS - 1, "stale_frame": STALE_BARS - 2, "vol_factor": VOLUME_FACTOR,
+        "eval": EVAL_MARGIN, "ctx": CONTEXT_MARGIN,
+    }),
+    "stories": (NEWS_CHECKS_SQL, {"window": DUPLICATE_TITLE_WINDOW}),
+}
+
+
 @dataclass
 class CheckResult:
     spans: int = 0
@@ -433,23 +439,18 @@ class CheckResult:
 def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, datetime]]) -> CheckResult:
     """Run the dataset's checks over ``spans`` (symbol, first, last): flag rows, lower applied scores."""
     spec = curated_spec(dataset)
-    merged = spans_merge(spans, whole_days=spec.name != "market_data")
+    declared = spec.quality_checks
+    if declared is None:
+        raise CurationError(f"dataset={dataset!r} has no automatic quality checks")
+    merged = spans_merge(spans, whole_days=declared.whole_days)
     result = CheckResult(spans=len(merged))
     if not merged:
         return result
     params: dict[str, Any] = {
         "symbols": [s for s, _, _ in merged], "los": [lo for _, lo, _ in merged], "his": [hi for _, _, hi in merged],
     }
-    if spec.name == "market_data":
-        query = MARKET_CHECKS_SQL
-        params.update(
-            tz=SESSION[2], open=SESSION[0], close=SESSION[1], jump=SPIKE_JUMP, agree=SPIKE_NEIGHBOURS_AGREE,
-            stale=STALE_BARS, stale_prev=STALE_BARS - 1, stale_frame=STALE_BARS - 2, vol_factor=VOLUME_FACTOR,
-            eval=EVAL_MARGIN, ctx=CONTEXT_MARGIN,
-        )
-    else:
-        query = NEWS_CHECKS_SQL
-        params["window"] = DUPLICATE_TITLE_WINDOW
+    query, suite_params = SUITES[declared.suite]
+    params.update(suite_params)
     checks = CHECKS[spec.name]
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(query, params)

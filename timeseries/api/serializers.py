@@ -214,7 +214,7 @@ def row_serializer(
             nullable = column in ("known_at", "recorded_at") and nullable_all
         elif column in spec.column_names:
             declared = spec.column(column)
-            nullable = nullable_all or (not declared.required and (declared.default is None or kind == "float"))
+            nullable = nullable_all or declared.is_nullable
         else:
             nullable = True
         attrs[column] = _field(kind, nullable=nullable, help_text=helps.get(column, ""))
