@@ -7,7 +7,6 @@ columnar; only a column that fails to convert is examined value by value to name
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -300,34 +299,12 @@ def check_columns(names: list[str], dataset: Dataset) -> None:
             f"expected some of: {', '.join(sorted(dataset.accepted_input_columns))}"
         )
     present = set(names)
-    missing = [
-        c.name
-        for c in dataset.columns
-        if c.required and c.name not in present and not (c.name == "news_id" and dataset.name == "news_events")
-    ]
+    missing = [name for name in dataset.input_required_columns if name not in present]
     if missing:
         raise InputError(f"missing required column(s) {', '.join(map(repr, missing))} for dataset {dataset.name!r}")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(f"column(s) {', '.join(map(repr, duplicates))} appear more than once")
-
-
-def _news_ids(batch: pa.RecordBatch) -> pa.Array:
-    """A stable id per story: the input's ``id``, else a hash of source + url (title when no url)."""
-    names = batch.schema.names
-
-    def get(name: str) -> list:
-        return batch.column(name).to_pylist() if name in names else [None] * batch.num_rows
-
-    given = [None if v is None or str(v).strip() == "" else str(v).strip() for v in get("id")]
-    out = []
-    for gid, source, url, title in zip(given, get("source"), get("url"), get("title")):
-        if gid is not None:
-            out.append(gid)
-            continue
-        basis = f"{source or ''}\x1f{url or ''}" if url else f"{source or ''}\x1f\x1f{title or ''}"
-        out.append("h:" + hashlib.sha1(basis.encode()).hexdigest()[:24])
-    return pa.array(out, pa.string())
 
 
 def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext, row_offset: int) -> Prepared:
@@ -340,8 +317,8 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
 
     columns: dict[str, pa.Array] = {}
     for col in dataset.columns:
-        if col.name == "news_id" and "news_id" not in names:
-            columns[col.name] = _news_ids(batch)
+        if col.name == dataset.id_column and col.name not in names:
+            columns[col.name] = dataset.derive_ids(batch)
             continue
         if col.name not in names:
             columns[col.name] = pa.array([col.default] * n, col.arrow_type)

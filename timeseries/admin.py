@@ -36,8 +36,8 @@ from timeseries.admin_base import ReadOnlyModelAdmin
 from timeseries.admin_ops import remove_versions  # also registers the consumer-failure and removal lists
 from timeseries.removal import versions_outside_range
 from timeseries.admin_storage import dataset_permission
-from timeseries import models, quality, tokens
-from timeseries.datasets import DATASETS
+from timeseries import models, quality, tasks, tokens
+from timeseries.datasets import DATASETS, dataset_of_model
 
 
 class EstimatedCountPaginator(Paginator):
@@ -74,7 +74,7 @@ class InputFilter(admin.ListFilter):
 
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)
-        self.dataset = model._meta.db_table
+        self.dataset = dataset_of_model(model).name
         for name, _, _ in self.fields:
             if name in params:
                 self.used_parameters[name] = params.pop(name)[-1]
@@ -160,7 +160,7 @@ class TimeSeriesAdmin(admin.ModelAdmin):
 
     @cached_property
     def spec(self):
-        return DATASETS[self.model._meta.db_table]
+        return dataset_of_model(self.model)
 
     def get_search_fields(self, request):
         return (self.spec.symbol_column,)  # shows the box; the search itself is get_search_results
@@ -269,8 +269,6 @@ class CuratedAdmin(TimeSeriesAdmin):
             return
         limit = settings.TSM_CURATION_SYNC_MAX_ROWS
         if request.POST.get("select_across") == "1" and queryset.order_by()[: limit + 1].count() > limit:
-            from timeseries import tasks
-
             params = {k: request.GET.get(k) for k in quality.FILTER_PARAMS if request.GET.get(k)}
             try:
                 quality.curation_filters_clean(dataset=self.spec.name, params=params)
@@ -322,32 +320,32 @@ class CuratedAdmin(TimeSeriesAdmin):
         )
 
 
-def _register(model, columns: tuple[str, ...], ordering: tuple[str, ...]) -> None:
-    spec = DATASETS[model._meta.db_table]
+def _register(dataset: str, columns: tuple[str, ...], ordering: tuple[str, ...]) -> None:
+    spec = DATASETS[dataset]
     base = CuratedAdmin if spec.curated else TimeSeriesAdmin
     display = (*columns, "known_at", "recorded_at", *(("report_link",) if spec.curated else ()))
     attrs = {"list_display": display, "ordering": ordering}
-    admin.site.register(model, type(f"{model.__name__}Admin", (base,), attrs))
+    admin.site.register(spec.model, type(f"{spec.model.__name__}Admin", (base,), attrs))
 
 
 # newest first by event time, ties by the rest of the version key (unique: no "-pk" added)
 _register(
-    models.MarketData,
+    "market_data",
     ("time", "symbol", "open", "high", "low", "close", "volume", "source", "quality_score"),
     ("-time", "-symbol", "-known_at", "-recorded_at"),
 )
 _register(
-    models.NewsEvent,
+    "news_events",
     ("time", "symbol", "title", "source", "impact_score", "quality_score"),
     ("-time", "-symbol", "-news_id", "-known_at", "-recorded_at"),
 )
 _register(
-    models.InsiderTrade,
+    "insider_trades",
     ("time", "symbol", "insider_name", "transaction_type", "shares", "value", "filing_date", "form_type"),
     ("-time",),
 )
-_register(models.SocialSentiment, ("time", "symbol", "platform", "mention_count", "sentiment_avg"), ("-time",))
-_register(models.GovernmentEvent, ("time", "event_type", "primary_symbol", "amount", "confidence"), ("-time",))
+_register("social_sentiment", ("time", "symbol", "platform", "mention_count", "sentiment_avg"), ("-time",))
+_register("government_events", ("time", "event_type", "primary_symbol", "amount", "confidence"), ("-time",))
 
 
 @admin.register(models.Symbol)
@@ -487,6 +485,12 @@ def _utc(instant) -> str:
     return instant.strftime("%Y-%m-%d %H:%M:%SZ" if instant.second or instant.microsecond else "%Y-%m-%d %H:%MZ")
 
 
+def _row_url(obj) -> str:
+    """The admin page of the dataset row an audit entry or a flag is about."""
+    opts = DATASETS[obj.dataset].model._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.row_id])
+
+
 class ReadOnlyAdmin(ReadOnlyModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -501,14 +505,12 @@ class ReadOnlyAdmin(ReadOnlyModelAdmin):
 
     @admin.display(description="row")
     def row_link(self, obj):
-        model = next(m for m in admin.site._registry if m._meta.db_table == obj.dataset)
-        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.row_id])
+        url = _row_url(obj)
         return format_html('<a href="{}">#{}</a>', url, obj.row_id)
 
     @admin.display(description="row", ordering="time")
     def row_shown(self, obj):
-        model = next(m for m in admin.site._registry if m._meta.db_table == obj.dataset)
-        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.row_id])
+        url = _row_url(obj)
         return format_html(
             '<a href="{}" title="row #{}">{} {}</a><br><span class="quiet">{} #{}</span>',
             url, obj.row_id, obj.symbol, _utc(obj.time), obj.dataset, obj.row_id,

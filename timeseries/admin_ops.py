@@ -28,7 +28,7 @@ from django.utils.safestring import mark_safe
 from timeseries import models
 from timeseries.admin_base import ReadOnlyModelAdmin
 from timeseries.admin_storage import dataset_permission
-from timeseries.datasets import DATASETS
+from timeseries.datasets import dataset_of_model
 from timeseries.removal import RemovalError, versions_remove
 
 MAX_SELECTED = 1000  # rows one admin removal may take (the command takes more)
@@ -100,7 +100,7 @@ class VersionRemovalAdmin(ReadOnlyModelAdmin):
 @admin.action(description="Remove selected versions (audited)", permissions=["remove_versions"])
 def remove_versions(modeladmin, request, queryset):
     """Confirmation page with a reason; on confirm, ``versions_remove`` (all or nothing)."""
-    spec = DATASETS[modeladmin.model._meta.db_table]
+    spec = dataset_of_model(modeladmin.model)
     if not request.user.has_perm(dataset_permission(spec.name, "delete")):
         raise PermissionDenied
     ids = list(queryset.order_by("id").values_list("id", flat=True)[:MAX_SELECTED + 1])

@@ -9,7 +9,6 @@ Permissions: the report shows the datasets whose model the user may view (``time
 """
 from __future__ import annotations
 
-from django.apps import apps as django_apps
 from django.contrib import admin
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
@@ -24,8 +23,7 @@ URL_NAME = "timeseries_storage"
 
 def dataset_permission(name: str, action: str) -> str:
     """Django's model permission of a dataset: ``"timeseries.change_marketdata"`` for ``("market_data", "change")``."""
-    table = DATASETS[name].table
-    opts = next(m for m in django_apps.get_models() if m._meta.db_table == table)._meta
+    opts = DATASETS[name].model._meta
     return f"{opts.app_label}.{get_permission_codename(action, opts)}"
 
 

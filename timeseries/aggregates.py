@@ -49,22 +49,24 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Iterable
 
 from django.db import OperationalError, connection, transaction
+from django.db.models import Max
 from psycopg import sql
 from psycopg.errors import LockNotAvailable
 from psycopg.types.datetime import TimestamptzLoader
 
 from timeseries.capabilities import capabilities
 from timeseries.changes import (
-    Change, RetryResult, changes_consume, changes_pending, changes_run, failures_retry, span_error,
+    Change, RetryResult, changes_consume, changes_lag, changes_pending, changes_run, failures_retry, span_error,
 )
 from timeseries.datasets import MARKET_DATA, SOCIAL_SENTIMENT, Dataset
+from timeseries.models import RollupState
 from timeseries.registry import series_registry_recompute
+from timeseries.rules import END_OF_TIME
 
 logger = logging.getLogger(__name__)
 
 CONSUMER = "rollups"
 ORIGIN = datetime(2000, 1, 3, tzinfo=dt_timezone.utc)  # time_bucket's default origin (a Monday, 00:00 UTC)
-END_OF_TIME = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
 PRICE_STEP = Decimal("0.000001")
 _EXACT = Context(prec=60)
 
@@ -407,7 +409,6 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches
     for name in names:
         if name not in BY_DATASET:
             raise ValueError(f"dataset {name!r} has no aggregate: expected one of {', '.join(BY_DATASET)}")
-    from timeseries.models import RollupState
 
     report: dict[str, Any] = {"lane": capabilities().lane}
     for name in names:
@@ -487,10 +488,6 @@ def rollups_rebuild(*, dataset: str) -> int:
     the TimescaleDB lane the continuous aggregate is refreshed over all time first (outside a
     transaction). The cursor moves only past the changes logged before that refresh; later ones stay
     pending (read live, consumed next)."""
-    from django.db.models import Max
-
-    from timeseries.models import Change, RollupState
-
     agg = BY_DATASET[dataset]
     cagg = uses_cagg(agg)
     _outside_transaction(cagg)
@@ -675,6 +672,4 @@ def daily_sentiment(*, symbol: str, at: datetime, start: datetime, end: datetime
 
 def rollups_lag(*, datasets: Iterable[str] | None = None) -> dict[str, dict]:
     """Per aggregated dataset, the rollups consumer's backlog (see ``changes_lag``)."""
-    from timeseries.changes import changes_lag
-
     return {d: changes_lag(consumer=CONSUMER, dataset=d) for d in (datasets or BY_DATASET)}

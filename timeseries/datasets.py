@@ -1,7 +1,13 @@
-"""Each dataset declared once: columns, key, series, known_at rule and row checks.
+"""Each dataset declared once: every per-dataset fact lives here.
 
-Loaders, checks, selectors, commands and admin derive from these declarations (DESIGN.md section 1).
-The three instants of every row (DESIGN.md section 2):
+Columns, key, series, known_at rule and row checks; its model, its "state as of T" selector, how
+symbols match, its id rule, its read-API filters and orderings, the time column of its timeline
+windows, its automatic quality checks, its label and change summary on the pages. Loaders, checks,
+selectors, the API, the pages, commands and the admin derive from these declarations; nothing
+outside this module branches on a dataset's name (tests/timeseries/test_datasets.py checks the
+declarations against the models).
+
+The three instants of every row:
 
 * ``time``        event time (bar open, transaction date, publication, window start)
 * ``known_at``    knowledge time: when a market participant could first have known the row
@@ -12,12 +18,18 @@ key with the greatest (known_at, recorded_at) among known_at <= T, recorded_at <
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.apps import apps
+from django.db import models
+
+from timeseries.formats import decimal_text
+from timeseries.params import SUSPECT
 
 # Column kinds: the Arrow type we convert input to, and the PostgreSQL type it is stored as.
 KINDS: dict[str, tuple[pa.DataType, str]] = {
@@ -41,6 +53,14 @@ class Column:
     default: object = None  # value stored when the column is absent or null
     max_length: int | None = None  # text: characters the column holds (the model's CharField max_length)
     symbol: bool = False  # text or text[]: every value obeys the symbol rule (timeseries/rules.py)
+    nullable: bool | None = None  # the table column admits NULL; None: exactly when neither required nor defaulted
+
+    @property
+    def is_nullable(self) -> bool:
+        """Whether the table column admits NULL (the model's ``null``)."""
+        if self.nullable is not None:
+            return self.nullable
+        return not self.required and self.default is None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -66,6 +86,30 @@ class CheckContext:
 
 
 @dataclass(frozen=True)
+class QualityCheck:
+    """An automatic quality check of a curated dataset (its SQL lives in timeseries/quality.py)."""
+
+    name: str
+    proposed_score: float | None  # the score a flagged row gets (None: only flagged)
+    applied: bool  # lowered automatically (never raised); else only proposed to a curator
+
+
+@dataclass(frozen=True)
+class QualityChecks:
+    """Which checks run over a curated dataset's changed spans, and how the spans are widened."""
+
+    suite: str  # the SQL that finds them: "bars" or "stories" (timeseries/quality.py)
+    checks: tuple[QualityCheck, ...]
+    whole_days: bool  # widen each span to whole UTC days (else the suite adds its own margin of bars)
+
+    def get(self, name: str) -> QualityCheck:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str
     table: str
@@ -76,9 +120,39 @@ class Dataset:
     known_at_rule: str  # human description of the default knowledge-time rule
     default_known_at: Callable[[pa.Table, CheckContext], pa.Array]
     min_known_at: Callable[[pa.Table, CheckContext], pa.Array]
+    # the Django model of the table, as "app_label.ModelName" (models.py does not import this module,
+    # but this module is imported before the apps are ready: resolved on use, see ``model``)
+    model_label: str
+    label: str  # what the pages call its rows ("Bars", "News", ...)
+    # the point-in-time selector answering "the state as of T" (a function of timeseries.pit, by name)
+    # and whether it is a list of events (newest first, takes ``limit``) rather than one row per series
+    state_selector: str
+    change_summary: Callable[[dict, dict | None], str]  # one line for a changed row (row, previous version)
+    state_is_event_list: bool = False
     checks: tuple[RowCheck, ...] = field(default=())
     known_at_from: str = "time"  # the column the default known_at is derived from (named in errors)
     order_newest: tuple[str, ...] = ("time DESC",)  # a total order: ties broken by the rest of the key
+    # a text[] column whose elements also name the row's symbols: asked for symbol S, a row matches
+    # when symbol_column = S or S is one of these (government events: primary or affected symbols)
+    symbols_array: str | None = None
+    # the column placing a row in a window of the timeline (filings are placed at filing time)
+    window_time_column: str = "time"
+    # dataset-specific filters of the read API: parameter -> column; the column's kind picks the
+    # filter: text -> comma list (IN), text[] -> comma list (overlaps), float -> <p>_min/<p>_max,
+    # timestamp -> <p>_after/<p>_before (timeseries/api/filters.py)
+    api_filters: tuple[tuple[str, str], ...] = ()
+    # orderings of the read API beyond the version index and (time, id), each backed by an index
+    api_orderings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    quality_checks: QualityChecks | None = None  # curated datasets with automatic checks
+    # a required column the caller may leave out: then it is derived per row by ``derive_ids`` from
+    # the input's ``id`` column, else from other columns (news: a hash of source + url or title)
+    id_column: str | None = None
+    derive_ids: Callable[[pa.RecordBatch], pa.Array] | None = None
+
+    @property
+    def model(self) -> type[models.Model]:
+        """The Django model of the dataset's table (the apps must be ready)."""
+        return apps.get_model(self.model_label)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -122,9 +196,24 @@ class Dataset:
     @property
     def accepted_input_columns(self) -> frozenset[str]:
         extra = {"known_at"}
-        if self.name == "news_events":
+        if self.id_column is not None:
             extra.add("id")
         return frozenset(self.column_names) | extra
+
+    @property
+    def input_required_columns(self) -> tuple[str, ...]:
+        """Required columns the input must hold (a derived id column may be left out)."""
+        return tuple(c.name for c in self.columns if c.required and c.name != self.id_column)
+
+    @property
+    def filters(self) -> dict[str, str]:
+        """``api_filters`` as a dict: parameter -> column."""
+        return dict(self.api_filters)
+
+    @property
+    def orderings(self) -> dict[str, tuple[str, ...]]:
+        """``api_orderings`` as a dict: name -> columns."""
+        return dict(self.api_orderings)
 
 
 CURATED_COLUMNS = frozenset({"quality_score"})
@@ -178,11 +267,69 @@ def _on_the_hour(t: pa.Table, ctx: CheckContext):
     return pc.fill_null(pc.not_equal(c, pc.floor_temporal(c, unit="hour")), False)
 
 
+def _news_ids(batch: pa.RecordBatch) -> pa.Array:
+    """A stable id per story: the input's ``id``, else a hash of source + url (title when no url)."""
+    names = batch.schema.names
+
+    def get(name: str) -> list:
+        return batch.column(name).to_pylist() if name in names else [None] * batch.num_rows
+
+    given = [None if v is None or str(v).strip() == "" else str(v).strip() for v in get("id")]
+    out = []
+    for gid, source, url, title in zip(given, get("source"), get("url"), get("title")):
+        if gid is not None:
+            out.append(gid)
+            continue
+        basis = f"{source or ''}\x1f{url or ''}" if url else f"{source or ''}\x1f\x1f{title or ''}"
+        out.append("h:" + hashlib.sha1(basis.encode()).hexdigest()[:24])
+    return pa.array(out, pa.string())
+
+
+def _bar_summary(row: dict, prev: dict | None) -> str:
+    text = f"bar {row['time']:%Y-%m-%d %H:%M} close {decimal_text(row['close'])} vol {row['volume']}"
+    if prev:
+        text += f" (was close {decimal_text(prev['close'])} vol {prev['volume']})"
+    return text
+
+
+def _news_summary(row: dict, prev: dict | None) -> str:
+    return f"{row['title']}" + (f" (was: {prev['title']})" if prev and prev["title"] != row["title"] else "")
+
+
+def _filing_summary(row: dict, prev: dict | None) -> str:
+    return f"{row['insider_name']} {row['transaction_type']} {row['shares'] or '?'} sh, traded {row['time']:%Y-%m-%d}"
+
+
+def _sentiment_summary(row: dict, prev: dict | None) -> str:
+    text = f"{row['platform']} {row['time']:%Y-%m-%d %H:%M} sentiment {row['sentiment_avg']}"
+    return text + (f" (was {prev['sentiment_avg']})" if prev else "")
+
+
+def _government_summary(row: dict, prev: dict | None) -> str:
+    return f"{row['event_type']} {row['time']:%Y-%m-%d %H:%M}: {row['description'][:80]}"
+
+
 # --- the five datasets --------------------------------------------------------------------------
 
 MARKET_DATA = Dataset(
     name="market_data",
     table="market_data",
+    model_label="timeseries.MarketData",
+    label="Bars",
+    state_selector="market_state",
+    change_summary=_bar_summary,
+    api_filters=(("source", "source"), ("quality", "quality_score")),
+    quality_checks=QualityChecks(
+        suite="bars",
+        checks=(
+            QualityCheck("ohlc", SUSPECT, True),
+            QualityCheck("spike", 0.2, True),
+            QualityCheck("stale", 0.5, False),
+            QualityCheck("volume", 0.5, False),
+            QualityCheck("gap", None, False),
+        ),
+        whole_days=False,
+    ),
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -195,7 +342,7 @@ MARKET_DATA = Dataset(
         Column("trades", "int"),
         Column("market_cap", "money"),
         Column("source", "text", default="", max_length=64),
-        Column("quality_score", "float", default=1.0),
+        Column("quality_score", "float", default=1.0, nullable=True),  # curation may set NULL (not scored)
     ),
     key=("symbol", "time"),
     series=("symbol",),
@@ -225,6 +372,15 @@ MARKET_DATA = Dataset(
 NEWS_EVENTS = Dataset(
     name="news_events",
     table="news_events",
+    model_label="timeseries.NewsEvent",
+    label="News",
+    state_selector="news",
+    state_is_event_list=True,
+    change_summary=_news_summary,
+    api_filters=(("source", "source"), ("language", "language"), ("news_id", "news_id"), ("impact", "impact_score")),
+    quality_checks=QualityChecks(suite="stories", checks=(QualityCheck("duplicate_title", 0.3, True),), whole_days=True),
+    id_column="news_id",
+    derive_ids=_news_ids,
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -257,6 +413,19 @@ NEWS_EVENTS = Dataset(
 INSIDER_TRADES = Dataset(
     name="insider_trades",
     table="insider_trades",
+    model_label="timeseries.InsiderTrade",
+    label="Insider filings",
+    state_selector="insider_trades",
+    state_is_event_list=True,
+    change_summary=_filing_summary,
+    window_time_column="filing_date",
+    api_filters=(
+        ("transaction_type", "transaction_type"),
+        ("form_type", "form_type"),
+        ("insider_name", "insider_name"),
+        ("filing_date", "filing_date"),
+    ),
+    api_orderings=(("filing_date", ("filing_date", "id")),),
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -293,6 +462,11 @@ INSIDER_TRADES = Dataset(
 SOCIAL_SENTIMENT = Dataset(
     name="social_sentiment",
     table="social_sentiment",
+    model_label="timeseries.SocialSentiment",
+    label="Sentiment windows",
+    state_selector="sentiment",
+    change_summary=_sentiment_summary,
+    api_filters=(("platform", "platform"),),
     columns=(
         Column("time", "timestamp", required=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),
@@ -324,6 +498,13 @@ SOCIAL_SENTIMENT = Dataset(
 GOVERNMENT_EVENTS = Dataset(
     name="government_events",
     table="government_events",
+    model_label="timeseries.GovernmentEvent",
+    label="Government events",
+    state_selector="government_events",
+    state_is_event_list=True,
+    change_summary=_government_summary,
+    symbols_array="affected_symbols",
+    api_filters=(("event_type", "event_type"), ("sector", "sectors"), ("country", "country")),
     columns=(
         Column("time", "timestamp", required=True),
         Column("event_type", "text", required=True, max_length=64),
@@ -354,6 +535,15 @@ DATASETS: dict[str, Dataset] = {
 
 class UnknownDataset(ValueError):
     pass
+
+
+def dataset_of_model(model: type[models.Model]) -> Dataset:
+    """The declaration of a dataset model (or of an instance's class)."""
+    label = model._meta.label
+    for spec in DATASETS.values():
+        if spec.model_label == label:
+            return spec
+    raise UnknownDataset(f"{label} is not the model of a dataset: expected one of {', '.join(s.model_label for s in DATASETS.values())}")
 
 
 def get_dataset(name: str) -> Dataset:

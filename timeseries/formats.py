@@ -15,6 +15,15 @@ def iso(value: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def decimal_text(v: Any) -> str:
+    """A number as plain text: exact decimals without exponent or trailing zeros, None as ""."""
+    if v is None:
+        return ""
+    if isinstance(v, Decimal):
+        return f"{v.normalize():f}"
+    return str(v)
+
+
 def plain(value: Any) -> Any:
     """A JSON-ready value: timestamps as ISO 8601 UTC, exact decimals as strings (no float rounding)."""
     if isinstance(value, datetime):

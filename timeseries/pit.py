@@ -2,9 +2,9 @@
 
 As of T (optionally as recorded by S), for each key consider the versions with known_at <= T (and
 recorded_at <= S); the one with the greatest (known_at, recorded_at) is the truth and every other
-version does not exist (DESIGN.md section 2). Every selector returns plain data: a list of dicts
-whose keys are the stored column names (plus time, known_at, recorded_at); timestamps are aware UTC
-datetimes, exact decimals are ``decimal.Decimal``.
+version does not exist (the time model: timeseries/datasets.py). Every selector returns plain data:
+a list of dicts whose keys are the stored column names (plus time, known_at, recorded_at);
+timestamps are aware UTC datetimes, exact decimals are ``decimal.Decimal``.
 
 Queries are parameterised SQL built from the dataset declarations; the ones that need LATERAL or an
 anti-join live next to the function that runs them. All of them rely on ``known_at >= time`` (the
@@ -29,18 +29,14 @@ from django.db import connection
 from psycopg import sql
 from psycopg.types.datetime import TimestamptzLoader
 
-from timeseries import indicators
-from timeseries.sqltext import identifiers
+from timeseries import aggregates, indicators
 from timeseries.datasets import DATASETS, MARKET_DATA, SOCIAL_SENTIMENT, Dataset, get_dataset
+from timeseries.params import min_quality_check
+from timeseries.rules import END_OF_TIME
+from timeseries.sqltext import identifiers
 
-END_OF_TIME = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
-SELECTOR_FOR_DATASET = {
-    "market_data": "market_state",
-    "news_events": "news",
-    "insider_trades": "insider_trades",
-    "social_sentiment": "sentiment",
-    "government_events": "government_events",
-}
+# dataset -> the name of its "state as of T" selector in this module (declared on each Dataset)
+SELECTOR_FOR_DATASET = {name: spec.state_selector for name, spec in DATASETS.items()}
 
 
 class NaiveDatetime(ValueError):
@@ -137,6 +133,13 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
+def _symbols_any(spec: Dataset, alias: str = "a") -> sql.Composable:
+    """``alias`` names one of %(symbols)s in its symbol column or in its ``symbols_array`` column."""
+    return sql.SQL("({a}.{c} = ANY(%(symbols)s) OR {a}.{arr} && %(symbols)s::text[])").format(
+        a=sql.Identifier(alias), c=sql.Identifier(spec.symbol_column), arr=sql.Identifier(spec.symbols_array)
+    )
+
+
 def _symbol_filter(spec: Dataset, params: dict, symbols: list[str] | None) -> list[sql.Composable]:
     if symbols is None:
         return []
@@ -153,8 +156,6 @@ def _min_quality(spec: Dataset, min_quality) -> float | None:
         return None
     if not spec.curated:
         raise ValueError(f"min_quality: {spec.name} has no quality_score")
-    from timeseries.quality import min_quality_check
-
     return min_quality_check(min_quality)
 
 
@@ -315,7 +316,7 @@ def government_events(
     matches = []
     if symbols is not None:
         params["symbols"] = symbols
-        matches += [sql.SQL("a.primary_symbol = ANY(%(symbols)s)"), sql.SQL("a.affected_symbols && %(symbols)s::text[]")]
+        matches.append(_symbols_any(spec))
     if sectors is not None:
         params["sectors"] = sectors
         matches.append(sql.SQL("a.sectors && %(sectors)s::text[]"))
@@ -633,12 +634,12 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime, min_quality:
 
 
 def _series_match(spec: Dataset, params: dict, symbols: list[str] | None) -> list[sql.Composable]:
-    """Rows of ``symbols``; government events match on their primary or affected symbols."""
+    """Rows of ``symbols``; a dataset with ``symbols_array`` (government events) matches it too."""
     if symbols is None:
         return []
     params["symbols"] = symbols
-    if spec.name == "government_events":
-        return [sql.SQL("(a.primary_symbol = ANY(%(symbols)s) OR a.affected_symbols && %(symbols)s::text[])")]
+    if spec.symbols_array is not None:
+        return [_symbols_any(spec)]
     return [sql.SQL("a.{} = ANY(%(symbols)s)").format(sql.Identifier(spec.symbol_column))]
 
 
@@ -701,9 +702,6 @@ def _changes(spec: Dataset, t1: datetime, t2: datetime, symbols, recorded_by, li
     return out
 
 
-WINDOW_TIME_COLUMN = {"insider_trades": "filing_date"}  # filings are placed at filing time, not trade time
-
-
 def window_events(
     *,
     dataset: str,
@@ -721,7 +719,7 @@ def window_events(
     params = {**_params(at, recorded_by), "start": aware("start", start), "end": aware("end", end)}
     if params["start"] > params["end"]:
         raise ValueError("start must not be after end")
-    column = sql.Identifier(WINDOW_TIME_COLUMN.get(spec.name, "time"))
+    column = sql.Identifier(spec.window_time_column)
     where = [
         sql.SQL("a.{c} >= %(start)s AND a.{c} <= %(end)s").format(c=column),
         *_series_match(spec, params, _symbols(symbols)),
@@ -778,6 +776,27 @@ def newest_recorded_at(
     return _fetch(query, params)[0]["newest"]
 
 
+def state_as_of(
+    *, dataset: str, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """The dataset's "state as of T" (its declared ``state_selector``): the latest row per series, or
+    for a dataset whose state is a list of events, the newest ``limit`` events (the selector's default
+    when None). ``limit`` also cuts a per-series answer."""
+    spec = get_dataset(dataset)
+    selector = _STATE_SELECTORS[spec.state_selector]
+    kwargs: dict[str, Any] = {"at": at, "recorded_by": recorded_by, "symbols": symbols}
+    if limit is not None and spec.state_is_event_list:
+        kwargs["limit"] = limit
+    rows = selector(**kwargs)
+    return rows[:limit] if limit is not None else rows
+
+
+_STATE_SELECTORS = {
+    f.__name__: f for f in (market_state, news, insider_trades, sentiment, government_events)
+}
+
+
 # --- aggregates ---------------------------------------------------------------------------------
 # Thin over timeseries/aggregates.py (rollups / continuous aggregates, exact point in time): stored
 # buckets whose every version is visible as of T are read from the rollup, the rest aggregated live.
@@ -789,8 +808,6 @@ def daily_bars(
     """Daily OHLCV bars of ``symbol`` (UTC days overlapping [start, end]) built only from the bars known
     at ``at``, oldest first: time (day start), open, high, low, close, volume, vwap (volume-weighted),
     bars (count), partial (the day had not ended at ``at``)."""
-    from timeseries import aggregates
-
     return aggregates.daily_bars(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
 
 
@@ -799,8 +816,6 @@ def hourly_sentiment(
 ) -> list[dict]:
     """Hourly sentiment of ``symbol`` over its platforms (hours overlapping [start, end]) as known at
     ``at``, oldest first: time (hour), sentiment (mention-weighted), mentions, platforms."""
-    from timeseries import aggregates
-
     return aggregates.hourly_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
 
 
@@ -808,6 +823,4 @@ def daily_sentiment(
     *, symbol: str, at: datetime, start: datetime, end: datetime, recorded_by: datetime | None = None
 ) -> list[dict]:
     """``hourly_sentiment`` per UTC day (mention-weighted over the day's windows), as known at ``at``."""
-    from timeseries import aggregates
-
     return aggregates.daily_sentiment(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)

@@ -20,7 +20,6 @@ only propose a score for a curator to accept.
 """
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone as dt_timezone
@@ -28,28 +27,25 @@ from typing import Any, Iterable
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Max, Min, QuerySet
 from psycopg import sql
 
 from timeseries.cache import generation_bump
+from timeseries.changes import changes_run, failures_retry
 from timeseries.datasets import DATASETS, Dataset
+from timeseries.models import QualityAudit, QualityFlag, Series
+from timeseries.params import GOOD, SUSPECT, CurationError, min_quality_check, score_check  # noqa: F401 (public names)
 from timeseries.rules import symbol_message
+from timeseries.timeparse import parse_instant
 
-GOOD = 1.0
-SUSPECT = 0.0
 CURATED_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.curated)
 QUALITY_CONSUMER = "quality"
 
-# check name -> (proposed score, applied automatically?)
+# dataset -> check name -> (proposed score, applied automatically?), from the declarations
 CHECKS: dict[str, dict[str, tuple[float | None, bool]]] = {
-    "market_data": {
-        "ohlc": (SUSPECT, True),
-        "spike": (0.2, True),
-        "stale": (0.5, False),
-        "volume": (0.5, False),
-        "gap": (None, False),
-    },
-    "news_events": {"duplicate_title": (0.3, True)},
+    name: {c.name: (c.proposed_score, c.applied) for c in spec.quality_checks.checks}
+    for name, spec in DATASETS.items()
+    if spec.quality_checks is not None
 }
 SPIKE_JUMP = 0.10  # close at least 10% away from both neighbours...
 SPIKE_NEIGHBOURS_AGREE = 0.02  # ...which are within 2% of each other
@@ -59,35 +55,11 @@ SESSION = ("09:30", "16:00", "America/New_York")  # trading hours checked for ga
 DUPLICATE_TITLE_WINDOW = timedelta(hours=24)
 
 
-class CurationError(ValueError):
-    """Bad curation input; the message names the parameter."""
-
-
 def curated_spec(dataset: str) -> Dataset:
     spec = DATASETS.get(dataset)
     if spec is None or not spec.curated:
         raise CurationError(f"dataset={dataset!r} has no quality_score: expected one of {', '.join(CURATED_DATASETS)}")
     return spec
-
-
-def score_check(name: str, value: Any, *, allow_none: bool = False) -> float | None:
-    """A score parameter: a finite number in [0, 1] (strings accepted); the error names ``name``."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if allow_none:
-            return None
-        raise CurationError(f"{name} is required: a number between 0 and 1")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or not 0.0 <= number <= 1.0:
-        raise CurationError(f"{name}={str(value)[:64]!r} is not a number between 0 and 1")
-    return number
-
-
-def min_quality_check(value: Any) -> float | None:
-    """``min_quality`` of a selector: None (no filter) or a number in [0, 1]."""
-    return score_check("min_quality", value, allow_none=True)
 
 
 @dataclass
@@ -241,8 +213,6 @@ FILTER_PARAMS = (*TEXT_FILTERS, *RANGE_FILTERS, "q")
 
 
 def _instant(name: str, text: str) -> datetime:
-    from timeseries.timeparse import parse_instant
-
     try:
         return parse_instant(name, text.strip())
     except ValueError as exc:
@@ -307,10 +277,8 @@ def curation_filters_apply(queryset: QuerySet, *, dataset: str, filters: dict[st
 
 
 def curation_queryset(*, dataset: str, params: dict[str, Any]) -> QuerySet:
-    from timeseries.api.filters import MODELS
-
     filters = curation_filters_clean(dataset=dataset, params=params)
-    return curation_filters_apply(MODELS[dataset].objects.all(), dataset=dataset, filters=filters)
+    return curation_filters_apply(DATASETS[dataset].model.objects.all(), dataset=dataset, filters=filters)
 
 
 def quality_scores_set_filtered(*, dataset: str, params: dict[str, Any], score: Any, reason: str, user_id: int | None) -> Curation:
@@ -446,6 +414,17 @@ FROM w WHERE prev_id IS NOT NULL AND prev_id <> news_id AND time - prev_time <= 
 """
 
 
+# the SQL of each suite a dataset may declare (Dataset.quality_checks.suite), and its parameters
+SUITES: dict[str, tuple[str, dict[str, Any]]] = {
+    "bars": (MARKET_CHECKS_SQL, {
+        "tz": SESSION[2], "open": SESSION[0], "close": SESSION[1], "jump": SPIKE_JUMP, "agree": SPIKE_NEIGHBOURS_AGREE,
+        "stale": STALE_BARS, "stale_prev": STALE_BARS - 1, "stale_frame": STALE_BARS - 2, "vol_factor": VOLUME_FACTOR,
+        "eval": EVAL_MARGIN, "ctx": CONTEXT_MARGIN,
+    }),
+    "stories": (NEWS_CHECKS_SQL, {"window": DUPLICATE_TITLE_WINDOW}),
+}
+
+
 @dataclass
 class CheckResult:
     spans: int = 0
@@ -460,23 +439,18 @@ class CheckResult:
 def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, datetime]]) -> CheckResult:
     """Run the dataset's checks over ``spans`` (symbol, first, last): flag rows, lower applied scores."""
     spec = curated_spec(dataset)
-    merged = spans_merge(spans, whole_days=spec.name != "market_data")
+    declared = spec.quality_checks
+    if declared is None:
+        raise CurationError(f"dataset={dataset!r} has no automatic quality checks")
+    merged = spans_merge(spans, whole_days=declared.whole_days)
     result = CheckResult(spans=len(merged))
     if not merged:
         return result
     params: dict[str, Any] = {
         "symbols": [s for s, _, _ in merged], "los": [lo for _, lo, _ in merged], "his": [hi for _, _, hi in merged],
     }
-    if spec.name == "market_data":
-        query = MARKET_CHECKS_SQL
-        params.update(
-            tz=SESSION[2], open=SESSION[0], close=SESSION[1], jump=SPIKE_JUMP, agree=SPIKE_NEIGHBOURS_AGREE,
-            stale=STALE_BARS, stale_prev=STALE_BARS - 1, stale_frame=STALE_BARS - 2, vol_factor=VOLUME_FACTOR,
-            eval=EVAL_MARGIN, ctx=CONTEXT_MARGIN,
-        )
-    else:
-        query = NEWS_CHECKS_SQL
-        params["window"] = DUPLICATE_TITLE_WINDOW
+    query, suite_params = SUITES[declared.suite]
+    params.update(suite_params)
     checks = CHECKS[spec.name]
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(query, params)
@@ -512,8 +486,6 @@ def quality_checks_range(
     *, dataset: str, symbols: Iterable[str] | None = None, start: datetime, end: datetime
 ) -> CheckResult:
     """On demand: run the checks over [start, end] for ``symbols`` (default: every series of the dataset)."""
-    from timeseries.models import Series
-
     spec = curated_spec(dataset)
     series = Series.objects.filter(dataset=spec.name, first_time__lte=end, last_time__gte=start)
     if symbols is not None:
@@ -524,8 +496,6 @@ def quality_checks_range(
 
 def quality_checks_rows(*, dataset: str, rows: QuerySet) -> CheckResult:
     """On demand from the admin: the checks over the spans (per symbol, first to last time) of ``rows``."""
-    from django.db.models import Max, Min
-
     spec = curated_spec(dataset)
     spans = rows.order_by().values(spec.symbol_column).annotate(lo=Min("time"), hi=Max("time"))
     return quality_checks_run(dataset=spec.name, spans=[(r[spec.symbol_column], r["lo"], r["hi"]) for r in spans])
@@ -539,8 +509,6 @@ def quality_changes_process(*, dataset: str, limit: int = 10_000, retry: bool = 
     as a ``ConsumerFailure`` and passed; open failures are retried first (``retry``; all at once with
     ``force_retry``), each over the rows its span holds now.
     """
-    from timeseries.changes import changes_run, failures_retry
-
     spec = curated_spec(dataset)
     result = CheckResult()
 
@@ -582,8 +550,6 @@ def _span_now(spec: Dataset, change) -> list[Span]:
 
 def quality_report(*, dataset: str, symbol: str, day: date) -> dict:
     """What was flagged and curated for ``symbol`` on ``day`` (UTC): flags, audit entries, counts."""
-    from timeseries.models import QualityAudit, QualityFlag
-
     spec = curated_spec(dataset)
     lo = datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc)
     hi = lo + timedelta(days=1)

@@ -129,3 +129,6 @@ def check_stored_instant(name: str, value: datetime) -> datetime:
 MIN_INSTANT = datetime(1000, 1, 1, tzinfo=timezone.utc)
 MAX_INSTANT = datetime(9999, 1, 1, tzinfo=timezone.utc)
 RANGE_TEXT = "between 1000-01-01 and 9998-12-31"
+# "recorded by the end of time": the system-time bound of a query that gives no recorded_by (above
+# every query instant, so that selectors may compare and add to it)
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc)

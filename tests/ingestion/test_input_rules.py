@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from ingestion import buffer
 from ingestion.loader import LoadRejected, ingest_file
-from timeseries.models import GovernmentEvent, InsiderTrade, MarketData, SocialSentiment
+from timeseries.models import GovernmentEvent, InsiderTrade, MarketData
 from tests.ingestion.influx_server import influx_server
 
 pytestmark = pytest.mark.django_db
@@ -23,8 +23,6 @@ pytestmark = pytest.mark.django_db
 UTC = timezone.utc
 SYM32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 assert len(SYM32) == 32
-MODELS = {"market_data": MarketData, "social_sentiment": SocialSentiment, "insider_trades": InsiderTrade,
-          "government_events": GovernmentEvent}
 
 
 def bar_at(time: str, symbol: str = "AAPL", **extra) -> dict:

@@ -76,12 +76,10 @@ def test_it_rejects_a_bad_bar_naming_row_and_column_and_stores_nothing(change, m
 def test_every_text_column_holds_what_its_table_column_holds():
     """The declared max_length of each text column is the model's CharField max_length (None for a
     TextField), so an over-long value is a row error naming its column, never a database error."""
-    from django.apps import apps
-
     from timeseries.datasets import DATASETS
 
     for spec in DATASETS.values():
-        model = next(m for m in apps.get_models() if m._meta.db_table == spec.table)
+        model = spec.model
         for col in spec.columns:
             if col.kind == "text":
                 assert col.max_length == model._meta.get_field(col.name).max_length, (spec.name, col.name)

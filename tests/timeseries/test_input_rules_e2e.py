@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from ingestion.loader import ingest_table
 from timeseries import models, rules
+from timeseries.datasets import DATASETS, dataset_of_model
 from timeseries.tokens import token_create
 
 pytestmark = pytest.mark.django_db
@@ -263,7 +264,7 @@ def test_a_symbol_param_the_rule_refuses_answers_400_naming_it(api, edge_rows, p
 
 # --- admin ------------------------------------------------------------------------------------------
 
-ADMIN_MODELS = (models.MarketData, models.NewsEvent, models.InsiderTrade, models.SocialSentiment, models.GovernmentEvent)
+ADMIN_MODELS = tuple(spec.model for spec in DATASETS.values())
 
 
 @pytest.mark.parametrize("model", ADMIN_MODELS, ids=lambda m: m.__name__)
@@ -272,7 +273,7 @@ def test_every_admin_changelist_and_change_page_shows_edge_rows(staff_client, ed
     changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
     response = staff_client.get(changelist)
     assert response.status_code == 200
-    column = "primary_symbol" if model is models.GovernmentEvent else "symbol"
+    column = dataset_of_model(model).symbol_column
     filtered = staff_client.get(changelist, {"q": "BRK/B"})  # the search box: exact symbols
     assert filtered.status_code == 200
     page = filtered.content.decode()

@@ -2,9 +2,8 @@
 
 One django-filter ``FilterSet`` per dataset, derived from its declaration in ``datasets.py``: every
 dataset gets ``symbols`` (comma list; ``symbol`` is an alias), event-time, knowledge-time and
-system-time ranges and ``as_of`` / ``recorded_by``; the few dataset-specific filters below name a
-column, and the column's kind (text, text[], float, timestamp) decides the filter. The same
-FilterSets can serve HTML pages (DESIGN.md section 6: one FilterSet for the API and the pages).
+system-time ranges and ``as_of`` / ``recorded_by``; the few dataset-specific filters name a column
+(``Dataset.api_filters``), and the column's kind (text, text[], float, timestamp) decides the filter.
 
 Every value that cannot be parsed is a 400 whose message names the parameter; text values with a NUL
 byte are refused (PostgreSQL text cannot hold one).
@@ -40,41 +39,12 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from timeseries.datasets import DATASETS, Dataset
 from timeseries.formats import iso
-from timeseries.models import GovernmentEvent, InsiderTrade, MarketData, NewsEvent, SocialSentiment
-from timeseries.pit import END_OF_TIME
-from timeseries.rules import symbol_message
+from timeseries.params import CurationError, min_quality_check
+from timeseries.rules import END_OF_TIME, symbol_message
 from timeseries.timeparse import parse_instant
 
-MODELS: dict[str, type[models.Model]] = {
-    "market_data": MarketData,
-    "news_events": NewsEvent,
-    "insider_trades": InsiderTrade,
-    "social_sentiment": SocialSentiment,
-    "government_events": GovernmentEvent,
-}
 MAX_LIST_ITEMS = 10_000
 MAX_TEXT_LENGTH = 200
-
-# dataset-specific filters: parameter -> column; the column's kind in datasets.py picks the filter:
-# text -> comma list (IN), text[] -> comma list (overlaps), float -> <p>_min/<p>_max,
-# timestamp -> <p>_after/<p>_before
-EXTRA_FILTERS: dict[str, dict[str, str]] = {
-    "market_data": {"source": "source", "quality": "quality_score"},
-    "news_events": {"source": "source", "language": "language", "news_id": "news_id", "impact": "impact_score"},
-    "insider_trades": {
-        "transaction_type": "transaction_type",
-        "form_type": "form_type",
-        "insider_name": "insider_name",
-        "filing_date": "filing_date",
-    },
-    "social_sentiment": {"platform": "platform"},
-    "government_events": {"event_type": "event_type", "sector": "sectors", "country": "country"},
-}
-# orderings beyond the version index and (time, id), each backed by an index
-EXTRA_ORDERINGS: dict[str, dict[str, tuple[str, ...]]] = {
-    "insider_trades": {"filing_date": ("filing_date", "id")},
-}
-
 
 def check_text(param: str, text: str) -> str:
     """Text that may reach SQL as a parameter: no NUL byte, bounded length."""
@@ -176,8 +146,6 @@ class MinQualityField(forms.Field):
     """``min_quality``: a number in [0, 1] (the error names the parameter)."""
 
     def to_python(self, value):
-        from timeseries.quality import CurationError, min_quality_check
-
         try:
             return min_quality_check(value)
         except CurationError as exc:
@@ -306,20 +274,24 @@ def _range(filters: dict, param: str, column: str, kind: str, what: str) -> None
         raise TypeError(f"no range filter for kind {kind!r}")
 
 
-def _symbols_any(queryset, name, value: str):
-    """Government events: the primary symbol or one of the affected symbols matches."""
-    return queryset.filter(Q(primary_symbol__in=value) | Q(affected_symbols__overlap=value))
+def _symbols_any(spec: Dataset):
+    """A filter method: the symbol column or one of the symbols in ``spec.symbols_array`` matches."""
+
+    def method(queryset, name, value: str):
+        return queryset.filter(Q(**{f"{spec.symbol_column}__in": value}) | Q(**{f"{spec.symbols_array}__overlap": value}))
+
+    return method
 
 
 def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
-    """Build the FilterSet of ``spec`` from its declaration (plus EXTRA_FILTERS)."""
-    model = MODELS[spec.name]
+    """Build the FilterSet of ``spec`` from its declaration (its symbol columns and ``api_filters``)."""
+    model = spec.model
     filters: dict[str, Any] = {}
     symbol_help = "Comma-separated symbols."
-    if spec.name == "government_events":
+    if spec.symbols_array is not None:
         symbol_help = "Comma-separated symbols: matches the primary symbol or any affected symbol."
         for param in ("symbols", "symbol"):
-            filters[param] = SymbolListFilter(method=_symbols_any, param=param, help_text=symbol_help)
+            filters[param] = SymbolListFilter(method=_symbols_any(spec), param=param, help_text=symbol_help)
     else:
         for param in ("symbols", "symbol"):
             filters[param] = SymbolListFilter(field_name=spec.symbol_column, lookup_expr="in", param=param, help_text=symbol_help)
@@ -327,7 +299,7 @@ def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
     _range(filters, "time", "time", "timestamp", "event time")
     _range(filters, "known_at", "known_at", "timestamp", "knowledge time (known_at)")
     _range(filters, "recorded_at", "recorded_at", "timestamp", "system time (recorded_at)")
-    for param, column in EXTRA_FILTERS.get(spec.name, {}).items():
+    for param, column in spec.api_filters:
         kind = spec.column(column).kind
         if kind == "text":
             filters[param] = ListFilter(field_name=column, lookup_expr="in", param=param, help_text=f"Comma-separated values of {column}.")
@@ -368,7 +340,7 @@ def orderings_for(spec: Dataset) -> dict[str, tuple[str, ...]]:
     out = {spec.key[0]: (*spec.key, "known_at", "recorded_at")}
     if spec.key[0] != "time":
         out["time"] = ("time", "id")
-    out.update(EXTRA_ORDERINGS.get(spec.name, {}))
+    out.update(spec.orderings)
     return out
 
 

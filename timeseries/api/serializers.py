@@ -10,7 +10,10 @@
 """
 from __future__ import annotations
 
+import io
+
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.compute as pc
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +23,7 @@ from rest_framework.exceptions import ValidationError
 
 from timeseries.api.filters import MAX_LIST_ITEMS, parse_instant_param, parse_list, parse_symbols
 from timeseries.datasets import DATASETS, Dataset
+from timeseries.params import CurationError, min_quality_check
 from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT, SYMBOL_MAX_LENGTH, SYMBOL_SHAPE, symbol_message
 
 MAX_LIMIT = 10_000
@@ -103,8 +107,6 @@ class MinQualityField(serializers.Field):
     """``min_quality``: a number in [0, 1]; rows scored below it are left out (unscored rows are kept)."""
 
     def to_internal_value(self, data):
-        from timeseries.quality import CurationError, min_quality_check
-
         try:
             return min_quality_check(data)
         except CurationError as exc:
@@ -212,7 +214,7 @@ def row_serializer(
             nullable = column in ("known_at", "recorded_at") and nullable_all
         elif column in spec.column_names:
             declared = spec.column(column)
-            nullable = nullable_all or (not declared.required and (declared.default is None or kind == "float"))
+            nullable = nullable_all or declared.is_nullable
         else:
             nullable = True
         attrs[column] = _field(kind, nullable=nullable, help_text=helps.get(column, ""))
@@ -351,10 +353,6 @@ def _json_points(data: list, needed: list[str]) -> pa.Table:
 
 def points_digest_source(table: pa.Table) -> bytes:
     """Bytes identifying a points table (for cache keys of small joins)."""
-    import io
-
-    import pyarrow.ipc as ipc
-
     sink = io.BytesIO()
     with ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

@@ -28,7 +28,7 @@ from rest_framework.views import APIView, exception_handler as drf_exception_han
 
 from timeseries import pit
 from timeseries.api import renderers as r
-from timeseries.api.filters import FILTERSETS, MODELS, FilterBackend, KeysetPagination, orderings_for
+from timeseries.api.filters import FILTERSETS, FilterBackend, KeysetPagination, orderings_for
 from timeseries.api.serializers import (
     AsofJoinQuery,
     GovernmentQuery,
@@ -195,7 +195,7 @@ class DatasetList(ApiView, generics.ListAPIView):
     pagination_class = KeysetPagination
 
     def get_queryset(self):
-        return MODELS[self.spec.name].objects.all()
+        return self.spec.model.objects.all()
 
     def allowed_params(self) -> set[str]:
         paginator = self.pagination_class

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from timeseries.views.timeline import decimal_text, insider_side
+from timeseries.formats import decimal_text
+from timeseries.views.timeline import insider_side
 
 
 def _t(t: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:

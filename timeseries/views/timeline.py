@@ -8,10 +8,10 @@ selector is asked "as of at (as recorded by recorded_by)", and the "what changed
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any, Iterable
 
 from timeseries import pit
+from timeseries.datasets import DATASETS
 
 MINUTE_BARS_MAX_RANGE = timedelta(days=7)  # longer windows chart daily bars from the aggregates
 EVENTS_LIMIT = 1000  # events per kind charted / listed
@@ -219,40 +219,13 @@ def default_at(*, symbol: str | None = None) -> datetime:
     return t.replace(microsecond=0) + (timedelta(seconds=1) if t.microsecond else timedelta(0))  # whole seconds, never earlier
 
 
-def decimal_text(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, Decimal):
-        return f"{v.normalize():f}"
-    return str(v)
-
-
-DATASET_LABELS = {
-    "market_data": "Bars",
-    "news_events": "News",
-    "insider_trades": "Insider filings",
-    "social_sentiment": "Sentiment windows",
-    "government_events": "Government events",
-}
+DATASET_LABELS = {name: spec.label for name, spec in DATASETS.items()}
 CHANGES_SHOWN = 8  # newest corrections and newest additions listed per dataset (each)
 
 
 def change_summary(dataset: str, row: dict) -> str:
     """One line describing a changed row (and, for a correction, what it was before)."""
-    prev = row.get("previous") or {}
-    if dataset == "market_data":
-        text = f"bar {row['time']:%Y-%m-%d %H:%M} close {decimal_text(row['close'])} vol {row['volume']}"
-        if prev:
-            text += f" (was close {decimal_text(prev['close'])} vol {prev['volume']})"
-        return text
-    if dataset == "news_events":
-        return f"{row['title']}" + (f" (was: {prev['title']})" if prev and prev["title"] != row["title"] else "")
-    if dataset == "insider_trades":
-        return f"{row['insider_name']} {row['transaction_type']} {row['shares'] or '?'} sh, traded {row['time']:%Y-%m-%d}"
-    if dataset == "social_sentiment":
-        text = f"{row['platform']} {row['time']:%Y-%m-%d %H:%M} sentiment {row['sentiment_avg']}"
-        return text + (f" (was {prev['sentiment_avg']})" if prev else "")
-    return f"{row['event_type']} {row['time']:%Y-%m-%d %H:%M}: {row['description'][:80]}"
+    return DATASETS[dataset].change_summary(row, row.get("previous") or {})
 
 
 def changes_listing(changes: dict[str, list[dict]], *, limit: int = CHANGES_LIMIT) -> list[dict]:

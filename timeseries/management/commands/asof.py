@@ -1,7 +1,8 @@
 """manage.py asof DATASET --at T — what the dataset's point-in-time selector returns at T.
 
-market_data -> market_state, news_events -> news, insider_trades -> insider_trades,
-social_sentiment -> sentiment, government_events -> government_events.
+Each dataset declares its selector (``Dataset.state_selector``): market_data -> market_state,
+news_events -> news, insider_trades -> insider_trades, social_sentiment -> sentiment,
+government_events -> government_events.
 JSON: a list of objects, timestamps ISO 8601 UTC, every stored column plus time, known_at, recorded_at
 (exact decimals as strings).
 """
@@ -40,13 +41,7 @@ class Command(BaseCommand):
                 check_symbol("--symbols", symbol)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        selector = getattr(pit, pit.SELECTOR_FOR_DATASET[dataset])
-        kwargs = {"at": at_value, "recorded_by": rb_value, "symbols": symbol_list}
-        if limit is not None and dataset in ("news_events", "insider_trades", "government_events"):
-            kwargs["limit"] = limit
-        rows = selector(**kwargs)
-        if limit is not None:
-            rows = rows[:limit]
+        rows = pit.state_as_of(dataset=dataset, at=at_value, recorded_by=rb_value, symbols=symbol_list, limit=limit)
         columns = list(DATASETS[dataset].stored_columns)
         if format == "json":
             self.stdout.write(formats.to_json([{c: r[c] for c in columns} for r in rows]))
