@@ -36,7 +36,8 @@ from timeseries.admin_base import ReadOnlyModelAdmin
 from timeseries.admin_ops import remove_versions  # also registers the consumer-failure and removal lists
 from timeseries.removal import versions_outside_range
 from timeseries.admin_storage import dataset_permission
-from timeseries import models, quality, tasks, tokens
+from timeseries import models, params, quality, tasks, tokens
+from timeseries.params import CURATION_FILTER_PARAMS
 from timeseries.datasets import DATASETS, dataset_of_model
 
 
@@ -263,20 +264,20 @@ class CuratedAdmin(TimeSeriesAdmin):
     def _curate(self, request: HttpRequest, queryset, score, what: str) -> None:
         reason = (request.POST.get("reason") or "").strip() or what
         try:
-            score = quality.score_check("score", score)
+            score = params.score_check("score", score)
         except quality.CurationError as exc:
             messages.error(request, str(exc))
             return
         limit = settings.TSM_CURATION_SYNC_MAX_ROWS
         if request.POST.get("select_across") == "1" and queryset.order_by()[: limit + 1].count() > limit:
-            params = {k: request.GET.get(k) for k in quality.FILTER_PARAMS if request.GET.get(k)}
+            filters = {k: request.GET.get(k) for k in CURATION_FILTER_PARAMS if request.GET.get(k)}
             try:
-                quality.curation_filters_clean(dataset=self.spec.name, params=params)
+                quality.curation_filters_clean(dataset=self.spec.name, params=filters)
             except quality.CurationError as exc:
                 messages.error(request, str(exc))
                 return
             transaction.on_commit(
-                lambda: tasks.quality_scores_set_filtered.delay(self.spec.name, params, score, reason, request.user.pk)
+                lambda: tasks.quality_scores_set_filtered.delay(self.spec.name, filters, score, reason, request.user.pk)
             )
             messages.info(
                 request,

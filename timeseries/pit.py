@@ -31,7 +31,7 @@ from psycopg.types.datetime import TimestamptzLoader
 
 from timeseries import aggregates, indicators
 from timeseries.datasets import DATASETS, MARKET_DATA, SOCIAL_SENTIMENT, Dataset, get_dataset
-from timeseries.params import min_quality_check
+from timeseries.params import min_quality_check, positive_int
 from timeseries.rules import END_OF_TIME
 from timeseries.sqltext import identifiers
 
@@ -127,10 +127,7 @@ def _current_rows(
     return _fetch(query, params)
 
 
-def _positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer")
-    return value
+_positive = positive_int  # limit, bars: positive integers (timeseries.params)
 
 
 def _symbols_any(spec: Dataset, alias: str = "a") -> sql.Composable:

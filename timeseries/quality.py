@@ -34,9 +34,10 @@ from timeseries.cache import generation_bump
 from timeseries.changes import changes_run, failures_retry
 from timeseries.datasets import DATASETS, Dataset
 from timeseries.models import QualityAudit, QualityFlag, Series
-from timeseries.params import GOOD, SUSPECT, CurationError, min_quality_check, score_check  # noqa: F401 (public names)
-from timeseries.rules import symbol_message
-from timeseries.timeparse import parse_instant
+from timeseries.params import (  # noqa: F401 (GOOD, SUSPECT, min_quality_check: public names of curation)
+    CURATION_FILTER_PARAMS, CURATION_RANGE_FILTERS, GOOD, SUSPECT, CurationError, curation_filters, min_quality_check,
+    score_check,
+)
 
 CURATED_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.curated)
 QUALITY_CONSUMER = "quality"
@@ -199,63 +200,16 @@ def quality_flags_accept(*, flags: QuerySet, user) -> int:
 
 
 # --- the filters of the admin changelist (also used by the Celery task for large selections) ------
+# read by timeseries.params.curation_filters; applied here
 
-TEXT_FILTERS = ("symbol", "source")
-RANGE_FILTERS = {
-    "time_after": ("time", "gte"),
-    "time_before": ("time", "lte"),
-    "known_at_after": ("known_at", "gte"),
-    "known_at_before": ("known_at", "lte"),
-    "quality_min": ("quality_score", "gte"),
-    "quality_max": ("quality_score", "lte"),
-}
-FILTER_PARAMS = (*TEXT_FILTERS, *RANGE_FILTERS, "q")
-
-
-def _instant(name: str, text: str) -> datetime:
-    try:
-        return parse_instant(name, text.strip())
-    except ValueError as exc:
-        raise CurationError(str(exc)) from None
-
-
-def _symbols(name: str, text: str) -> list[str]:
-    """Comma-separated symbols, each obeying the symbol rule (timeseries/rules.py)."""
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    for item in items:
-        message = symbol_message(name, item)
-        if message is not None:
-            raise CurationError(message)
-    return items
+FILTER_PARAMS = CURATION_FILTER_PARAMS
+RANGE_FILTERS = CURATION_RANGE_FILTERS
 
 
 def curation_filters_clean(*, dataset: str, params: dict[str, Any]) -> dict[str, Any]:
     """Validate the changelist filter parameters (unknown ones are ignored); errors name the parameter."""
     spec = DATASETS[dataset]
-    out: dict[str, Any] = {}
-    for name in FILTER_PARAMS:
-        raw = params.get(name)
-        if raw is None or not str(raw).strip():
-            continue
-        text = str(raw).strip()
-        if "\x00" in text or len(text) > 200:
-            raise CurationError(f"{name} must be at most 200 characters, without NUL")
-        if name == "source" and "source" not in spec.column_names:
-            raise CurationError(f"source is not a column of {spec.name}")
-        if name.startswith("quality") and not spec.curated:
-            raise CurationError(f"{name}: {spec.name} has no quality_score")
-        if name in ("symbol", "q"):
-            out[name] = _symbols(name, text.replace(" ", ",") if name == "q" else text)
-        elif name == "source":
-            out[name] = [s.strip() for s in text.split(",")]
-        elif name.startswith("quality"):
-            out[name] = score_check(name, text)
-        else:
-            out[name] = _instant(name, text)
-    for lo, hi in (("time_after", "time_before"), ("known_at_after", "known_at_before"), ("quality_min", "quality_max")):
-        if lo in out and hi in out and out[lo] > out[hi]:
-            raise CurationError(f"{lo} must not be after {hi}")
-    return out
+    return curation_filters(params, dataset=spec.name, has_source="source" in spec.column_names, curated=spec.curated)
 
 
 def curation_filters_apply(queryset: QuerySet, *, dataset: str, filters: dict[str, Any]) -> QuerySet:

@@ -4,6 +4,7 @@ One django-filter ``FilterSet`` per dataset, derived from its declaration in ``d
 dataset gets ``symbols`` (comma list; ``symbol`` is an alias), event-time, knowledge-time and
 system-time ranges and ``as_of`` / ``recorded_by``; the few dataset-specific filters name a column
 (``Dataset.api_filters``), and the column's kind (text, text[], float, timestamp) decides the filter.
+Every value is read by ``timeseries.params`` (the pages, the admin and the commands use it too).
 
 Every value that cannot be parsed is a 400 whose message names the parameter; text values with a NUL
 byte are refused (PostgreSQL text cannot hold one).
@@ -23,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from datetime import datetime
 from typing import Any
 
@@ -39,58 +39,12 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from timeseries.datasets import DATASETS, Dataset
 from timeseries.formats import iso
-from timeseries.params import CurationError, min_quality_check
-from timeseries.rules import END_OF_TIME, symbol_message
-from timeseries.timeparse import parse_instant
+from timeseries import params
+from timeseries.params import ParameterError
+from timeseries.rules import END_OF_TIME
 
-MAX_LIST_ITEMS = 10_000
-MAX_TEXT_LENGTH = 200
-
-def check_text(param: str, text: str) -> str:
-    """Text that may reach SQL as a parameter: no NUL byte, bounded length."""
-    if "\x00" in text:
-        raise ValidationError(f"{param} must not contain a NUL character", code="invalid")
-    if len(text) > MAX_TEXT_LENGTH:
-        raise ValidationError(f"{param} is too long (at most {MAX_TEXT_LENGTH} characters per value)", code="invalid")
-    return text
-
-
-# instants the API accepts (checked by timeparse.parse_instant): far from the ends of Python's
-# calendar, so that selectors may add or subtract days and END_OF_TIME stays above them all
-_DECODED_PLUS = re.compile(r"^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}:\d{2}\s*$")
-
-
-def parse_instant_param(param: str, text: str) -> datetime:
-    """``timeparse.parse_instant`` for an API parameter, also refusing instants outside the supported range."""
-    if "\x00" in text or len(text) > 64:
-        raise ValueError(f"{param}={text[:64]!r} is not an ISO 8601 timestamp (e.g. 2024-03-01T15:30:00Z)")
-    if _DECODED_PLUS.match(text):
-        # "…T15:30:00+01:00" typed into a URL arrives as "…T15:30:00 01:00" (a query-string + is a
-        # space); a space before an offset can mean nothing else
-        head, _, offset = text.strip().rpartition(" ")
-        text = f"{head}+{offset}"
-    return parse_instant(param, text)
-
-
-def parse_list(param: str, text: str) -> list[str] | None:
-    """``"A, B,,A"`` -> ``["A", "B"]``; None when nothing is left."""
-    items = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
-    if len(items) > MAX_LIST_ITEMS:
-        raise ValidationError(f"{param} has more than {MAX_LIST_ITEMS} values", code="invalid")
-    for item in items:
-        check_text(param, item)
-    return items or None
-
-
-def parse_symbols(param: str, text: str) -> list[str] | None:
-    """``parse_list`` whose every item obeys the symbol rule (timeseries/rules.py); else a
-    ValidationError naming the parameter, the value and the rule."""
-    items = parse_list(param, text)
-    for item in items or ():
-        message = symbol_message(param, item)
-        if message is not None:
-            raise ValidationError(message, code="invalid")
-    return items
+def _invalid(exc: ParameterError) -> ValidationError:
+    return ValidationError(str(exc), code="invalid")
 
 
 # --- form fields and filters ----------------------------------------------------------------------
@@ -109,37 +63,39 @@ class InstantField(ParamField):
         if value in self.empty_values or not str(value).strip():
             return None
         try:
-            return parse_instant_param(self.param, str(value))
-        except ValueError as exc:
-            raise ValidationError(str(exc), code="invalid") from None
+            return params.instant(self.param, str(value), **params.API_INSTANT)
+        except ParameterError as exc:
+            raise _invalid(exc) from None
 
 
 class ListField(ParamField):
     def to_python(self, value):
         if value in self.empty_values:
             return None
-        return parse_list(self.param, str(value))
+        try:
+            return params.text_list(self.param, str(value))
+        except ParameterError as exc:
+            raise _invalid(exc) from None
 
 
 class SymbolListField(ParamField):
     def to_python(self, value):
         if value in self.empty_values:
             return None
-        return parse_symbols(self.param, str(value))
+        try:
+            return params.symbols(self.param, str(value))
+        except ParameterError as exc:
+            raise _invalid(exc) from None
 
 
 class FiniteFloatField(ParamField):
     def to_python(self, value):
         if value in self.empty_values or not str(value).strip():
             return None
-        text = str(value).strip()
         try:
-            number = float(text)
-        except ValueError:
-            number = None
-        if number is None or number != number or number in (float("inf"), float("-inf")):
-            raise ValidationError(f"{self.param}={text[:64]!r} is not a finite number", code="invalid")
-        return number
+            return params.finite_float(self.param, str(value))
+        except ParameterError as exc:
+            raise _invalid(exc) from None
 
 
 class MinQualityField(forms.Field):
@@ -147,9 +103,9 @@ class MinQualityField(forms.Field):
 
     def to_python(self, value):
         try:
-            return min_quality_check(value)
-        except CurationError as exc:
-            raise ValidationError(str(exc), code="invalid") from None
+            return params.min_quality_check(value)
+        except ParameterError as exc:
+            raise _invalid(exc) from None
 
 
 class MinQualityFilter(django_filters.NumberFilter):
@@ -385,14 +341,9 @@ class KeysetPagination(BasePagination):
         if raw is None or not raw.strip():
             return self.page_size
         try:
-            size = int(raw.strip())
-        except ValueError:
-            size = 0
-        if not 1 <= size <= self.max_page_size:
-            raise self._invalid(
-                self.page_size_query_param, f"page_size={raw[:64]!r} is not an integer between 1 and {self.max_page_size}"
-            )
-        return size
+            return params.int_between(self.page_size_query_param, raw, minimum=1, maximum=self.max_page_size)
+        except ParameterError as exc:
+            raise self._invalid(self.page_size_query_param, str(exc)) from None
 
     def _decode(self, request, spec: Dataset, ordering: str, columns: tuple[str, ...]) -> _Cursor | None:
         raw = request.query_params.get(self.cursor_query_param)

@@ -15,15 +15,14 @@ import io
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.compute as pc
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from timeseries.api.filters import MAX_LIST_ITEMS, parse_instant_param, parse_list, parse_symbols
+from timeseries import params
 from timeseries.datasets import DATASETS, Dataset
-from timeseries.params import CurationError, min_quality_check
+from timeseries.params import MAX_LIST_ITEMS, ParameterError
 from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT, SYMBOL_MAX_LENGTH, SYMBOL_SHAPE, symbol_message
 
 MAX_LIMIT = 10_000
@@ -52,8 +51,8 @@ class InstantField(serializers.Field):
                 raise self._required()
             return None
         try:
-            return parse_instant_param(self.field_name, text)
-        except ValueError as exc:
+            return params.instant(self.field_name, text, **params.API_INSTANT)
+        except ParameterError as exc:
             raise ValidationError(str(exc)) from None
 
     def to_representation(self, value):
@@ -66,9 +65,9 @@ class CommaListField(serializers.Field):
 
     def to_internal_value(self, data):
         try:
-            return parse_list(self.field_name, data if isinstance(data, str) else str(data))
-        except DjangoValidationError as exc:
-            raise ValidationError(exc.messages) from None
+            return params.text_list(self.field_name, data if isinstance(data, str) else str(data))
+        except ParameterError as exc:
+            raise ValidationError([str(exc)]) from None
 
     def to_representation(self, value):
         return ",".join(value or [])
@@ -79,9 +78,9 @@ class SymbolListField(CommaListField):
 
     def to_internal_value(self, data):
         try:
-            return parse_symbols(self.field_name, data if isinstance(data, str) else str(data))
-        except DjangoValidationError as exc:
-            raise ValidationError(exc.messages) from None
+            return params.symbols(self.field_name, data if isinstance(data, str) else str(data))
+        except ParameterError as exc:
+            raise ValidationError([str(exc)]) from None
 
 
 def _limit_field(default: int) -> serializers.IntegerField:
@@ -108,8 +107,8 @@ class MinQualityField(serializers.Field):
 
     def to_internal_value(self, data):
         try:
-            return min_quality_check(data)
-        except CurationError as exc:
+            return params.min_quality_check(data)
+        except ParameterError as exc:
             raise ValidationError(str(exc)) from None
 
     def to_representation(self, value):
@@ -167,10 +166,10 @@ class AsofJoinQuery(serializers.Serializer):
 
 def check_symbol(symbol: str) -> str:
     """A symbol in a URL path: the symbol rule (timeseries/rules.py), else 400 naming ``symbol``."""
-    message = symbol_message("symbol", symbol)
-    if message is not None:
-        raise ValidationError({"symbol": [message]})
-    return symbol
+    try:
+        return params.symbol("symbol", symbol)
+    except ParameterError as exc:
+        raise ValidationError({"symbol": [str(exc)]}) from None
 
 
 # --- rows (for the schema) ------------------------------------------------------------------------
@@ -282,8 +281,8 @@ def _parse_times(column: pa.ChunkedArray | pa.Array) -> pa.Array:
         if text is None:
             raise _error(f"point {i + 1}: time is missing")
         try:
-            values.append(parse_instant_param("time", text))
-        except ValueError as exc:
+            values.append(params.instant("time", text, **params.API_INSTANT))
+        except ParameterError as exc:
             raise _error(f"point {i + 1}: {exc}") from None
     return pa.array(values, UTC_MICROS)
 

@@ -1,11 +1,11 @@
-"""Query parameters of the timeline pages: parsed strictly, every error names its parameter."""
+"""Query parameters of the timeline pages: parsed strictly by ``timeseries.params`` (the rules of
+the API, the admin and the commands), every error names its parameter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from timeseries.rules import symbol_message
-from timeseries.timeparse import parse_instant
+from timeseries import params as parameters
 
 DEFAULT_RANGE = timedelta(days=2)  # chart window ending at T when no from/to is given
 DEFAULT_SINCE = timedelta(days=1)  # "what changed" compares T with T - 1 day unless since= is given
@@ -13,7 +13,7 @@ MAX_RANGE = timedelta(days=3660)
 OVERVIEW_SORTS = ("symbol", "time", "close", "volume", "sentiment", "mentions")
 
 
-class BadParameter(ValueError):
+class BadParameter(parameters.ParameterError):
     """A query parameter is wrong; the message starts with its name."""
 
     def __init__(self, name: str, message: str):
@@ -26,8 +26,8 @@ def _instant(params, name: str) -> datetime | None:
     if raw is None or raw.strip() == "":
         return None
     try:
-        return parse_instant(name, raw)
-    except ValueError as exc:
+        return parameters.instant(name, raw)
+    except parameters.ParameterError as exc:
         raise BadParameter(name, str(exc)) from None
 
 
@@ -59,10 +59,10 @@ class OverviewQuery:
 
 def symbol_check(symbol: str) -> str:
     """The symbol rule (timeseries/rules.py), shared with ingestion, the API and the admin."""
-    message = symbol_message("symbol", symbol)
-    if message is not None:
-        raise BadParameter("symbol", message)
-    return symbol
+    try:
+        return parameters.symbol("symbol", symbol)
+    except parameters.ParameterError as exc:
+        raise BadParameter("symbol", str(exc)) from None
 
 
 def needs_at(params) -> bool:

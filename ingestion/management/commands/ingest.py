@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ingestion.checks import InputError
 from ingestion.loader import ON_ERROR_MODES, LoadRejected, ingest_file
+from timeseries import params
 from timeseries.datasets import DATASETS
-from timeseries.timeparse import parse_interval
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, dataset, files, bar_interval, on_error, format, **options):
         try:
-            interval = parse_interval("--bar-interval", bar_interval)
+            interval = params.interval("--bar-interval", bar_interval)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         totals = {"inserted": 0, "revised": 0, "duplicates": 0, "rejected": 0, "rows_read": 0}

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ingestion import influx
 from ingestion.loader import LoadRejected
-from timeseries.timeparse import parse_instant
+from timeseries import params
 
 
 class Command(BaseCommand):
@@ -27,8 +27,8 @@ class Command(BaseCommand):
         if dataset != influx.DATASET:
             raise CommandError(f"DATASET {dataset!r}: only {influx.DATASET!r} is backed up to InfluxDB")
         try:
-            start_at = parse_instant("--start", start)
-            end_at = parse_instant("--end", end)
+            start_at = params.instant("--start", start)
+            end_at = params.instant("--end", end)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if end_at <= start_at:

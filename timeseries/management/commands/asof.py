@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from timeseries import formats, pit
+from timeseries import formats, params, pit
 from timeseries.datasets import DATASETS
-from timeseries.rules import check_symbol
-from timeseries.timeparse import parse_instant
 
 
 class Command(BaseCommand):
@@ -29,17 +27,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, dataset, at, recorded_by, symbols, limit, format, **options):
         try:
-            at_value = parse_instant("--at", at)
-            rb_value = parse_instant("--recorded-by", recorded_by) if recorded_by else None
+            at_value = params.instant("--at", at)
+            rb_value = params.instant("--recorded-by", recorded_by) if recorded_by else None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        if limit is not None and limit < 1:
-            raise CommandError("--limit must be a positive integer")
-        symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
         try:
-            for symbol in symbol_list or ():
-                check_symbol("--symbols", symbol)
-        except ValueError as exc:
+            if limit is not None:
+                params.positive_int("--limit", limit)
+        except params.ParameterError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            symbol_list = params.symbols("--symbols", symbols, **params.EVERY_ITEM) if symbols else None
+        except params.ParameterError as exc:
             raise CommandError(str(exc)) from None
         rows = pit.state_as_of(dataset=dataset, at=at_value, recorded_by=rb_value, symbols=symbol_list, limit=limit)
         columns = list(DATASETS[dataset].stored_columns)

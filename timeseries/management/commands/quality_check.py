@@ -11,9 +11,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from timeseries import quality
-from timeseries.rules import check_symbol
-from timeseries.timeparse import parse_instant
+from timeseries import params, quality
 
 
 class Command(BaseCommand):
@@ -35,16 +33,14 @@ class Command(BaseCommand):
             if not start or not end:
                 raise CommandError("give --start and --end (or --pending)")
             try:
-                lo, hi = parse_instant("--start", start), parse_instant("--end", end)
+                lo, hi = params.instant("--start", start), params.instant("--end", end)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
             if lo > hi:
                 raise CommandError("--start must not be after --end")
-            symbol_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
             try:
-                for symbol in symbol_list or ():
-                    check_symbol("--symbols", symbol)
-            except ValueError as exc:
+                symbol_list = params.symbols("--symbols", symbols, **params.EVERY_ITEM) if symbols else None
+            except params.ParameterError as exc:
                 raise CommandError(str(exc)) from None
             result = quality.quality_checks_range(dataset=dataset, symbols=symbol_list, start=lo, end=hi)
         self.stdout.write(json.dumps(

@@ -12,9 +12,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ingestion.loader import ingest_table
-from timeseries import demo
+from timeseries import demo, params
 from timeseries.models import Symbol
-from timeseries.timeparse import parse_instant
 
 DEFAULT_START = "2024-03-01T00:00:00Z"
 BUILDERS = (
@@ -43,7 +42,7 @@ class Command(BaseCommand):
         if symbols < 1 or days < 1:
             raise CommandError("--symbols and --days must be positive")
         try:
-            start_at = parse_instant("--start", start)
+            start_at = params.instant("--start", start)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         names = demo.make_symbols(symbols)
