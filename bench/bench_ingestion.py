@@ -351,6 +351,7 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
     from django.core.files.uploadedfile import UploadedFile
 
     from ingestion.models import Load, Upload
+    from ingestion.tasks import upload_enqueue
     from ingestion.uploads import upload_create
 
     rss = RssMonitor(worker.pid)
@@ -363,6 +364,7 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
             upload = upload_create(dataset="market_data", bar_interval=None, on_error="reject", user=None,
                                    file=UploadedFile(fh, name=path.name, content_type="text/csv",
                                                      size=path.stat().st_size))
+            upload_enqueue(upload_id=upload.pk)  # what the admin does after upload_create
         accepted = time.perf_counter()  # stored, row committed, task sent (on_commit runs at once here)
         status = "queued"
         while status not in ("done", "failed"):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -462,15 +462,24 @@ def _compression(cur, spec: Dataset) -> dict[str, Any]:
     }
 
 
+_backup_source: Callable[[], dict[str, Any]] | None = None
+
+
+def backup_source_register(source: Callable[[], dict[str, Any]]) -> None:
+    """Name the backup the storage report shows: ``source()`` returns its status (the dataset it covers,
+    its backlog, last success and error). ``ingestion`` registers its InfluxDB backup when its app is
+    ready; with none registered the report shows the "influx" consumer's lag from the change log."""
+    global _backup_source
+    _backup_source = source
+
+
 def _backup_status() -> dict[str, Any] | None:
-    """``ingestion.influx.backup_status()`` where that module exists (None: fall back to the change log)."""
-    try:
-        from ingestion.influx import backup_status
-    except ImportError:
+    """The registered backup's status (None: none registered; fall back to the change log)."""
+    if _backup_source is None:
         return None
     try:
         with transaction.atomic():  # a savepoint: a failing status query must not break the caller's transaction
-            return _plain(backup_status())
+            return _plain(_backup_source())
     except Exception as exc:  # the report must render even when the backup is misconfigured
         return {"error": f"{type(exc).__name__}: {exc}"}
 
