@@ -155,11 +155,12 @@ def test_the_heartbeat_stops_when_an_attempt_fails_before_loading(media):
 
 @pytest.mark.django_db
 def test_progress_counts_rows_processed_not_bytes_read_ahead(media, settings, monkeypatch):
-    from ingestion import loader, parsers
+    from ingestion import parsers
+    from ingestion.loader import copying
 
     settings.TSM_INGEST_BATCH_ROWS = 1_000
     settings.TSM_INGEST_DIRECT = False
-    monkeypatch.setattr(loader._CopySegments, "SEGMENT_SECONDS", 0.0)  # report after every batch
+    monkeypatch.setattr(copying.CopySegments, "SEGMENT_SECONDS", 0.0)  # report after every batch
     monkeypatch.setattr(parsers, "BLOCK_SIZE", 1 << 16)  # CSV batches of 64 kB (the parser reads ahead of them)
     monkeypatch.setattr(uploads, "PROGRESS_EVERY_SECONDS", 0.0)
     rows = [bar(f"S{s}", m) for s in range(10) for m in range(1_000)]
