@@ -351,6 +351,7 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
     from django.core.files.uploadedfile import UploadedFile
 
     from ingestion.models import Load, Upload
+    from ingestion.tasks import upload_enqueue
     from ingestion.uploads import upload_create
 
     rss = RssMonitor(worker.pid)
@@ -363,6 +364,7 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
             upload = upload_create(dataset="market_data", bar_interval=None, on_error="reject", user=None,
                                    file=UploadedFile(fh, name=path.name, content_type="text/csv",
                                                      size=path.stat().st_size))
+            upload_enqueue(upload_id=upload.pk)  # what the admin does after upload_create
         accepted = time.perf_counter()  # stored, row committed, task sent (on_commit runs at once here)
         status = "queued"
         while status not in ("done", "failed"):
@@ -499,21 +501,21 @@ def rerun_figure(base: dict, reruns: list[dict], target: str, note: str) -> dict
 
 
 PROFILED = {
-    "direct pass (parse + validate + sort + COPY into market_data, merge, commit)": ("loader", "_direct"),
-    "  proven-new test per batch": ("loader", "_proven_new"),
-    "stage (parse + validate + sort + COPY)": ("loader", "_stage"),
-    "  validate (prepare_batch)": ("loader", "prepare_batch"),
-    "  sort by key": ("loader", "sort_by_key"),
+    "direct pass (parse + validate + sort + COPY into market_data, merge, commit)": ("direct", "load_direct"),
+    "  proven-new test per batch": ("direct", "proven_new"),
+    "stage (parse + validate + sort + COPY)": ("staging", "stage_batches"),
+    "  validate (prepare_batch)": ("batches", "prepare_batch"),
+    "  sort by key": ("batches", "sort_by_key"),
     "  COPY writes (client side)": ("copy", "write"),
     "  COPY segment closes (server finishing)": ("copy", "close"),
-    "intra-file conflict scan": ("loader", "_drop_conflicts"),
-    "merge transaction (incl. commit)": ("loader", "_merge"),
-    "  stored-overlap probes": ("loader", "_stored_overlaps"),
-    "  version merge (LATERAL probe per row)": ("loader", "_merge_versions"),
-    "  append INSERT (heap + every index)": ("loader", "_append"),
-    "  series registry": ("loader", "_register_series"),
-    "  change log rows": ("loader", "changes_record"),
-    "  cache generation bump": ("loader", "generation_bump"),
+    "intra-file conflict scan": ("staging", "drop_conflicts"),
+    "merge transaction (incl. commit)": ("merge", "merge_transaction"),
+    "  stored-overlap probes": ("merge", "_stored_overlaps"),
+    "  version merge (LATERAL probe per row)": ("merge", "_merge_versions"),
+    "  append INSERT (heap + every index)": ("merge", "_append"),
+    "  series registry": ("merge", "register_series"),
+    "  change log rows": ("merge", "changes_record"),
+    "  cache generation bump": ("merge", "generation_bump"),
     "  change-log watermark (replay)": ("replay", "change_watermark"),
 }
 
@@ -521,8 +523,10 @@ PROFILED = {
 def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
     """``ingest_file`` with wall-clock timers around the loader's phases (no worker, no rollups)."""
     from ingestion import loader, replay
+    from ingestion.loader import batches, copying, direct, merge, staging
 
-    modules = {"loader": loader, "replay": replay, "copy": loader._CopySegments}
+    modules = {"direct": direct, "staging": staging, "batches": batches, "merge": merge, "replay": replay,
+               "copy": copying.CopySegments}
     spent: dict[str, float] = {}
     originals = []
     for label, (mod, name) in PROFILED.items():

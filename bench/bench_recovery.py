@@ -71,10 +71,12 @@ import django
 django.setup()
 from datetime import timedelta
 from django.core.files import File
+from ingestion.tasks import upload_enqueue
 from ingestion.uploads import upload_create
 with open(sys.argv[1], "rb") as fh:
     upload = upload_create(dataset="market_data", file=File(fh, name=os.path.basename(sys.argv[1])),
                            bar_interval=timedelta(minutes=1), on_error="reject", user=None)
+upload_enqueue(upload_id=upload.pk)
 print(json.dumps({"id": upload.pk}))
 """
 

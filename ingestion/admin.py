@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ingestion import quarantine, uploads
+from ingestion import quarantine, tasks, uploads
 from ingestion.models import Load, RejectedRow, Upload
 from timeseries.datasets import DATASETS
 from timeseries.timeparse import parse_interval
@@ -108,6 +108,7 @@ class UploadAdmin(admin.ModelAdmin):
             dataset=form.cleaned_data["dataset"], file=form.cleaned_data["file"],
             bar_interval=form.cleaned_data["bar_interval_text"], on_error=form.cleaned_data["on_error"], user=request.user,
         )
+        tasks.upload_enqueue(upload_id=created.pk)
         obj.pk = created.pk
         messages.info(request, "Upload queued: a worker is loading it; this page shows its progress.")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import transaction
 from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from ingestion import buffer
+from ingestion import buffer, tasks
 from timeseries.api.auth import TokenRateThrottle, WriteScope
 from timeseries import rules
 from timeseries.datasets import DATASETS, UnknownDataset
@@ -112,7 +113,7 @@ class IngestView(APIView):
         except ValueError as exc:
             raise ParseError(str(exc)) from None
         try:
-            batch = buffer.batch_accept(
+            accepted = buffer.batch_accept(
                 dataset=dataset, body=request._request.body, content_type=request.content_type,
                 on_error=on_error, bar_interval=interval, user=request.user if request.user.is_authenticated else None,
             )
@@ -130,6 +131,9 @@ class IngestView(APIView):
             )
         except UnknownDataset as exc:
             raise NotFound(str(exc)) from None
+        if accepted.pending:
+            transaction.on_commit(lambda: tasks.flush_schedule(dataset=dataset, pending=accepted.pending))
+        batch = accepted.batch
         body = {
             "batch_id": str(batch.id), "dataset": dataset, "status": batch.status, "accepted": batch.rows,
             "rejected": batch.rejected, "status_url": reverse("ingest-batch", args=[batch.id], request=request),

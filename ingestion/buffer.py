@@ -2,7 +2,7 @@
 
 A batch is validated with the same rules and messages as files, then stored in PostgreSQL
 (``IngestBatch.payload``) before the caller gets its 202: Redis is never the only copy of an accepted
-row. A flush (Celery task, scheduled by size or age) merges pending batches in arrival order through
+row. A flush (a Celery task the write API sends by size or age, ``flush_countdown``) merges pending batches in arrival order through
 the normal loader, inside one transaction with marking them merged — so a crash leaves them pending
 and a re-flush merges them exactly once. Batches are combined into one load unless two of them hold
 the same (key, known_at), in which case each is merged on its own, as if they had arrived serially.
@@ -58,6 +58,15 @@ class BatchRejected(Exception):
     def __init__(self, errors: list[RowError], rejected: int):
         self.errors, self.rejected = errors, rejected
         super().__init__(f"{rejected} bad row(s), nothing stored")
+
+
+@dataclass
+class Accepted:
+    """A batch stored by ``batch_accept``, and the rows now waiting to be merged, this batch's included
+    (0 when the batch stored no row: no flush to send)."""
+
+    batch: IngestBatch
+    pending: int
 
 
 @dataclass
@@ -149,8 +158,9 @@ def pending_rows(*, dataset: str) -> int:
 def batch_accept(
     *, dataset: str, body: bytes, content_type: str, on_error: str = "reject",
     bar_interval: timedelta = timedelta(minutes=1), user=None,
-) -> IngestBatch:
-    """Validate a body and store its good rows durably; raises BatchRejected / BadBody / Backpressure."""
+) -> Accepted:
+    """Validate a body and store its good rows durably; raises BatchRejected / BadBody / Backpressure.
+    The caller sends the flush once the batch is committed (``ingestion.tasks.flush_schedule``)."""
     spec = get_dataset(dataset)
     if on_error not in ("reject", "skip"):
         raise ValueError(f"on_error={on_error!r}: expected reject or skip")
@@ -185,9 +195,7 @@ def batch_accept(
             quarantine=quarantine,
             status=IngestBatch.Status.PENDING if good.num_rows else IngestBatch.Status.MERGED,
         ))
-        if good.num_rows:
-            transaction.on_commit(lambda: schedule_flush(dataset=spec.name, pending=waiting + good.num_rows))
-    return batch
+    return Accepted(batch=batch, pending=waiting + good.num_rows if good.num_rows else 0)
 
 
 def _conflicts(spec: Dataset, prepared: pa.Table, body: pa.Table) -> list[RowError]:
@@ -258,10 +266,11 @@ def _table(payload) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(bytes(payload))).read_all()
 
 
-def schedule_flush(*, dataset: str, pending: int) -> None:
-    """Enqueue a flush now when the buffer is big enough, else once per age window."""
-    from ingestion.tasks import flush_buffer
-
+def flush_countdown(*, dataset: str, pending: int) -> float | None:
+    """Whether to send a flush of ``dataset`` now that ``pending`` rows wait, and in how many seconds:
+    at once when the buffer is big enough, else once per age window (None: one is already on its way
+    in this window, or Redis is in trouble and the periodic flush will pick the batch up). The caller
+    sends it (``ingestion.tasks.flush_schedule``)."""
     big = pending >= settings.TSM_INGEST_FLUSH_ROWS
     key = _flush_key(dataset, now=big)
     window = 0.2 if big else settings.TSM_INGEST_FLUSH_SECONDS
@@ -269,9 +278,10 @@ def schedule_flush(*, dataset: str, pending: int) -> None:
         first = cache.add(key, 1, timeout=max(1, int(window + 0.999)))
     except Exception as exc:  # Redis trouble: the periodic flush will still pick the batch up
         logger.warning("cannot schedule a flush (%s); the periodic flush will merge the batch", exc)
-        return
-    if first:
-        flush_buffer.apply_async((dataset,), countdown=0 if big else settings.TSM_INGEST_FLUSH_SECONDS)
+        return None
+    if not first:
+        return None
+    return 0 if big else settings.TSM_INGEST_FLUSH_SECONDS
 
 
 def _flush_key(dataset: str, *, now: bool) -> str:
@@ -283,7 +293,7 @@ def buffer_flush(*, dataset: str, max_rows: int = 200_000) -> FlushResult:
 
     No batch is left waiting when the flusher stops: a batch committed after the flusher's last look
     sends a flush of its own, but that flush finds the lock still held and returns, and the next
-    one is sent at most once a second (``schedule_flush``) — up to a second of waiting in a steady
+    one is sent at most once a second (``flush_countdown``) — up to a second of waiting in a steady
     write stream. So after letting go of the lock the flusher forgets that a flush was sent (a
     batch from now on sends a new one) and looks once more, resuming if anything is pending."""
     out = FlushResult()

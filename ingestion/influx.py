@@ -60,6 +60,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone as djtz
 
+from ingestion.loader import ingest_table
 from ingestion.models import InfluxBackupState
 from timeseries.changes import Change, changes_lag, changes_run, failures_open, failures_retry, span_error
 
@@ -641,8 +642,6 @@ def _restore_window(rows: list[tuple], result: RestoreResult) -> None:
 
 
 def _load(rows: list[tuple], result: RestoreResult) -> None:
-    from ingestion.loader import ingest_table
-
     table = _rows_table(rows)
     lags = [r[13] - r[1] for r in rows]
     # every row has its known_at: the bar interval only bounds how early known_at may be

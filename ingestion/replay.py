@@ -47,6 +47,7 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from ingestion.models import Load
+from timeseries.lifecycle import retention_horizon
 
 RULES_VERSION = "1"  # bump when ingestion.checks / known_at rules change: old digests then never match
 MAX_SPANS = 20_000  # a load touching more series keeps no spans (no shortcut for its replays)
@@ -223,8 +224,6 @@ def replay_blocker(*, cur, dataset: str, earlier: Load) -> str | None:
     if not spans:
         return f"load {earlier.pk} covered no series"
     args = _arrays(spans)
-    from timeseries.lifecycle import retention_horizon  # lifecycle imports nothing of ingestion
-
     horizon = retention_horizon(dataset=dataset)
     if horizon:
         cur.execute("SELECT min(lo) < now() - %s::interval FROM unnest(%s::timestamptz[]) AS lo", [horizon, args[2]])

@@ -1,7 +1,8 @@
 """Upload services: create (admin), process (Celery task), fail, reclaim stale ones (beat).
 
-One operation, many thin entry points: the admin calls ``upload_create``; the task calls
-``upload_process``, which runs the same loader as ``manage.py ingest``.
+One operation, many thin entry points: the admin calls ``upload_create`` and then enqueues the load
+(``ingestion.tasks.upload_enqueue``); the task calls ``upload_process``, which runs the same loader as
+``manage.py ingest``. These services enqueue nothing themselves: they return what the caller sends.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def upload_check_file(*, file: UploadedFile) -> str:
 
 
 def upload_create(*, dataset: str, file: UploadedFile, bar_interval: timedelta | None, on_error: str, user) -> Upload:
-    """Store the file and enqueue its load once the transaction commits."""
+    """Store the file; the caller enqueues its load (``ingestion.tasks.upload_enqueue``)."""
     get_dataset(dataset)
     upload_check_file(file=file)
     upload = Upload(
@@ -94,14 +95,7 @@ def upload_create(*, dataset: str, file: UploadedFile, bar_interval: timedelta |
     tail = (upload.original_name or "upload").encode()[-150:].decode("utf-8", "ignore")
     upload.file.save(f"{uuid.uuid4().hex}-{tail}", file, save=False)
     upload.save()
-    upload_enqueue(upload_id=upload.pk)
     return upload
-
-
-def upload_enqueue(*, upload_id: int) -> None:
-    from ingestion.tasks import ingest_upload
-
-    transaction.on_commit(lambda: ingest_upload.delay(upload_id))
 
 
 def worker_id() -> str:
@@ -333,9 +327,10 @@ def upload_fail(*, upload_id: int, reason: str, attempt: int | None = None) -> N
 
 def uploads_reclaim_stale(*, older_than: timedelta | None = None) -> list[int]:
     """Beat, every 10 s: uploads whose attempt is over (no heartbeat for ``older_than``, default
-    TSM_UPLOAD_STALE_SECONDS, or its process known dead) go back to the queue and are re-enqueued; the
-    dead attempt's Load is marked abandoned. This is what brings an upload back after the worker's
-    main process was killed: its task message stays unacked in Redis until the visibility timeout.
+    TSM_UPLOAD_STALE_SECONDS, or its process known dead) go back to the queue; the dead attempt's Load
+    is marked abandoned. Returns their ids for the caller to enqueue (``ingestion.tasks.uploads_requeue_stale``).
+    This is what brings an upload back after the worker's main process was killed: its task message
+    stays unacked in Redis until the visibility timeout.
 
     The dead attempt's half-done merge was rolled back with its connection, so a re-run loads cleanly.
     """
@@ -356,7 +351,6 @@ def uploads_reclaim_stale(*, older_than: timedelta | None = None) -> list[int]:
             logger.warning("upload %s: re-queued; %s", upload_id, reason)
             _abandon_loads(upload, f"{reason}; re-queued")
             Upload.objects.filter(pk=upload_id).update(status=Upload.Status.QUEUED, error=f"reclaimed: {reason}"[:10_000])
-            upload_enqueue(upload_id=upload_id)
         reclaimed.append(upload_id)
     return reclaimed
 

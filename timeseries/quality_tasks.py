@@ -1,8 +1,18 @@
-"""Celery tasks of curation: thin wrappers around ``timeseries.quality`` (imported by timeseries/tasks.py)."""
+"""Celery tasks of curation: thin wrappers around ``timeseries.quality``.
+
+Tasks are an interface that calls services; services never import tasks (the admin enqueues
+``quality_scores_set_filtered`` after validating the filters). ``timeseries/tasks.py`` imports this
+module so that Celery's autodiscovery registers these tasks; the task names keep this module's path.
+"""
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
+
+from timeseries import quality
+from timeseries.changes import changes_lag
+from timeseries.consumer_runs import consumer_run
 
 TRANSIENT = (OperationalError, InterfaceError)
 
@@ -12,12 +22,6 @@ def quality_check_pending(self, dataset: str | None = None, continued: bool = Fa
     """Beat (every few seconds): run the quality checks over the spans the change log lists after the
     "quality" cursor (``quality.quality_changes_process``). Idempotent; runs serialise on the cursor.
     A span whose checks raise is recorded (``ConsumerFailure``) and passed; open ones are retried."""
-    from django.conf import settings
-
-    from timeseries import quality
-
-    from timeseries.changes import changes_lag
-    from timeseries.tasks import consumer_run
 
     def work() -> tuple[dict, bool]:
         out = {}
@@ -39,8 +43,6 @@ def quality_check_pending(self, dataset: str | None = None, continued: bool = Fa
 @shared_task(bind=True, acks_late=True, max_retries=5)
 def quality_scores_set_filtered(self, dataset: str, params: dict, score: float, reason: str, user_id: int | None) -> dict:
     """A bulk curation too large for the request: every row matching the admin filters ``params``."""
-    from timeseries import quality
-
     try:
         result = quality.quality_scores_set_filtered(dataset=dataset, params=params, score=score, reason=reason, user_id=user_id)
     except TRANSIENT as exc:

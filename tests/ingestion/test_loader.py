@@ -313,12 +313,12 @@ def test_it_drops_staging_tables_of_dead_loads_but_not_of_running_ones():
 
 
 def test_it_appends_a_backfill_into_a_gap_of_a_series_without_the_version_merge(monkeypatch):
-    from ingestion import loader
+    from ingestion.loader import merge
 
     ingest_table(dataset="market_data", data=[bar("AAPL", 0), bar("AAPL", 100)])
     merged = []
-    original = loader._merge_versions
-    monkeypatch.setattr(loader, "_merge_versions", lambda *a, **k: merged.append(1) or original(*a, **k))
+    original = merge._merge_versions
+    monkeypatch.setattr(merge, "_merge_versions", lambda *a, **k: merged.append(1) or original(*a, **k))
     gap = ingest_table(dataset="market_data", data=[bar("AAPL", m) for m in range(10, 20)])
     assert gap.counts()["inserted"] == 10 and merged == []  # nothing stored in [10, 19]: appended
     again = ingest_table(dataset="market_data", data=[bar("AAPL", m, close="10.75") for m in range(15, 25)])

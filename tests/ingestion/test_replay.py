@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from ingestion import loader, replay
-from ingestion.loader import LoadResult, ingest_file, ingest_table
+from ingestion import replay
+from ingestion.loader import LoadResult, ingest_file, ingest_table, staging
 from ingestion.models import Load, RejectedRow
 from tests.conftest import T0, bar
 from tests.ingestion.test_uploads import csv_bytes
@@ -73,7 +73,7 @@ def test_it_takes_the_shortcut_for_the_same_file_sent_again(tracked, bars_file, 
     def no_staging(*args, **kwargs):
         raise AssertionError("the replay was staged")
 
-    monkeypatch.setattr(loader, "_stage", no_staging)
+    monkeypatch.setattr(staging, "stage_batches", no_staging)
     again = tracked.ingest(ROWS, bars_file)
 
     assert again.counts() == {"inserted": 0, "revised": 0, "duplicates": 60, "rejected": 0}

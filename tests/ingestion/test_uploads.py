@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.urls import reverse
 
-from ingestion import uploads
+from ingestion import tasks, uploads
 from ingestion.models import RejectedRow, Upload
 from tests.conftest import bar
 from tests.ingestion import workers
@@ -149,7 +149,7 @@ def test_it_loads_an_upload_in_a_real_worker(worker_env):
     worker = start_worker(env, queue)
     try:
         upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes([bar("AAPL", m) for m in range(50)])))
-        uploads.upload_enqueue(upload_id=upload.pk)  # autocommit: on_commit runs at once
+        tasks.upload_enqueue(upload_id=upload.pk)  # autocommit: on_commit runs at once
         wait_for(lambda: status(upload.pk) in ("done", "failed"), what="the worker to finish")
         upload.refresh_from_db()
         assert (upload.status, upload.inserted) == ("done", 50), upload.error
@@ -164,14 +164,14 @@ def test_it_leaves_no_partial_load_when_the_worker_is_killed_mid_merge_and_compl
     upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes(rows)))
     worker = start_worker(env, queue)
     with merge_blocked_then_killed(worker) as merge_blocked:
-        uploads.upload_enqueue(upload_id=upload.pk)
+        tasks.upload_enqueue(upload_id=upload.pk)
         wait_for(lambda: status(upload.pk) == "loading", what="the merge to start")
         merge_blocked()
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM market_data")
         assert cur.fetchone()[0] == 0  # nothing half-loaded
     assert status(upload.pk) == "loading"  # what a dead worker leaves behind...
-    assert uploads.uploads_reclaim_stale(older_than=timedelta(0)) == [upload.pk]  # ...until the sweeper reclaims it
+    assert tasks.uploads_requeue_stale(older_than=timedelta(0)) == [upload.pk]  # ...until the sweeper reclaims it
     worker = start_worker(env, queue)
     try:
         wait_for(lambda: status(upload.pk) in ("done", "failed"), what="the re-run to finish")

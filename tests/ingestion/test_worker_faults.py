@@ -20,7 +20,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from ingestion import uploads
+from ingestion import tasks, uploads
 from ingestion.models import Load, Upload
 from tests.conftest import bar
 from tests.ingestion import workers
@@ -111,7 +111,7 @@ def test_the_sweep_requeues_a_silent_upload_and_abandons_its_load(media, django_
     upload = new_upload(status=Upload.Status.LOADING, attempts=1, worker="elsewhere:1", load=dead,
                         heartbeat_at=timezone.now() - timedelta(minutes=2))
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
-        assert uploads.uploads_reclaim_stale() == [upload.pk]
+        assert tasks.uploads_requeue_stale() == [upload.pk]
     assert len(enqueued) == 1  # re-enqueued once the re-queue commits
     upload.refresh_from_db()
     assert upload.status == "queued" and upload.error.startswith("reclaimed: attempt 1 on elsewhere:1 stopped reporting")
@@ -155,11 +155,12 @@ def test_the_heartbeat_stops_when_an_attempt_fails_before_loading(media):
 
 @pytest.mark.django_db
 def test_progress_counts_rows_processed_not_bytes_read_ahead(media, settings, monkeypatch):
-    from ingestion import loader, parsers
+    from ingestion import parsers
+    from ingestion.loader import copying
 
     settings.TSM_INGEST_BATCH_ROWS = 1_000
     settings.TSM_INGEST_DIRECT = False
-    monkeypatch.setattr(loader._CopySegments, "SEGMENT_SECONDS", 0.0)  # report after every batch
+    monkeypatch.setattr(copying.CopySegments, "SEGMENT_SECONDS", 0.0)  # report after every batch
     monkeypatch.setattr(parsers, "BLOCK_SIZE", 1 << 16)  # CSV batches of 64 kB (the parser reads ahead of them)
     monkeypatch.setattr(uploads, "PROGRESS_EVERY_SECONDS", 0.0)
     rows = [bar(f"S{s}", m) for s in range(10) for m in range(1_000)]
@@ -270,7 +271,7 @@ def test_kill_9_of_a_pool_child_during_an_upload(fault_env, tmp_path):
     worker = start_worker(env, queue, pool="prefork", log=tmp_path / "worker.log")
     try:
         with registry_locked() as load_blocked:
-            uploads.upload_enqueue(upload_id=upload.pk)
+            tasks.upload_enqueue(upload_id=upload.pk)
             wait_for(lambda: status(upload.pk) == "loading", what="the load to start")
             load_blocked()
             beat = Upload.objects.values_list("heartbeat_at", flat=True).get(pk=upload.pk)
@@ -296,7 +297,7 @@ def test_kill_9_of_the_workers_main_process_during_an_upload(fault_env, tmp_path
     beat = start_beat(env, tmp_path / "beat-schedule", log=tmp_path / "beat.log")
     try:
         with registry_locked() as load_blocked:
-            uploads.upload_enqueue(upload_id=upload.pk)
+            tasks.upload_enqueue(upload_id=upload.pk)
             wait_for(lambda: status(upload.pk) == "loading", what="the load to start")
             load_blocked()
             child = attempt_pid(upload.pk)
@@ -343,7 +344,7 @@ def test_kill_9_of_beat_during_an_upload_and_the_supervisor_brings_beat_back(fau
         wait_for(lambda: running_pid(conf, "worker"), timeout=60, what="the worker to run")
         upload = new_upload()
         with registry_locked() as load_blocked:
-            uploads.upload_enqueue(upload_id=upload.pk)
+            tasks.upload_enqueue(upload_id=upload.pk)
             wait_for(lambda: status(upload.pk) == "loading", what="the load to start")
             load_blocked()
             os.kill(old_beat, signal.SIGKILL)

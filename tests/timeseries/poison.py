@@ -1,6 +1,6 @@
 """Poisoned rows as an older tsm stored them (before timeseries/rules.py checked instants at the door):
 straight into the dataset table, the series registry, the change log and the generation, the way the
-loader's merge writes them (ingestion/loader.py _merge_staged), under the dataset's merge lock."""
+loader's merge writes them (ingestion/loader/merge.py merge_staged), under the dataset's merge lock."""
 from __future__ import annotations
 
 from django.db import connection, transaction

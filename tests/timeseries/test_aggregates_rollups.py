@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from psycopg import sql
 
-from ingestion import uploads
+from ingestion import tasks
 from ingestion.loader import ingest_table
 from ingestion.models import Upload
 from tests.ingestion.test_uploads import csv_bytes
@@ -199,7 +199,7 @@ def test_it_rolls_up_after_an_upload_in_a_real_celery_worker(tmp_path, settings)
     try:
         rows = month("AAA")
         upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("feb.csv", csv_bytes(rows)))
-        uploads.upload_enqueue(upload_id=upload.pk)  # the worker loads it, then runs the rollups consumer
+        tasks.upload_enqueue(upload_id=upload.pk)  # the worker loads it, then runs the rollups consumer
         wait_for(lambda: Upload.objects.get(pk=upload.pk).status in ("done", "failed"), what="the upload to load")
         wait_for(lambda: RollupState.objects.filter(dataset="market_data").exists()
                  and changes_lag(consumer=CONSUMER, dataset="market_data")["pending"] == 0,

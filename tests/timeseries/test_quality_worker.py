@@ -79,7 +79,7 @@ def test_a_consumer_run_waits_while_another_holds_the_slot_and_finishes_the_back
     sent once, as after an upload on a worker without beat, is not lost."""
     from django.core.cache import cache
 
-    from timeseries.tasks import CONSUMER_SLOT_KEY
+    from timeseries.consumer_runs import CONSUMER_SLOT_KEY
 
     symbols = [f"S{i:03d}" for i in range(250)]
     ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2"])])
