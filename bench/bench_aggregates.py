@@ -6,7 +6,7 @@ Prints ONE JSON object on stdout (progress on stderr). Uses its own database (de
 ``tsm_bench_agg`` on 127.0.0.1:5432; ``--url`` for another, e.g. the TimescaleDB cluster with
 ``TSM_TIMESCALEDB=on``), which it empties of market data first:
 
-    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_aggregates.py > bench/results/aggregates.json
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_aggregates.py > bench/results/aggregates-plain.json
 
 Figures are reported, never asserted. See bench/README.md.
 """

@@ -5,7 +5,7 @@ Prints ONE JSON object on stdout (progress on stderr). Reuses the bench database
 bench_foundation.py (50M minute bars, 1,000 symbols); it never loads, truncates or writes bars.
 
     flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_api.py --quick
-    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_api.py > bench/results/api-full.json 2> bench/results/api-full.log
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_api.py > bench/results/api-full.json 2> /tmp/api-full.log
 
 Figures are reported, never asserted; each carries its target from the issue. See bench/README.md.
 """

@@ -57,7 +57,7 @@ def tsm_ingest_cli(path: Path, **env: str) -> dict:
 def fig_ingest(args, symbols) -> dict:
     path = write_bars_csv(symbols, args.ingest_rows, args.seed, args.workdir)
     # the loader's two paths on an empty table, alternating: staging + INSERT ... SELECT (TSM_INGEST_DIRECT
-    # off, the path before 2026-11-26) and the default direct COPY of the rows proven new
+    # off) and the default direct COPY of the rows proven new
     paths: dict[str, list[dict]] = {"staged": [], "direct": []}
     for run in range(args.runs):
         for name, flag in (("staged", "false"), ("direct", "true")):

@@ -6,7 +6,7 @@ Prints ONE JSON object on stdout (progress on stderr). Uses its own database ``t
 stopping them on the way out, errors included. Run it alone (other benchmarks skew every figure):
 
     flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py --quick          # ~3 min
-    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py > bench/results/ingestion-full.json
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py > /tmp/ingestion-full.json
 
 Parts (--only): upload (new file -> queryable), reupload (the same file again: the replay shortcut of
 ingestion/replay.py may answer it), reupload-full (the same file with the earlier loads' replay keys
