@@ -23,19 +23,19 @@ import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from benchlib import django_up, log
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import django_up, local_url, sql_rows as q  # noqa: E402
+from bench.lib.output import emit, log  # noqa: E402
+from bench.lib.stats import median_ms  # noqa: E402
 
 DB_NAME = "tsm_bench_admin"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = local_url(DB_NAME)
 START = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
 BARS_PER_DAY = 390
 SYMBOLS = 1000
 DAYS_PER_CHUNK = 8
-
-
-def setup_django() -> None:
-    django_up(DB_URL)
 
 
 def recreate_database() -> None:
@@ -46,18 +46,10 @@ def recreate_database() -> None:
 
     log(f"recreating {DB_NAME}")
     connection.close()
-    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin_conn:
+    with psycopg.connect(local_url("postgres"), autocommit=True) as admin_conn:
         admin_conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     call_command("ensure_database", stdout=sys.stderr)
     call_command("migrate", verbosity=0, interactive=False)
-
-
-def q(query: str, params=None) -> list[tuple]:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 # --- building the table ---------------------------------------------------------------------------
@@ -144,16 +136,6 @@ def client_login():
     return client
 
 
-def median_ms(fn, runs: int) -> dict:
-    fn()  # warm-up
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return {"median_ms": round(statistics.median(samples) * 1000, 1), "max_ms": round(max(samples) * 1000, 1), "n": runs}
-
-
 def get(client, url: str):
     def run():
         response = client.get(url)
@@ -208,12 +190,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.ingest_cost:
         DB_NAME = "tsm_bench_admin_ingest"
-        DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-        setup_django()
+        DB_URL = local_url(DB_NAME)
+        django_up(DB_URL)
         print(json.dumps({"ingest_cost": ingest_cost(args.ingest_cost, args.runs), "command": " ".join(sys.argv),
                           "loadavg_end": os.getloadavg()}, indent=1))
         return
-    setup_django()
+    django_up(DB_URL)
     built = build(args.rows)
     out: dict = {"rows": args.rows, "symbols": SYMBOLS, "build": built, "loadavg_start": os.getloadavg(),
                  "command": " ".join(sys.argv)}
@@ -298,7 +280,7 @@ def main() -> None:
     out["target_ms"] = 1000
     out["met"] = all(f["median_ms"] < 1000 for k, f in figures.items() if not k.startswith(("baseline", "mark_suspect_symbol_all")))
     out["loadavg_end"] = os.getloadavg()
-    print(json.dumps(out, indent=1))
+    emit(out, indent=1)
 
 
 if __name__ == "__main__":

@@ -6,26 +6,25 @@ Prints ONE JSON object on stdout (progress on stderr). Uses its own database (de
 ``tsm_bench_agg`` on 127.0.0.1:5432; ``--url`` for another, e.g. the TimescaleDB cluster with
 ``TSM_TIMESCALEDB=on``), which it empties of market data first:
 
-    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_aggregates.py > bench/results/aggregates.json
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_aggregates.py > bench/results/aggregates-plain.json
 
 Figures are reported, never asserted. See bench/README.md.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from benchlib import django_up, log, sql_rows as sql_exec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import django_up, local_url, sql_rows as sql_exec  # noqa: E402
+from bench.lib.output import emit, log  # noqa: E402
+from bench.lib.stats import samples_ms, timed  # noqa: E402
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/tsm_bench_agg"
-
-
-def setup_django(url: str) -> None:
-    django_up(url)
+DEFAULT_URL = local_url("tsm_bench_agg")
 
 
 def minute_bars(symbol: str, days: int, per_day: int, seed: int, close_shift: float = 0.0, first_day: int = 0):
@@ -52,16 +51,8 @@ def minute_bars(symbol: str, days: int, per_day: int, seed: int, close_shift: fl
         })
 
 
-def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - t, out
-
-
 def median_ms(fn, runs: int, warmup: int = 2) -> tuple[float, list[float]]:
-    for _ in range(warmup):
-        fn()
-    samples = [timed(fn)[0] * 1000 for _ in range(runs)]
+    samples = samples_ms(fn, runs, warmup)
     return round(statistics.median(samples), 2), [round(s, 2) for s in samples]
 
 
@@ -74,7 +65,7 @@ def main() -> None:
     parser.add_argument("--correct-days", type=int, default=30, help="days re-sent as corrections (incremental refresh)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    setup_django(args.url)
+    django_up(args.url)
 
     from ingestion.loader import ingest_table
     from timeseries import aggregates, pit
@@ -146,7 +137,7 @@ def main() -> None:
         },
         "runs": args.runs,
     }
-    print(json.dumps(out, indent=2))
+    emit(out)
 
 
 if __name__ == "__main__":

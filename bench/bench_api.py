@@ -5,7 +5,7 @@ Prints ONE JSON object on stdout (progress on stderr). Reuses the bench database
 bench_foundation.py (50M minute bars, 1,000 symbols); it never loads, truncates or writes bars.
 
     flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_api.py --quick
-    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_api.py > bench/results/api-full.json 2> bench/results/api-full.log
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_api.py > bench/results/api-full.json 2> /tmp/api-full.log
 
 Figures are reported, never asserted; each carries its target from the issue. See bench/README.md.
 """
@@ -20,8 +20,6 @@ import os
 import random
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,11 +28,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from benchlib import log, pg_environment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.cpu import CpuMeter  # noqa: E402
+from bench.lib.data import market_data_info, random_times as _random_times  # noqa: E402
+from bench.lib.django_env import bench_env, django_up, local_url, pg_environment, sql_rows  # noqa: E402
+from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
+from bench.lib.procs import Proc, children, free_port, machine_busy_pct, pids_named  # noqa: E402
+from bench.lib.stats import against, stats_ms as _stats_ms  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = local_url(DB_NAME)
 HOST = "127.0.0.1"
 PARTS = ("state", "state_cached", "reconstruct", "throughput", "pagination", "asof_join")
 PARQUET = "application/vnd.apache.parquet"
@@ -44,144 +47,26 @@ BENCH_USER = "bench_api"
 CACHE_PREFIX = f"tsm-bench-api-{os.getpid()}-{int(time.time())}"
 
 
-def server_env() -> dict[str, str]:
-    """The environment of the bench process (for django.setup()) and of the server: same database, same cache."""
-    return dict(
-        os.environ,
-        DATABASE_URL=DB_URL,
-        DJANGO_SETTINGS_MODULE="tsm_site.settings",
-        DEBUG="false",
-        SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-not-a-secret",
-        ALLOWED_HOSTS=HOST,
-        TSM_API_RATE="none",  # no throttling: the bench is one token hammering the API
-        TSM_CACHE_PREFIX=CACHE_PREFIX,
-        LOG_LEVEL="WARNING",
-    )
-
-
-def setup_django() -> None:
-    os.environ.update(server_env())
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0, interactive=False)  # the API's tables (tokens); bars are untouched
-
-
-def sql_rows(query: str, params=None) -> list[tuple]:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-# --- statistics -------------------------------------------------------------------------------------
+# the environment of the bench process (for django.setup()) and of the server: same database, same cache
+SERVER_ENV = {"DEBUG": "false", "ALLOWED_HOSTS": HOST,
+              "TSM_API_RATE": "none",  # no throttling: the bench is one token hammering the API
+              "TSM_CACHE_PREFIX": CACHE_PREFIX, "LOG_LEVEL": "WARNING"}
 
 
 def stats_ms(samples_s: list[float]) -> dict:
-    import numpy as np
-
-    if not samples_s:
-        return {"n": 0}
-    ms = np.array(samples_s) * 1000.0
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 3),
-            "p99_ms": round(float(np.percentile(ms, 99)), 3), "max_ms": round(float(ms.max()), 3),
-            "mean_ms": round(float(ms.mean()), 3)}
+    return _stats_ms(samples_s, mean=True)
 
 
-def against(value: float | None, target: float, *, at_most: bool) -> dict:
-    """value vs its target: ratio value/target, and whether it is met (at_most: value < target)."""
-    if value is None:
-        return {"ratio_to_target": None, "meets_target": False}
-    ratio = value / target
-    return {"ratio_to_target": round(ratio, 3), "meets_target": ratio < 1 if at_most else ratio >= 1}
-
-
-def cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
-
-
-def proc_cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes (children not included)."""
-    total, tick = 0, os.sysconf("SC_CLK_TCK")
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / tick
-
-
-def pids_named(name: str) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() == name:
-                        out.append(int(entry))
-            except OSError:
-                pass
-    return out
-
-
-class CpuMeter:
+def cpu_meter(server: "Server") -> CpuMeter:
     """Where the machine's CPU went during a part: the server's workers, their PostgreSQL backends,
     Redis, this process (the client), and everything else (other work on the shared machine)."""
-
-    def __init__(self, server: "Server"):
-        self.server = server
-
-    def start(self) -> "CpuMeter":
-        self.groups = {"server_workers": self.server.worker_pids(), "postgres_backends": self.pg_backends(),
-                       "redis": pids_named("redis-server")}
-        self.t0, self.machine0 = time.perf_counter(), cpu_times()
-        self.cpu0 = {k: {pid: proc_cpu_s([pid]) for pid in v} for k, v in self.groups.items()}
-        self.client0 = time.process_time()
-        return self
-
-    @staticmethod
     def pg_backends() -> list[int]:
         # the workers' persistent connections (conn_max_age) to tsm_bench, not this process's own
         return [r[0] for r in sql_rows("SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = "
                                        "'client backend' AND pid <> pg_backend_pid()", [DB_NAME])]
 
-    def stop(self, requests: int | None = None) -> dict:
-        wall = time.perf_counter() - self.t0
-        machine1 = cpu_times()
-        tick = os.sysconf("SC_CLK_TCK")
-        busy_s = (machine1[0] - self.machine0[0]) / tick
-        now = {"server_workers": self.server.worker_pids(), "postgres_backends": self.pg_backends(),
-               "redis": pids_named("redis-server")}
-        out = {}
-        for k, before in self.cpu0.items():
-            # per process: a process gone since the start is not counted (its last CPU is unknown);
-            # one started since counts in full (the workers' connections are re-opened after conn_max_age)
-            out[k] = round(sum(proc_cpu_s([pid]) - before.get(pid, 0.0) for pid in now[k]), 2)
-        out["client"] = round(time.process_time() - self.client0, 2)
-        out["other"] = round(busy_s - sum(out.values()), 2)
-        result = {"wall_s": round(wall, 2), "cores": os.cpu_count(),
-                  "machine_busy_pct": round(100 * (machine1[0] - self.machine0[0]) /
-                                            max(1, machine1[1] - self.machine0[1]), 1),
-                  "cpu_s": out}
-        if requests:
-            result["cpu_ms_per_request"] = {k: round(1000 * v / requests, 3) for k, v in out.items() if k != "other"}
-        return result
-
-
-def machine_busy_pct(seconds: float = 3.0) -> float:
-    a = cpu_times()
-    time.sleep(seconds)
-    b = cpu_times()
-    return round(100 * (b[0] - a[0]) / max(1, b[1] - a[1]), 1)
+    return CpuMeter({"server_workers": server.worker_pids, "postgres_backends": pg_backends,
+                     "redis": lambda: pids_named("redis-server")}, interval=None)
 
 
 # --- HTTP client ------------------------------------------------------------------------------------
@@ -245,25 +130,19 @@ class Errors:
 # --- the server -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """gunicorn on tsm_site.wsgi, in its own process group; stopped by ``stop()`` (also on errors)."""
 
     def __init__(self, args):
-        self.port = args.port or free_port()
-        self.cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "tsm_site.wsgi:application",
+        self.port = args.port or free_port(HOST)
+        self.cmd = [str(Path(sys.executable).parent / "gunicorn"), "tsm_site.wsgi:application",
                     "--bind", f"{HOST}:{self.port}", "--workers", str(args.workers),
                     "--worker-class", args.worker_class,
                     *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
                     "--timeout", "900", "--graceful-timeout", "5", "--keep-alive", "5",
                     "--log-level", "warning", "--error-logfile", "-"]
         self.log_path = Path(tempfile.mkstemp(prefix="tsm-bench-api-server-", suffix=".log")[1])
-        self.proc: subprocess.Popen | None = None
+        self.proc: Proc | None = None
 
     @property
     def command(self) -> str:
@@ -273,13 +152,11 @@ class Server:
 
     def start(self, token: str, probe: str) -> None:
         log(f"starting {self.command}")
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=server_env(), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = Proc("gunicorn", self.cmd, bench_env(DB_URL, **SERVER_ENV), self.log_path)
         deadline = time.monotonic() + 90
         while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if not self.proc.alive():
+                raise RuntimeError(f"the server exited with {self.proc.popen.returncode}:\n{self.log_tail()}")
             try:
                 client = Client(self.port, token, timeout=30)
                 status, _, body, _ = client.get(probe)
@@ -294,19 +171,7 @@ class Server:
         log(f"server up on port {self.port} (pid {self.proc.pid}), workers {self.worker_pids()}")
 
     def worker_pids(self) -> list[int]:
-        if self.proc is None:
-            return []
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-                if ppid == self.proc.pid:
-                    pids.append(int(entry))
-        return sorted(pids)
+        return children(self.proc.pid) if self.proc is not None else []
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -330,29 +195,15 @@ class Server:
         return out
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        log(f"stopping the server (pid {self.proc.pid})")
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # our own process group: gunicorn and its workers
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        if self.proc is not None:
+            self.proc.stop(grace=20.0)  # our own process group: gunicorn and its workers
 
 
 # --- data, token, cache keys ------------------------------------------------------------------------
 
 
 def data_info() -> dict:
-    lo, hi, n = sql_rows("SELECT min(first_time), max(last_time), count(*) FROM timeseries_series "
-                         "WHERE dataset = 'market_data'")[0]
-    symbols = [r[0] for r in sql_rows("SELECT symbol FROM timeseries_series WHERE dataset = 'market_data' "
-                                      "ORDER BY symbol")]
-    (estimate,), = sql_rows("SELECT reltuples::bigint FROM pg_class WHERE oid = 'market_data'::regclass")
-    return {"rows_estimate": estimate, "symbols": n, "time_min": lo, "time_max": hi, "symbol_list": symbols}
+    return market_data_info(exact_count=False)  # the planner's row estimate: a 50M-row count takes seconds
 
 
 def make_token() -> tuple[object, str]:
@@ -372,9 +223,7 @@ def iso(value: datetime) -> str:
 
 def random_times(rng: random.Random, lo: datetime, hi: datetime, n: int) -> list[datetime]:
     """n distinct instants, uniform from the first bar to the close of the last, microsecond precision."""
-    span_us = int((hi + timedelta(minutes=1) - lo).total_seconds() * 1e6)
-    picks = rng.sample(range(span_us), n)
-    return [lo + timedelta(microseconds=us) for us in picks]
+    return _random_times(rng, lo, hi, n, distinct=True)
 
 
 def cached_keys() -> int:
@@ -526,7 +375,7 @@ def fig_throughput(args, server: Server, token: str, info: dict) -> dict:
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
     for th in threads:
         th.start()
-    meter = CpuMeter(server).start()
+    meter = cpu_meter(server).start()
     t0 = time.perf_counter()
     stop_at[0] = t0 + duration
     start.wait()
@@ -534,7 +383,7 @@ def fig_throughput(args, server: Server, token: str, info: dict) -> dict:
         th.join()
     wall = time.perf_counter() - t0
     done = sum(counts)
-    cpu = meter.stop(requests=done)
+    cpu = meter.stop().split(requests=done)
     rps = done / wall
     server_ms = sum(v for k, v in cpu.get("cpu_ms_per_request", {}).items() if k != "client")
     stored = cached_keys() - keys_before
@@ -742,8 +591,8 @@ def summary(figures: dict) -> list[dict]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
-    setup_django()
+    command = command_line()
+    django_up(DB_URL, ensure=False, **SERVER_ENV)  # the API's tables (tokens); bars are untouched
     from django.core.cache import cache
 
     from timeseries.models import ApiToken
@@ -756,7 +605,7 @@ def main(argv=None) -> int:
     info = data_info()
     if not info["symbols"]:
         raise SystemExit("tsm_bench has no market data: run bench/bench_foundation.py first")
-    out: dict = {"command": command, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out: dict = {"command": command, "started_at": started_at(),
                  **environment(), "quick": args.quick, "parts": args.parts,
                  "data": {"database": DB_NAME, "rows_estimate": info["rows_estimate"], "symbols": info["symbols"],
                           "time_range": [iso(info["time_min"]), iso(info["time_max"])]},
@@ -777,7 +626,7 @@ def main(argv=None) -> int:
             client.get(url("/api/v1/state/", {"symbols": info["symbol_list"][0], "at": iso(info["time_max"])}))
         for part in args.parts:
             log(f"--- {part}")
-            meter = CpuMeter(server).start()
+            meter = cpu_meter(server).start()
             try:
                 if part == "state":
                     fig = fig_state(args, client, info)
@@ -794,7 +643,7 @@ def main(argv=None) -> int:
             except (OSError, http.client.HTTPException, RuntimeError, ValueError, KeyError) as exc:
                 fig = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
             if part != "throughput":
-                fig["cpu_during_part"] = meter.stop()
+                fig["cpu_during_part"] = meter.stop().split()
             out["figures"][part] = fig
             log(f"{part}: {json.dumps(fig, default=str)[:400]}")
     finally:
@@ -807,7 +656,7 @@ def main(argv=None) -> int:
     out["summary"] = summary(out["figures"])
     out["total_s"] = round(time.perf_counter() - t0, 1)
     out["load_average_at_end"] = os.getloadavg()
-    print(json.dumps(out, indent=2, default=str))
+    emit(out)
     return 0
 
 

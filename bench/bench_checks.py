@@ -22,13 +22,15 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import BENCH_SECRET, ROOT  # noqa: E402
+from bench.lib.output import emit  # noqa: E402
+
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 
 
 def write_files(folder: Path, rows: int) -> dict[str, Path]:
     """Demo CSVs: ``rows`` minute bars (390 a weekday per symbol) and the news of the same window."""
-    sys.path.insert(0, str(ROOT))
     from timeseries import demo
 
     symbols = demo.make_symbols(max(1, min(2000, rows // (390 * 20) or 1)))
@@ -71,7 +73,7 @@ print(json.dumps(out))
 
 
 def run_tree(tree: Path, files: dict[str, Path]) -> dict:
-    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-not-a-secret")}
+    env = {**os.environ, "DEBUG": "false", "SECRET_KEY": os.environ.get("SECRET_KEY", BENCH_SECRET)}
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps({k: str(v) for k, v in files.items()})],
                           cwd=tree, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -104,7 +106,7 @@ def main() -> None:
                for name in per}
         for tree, per in result["trees"].items() if tree != first
     }
-    print(json.dumps(result, indent=1))
+    emit(result, indent=1)
 
 
 if __name__ == "__main__":

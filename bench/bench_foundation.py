@@ -11,173 +11,34 @@ Figures are reported, never asserted; each carries its target from the issue. Se
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import math
 import os
 import random
-import shlex
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchlib import log, pg_environment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.data import (  # noqa: E402
+    bar_windows, market_data_info, random_times, truncate_market_data, write_bars_csv)
+from bench.lib.django_env import ROOT, bench_env, django_up, environment, local_url, sql_rows  # noqa: E402
+from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
+from bench.lib.spec import SPEC_LATEST_SQL, spec_ingest, spec_ingest_rated, spec_table_create  # noqa: E402
+from bench.lib.stats import sample, stats_ms, timed  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
-BARS_PER_DAY = 390
-WINDOW_DAYS = 10  # business days per generated / loaded chunk (1,000 symbols -> 3.9M bars)
+DB_URL = local_url(DB_NAME)
 SPEC_ROWS = 2_000_000
 PARTS = ("ingest", "load", "market_state", "reconstruct", "asof_join", "size")
-SPEC_COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume", "vwap", "trades",
-                "market_cap", "source", "quality_score"]
-SPEC_DDL = """
-CREATE TABLE IF NOT EXISTS spec_market_data (
-    time timestamptz NOT NULL, symbol varchar(10) NOT NULL,
-    open numeric(12,4), high numeric(12,4), low numeric(12,4), close numeric(12,4),
-    volume bigint, vwap numeric(12,4), trades int, market_cap numeric(20,2),
-    source varchar(50), quality_score numeric(3,2),
-    PRIMARY KEY (time, symbol))
-"""
-SPEC_LATEST_SQL = "SELECT DISTINCT ON (symbol) * FROM spec_market_data WHERE time <= %s ORDER BY symbol, time DESC"
-
-
-def bench_env() -> dict[str, str]:
-    env = dict(os.environ, DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings")
-    env.setdefault("DEBUG", "false")  # no query logging in the timed code
-    env.setdefault("SECRET_KEY", "bench-only-not-a-secret")
-    return env
-
-
-def setup_django() -> None:
-    os.environ.update(bench_env())
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("ensure_database", stdout=sys.stderr)  # stdout carries only the JSON answer
-    call_command("migrate", verbosity=0, interactive=False)
-    sql_exec(SPEC_DDL)
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def sql_exec(query: str, params=None) -> list[tuple]:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-def stats_ms(samples_s: list[float]) -> dict:
-    import numpy as np
-
-    ms = np.array(samples_s) * 1000.0
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 3),
-            "p99_ms": round(float(np.percentile(ms, 99)), 3), "max_ms": round(float(ms.max()), 3)}
-
-
-def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - t, out
-
-
-def business_days(n: int) -> list[datetime]:
-    days, d = [], START
-    while len(days) < n:
-        if d.weekday() < 5:
-            days.append(d)
-        d += timedelta(days=1)
-    return days
-
-
-def bar_windows(symbols: list[str], rows: int, seed: int):
-    """Exactly ``rows`` bars for ``symbols`` from START on, as time-ordered Arrow tables of WINDOW_DAYS.
-
-    Sorted by (time, symbol) like a live feed, so the heap is laid out by time as in production.
-    Each window is generated with its own seed (the walk restarts at each window: fine for timing).
-    """
-    import pyarrow as pa
-
-    from timeseries import demo
-
-    per_day = BARS_PER_DAY * len(symbols)
-    windows = math.ceil(math.ceil(rows / per_day) / WINDOW_DAYS)
-    days = business_days(windows * WINDOW_DAYS + 1)
-    emitted = 0
-    for k in range(windows):
-        lo, hi = days[k * WINDOW_DAYS], days[(k + 1) * WINDOW_DAYS]
-        batches = demo.market_data_batches(symbols=symbols, start=lo, days=(hi - lo).days, seed=seed + k,
-                                           batch_rows=1_000_000, include_corrections=False)
-        table = pa.Table.from_batches(list(batches)).sort_by([("time", "ascending"), ("symbol", "ascending")])
-        table = table.slice(0, rows - emitted)
-        emitted += table.num_rows
-        yield table
-        if emitted >= rows:
-            return
-
-
-def write_bars_csv(symbols: list[str], rows: int, seed: int, workdir: Path) -> Path:
-    from timeseries import demo
-
-    path = workdir / f"tsm_bench_bars_{rows}_{len(symbols)}_{seed}.csv"
-    if path.exists():
-        log(f"reusing {path}")
-        return path
-    tmp = path.with_suffix(".part")
-    seconds, written = timed(demo.write_csv, (b for t in bar_windows(symbols, rows, seed) for b in t.to_batches()), tmp)
-    tmp.rename(path)
-    log(f"wrote {written:,} bars to {path} in {seconds:.1f}s ({path.stat().st_size / 1e9:.2f} GB)")
-    return path
-
-
-def truncate_market_data() -> None:
-    sql_exec("TRUNCATE market_data, timeseries_series")
-
-
-# --- the spec's own ingester (asyncpg, pandas) ----------------------------------------------------
-
-
-async def spec_ingest(path: Path) -> dict:
-    """The original spec's CSV ingester: pandas.read_csv -> COPY into a TEMP table -> INSERT ... ON CONFLICT."""
-    import asyncpg
-    import pandas as pd
-
-    t0 = time.perf_counter()
-    df = pd.read_csv(path, usecols=SPEC_COLUMNS, parse_dates=["time"])[SPEC_COLUMNS]
-    columns = [df["time"].dt.to_pydatetime().tolist()] + [df[c].tolist() for c in SPEC_COLUMNS[1:]]
-    t1 = time.perf_counter()
-    conn = await asyncpg.connect(DB_URL.replace("postgres://", "postgresql://"))
-    try:
-        async with conn.transaction():
-            await conn.execute("CREATE TEMP TABLE tmp_market_data (LIKE spec_market_data) ON COMMIT DROP")
-            await conn.copy_records_to_table("tmp_market_data", records=zip(*columns), columns=SPEC_COLUMNS)
-            t2 = time.perf_counter()
-            status = await conn.execute(
-                "INSERT INTO spec_market_data SELECT * FROM tmp_market_data ON CONFLICT (time, symbol) DO NOTHING")
-    finally:
-        await conn.close()
-    t3 = time.perf_counter()
-    return {"rows": len(df), "inserted": int(status.split()[-1]), "seconds": t3 - t0,
-            "read_csv_s": round(t1 - t0, 2), "copy_s": round(t2 - t1, 2), "insert_s": round(t3 - t2, 2)}
-
-
-# --- figures ------------------------------------------------------------------------------------
 
 
 def tsm_ingest_cli(path: Path, **env: str) -> dict:
+    """``manage.py ingest market_data FILE --format json`` as a subprocess (Django start-up included)."""
     cmd = [sys.executable, "manage.py", "ingest", "market_data", str(path), "--format", "json"]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env={**bench_env(), **env}, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(DB_URL, **env), stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t
     lines = proc.stdout.strip().splitlines()
     try:
@@ -190,10 +51,13 @@ def tsm_ingest_cli(path: Path, **env: str) -> dict:
             "rows_per_s": round(rows / seconds) if proc.returncode == 0 else None, **out}
 
 
+# --- figures ------------------------------------------------------------------------------------
+
+
 def fig_ingest(args, symbols) -> dict:
     path = write_bars_csv(symbols, args.ingest_rows, args.seed, args.workdir)
     # the loader's two paths on an empty table, alternating: staging + INSERT ... SELECT (TSM_INGEST_DIRECT
-    # off, the path before 2026-11-26) and the default direct COPY of the rows proven new
+    # off) and the default direct COPY of the rows proven new
     paths: dict[str, list[dict]] = {"staged": [], "direct": []}
     for run in range(args.runs):
         for name, flag in (("staged", "false"), ("direct", "true")):
@@ -206,11 +70,8 @@ def fig_ingest(args, symbols) -> dict:
     by_path = {name: {"rows_per_s": [r["rows_per_s"] for r in runs],
                       "median_rows_per_s": statistics.median(r["rows_per_s"] or 0 for r in runs)}
                for name, runs in paths.items()}
-    sql_exec("TRUNCATE spec_market_data")
     log("spec ingester (asyncpg) on the same CSV ...")
-    spec = asyncio.run(spec_ingest(path))
-    spec["rows_per_s"] = round(spec["rows"] / spec["seconds"])
-    spec["seconds"] = round(spec["seconds"], 2)
+    spec = spec_ingest_rated(path, DB_URL)
     log(f"spec ingest: {spec}")
     ratio = by_path["direct"]["median_rows_per_s"] / spec["rows_per_s"] if first["rows_per_s"] else None
     return {"rows": args.ingest_rows, "csv_bytes": path.stat().st_size, "target": "tsm >= 300000 rows/s",
@@ -239,12 +100,12 @@ def fig_load(args, symbols) -> dict:
                       "duplicates": result.duplicates, "revised": result.revised})
         log(f"load call {len(calls)}: {table.num_rows:,} bars in {seconds:.1f}s ({table.num_rows / seconds:,.0f}/s)")
     rows = sum(c["rows"] for c in calls)
-    vacuum_s, _ = timed(sql_exec, "VACUUM ANALYZE market_data")
+    vacuum_s, _ = timed(sql_rows, "VACUUM ANALYZE market_data")
     log(f"loaded {rows:,} bars in {load_s:.1f}s; VACUUM ANALYZE {vacuum_s:.1f}s; spec table ...")
-    sql_exec("TRUNCATE spec_market_data")
+    sql_rows("TRUNCATE spec_market_data")
     spec_rows = min(SPEC_ROWS, args.rows)
-    spec = asyncio.run(spec_ingest(write_bars_csv(symbols, spec_rows, args.seed, args.workdir)))
-    sql_exec("VACUUM ANALYZE spec_market_data")
+    spec = spec_ingest(write_bars_csv(symbols, spec_rows, args.seed, args.workdir), DB_URL)
+    sql_rows("VACUUM ANALYZE spec_market_data")
     return {"rows": rows, "calls": len(calls), "seconds": round(load_s, 2), "rows_per_s": round(rows / load_s),
             "generate_s": round(gen_s, 2), "vacuum_analyze_s": round(vacuum_s, 2),
             "per_call": calls if len(calls) <= 20 else calls[:3] + calls[-2:],
@@ -252,25 +113,9 @@ def fig_load(args, symbols) -> dict:
 
 
 def data_info() -> dict:
-    (count,), = sql_exec("SELECT count(*) FROM market_data")
-    lo, hi, n = sql_exec("SELECT min(first_time), max(last_time), count(*) FROM timeseries_series "
-                         "WHERE dataset = 'market_data'")[0]
-    symbols = [r[0] for r in sql_exec("SELECT symbol FROM timeseries_series WHERE dataset = 'market_data' "
-                                      "ORDER BY symbol")]
-    slo, shi, scount = sql_exec("SELECT min(time), max(time), count(*) FROM spec_market_data")[0]
-    return {"rows": count, "symbols": n, "time_min": lo, "time_max": hi, "symbol_list": symbols,
-            "spec_rows": scount, "spec_time_min": slo, "spec_time_max": shi}
-
-
-def random_times(rng: random.Random, lo: datetime, hi: datetime, n: int) -> list[datetime]:
-    span = (hi + timedelta(minutes=1) - lo).total_seconds()  # up to the close of the last bar
-    return [lo + timedelta(seconds=rng.uniform(0, span)) for _ in range(n)]
-
-
-def sample(fn, calls: list[dict], warmup: int = 3) -> list[float]:
-    for kw in calls[:warmup]:
-        fn(**kw)
-    return [timed(fn, **kw)[0] for kw in calls]
+    """The market data loaded (``market_data_info``) and the spec table beside it."""
+    slo, shi, scount = sql_rows("SELECT min(time), max(time), count(*) FROM spec_market_data")[0]
+    return {**market_data_info(), "spec_rows": scount, "spec_time_min": slo, "spec_time_max": shi}
 
 
 def fig_market_state(args, info) -> dict:
@@ -350,9 +195,9 @@ def fig_asof_join(args, info) -> dict:
 
 
 def table_size(table: str, rows: int) -> dict:
-    total, heap, indexes = sql_exec("SELECT pg_total_relation_size(%s), pg_relation_size(%s), pg_indexes_size(%s)",
+    total, heap, indexes = sql_rows("SELECT pg_total_relation_size(%s), pg_relation_size(%s), pg_indexes_size(%s)",
                                     [table, table, table])[0]
-    per_index = dict(sql_exec("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+    per_index = dict(sql_rows("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
                               "WHERE relname = %s ORDER BY 1", [table]))
     per = (lambda b: round(b / rows, 1)) if rows else (lambda b: None)
     return {"rows": rows, "total_bytes": total, "bytes_per_bar": per(total), "heap_bytes_per_bar": per(heap),
@@ -392,22 +237,15 @@ def parse_args(argv=None):
     return args
 
 
-def environment() -> dict:
-    from django.conf import settings
-
-    return {**pg_environment(),
-            "engine": settings.DATABASES["default"]["ENGINE"], "cores": os.cpu_count(),
-            "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()}
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
-    setup_django()
+    command = command_line()
+    django_up(DB_URL)
+    spec_table_create()
     from timeseries import demo
 
     symbols = demo.make_symbols(args.symbols)
-    out: dict = {"command": command, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out: dict = {"command": command, "started_at": started_at(),
                  **environment(), "parts": args.parts, "figures": {}}
     t0 = time.perf_counter()
     if "ingest" in args.parts:
@@ -429,7 +267,7 @@ def main(argv=None) -> None:
             log(f"{part}: {json.dumps(out['figures'][part], default=str)[:300]}")
     out["total_s"] = round(time.perf_counter() - t0, 1)
     out["load_average_at_end"] = os.getloadavg()  # other work on this machine skews the figures
-    print(json.dumps(out, indent=2, default=str))
+    emit(out)
 
 
 if __name__ == "__main__":

@@ -22,26 +22,24 @@ Figures (median of --runs, rows/s; each with a baseline measured in the same run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from benchlib import django_up
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import django_up, local_url  # noqa: E402
+from bench.lib.output import emit, log  # noqa: E402
 
 DB_NAME = "tsm_bench_influx"
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=timezone.utc)
 
 
-def log(msg: str) -> None:
-    print(f"[bench_influx {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def setup_django() -> None:
-    django_up(f"postgres://postgres@127.0.0.1:5432/{DB_NAME}", DEBUG="false", LOG_LEVEL="WARNING", TSM_CACHE_PREFIX="tsm_bench_influx")
+    django_up(local_url(DB_NAME), DEBUG="false", LOG_LEVEL="WARNING", TSM_CACHE_PREFIX="tsm_bench_influx")
 
 
 def bars(symbols: int, seconds: int, start_second: int = 0):
@@ -195,7 +193,7 @@ def main() -> None:
                       "loader_only": [round(s, 2) for s in loader_only]}
     out["loadavg_end"] = os.getloadavg()[0]
     wipe_market_data()
-    print(json.dumps(out, indent=2))
+    emit(out)
 
 
 def transaction_atomic():

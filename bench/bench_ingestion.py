@@ -6,7 +6,7 @@ Prints ONE JSON object on stdout (progress on stderr). Uses its own database ``t
 stopping them on the way out, errors included. Run it alone (other benchmarks skew every figure):
 
     flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py --quick          # ~3 min
-    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py > bench/results/ingestion-full.json
+    flock /tmp/tsm-bench.lock .venv/bin/python bench/bench_ingestion.py > /tmp/ingestion-full.json
 
 Parts (--only): upload (new file -> queryable), reupload (the same file again: the replay shortcut of
 ingestion/replay.py may answer it), reupload-full (the same file with the earlier loads' replay keys
@@ -18,14 +18,10 @@ Figures are reported, never asserted; each carries its target from the issue. Se
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
-import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,99 +34,38 @@ from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_foundation as bf  # noqa: E402  (the spec's own ingester, CSV writer, helpers)
-from benchlib import pg_environment  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.cpu import CpuMeter  # noqa: E402
+from bench.lib.data import BARS_PER_DAY, bar_windows, bars_csv_path, truncate_market_data, write_bars_csv  # noqa: E402
+from bench.lib.django_env import ROOT, bench_env as _bench_env, django_up, environment, local_url, sql_rows  # noqa: E402
+from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
+from bench.lib.procs import Proc, RssMonitor, free_port, group_pids, postgres_pids  # noqa: E402
+from bench.lib.spec import spec_ingest_rated, spec_table_create, spec_table_truncate  # noqa: E402
+from bench.lib.stats import median, pct, target_ratio  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "tsm_bench_ingest"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = local_url(DB_NAME)
 CACHE_PREFIX = "tsm_bench_ingest"
 PARTS = ("upload", "reupload", "reupload-full", "profile", "floor", "memory", "api")
 BEAT_ENTRIES = ("flush-write-buffers", "refresh-rollups", "quality-checks")  # tsm_site/settings.py CELERY_BEAT_SCHEDULE
 API_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday, after every bar the other parts load
-TICK = os.sysconf("SC_CLK_TCK")
-log = bf.log
 
 
 # --- environment and processes ------------------------------------------------------------------
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, DATABASE_URL=DB_URL, DJANGO_SETTINGS_MODULE="tsm_site.settings", DEBUG="false",
-               TSM_CACHE_PREFIX=CACHE_PREFIX, LOG_LEVEL="WARNING")
-    env.setdefault("SECRET_KEY", "bench-only-not-a-secret")
-    env.update(extra)
-    return env
+    return _bench_env(DB_URL, DEBUG="false", TSM_CACHE_PREFIX=CACHE_PREFIX, LOG_LEVEL="WARNING", **extra)
 
 
 def setup_django(run_dir: Path, queue: str) -> None:
     """Create + migrate tsm_bench_ingest (never tsm_bench), then route this process's tasks to ``queue``."""
-    os.environ.update(bench_env(TSM_MEDIA_ROOT=str(run_dir / "media")))
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("ensure_database", stdout=sys.stderr)  # stdout carries only the JSON answer
-    call_command("migrate", verbosity=0, interactive=False)
-    bf.sql_exec(bf.SPEC_DDL)
-    bf.DB_URL = DB_URL  # bf.spec_ingest connects to bf.DB_URL: point it at this benchmark's database
+    django_up(DB_URL, DEBUG="false", TSM_CACHE_PREFIX=CACHE_PREFIX, LOG_LEVEL="WARNING",
+              TSM_MEDIA_ROOT=str(run_dir / "media"))
+    spec_table_create()
     from tsm_site.celery import app
 
     app.conf.task_default_queue = queue
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A child process in its own process group; stop() ends that group (TERM, then KILL)."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict, log_path: Path):
-        self.name, self.log_path = name, log_path
-        self.log_file = open(log_path, "wb")
-        self.popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        self.pid = self.popen.pid
-        log(f"started {name} (pid {self.pid}): {' '.join(shlex.quote(c) for c in cmd[:8])} ...")
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, n: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def wait_for_log(self, pattern: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
-            if re.search(pattern, self.log_path.read_text(errors="replace")):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
-
-    def stop(self, grace: float = 20.0) -> None:
-        if self.alive():
-            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-                try:
-                    os.killpg(self.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.popen.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    log(f"{self.name} (pid {self.pid}) ignored {sig.name}")
-        self.log_file.close()
-        log(f"stopped {self.name} (pid {self.pid}, exit {self.popen.returncode})")
 
 
 def start_worker(stack: ExitStack, run_dir: Path, queue: str, label: str, concurrency: int = 1) -> Proc:
@@ -162,172 +97,19 @@ def start_server(stack: ExitStack, run_dir: Path, queue: str, workers: int) -> t
     return proc, f"http://127.0.0.1:{port}"
 
 
-# --- process statistics (/proc) -----------------------------------------------------------------
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line.split(":")[0]] = int(line.split()[1])  # kB
-    except OSError:
-        pass
-    return out
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def group_pids(pgid: int) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if os.getpgid(int(d.name)) == pgid:
-                    pids.append(int(d.name))
-            except OSError:
-                pass
-    return pids
-
-
-def postgres_pids() -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
-                    pids.append(int(d.name))
-            except OSError:
-                pass
-    return pids
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = v[3] + v[4]
-    return sum(v) - idle, sum(v)
-
-
-class CpuMeter:
-    """CPU seconds per role over a window: bench process, worker, server (process group), PostgreSQL.
-
-    A thread samples every 0.25 s and keeps each process's last reading, so PostgreSQL backends that
-    exit inside the window (Celery closes its connection after each task) are counted up to their
-    last sample; ``machine_cpu_s`` is every core's busy time from /proc/stat.
-    """
-
-    def __init__(self, roles: dict[str, list[int] | int]):
-        self.roles = roles
-        self.stop_event = threading.Event()
-
-    def _pids(self, role) -> list[int]:
-        spec = self.roles[role]
-        return group_pids(spec) if isinstance(spec, int) else list(spec)
-
-    def _sample(self) -> dict[str, dict[int, float]]:
-        out = {role: {p: cpu_s(p) for p in self._pids(role)} for role in self.roles}
-        out["postgres"] = {p: cpu_s(p) for p in postgres_pids()}
-        return out
-
-    def _merge(self, sample) -> None:
-        for role, values in sample.items():
-            self.last.setdefault(role, {}).update({p: v for p, v in values.items() if v})
-
-    def _run(self) -> None:
-        while not self.stop_event.wait(0.25):
-            self._merge(self._sample())
-
-    def __enter__(self):
-        self.t0, self.b0, self.s0 = time.perf_counter(), machine_busy(), self._sample()
-        self.last: dict[str, dict[int, float]] = {}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.thread.join(2)
-        self._merge(self._sample())
-        self.t1, self.b1 = time.perf_counter(), machine_busy()
-
-    def result(self) -> dict:
-        wall = self.t1 - self.t0
-        out = {"wall_s": round(wall, 2)}
-        for role, after in self.last.items():
-            before = self.s0.get(role, {})
-            out[f"{role}_cpu_s"] = round(sum(v - before.get(p, 0.0) for p, v in after.items()), 1)
-        busy, total = self.b1[0] - self.b0[0], self.b1[1] - self.b0[1]
-        out["machine_cpu_s"] = round(busy / TICK, 1)
-        out["machine_busy_pct"] = round(100 * busy / max(1, total), 1)
-        return out
-
-
-class RssMonitor(threading.Thread):
-    """Samples VmRSS of ``pid`` every 0.1 s; peak() also reads VmHWM (reset at start)."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.max_kb, self.stop_event = pid, 0, threading.Event()
-        self.hwm_reset = reset_peak_rss(pid)
-        self.start_kb = proc_status(pid).get("VmRSS", 0)
-
-    def run(self) -> None:
-        while not self.stop_event.wait(0.1):
-            self.max_kb = max(self.max_kb, proc_status(self.pid).get("VmRSS", 0))
-
-    def peak(self) -> dict:
-        self.stop_event.set()
-        self.join(2)
-        status = proc_status(self.pid)
-        hwm = status.get("VmHWM") if self.hwm_reset else None
-        return {"rss_at_start_mb": round(self.start_kb / 1024, 1),
-                "peak_rss_sampled_mb": round(self.max_kb / 1024, 1),
-                "peak_rss_vmhwm_mb": round(hwm / 1024, 1) if hwm else None}
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def pct(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.array(values), q)) if values else float("nan")
-
-
 def truncate_datasets() -> None:
-    bf.sql_exec("TRUNCATE market_data, timeseries_series")
+    truncate_market_data()
 
 
 def truncate_bookkeeping() -> None:
-    bf.sql_exec("TRUNCATE ingestion_upload, ingestion_ingestbatch, ingestion_rejectedrow, ingestion_load CASCADE")
+    sql_rows("TRUNCATE ingestion_upload, ingestion_ingestbatch, ingestion_rejectedrow, ingestion_load CASCADE")
 
 
 def count_market_data() -> int:
-    return bf.sql_exec("SELECT count(*) FROM market_data")[0][0]
-
-
-def target_ratio(value: float | None, target: float) -> float | None:
-    return round(value / target, 2) if value else None
+    return sql_rows("SELECT count(*) FROM market_data")[0][0]
 
 
 # --- 1 + 2: admin upload -> Celery worker -> queryable ----------------------------------------------
@@ -358,7 +140,7 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
     rss.start()
     seen: dict[str, float] = {}
     load_before = [round(x, 2) for x in os.getloadavg()]
-    with CpuMeter({"worker": [worker.pid], "bench": [os.getpid()]}) as cpu:
+    with CpuMeter({"worker": lambda: [worker.pid], "bench": lambda: [os.getpid()], "postgres": postgres_pids}) as cpu:
         t0 = time.perf_counter()
         with open(path, "rb") as fh:
             upload = upload_create(dataset="market_data", bar_interval=None, on_error="reject", user=None,
@@ -392,7 +174,7 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
         "including_store_rows_per_s": round(upload.rows_read / (done - t0)),
         "status_first_seen_s": seen,
         "load_started_to_finished_s": round((load.finished_at - load.started_at).total_seconds(), 2),
-        "worker_memory": rss.peak(), "cpu": cpu.result(),
+        "worker_memory": rss.peak(), "cpu": cpu.flat(),
     }
 
 
@@ -419,7 +201,7 @@ def upload_measured(path: Path, worker: Proc, args, into: list[dict], label: str
 
 
 def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
-    path = bf.write_bars_csv(symbols, args.rows, args.seed, args.workdir)
+    path = write_bars_csv(symbols, args.rows, args.seed, args.workdir)
     with ExitStack() as stack:
         worker = start_worker(stack, run_dir, queue, "upload")
         runs, reruns, full_reruns, spec_runs = [], [], [], []
@@ -442,18 +224,15 @@ def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
             if "reupload-full" in args.parts:
                 # the earlier loads can no longer vouch for the file: the loader treats it as new content
                 # (hash while streaming, parse, stage, merge) — what a new file of stored rows costs
-                bf.sql_exec("UPDATE ingestion_load SET replay_key = '' WHERE replay_key <> ''")
+                sql_rows("UPDATE ingestion_load SET replay_key = '' WHERE replay_key <> ''")
                 log(f"re-upload run {run + 1}/{args.runs} (every row a duplicate; forced full re-merge) ...")
                 upload_measured(path, worker, args, full_reruns, "re-upload (full)")
             if "upload" in args.parts and not args.skip_spec and (run == 0 or args.spec_runs_all):
-                bf.sql_exec("TRUNCATE spec_market_data")
                 log("spec ingester (asyncpg COPY + INSERT ON CONFLICT) on the same CSV ...")
-                spec = asyncio.run(bf.spec_ingest(path))
-                spec["rows_per_s"] = round(spec["rows"] / spec["seconds"])
-                spec["seconds"] = round(spec["seconds"], 2)
+                spec = spec_ingest_rated(path, DB_URL)
                 spec_runs.append(spec)
                 log(f"spec: {spec}")
-                bf.sql_exec("TRUNCATE spec_market_data")
+                spec_table_truncate()
     base = {"rows": args.rows, "csv_bytes": path.stat().st_size, "csv": str(path), "runs": args.runs,
             "sha256_of_the_csv_s": hash_s}
     if runs:
@@ -525,13 +304,17 @@ def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
     from ingestion import loader, replay
     from ingestion.loader import batches, copying, direct, merge, staging
 
+    # the loader's phases by module (ingestion/loader/): the profile follows its internals and says which it could not find
     modules = {"direct": direct, "staging": staging, "batches": batches, "merge": merge, "replay": replay,
                "copy": copying.CopySegments}
     spent: dict[str, float] = {}
-    originals = []
+    originals, missing = [], []
     for label, (mod, name) in PROFILED.items():
         owner = modules[mod]
-        fn = getattr(owner, name)
+        fn = getattr(owner, name, None)
+        if fn is None:
+            missing.append(f"{mod}.{name}")
+            continue
         originals.append((owner, name, fn))
 
         def timed(*a, _fn=fn, _label=label, **k):
@@ -543,7 +326,7 @@ def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
 
         setattr(owner, name, timed)
     if not replay_keys:
-        bf.sql_exec("UPDATE ingestion_load SET replay_key = '' WHERE replay_key <> ''")
+        sql_rows("UPDATE ingestion_load SET replay_key = '' WHERE replay_key <> ''")
     try:
         t = time.perf_counter()
         result = loader.ingest_file(dataset="market_data", path=path)
@@ -559,25 +342,25 @@ def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
     # on the direct path the COPY overlaps parsing (a writer thread sends): "COPY writes" is then the
     # time this thread waited for the queue, and "segment closes" the wait for PostgreSQL to finish
     return {"rows": result.rows_read, "seconds": round(total, 2), "rows_per_s": round(result.rows_read / total),
-            "counts": result.counts(), "phases_s": phases}
+            "counts": result.counts(), "phases_s": phases, **({"phases_not_found": missing} if missing else {})}
 
 
 def fig_profile(args, symbols, out: dict) -> None:
     """New file into an empty table, with and without the market_data time index; then a full re-merge."""
-    path = bf.write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
+    path = write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
     fig: dict = {"rows": args.profile_rows, "csv_bytes": path.stat().st_size}
     for label, drop_time_index in (("new_file", False), ("new_file_without_time_index", True), ("new_file_again", False)):
         truncate_datasets()
         truncate_bookkeeping()
         if drop_time_index:
-            bf.sql_exec("DROP INDEX market_data_time")
+            sql_rows("DROP INDEX market_data_time")
         try:
             before = [round(x, 2) for x in os.getloadavg()]
             fig[label] = profiled_ingest(path)
             fig[label]["load_average_before"] = before
         finally:
             if drop_time_index:
-                bf.sql_exec('CREATE INDEX market_data_time ON market_data ("time")')
+                sql_rows('CREATE INDEX market_data_time ON market_data ("time")')
         log(f"profile {label}: {json.dumps(fig[label])}")
     before = [round(x, 2) for x in os.getloadavg()]
     fig["full_remerge_all_duplicates"] = profiled_ingest(path)
@@ -592,36 +375,36 @@ def fig_floor(args, symbols, out: dict) -> None:
     no merge logic). The loader's end-to-end rate on the same file is measured in the same run."""
     from timeseries.datasets import get_dataset
 
-    path = bf.write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
+    path = write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
     truncate_datasets()
     truncate_bookkeeping()
     fig: dict = {"rows": args.profile_rows, "loader_new_file": profiled_ingest(path)}
     cols = ", ".join([*get_dataset("market_data").column_names, "known_at", "recorded_at"])
-    bf.sql_exec("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
-    bf.sql_exec(f"CREATE UNLOGGED TABLE tsm_floor_src AS SELECT {cols} FROM market_data ORDER BY symbol, time, known_at")
+    sql_rows("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
+    sql_rows(f"CREATE UNLOGGED TABLE tsm_floor_src AS SELECT {cols} FROM market_data ORDER BY symbol, time, known_at")
     # market_data's own indexes as the schema has them (market_data_pkey -> "pkey", ...), built on the copy
     indexes = {
         name.removeprefix("market_data_"): ddl.replace(f"INDEX {name} ON public.market_data ", "INDEX ON tsm_floor ")
-        for name, ddl in bf.sql_exec("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'market_data'")
+        for name, ddl in sql_rows("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'market_data'")
     }
     variants = {"heap_only": [], "heap_pkey_version": ["pkey", "version"], "all_market_data_indexes": sorted(indexes)}
     for label, wanted in variants.items():
         runs = []
         for _ in range(args.runs if args.runs > 1 else 3):
-            bf.sql_exec("DROP TABLE IF EXISTS tsm_floor")
-            bf.sql_exec("CREATE TABLE tsm_floor (LIKE market_data INCLUDING DEFAULTS INCLUDING IDENTITY)")
+            sql_rows("DROP TABLE IF EXISTS tsm_floor")
+            sql_rows("CREATE TABLE tsm_floor (LIKE market_data INCLUDING DEFAULTS INCLUDING IDENTITY)")
             for name in wanted:
-                bf.sql_exec(indexes[name])
-            bf.sql_exec("CHECKPOINT")
+                sql_rows(indexes[name])
+            sql_rows("CHECKPOINT")
             t = time.perf_counter()
-            bf.sql_exec(f"INSERT INTO tsm_floor ({cols}) SELECT {cols} FROM tsm_floor_src")
+            sql_rows(f"INSERT INTO tsm_floor ({cols}) SELECT {cols} FROM tsm_floor_src")
             runs.append(time.perf_counter() - t)
         med = median(runs)
         fig[label] = {"indexes": wanted, "seconds": [round(r, 2) for r in runs], "median_s": round(med, 2),
                       "rows_per_s": round(args.profile_rows / med)}
         log(f"floor {label}: {fig[label]}")
     fig.update(_copy_floor(args, cols, indexes))
-    bf.sql_exec("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
+    sql_rows("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
     fig["note"] = ("rows/s of a bare INSERT ... SELECT of already-staged rows: the most any loader could reach "
                    "with these indexes on this machine, before parsing, validation, COPY and the merge; "
                    "copy_*: the same rows as one binary COPY stream from the client (no staging table): "
@@ -646,12 +429,12 @@ def _copy_floor(args, cols: str, indexes: dict[str, str]) -> dict:
     for label, build_after in (("copy_all_indexes", False), ("copy_bare_then_build_indexes", True)):
         runs, builds = [], []
         for _ in range(args.runs if args.runs > 1 else 3):
-            bf.sql_exec("DROP TABLE IF EXISTS tsm_floor")
-            bf.sql_exec("CREATE TABLE tsm_floor (LIKE market_data INCLUDING DEFAULTS INCLUDING IDENTITY)")
+            sql_rows("DROP TABLE IF EXISTS tsm_floor")
+            sql_rows("CREATE TABLE tsm_floor (LIKE market_data INCLUDING DEFAULTS INCLUDING IDENTITY)")
             if not build_after:
                 for ddl in indexes.values():
-                    bf.sql_exec(ddl)
-            bf.sql_exec("CHECKPOINT")
+                    sql_rows(ddl)
+            sql_rows("CHECKPOINT")
             with psycopg.connect(**params, autocommit=True) as conn:
                 t = time.perf_counter()
                 with conn.cursor().copy(f"COPY tsm_floor ({cols}) FROM STDIN WITH (FORMAT binary)") as copy:
@@ -711,12 +494,12 @@ def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
 
     from timeseries import demo
 
-    big_path = args.workdir / f"tsm_bench_bars_{args.memory_rows}_{len(symbols)}_{args.seed}.csv"
+    big_path = bars_csv_path(symbols, args.memory_rows, args.seed, args.workdir)
     created_big = not big_path.exists()  # never delete a file another benchmark wrote
-    big = bf.write_bars_csv(symbols, args.memory_rows, args.seed, args.workdir)
-    small = bf.write_bars_csv(symbols, args.memory_small_rows, args.seed, args.workdir)
+    big = write_bars_csv(symbols, args.memory_rows, args.seed, args.workdir)
+    small = write_bars_csv(symbols, args.memory_small_rows, args.seed, args.workdir)
     tiny = run_dir / "tiny.csv"
-    demo.write_csv(next(bf.bar_windows(symbols[:10], 1000, args.seed)), tiny)
+    demo.write_csv(next(bar_windows(symbols[:10], 1000, args.seed)), tiny)
     try:
         results = {}
         for name, path in (("baseline_1k_rows", tiny), (f"csv_{args.memory_small_rows}_rows", small),
@@ -729,7 +512,7 @@ def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
             for rows in (args.parquet_small_rows, args.parquet_rows):
                 pq_path = run_dir / f"bars_{rows}.parquet"
                 demo.write_parquet(
-                    (b for t in bf.bar_windows(symbols, rows, args.seed) for b in t.to_batches()), pq_path)
+                    (b for t in bar_windows(symbols, rows, args.seed) for b in t.to_batches()), pq_path)
                 log(f"memory: manage.py ingest {pq_path.name} ({pq_path.stat().st_size / 1e6:.0f} MB Parquet) ...")
                 parquet[f"parquet_{rows}_rows"] = ingest_cli_measured(pq_path, run_dir)
                 log(f"memory parquet {rows}: {parquet[f'parquet_{rows}_rows']}")
@@ -776,7 +559,7 @@ def api_bodies(args, symbols, run_dir: Path, fmt: str, start: datetime) -> list[
 
     per_client_rows = args.api_max_rows // args.api_clients
     minutes = -(-per_client_rows * args.api_clients // len(symbols))
-    days = -(-minutes // bf.BARS_PER_DAY) + 1
+    days = -(-minutes // BARS_PER_DAY) + 1
     cal_days = days * 7 // 5 + 3
     n = args.api_batch_rows
     out = []
@@ -862,7 +645,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": CONTENT_TYPES[fmt]}
     get_headers = {"Authorization": f"Bearer {key}"}
-    bf.sql_exec("TRUNCATE ingestion_ingestbatch CASCADE")
+    sql_rows("TRUNCATE ingestion_ingestbatch CASCADE")
     poller = Poller(requests.Session(), base, get_headers)
     poller.start()
     lock = threading.Lock()
@@ -925,7 +708,8 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     rss.start()
     threads = [threading.Thread(target=client, args=(c,)) for c in range(args.api_clients)]
     try:
-        with CpuMeter({"server": server.pid, "worker": worker.pid, "bench": [os.getpid()]}) as cpu:
+        with CpuMeter({"server": lambda: group_pids(server.pid), "worker": lambda: group_pids(worker.pid),
+                       "bench": lambda: [os.getpid()], "postgres": postgres_pids}) as cpu:
             window_start = time.perf_counter()
             wall_start = datetime.now(timezone.utc)
             for th in threads:
@@ -949,7 +733,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     poller.join(60)
     worker_mem = rss.peak()
     # server-side view of every batch: created_at (just before the 202) -> merged_at (in the merge transaction)
-    rows_db = bf.sql_exec(
+    rows_db = sql_rows(
         "SELECT extract(epoch FROM merged_at - created_at), rows, merged_at <= %s FROM ingestion_ingestbatch",
         [wall_end])
     server_lat = [float(r[0]) for r in rows_db if r[0] is not None]
@@ -961,7 +745,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     for sent, answered, rows in accepted:
         thirds[min(2, int(3 * (answered - window_start) / window))] += rows
     lat = poller.latencies
-    loads = bf.sql_exec("SELECT count(*), sum(rows_read), avg(extract(epoch FROM finished_at - started_at)), "
+    loads = sql_rows("SELECT count(*), sum(rows_read), avg(extract(epoch FROM finished_at - started_at)), "
                         "max(extract(epoch FROM finished_at - started_at)) FROM ingestion_load "
                         "WHERE source LIKE 'write API:%%' AND started_at >= %s", [wall_start])[0]
     return {
@@ -993,7 +777,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
         "flush_loads": {"count": loads[0], "rows": int(loads[1] or 0),
                         "avg_rows": round(int(loads[1] or 0) / loads[0]) if loads[0] else None,
                         "avg_s": round(float(loads[2] or 0), 3), "max_s": round(float(loads[3] or 0), 3)},
-        "worker_memory": worker_mem, "cpu": cpu.result(),
+        "worker_memory": worker_mem, "cpu": cpu.flat(),
     }
 
 
@@ -1003,7 +787,7 @@ def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
 
     from timeseries.tokens import token_create
 
-    bf.sql_exec("DELETE FROM market_data WHERE time >= %s", [API_START])
+    sql_rows("DELETE FROM market_data WHERE time >= %s", [API_START])
     user, _ = User.objects.get_or_create(username="bench_ingest")
     _, key = token_create(user=user, scope="write", name="bench_ingestion")
     runs = {}
@@ -1089,15 +873,12 @@ def parse_args(argv=None):
     return args
 
 
-def environment() -> dict:
+def settings_environment() -> dict:
     from django.conf import settings
 
-    return {**pg_environment(),
-            "engine": settings.DATABASES["default"]["ENGINE"], "cores": os.cpu_count(),
-            "python": sys.version.split()[0], "ingest_batch_rows": settings.TSM_INGEST_BATCH_ROWS,
+    return {"ingest_batch_rows": settings.TSM_INGEST_BATCH_ROWS,
             "flush_rows": settings.TSM_INGEST_FLUSH_ROWS, "flush_seconds": settings.TSM_INGEST_FLUSH_SECONDS,
-            "buffer_max_rows": settings.TSM_INGEST_BUFFER_MAX_ROWS,
-            "load_average_at_start": os.getloadavg()}
+            "buffer_max_rows": settings.TSM_INGEST_BUFFER_MAX_ROWS}
 
 
 def _terminate(signum, frame):
@@ -1107,18 +888,20 @@ def _terminate(signum, frame):
 def main(argv=None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    command = command_line()
     queue = f"tsm-bench-ingest-{uuid.uuid4().hex[:8]}"
     run_dir = Path(tempfile.mkdtemp(prefix="tsm_bench_ingest_", dir=args.workdir))
     (run_dir / "media").mkdir()
-    out: dict = {"command": command, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    out: dict = {"command": command, "started_at": started_at()}
     ok = False
     try:
         setup_django(run_dir, queue)
         from timeseries import demo
 
         symbols = demo.make_symbols(args.symbols)
-        out.update(**environment(), database=DB_NAME, queue=queue, parts=args.parts, figures={})
+        env = environment()
+        load_average = env.pop("load_average_at_start")
+        out.update(**env, **settings_environment(), load_average_at_start=load_average, database=DB_NAME, queue=queue, parts=args.parts, figures={})
         truncate_bookkeeping()
         t0 = time.perf_counter()
         if {"upload", "reupload", "reupload-full"} & set(args.parts):
@@ -1149,7 +932,7 @@ def main(argv=None) -> None:
             log(f"worker / server logs kept in {run_dir}")
         else:
             log(f"failed: worker / server logs kept in {run_dir}")
-    print(json.dumps(out, indent=2, default=str))
+    emit(out)
 
 
 if __name__ == "__main__":

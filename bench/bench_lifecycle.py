@@ -21,17 +21,17 @@ Steps (each figure says what it times; nothing is asserted):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import shlex
-import statistics
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
 
-from benchlib import django_up, log, sql_rows as sql
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import django_up, sql_rows as sql  # noqa: E402
+from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
+from bench.lib.stats import rank_stats_ms as ms, timed  # noqa: E402
 
 DB_NAME = "tsm_bench_lifecycle"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
@@ -41,17 +41,6 @@ WINDOW_DAYS = 7
 def setup_django() -> None:
     url = urlsplit(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tsm"))
     django_up(urlunsplit(url._replace(path="/" + DB_NAME)))
-
-
-def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - t, out
-
-
-def ms(samples: list[float]) -> dict:
-    s = sorted(x * 1000 for x in samples)
-    return {"n": len(s), "p50_ms": round(statistics.median(s), 2), "p99_ms": round(s[min(len(s) - 1, int(len(s) * 0.99))], 2)}
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -197,12 +186,12 @@ def main(argv=None) -> None:
                    help="demo: timeseries.demo bars as generated (prices in ticks, market cap once a day); "
                         "no-cap: the same bars without market cap")
     args = p.parse_args(argv)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    command = command_line()
     setup_django()
     from timeseries import demo
 
     symbols = demo.make_symbols(args.symbols)
-    out: dict = {"command": command, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out: dict = {"command": command, "started_at": started_at(),
                  "postgresql": sql("SELECT version()")[0][0],
                  "timescaledb": (sql("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'") or [[None]])[0][0],
                  "shared_buffers": sql("SHOW shared_buffers")[0][0], "load_average_at_start": os.getloadavg()}
@@ -237,7 +226,7 @@ def main(argv=None) -> None:
         out["size_after_writes"] = size(sql("SELECT count(*) FROM market_data")[0][0])
         log(f"writes compressed: {out['writes_compressed']}")
     out["load_average_at_end"] = os.getloadavg()
-    print(json.dumps(out, indent=2, default=str))
+    emit(out)
 
 
 if __name__ == "__main__":

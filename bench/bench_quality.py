@@ -18,15 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from benchlib import django_up, log, sql_rows
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import django_up, local_url, sql_rows  # noqa: E402
+from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 
-DB_URL = "postgres://postgres@127.0.0.1:5432/tsm_bench_quality"
+DB_URL = local_url("tsm_bench_quality")
 DAY = datetime(2024, 3, 4, tzinfo=timezone.utc)  # a Monday
 
 
@@ -50,8 +52,7 @@ def main(argv=None) -> None:
     bars = bars.sort_by([("time", "ascending"), ("symbol", "ascending")]).drop_columns(["known_at"])
     sql_rows("TRUNCATE market_data, timeseries_series, timeseries_change, timeseries_quality_flag,"
              " timeseries_quality_audit, timeseries_change_cursor")
-    out: dict = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-                 "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out: dict = {"command": command_line(), "started_at": started_at(),
                  "load_average_at_start": os.getloadavg(), "symbols": args.symbols,
                  "load_minutes": args.load_minutes, "loads": []}
     opened = min(bars.column("time").to_pylist())
@@ -80,7 +81,7 @@ def main(argv=None) -> None:
     out["consumer_us_per_bar_median"] = round(1e6 * statistics.median(
         r["consumer_s"] / r["bars"] for r in out["loads"] if r["bars"]), 2)
     out["load_average_at_end"] = os.getloadavg()
-    print(json.dumps(out, indent=2, default=str))
+    emit(out)
 
 
 if __name__ == "__main__":

@@ -51,11 +51,11 @@ import psycopg.sql
 import redis
 from supervisor.xmlrpc import SupervisorTransport
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import BENCH_SECRET  # noqa: E402
+from bench.lib.output import emit, log  # noqa: E402
+from bench.lib.procs import Processes, children, cpu_ticks, descendants  # noqa: E402
 from ingestion.processes import pid_gone  # noqa: E402  (a leaf: standard library only)
-from bench.benchlib import log  # noqa: E402
 
 PYTHON = str(Path(sys.executable))
 VENV_BIN = Path(sys.executable).parent
@@ -81,88 +81,6 @@ print(json.dumps({"id": upload.pk}))
 """
 
 
-# --- processes ---------------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """The pids whose parent is ``pid``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_bytes().rpartition(b")")[2].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for child in children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def cpu_ticks(pid: int) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
-        return int(stat[11]) + int(stat[12])
-    except OSError:
-        return -1
-
-
-
-
-class Processes:
-    """Every process this bench starts (and their descendants, as seen), ended on ``close``; nothing
-    else is ever signalled."""
-
-    def __init__(self, logs: Path):
-        self.logs = logs
-        self.popens: list[subprocess.Popen] = []
-        self.seen: set[int] = set()
-
-    def start(self, name: str, command: list[str], cwd: Path, env: dict) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "ab") as out:
-            proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.popens.append(proc)
-        return proc
-
-    def note(self) -> None:
-        """Remember the current descendants of the started processes (so orphans can be ended)."""
-        for proc in self.popens:
-            if proc.poll() is None:
-                self.seen.update(descendants(proc.pid))
-
-    def close(self) -> list[int]:
-        """TERM the started processes (their children with them), KILL what is left; returns the pids of
-        leftover descendants that had to be killed."""
-        self.note()
-        for proc in self.popens:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 30
-        for proc in self.popens:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        leftovers = []
-        for pid in sorted(self.seen):
-            if not pid_gone(pid):
-                leftovers.append(pid)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        return leftovers
-
-
 # --- trees -------------------------------------------------------------------------------------------
 
 
@@ -185,7 +103,7 @@ class Tree:
 
     def env(self, queue: str) -> dict:
         env = {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-               "CELERY_BROKER_URL": self.redis_url, "SECRET_KEY": "bench-only-not-a-secret", "DEBUG": "false",
+               "CELERY_BROKER_URL": self.redis_url, "SECRET_KEY": BENCH_SECRET, "DEBUG": "false",
                "TSM_MEDIA_ROOT": str(self.media), "TSM_TIMESCALEDB": self.timescaledb, "PYTHONUNBUFFERED": "1"}
         if self.has_queue_setting:
             env["TSM_CELERY_QUEUE"] = queue
@@ -537,7 +455,7 @@ def main(argv: list[str]) -> int:
         for tree in trees:
             shutil.rmtree(tree.media, ignore_errors=True)
     out["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    print(json.dumps(out, indent=2, default=str))
+    emit(out)
     return 0
 
 

@@ -29,26 +29,23 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchlib import django_up, log
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
+from bench.lib.django_env import django_up, local_url, sql_rows  # noqa: E402
+from bench.lib.output import emit, log  # noqa: E402
+from bench.lib.stats import rank_p99  # noqa: E402
 
 DB_NAME = "tsm_bench_timeline"
-DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+DB_URL = local_url(DB_NAME)
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 DAYS = 366
 
 
-def setup_django() -> None:
-    django_up(DB_URL)
-
-
 def count(table: str, symbol: str) -> int:
-    from django.db import connection
     from psycopg import sql
 
-    with connection.cursor() as cur:
-        column = "primary_symbol" if table == "government_events" else "symbol"
-        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(sql.Identifier(table), sql.Identifier(column)), [symbol])
-        return cur.fetchone()[0]
+    column = "primary_symbol" if table == "government_events" else "symbol"
+    return sql_rows(sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(sql.Identifier(table), sql.Identifier(column)),
+                    [symbol])[0][0]
 
 
 def load(symbol: str, seed: int) -> dict:
@@ -72,12 +69,9 @@ def load(symbol: str, seed: int) -> dict:
 def vacuum_analyze() -> float:
     """What autovacuum does to a settled table (statistics + visibility map). Without statistics the
     planner takes the 1-year anti-join of ``pit.history`` for a 1-row table and it runs for minutes."""
-    from django.db import connection
-
     t = time.perf_counter()
-    with connection.cursor() as cur:
-        for table in ("market_data", "news_events", "insider_trades", "social_sentiment", "government_events", "timeseries_series"):
-            cur.execute(f"VACUUM ANALYZE {table}")
+    for table in ("market_data", "news_events", "insider_trades", "social_sentiment", "government_events", "timeseries_series"):
+        sql_rows(f"VACUUM ANALYZE {table}")
     return round(time.perf_counter() - t, 1)
 
 
@@ -93,7 +87,7 @@ def timings(client, urls: list[str]) -> dict:
     return {
         "runs": len(samples),
         "median_ms": round(statistics.median(ordered), 1),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
+        "p99_ms": round(rank_p99(ordered), 1),
         "max_ms": round(ordered[-1], 1),
         "python_cpu_median_ms": round(statistics.median(cpu), 1),  # this process only (PostgreSQL's share excluded)
         "bytes": len(response.content),
@@ -115,7 +109,7 @@ def main() -> None:
     parser.add_argument("--symbol", default="AAPL")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    setup_django()
+    django_up(DB_URL)
 
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -162,7 +156,7 @@ def main() -> None:
         timeline.MINUTE_BARS_MAX_RANGE = saved
     log(f"baseline (every minute bar): {baseline}")
 
-    print(json.dumps({
+    emit({
         "bench": "timeline",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "database": DB_NAME,
@@ -178,7 +172,7 @@ def main() -> None:
         "ratio_baseline_over_page": round(baseline["median_ms"] / page["median_ms"], 1),
         "meets_target": page["median_ms"] < 300 and page["p99_ms"] < 300,
         "loadavg": os.getloadavg(),
-    }, indent=2))
+    })
 
 
 if __name__ == "__main__":

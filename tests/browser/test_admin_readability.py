@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from ingestion import uploads
 from ingestion.loader import ingest_table
 from ingestion.models import Upload
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import quality
 from timeseries.models import MarketData
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries.models import MarketData, QualityAudit
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ingestion.loader import ingest_table
-from tests.conftest import bar
+from tests.helpers import bar
 from timeseries.capabilities import capabilities
 from timeseries.datasets import DATASETS
 

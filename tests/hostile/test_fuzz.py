@@ -13,7 +13,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from ingestion.loader import ingest_table
-from tests.conftest import bar
+from tests.helpers import bar
 from tests.hostile import strategies as s
 from timeseries.datasets import DATASETS
 

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from ingestion.models import IngestBatch
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries.models import MarketData
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck
 from schemathesis.generation.modes import GenerationMode
 
 from ingestion.loader import ingest_table
-from tests.conftest import api_schema_in_process, bar
+from tests.helpers import api_schema_in_process, bar
 from timeseries.datasets import DATASETS
 
 pytestmark = pytest.mark.django_db

@@ -1,10 +1,13 @@
 """Fixtures shared by the ingestion tests."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from tests.ingestion.influx_server import influx_server
 from timeseries.tokens import token_create
 
 
@@ -31,3 +34,19 @@ def writer(db) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
+
+
+@pytest.fixture(scope="session")
+def influxd():
+    with influx_server() as server:
+        yield server
+
+
+@pytest.fixture
+def backup(influxd, settings):
+    """The backup pointed at the test server, with a database of its own."""
+    settings.TSM_INFLUX_URL = influxd.url
+    settings.TSM_INFLUX_DB = f"tsm_test_{uuid.uuid4().hex[:10]}"
+    settings.TSM_INFLUX_BACKUP = "subminute"
+    yield settings
+    influxd.drop_database(settings.TSM_INFLUX_DB)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries.datasets import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,56 +3,24 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from ingestion import influx
 from ingestion.loader import ingest_table
 from ingestion.models import InfluxBackupState, Load
 from ingestion.tasks import influx_backup
-from tests.ingestion.influx_server import free_port, influx_server
+from tests.helpers import FAST, SECOND, SLOW, T0, restore, tick, versions, wipe_market_data
+from tests.ingestion.influx_server import free_port
 from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
 from timeseries import pit
-from timeseries.cache import generation_bump
 from timeseries.changes import changes_lag
 from timeseries.models import ChangeCursor
-
-T0 = datetime(2024, 3, 1, 14, 30, tzinfo=timezone.utc)
-SECOND = timedelta(seconds=1)
-FAST = ("X=Y/Z.W", "TICK")  # one-second bars (the first symbol needs line-protocol escaping: "=")
-SLOW = "MINUTE"  # one-minute bars: not backed up in "subminute" mode
-
-
-@pytest.fixture(scope="session")
-def influxd():
-    with influx_server() as server:
-        yield server
-
-
-@pytest.fixture
-def backup(influxd, settings):
-    """The backup pointed at the test server, with a database of its own."""
-    settings.TSM_INFLUX_URL = influxd.url
-    settings.TSM_INFLUX_DB = f"tsm_test_{uuid.uuid4().hex[:10]}"
-    settings.TSM_INFLUX_BACKUP = "subminute"
-    yield settings
-    influxd.drop_database(settings.TSM_INFLUX_DB)
-
-
-def tick(symbol: str, second: int, *, close: str = "10.5", **extra) -> dict:
-    row = {
-        "time": (T0 + second * SECOND).isoformat(), "symbol": symbol, "open": "10", "high": "11", "low": "9",
-        "close": close, "volume": "100",
-    }
-    row.update(extra)
-    return row
-
 
 AWKWARD = [  # (open, high, low, close, vwap, market_cap, source)
     ("0.000001", "0.000003", "0.000001", "0.000002", None, None, ""),
@@ -83,36 +51,12 @@ def load_history() -> dict[str, int]:
     return {"fast_versions": 60 + 10 + 6, "slow": 10}
 
 
-def versions(symbols=FAST) -> list[tuple]:
-    """Every stored version without recorded_at, in version order per key."""
-    with connection.cursor() as cur:
-        cur.execute(
-            """
-            SELECT symbol, time, known_at, open, high, low, close, volume, vwap, trades, market_cap, source, quality_score
-            FROM market_data WHERE symbol = ANY(%s) ORDER BY symbol, time, recorded_at, known_at
-            """,
-            [list(symbols)],
-        )
-        return cur.fetchall()
-
-
 def as_of_answers(symbols=FAST) -> dict:
     times = [T0 + SECOND, T0 + 2 * SECOND, T0 + 40 * SECOND, T0 + timedelta(hours=1), T0 + timedelta(days=1)]
     return {
         at: [{k: v for k, v in row.items() if k != "recorded_at"} for row in pit.history(dataset="market_data", at=at, symbols=list(symbols))]
         for at in times
     }
-
-
-def wipe_market_data() -> None:
-    with connection.cursor() as cur:
-        cur.execute("TRUNCATE market_data")
-        cur.execute("DELETE FROM timeseries_series WHERE dataset = 'market_data'")
-    generation_bump(datasets=["market_data"])
-
-
-def restore() -> influx.RestoreResult:
-    return influx.influx_restore(dataset="market_data", start=T0 - timedelta(days=1), end=T0 + timedelta(days=1))
 
 
 # --- round trip ---------------------------------------------------------------------------------

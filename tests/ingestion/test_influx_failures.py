@@ -12,9 +12,7 @@ from django.db import connection
 
 from ingestion import influx
 from ingestion.loader import ingest_table
-from tests.ingestion.test_influx import (  # noqa: F401 (fixtures)
-    SECOND, T0, backup, influxd, restore, tick, versions, wipe_market_data,
-)
+from tests.helpers import SECOND, T0, restore, tick, versions, wipe_market_data
 from tests.timeseries.poison import poison_bar
 from timeseries.changes import changes_lag
 from timeseries.models import ConsumerFailure

@@ -14,7 +14,7 @@ import pytest
 from ingestion.checks import InputError
 from ingestion.loader import LoadRejected, ingest_file, ingest_table
 from ingestion.models import Load, RejectedRow
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import pit
 from timeseries.models import InsiderTrade, MarketData, NewsEvent, SocialSentiment
 

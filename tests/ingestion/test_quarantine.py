@@ -12,7 +12,7 @@ from django.urls import reverse
 from ingestion import parsers, uploads
 from ingestion.models import RejectedRow, Upload
 from ingestion.quarantine import REASON_COLUMN, cell_escape, cell_unescape
-from tests.conftest import bar
+from tests.helpers import bar
 from timeseries.datasets import DATASETS
 from timeseries.models import MarketData, NewsEvent
 

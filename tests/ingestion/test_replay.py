@@ -13,10 +13,8 @@ from django.db import connection
 from ingestion import replay
 from ingestion.loader import LoadResult, ingest_file, ingest_table, staging
 from ingestion.models import Load, RejectedRow
-from tests.conftest import T0, bar
-from tests.ingestion.test_uploads import csv_bytes
+from tests.helpers import T0, assert_same_rows, bar, csv_bytes, stored_versions
 from tests.oracle import Oracle, typed_row
-from tests.timeseries.test_pit_oracle import assert_same_rows, stored_versions
 
 pytestmark = pytest.mark.django_db
 

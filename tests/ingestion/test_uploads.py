@@ -13,24 +13,10 @@ from django.urls import reverse
 
 from ingestion import tasks, uploads
 from ingestion.models import RejectedRow, Upload
-from tests.conftest import bar
+from tests.helpers import bar, csv_bytes, post_upload
 from tests.ingestion import workers
 from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, stop_worker, wait_for
 from tsm_site.celery import app as celery_app
-
-
-def csv_bytes(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
-
-
-def post_upload(client, content: bytes, name: str = "bars.csv", **fields):
-    data = {"dataset": "market_data", "bar_interval_text": "1min", "on_error": "reject", **fields,
-            "file": SimpleUploadedFile(name, content)}
-    return client.post(reverse("admin:ingestion_upload_add"), data)
 
 
 @pytest.mark.django_db

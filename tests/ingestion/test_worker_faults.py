@@ -22,9 +22,8 @@ from django.utils import timezone
 
 from ingestion import tasks, uploads
 from ingestion.models import Load, Upload
-from tests.conftest import bar
+from tests.helpers import bar, csv_bytes, post_upload
 from tests.ingestion import workers
-from tests.ingestion.test_uploads import csv_bytes, post_upload
 from tests.ingestion.workers import ROOT, pid_gone, registry_locked, start_beat, start_worker, stop_worker, wait_for
 from tsm_site.celery import app as celery_app
 

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from ingestion import buffer
 from ingestion.models import IngestBatch, RejectedRow
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import pit
 from timeseries.models import MarketData
 from timeseries.tokens import token_create

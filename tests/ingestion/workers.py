@@ -14,7 +14,7 @@ import psycopg
 from django.db import connection
 
 from ingestion.processes import pid_gone  # noqa: F401  (the fault tests import it from here)
-from tests.conftest import waiting_on_a_lock
+from tests.helpers import waiting_on_a_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import quality, tasks
 from timeseries.models import MarketData, NewsEvent, QualityAudit
 

@@ -20,7 +20,7 @@ from django.urls import reverse
 from ingestion import uploads
 from ingestion.models import Load, RejectedRow, Upload
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import quality
 from timeseries.models import ApiToken, MarketData, QualityFlag
 from timeseries.tokens import token_create

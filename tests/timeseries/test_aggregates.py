@@ -11,11 +11,10 @@ starts from empty tables without rollup state, so the consumer's first run is a 
 """
 from __future__ import annotations
 
-import math
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Context, Decimal
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -24,7 +23,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, wipe_datasets
+from tests.helpers import T0, floor, iso, same_sentiment, scratch_daily_bars, scratch_hourly_sentiment, wipe_datasets
 from tests.oracle import Oracle, typed_row
 from timeseries import aggregates, pit
 from timeseries.aggregates import AGGREGATES, CONSUMER, rollups_refresh
@@ -44,75 +43,6 @@ SETTINGS = dict(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 SEEDS = st.integers(0, 2**32 - 1)
-
-
-def iso(d: datetime) -> str:
-    return d.astimezone(timezone.utc).isoformat()
-
-
-# --- from scratch, over the oracle ---------------------------------------------------------------------
-
-
-def floor(t: datetime, width: timedelta) -> datetime:
-    origin = aggregates.ORIGIN
-    return origin + ((t - origin) // width) * width
-
-
-def scratch_buckets(oracle: Oracle, dataset: str, width: timedelta, *, symbol, at, start, end, recorded_by) -> dict:
-    """Bucket start -> the current versions known at ``at`` of ``symbol`` in it (brute force), for the
-    buckets overlapping [start, min(end, at)]."""
-    first, last = floor(start, width), floor(min(end, at), width)
-    buckets: dict[datetime, list[dict]] = defaultdict(list)
-    for r in oracle.current(dataset, at, recorded_by):
-        bucket = floor(r["time"], width)
-        if r["symbol"] == symbol and first <= bucket <= last:
-            buckets[bucket].append(r)
-    return dict(sorted(buckets.items()))
-
-
-def scratch_daily_bars(oracle: Oracle, *, symbol, at, start, end, recorded_by=None) -> list[dict]:
-    """Daily bars from every current version known at ``at`` (brute force)."""
-    out = []
-    for day, rows in scratch_buckets(oracle, "market_data", DAY, symbol=symbol, at=at, start=start, end=end,
-                                     recorded_by=recorded_by).items():
-        bars = sorted(rows, key=lambda r: r["time"])
-        priced = [b for b in bars if b["vwap"] is not None]
-        pv, pvv = sum(b["vwap"] * b["volume"] for b in priced), sum(b["volume"] for b in priced)
-        vwap = None if not pvv else Context(prec=80).divide(Decimal(pv), Decimal(pvv)).quantize(
-            Decimal("0.000001"), rounding=ROUND_HALF_UP)
-        out.append({
-            "time": day, "open": bars[0]["open"], "high": max(b["high"] for b in bars),
-            "low": min(b["low"] for b in bars), "close": bars[-1]["close"], "volume": sum(b["volume"] for b in bars),
-            "vwap": vwap, "bars": len(bars), "partial": at < day + DAY,
-        })
-    return out
-
-
-def scratch_hourly_sentiment(oracle: Oracle, *, symbol, at, start, end, recorded_by=None) -> list[dict]:
-    """Hourly mention-weighted sentiment from every current window known at ``at`` (brute force)."""
-    out = []
-    for hour, rows in scratch_buckets(oracle, "social_sentiment", HOUR, symbol=symbol, at=at, start=start, end=end,
-                                      recorded_by=recorded_by).items():
-        weighted = [r for r in rows if r["sentiment_avg"] is not None and r["mention_count"] is not None]
-        weight = sum(r["mention_count"] for r in weighted)
-        out.append({
-            "time": hour,
-            "sentiment": sum(r["sentiment_avg"] * r["mention_count"] for r in weighted) / weight if weight else None,
-            "mentions": sum(r["mention_count"] or 0 for r in rows),
-            "platforms": len(rows),
-        })
-    return out
-
-
-def same_sentiment(got: list[dict], want: list[dict]) -> bool:
-    if [{**g, "sentiment": None} for g in got] != [{**w, "sentiment": None} for w in want]:
-        return False
-    for g, w in zip(got, want):
-        if (g["sentiment"] is None) != (w["sentiment"] is None):
-            return False
-        if g["sentiment"] is not None and not math.isclose(g["sentiment"], w["sentiment"], rel_tol=1e-9, abs_tol=1e-12):
-            return False
-    return True
 
 
 # --- random histories ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -15,10 +15,9 @@ from psycopg import sql
 from ingestion import tasks
 from ingestion.loader import ingest_table
 from ingestion.models import Upload
-from tests.ingestion.test_uploads import csv_bytes
+from tests.helpers import DAY, FEB, LATER, MAR, bar_row, csv_bytes, iso, month, same_sentiment, scratch_daily_bars, scratch_hourly_sentiment
 from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
 from tests.oracle import Oracle, typed_row
-from tests.timeseries.test_aggregates import iso, scratch_daily_bars, scratch_hourly_sentiment, same_sentiment
 from timeseries import aggregates, pit
 from timeseries.aggregates import CONSUMER, rollups_refresh
 from timeseries.capabilities import capabilities
@@ -27,29 +26,6 @@ from timeseries.models import RollupState
 from tsm_site.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumer runs outside transactions (TimescaleDB lane)
-
-UTC = timezone.utc
-FEB = datetime(2024, 2, 1, tzinfo=UTC)
-MAR = datetime(2024, 3, 1, tzinfo=UTC)
-LATER = datetime(2024, 6, 1, tzinfo=UTC)
-DAY = timedelta(days=1)
-MINUTES = [570, 720, 959, 1439]  # 09:30, 12:00, 15:59, 23:59
-
-
-def bar_row(symbol: str, t: datetime, n: int, *, close: str | None = None, known_at: datetime | None = None) -> dict:
-    row = {
-        "time": iso(t), "symbol": symbol, "open": f"{100 + n % 7}", "high": f"{110 + n % 5}", "low": f"{90 + n % 3}",
-        "close": close or f"{100 + n % 9}.25", "volume": str(100 + 17 * n), "vwap": f"{100 + n % 4}.125",
-    }
-    if known_at is not None:
-        row["known_at"] = iso(known_at)
-    return row
-
-
-def month(symbol: str, skip: set[int] = frozenset()) -> list[dict]:
-    return [bar_row(symbol, FEB + d * DAY + timedelta(minutes=m), d * 10 + i)
-            for d in range(29) if d + 1 not in skip for i, m in enumerate(MINUTES)]
-
 
 class History:
     """Loads through the loader and into the oracle alike."""

@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries.changes import changes_consume, changes_lag, changes_pending
 
 pytestmark = pytest.mark.django_db

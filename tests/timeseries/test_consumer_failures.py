@@ -14,9 +14,9 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from ingestion.loader import ingest_table
+from tests.helpers import DAY, FEB, LATER, MAR, bar_row, month
 from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
 from tests.timeseries.poison import poison, poison_bar
-from tests.timeseries.test_aggregates_rollups import DAY, FEB, LATER, MAR, bar_row, month
 from timeseries import aggregates, pit, quality, tasks
 from timeseries.capabilities import capabilities
 from timeseries.changes import RETRY_FIRST, changes_lag, changes_run, failures_retry

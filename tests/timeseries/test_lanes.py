@@ -65,7 +65,7 @@ def test_it_loads_and_answers_point_in_time_on_hypertables():
     from decimal import Decimal
 
     from ingestion.loader import ingest_table
-    from tests.conftest import T0, bar
+    from tests.helpers import T0, bar
     from timeseries import pit
 
     ingest_table(dataset="market_data", data=[bar("AAPL", m) for m in range(3)])

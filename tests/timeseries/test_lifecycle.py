@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import lifecycle, pit
 from timeseries.capabilities import capabilities
 from timeseries.models import DatasetGeneration, MarketData, Series, SocialSentiment

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection, transaction
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import lifecycle, pit
 from timeseries.capabilities import capabilities
 from timeseries.changes import changes_pending

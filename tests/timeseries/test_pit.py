@@ -10,7 +10,7 @@ import pytest
 import ta
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import pit
 
 pytestmark = pytest.mark.django_db

@@ -12,21 +12,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar, bars
 from timeseries import cache, quality
 from timeseries.changes import changes_lag
 from timeseries.models import ChangeCursor, MarketData, NewsEvent, QualityAudit, QualityFlag
 
 pytestmark = pytest.mark.django_db
-
-
-def bars(symbol: str, closes: list[str], **extra) -> list[dict]:
-    out = []
-    for i, c in enumerate(closes):
-        row = bar(symbol, i, close=c, **extra)
-        row.update(open=c, high=str(float(c) + 0.5), low=str(float(c) - 0.5))
-        out.append(row)
-    return out
 
 
 def generation(dataset: str) -> str:

@@ -23,9 +23,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar, wipe_datasets
+from tests.helpers import T0, assert_same_rows, assert_same_sequence, bar, wipe_datasets
+from tests.histories import SETTINGS
 from tests.oracle import Oracle, typed_row
-from tests.timeseries.test_pit_oracle import SETTINGS, assert_same_rows, assert_same_sequence
 from timeseries import pit, quality
 from timeseries.datasets import DATASETS
 from timeseries.models import MarketData, QualityAudit

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ingestion.loader import ingest_table
+from tests.helpers import bars
 from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
-from tests.timeseries.test_quality import bars
 from timeseries.changes import changes_lag
 from timeseries.models import MarketData, QualityAudit, QualityFlag
 from timeseries.quality_tasks import quality_check_pending, quality_scores_set_filtered

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries.capabilities import capabilities
 from timeseries.datasets import DATASETS
 from timeseries.lifecycle import bytes_human, storage_report

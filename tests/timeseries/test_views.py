@@ -19,9 +19,8 @@ import pytest
 from django.urls import reverse
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar, wipe_datasets
+from tests.helpers import T0, assert_same_rows, assert_same_sequence, bar, wipe_datasets
 from tests.oracle import Oracle, typed_row
-from tests.timeseries.test_pit_oracle import assert_same_rows, assert_same_sequence
 from timeseries.views.timeline import iso
 
 SYMS = ("AAA", "BBB", "CCC")

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries.cache import generations
 from timeseries.formats import iso
 from timeseries.models import MarketData

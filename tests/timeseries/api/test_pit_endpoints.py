@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, bar
+from tests.helpers import T0, bar
 from timeseries import pit
 from timeseries.formats import iso
 

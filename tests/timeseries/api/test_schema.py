@@ -11,7 +11,7 @@ from hypothesis import HealthCheck
 from schemathesis.generation.modes import GenerationMode
 
 from ingestion.loader import ingest_table
-from tests.conftest import T0, api_schema_in_process, bar
+from tests.helpers import T0, api_schema_in_process, bar
 from timeseries.formats import iso
 
 pytestmark = pytest.mark.django_db
