@@ -1,6 +1,6 @@
 """The replay shortcut: a file re-sent unchanged is recognised by its bytes and costs no staging.
 
-Why a replay can be skipped (the time model of DESIGN.md section 2). Let load L have stored file F
+Why a replay can be skipped (the time model of docs/time-model.md). Let load L have stored file F
 (status done, no row rejected). Right after L, for every row r = (key k, known_at a, values v) of F
 the version current for (k, a) — the greatest (known_at, recorded_at) among the versions of k with
 known_at <= a — has the values v: either L stored r itself, or r was a duplicate of it. Re-sending
