@@ -1,5 +1,7 @@
 """manage.py seed_demo [--symbols N] [--days D] [--seed K] — deterministic demo data for all five datasets.
 
+A command of the ingestion app: it loads through the loader, and timeseries never imports ingestion.
+
 Loads through the normal loader, so running it twice stores nothing new (every row is a duplicate).
 Market data includes a share of late corrections (new versions known hours later); insider trades
 include form 4/A amendments.
