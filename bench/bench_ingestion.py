@@ -628,7 +628,7 @@ def wait_for_server(server: Proc, base: str, headers: dict) -> None:
             if r.status_code == 404:
                 return
             raise RuntimeError(f"server answered {r.status_code}: {r.text[:300]}")
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or its first request still importing
             if time.monotonic() > deadline or not server.alive():
                 raise RuntimeError(f"gunicorn did not come up:\n{server.log_tail()}") from None
             time.sleep(0.3)
