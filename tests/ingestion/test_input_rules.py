@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import pytest
 from rest_framework.test import APIClient
 
-from ingestion import buffer
+from ingestion import buffer, influx
 from ingestion.loader import LoadRejected, ingest_file
 from timeseries.models import GovernmentEvent, InsiderTrade, MarketData
 from tests.ingestion.influx_server import influx_server
@@ -185,8 +185,6 @@ def test_the_influx_backup_round_trips_edge_rows(influx_backup_settings):
     from datetime import timedelta
 
     from django.db import connection
-
-    from ingestion import influx
 
     second = timedelta(seconds=1)
     first, last = datetime(1800, 1, 1, tzinfo=UTC), datetime(2199, 12, 31, 23, 59, 58, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestion.checks import InputError
-from ingestion.loader import LoadRejected, ingest_file, ingest_table
+from ingestion.loader import STAGING_PREFIX, LoadRejected, ingest_file, ingest_table, merge, staging_drop_stale
 from ingestion.models import Load, RejectedRow
 from tests.helpers import T0, bar
 from timeseries import pit
@@ -296,8 +296,6 @@ def test_it_drops_staging_tables_of_dead_loads_but_not_of_running_ones():
     from django.db import connection
     from django.utils import timezone
 
-    from ingestion.loader import STAGING_PREFIX, staging_drop_stale
-
     running = Load.objects.create(dataset="market_data", source="running")
     dead = Load.objects.create(dataset="market_data", source="killed")
     Load.objects.filter(pk=dead.pk).update(started_at=timezone.now() - timedelta(days=1))
@@ -313,8 +311,6 @@ def test_it_drops_staging_tables_of_dead_loads_but_not_of_running_ones():
 
 
 def test_it_appends_a_backfill_into_a_gap_of_a_series_without_the_version_merge(monkeypatch):
-    from ingestion.loader import merge
-
     ingest_table(dataset="market_data", data=[bar("AAPL", 0), bar("AAPL", 100)])
     merged = []
     original = merge._merge_versions

@@ -20,7 +20,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from ingestion import tasks, uploads
+from ingestion import parsers, tasks, uploads
+from ingestion.loader import copying
 from ingestion.models import Load, Upload
 from tests.helpers import bar, csv_bytes, post_upload
 from tests.ingestion import workers
@@ -154,9 +155,6 @@ def test_the_heartbeat_stops_when_an_attempt_fails_before_loading(media):
 
 @pytest.mark.django_db
 def test_progress_counts_rows_processed_not_bytes_read_ahead(media, settings, monkeypatch):
-    from ingestion import parsers
-    from ingestion.loader import copying
-
     settings.TSM_INGEST_BATCH_ROWS = 1_000
     settings.TSM_INGEST_DIRECT = False
     monkeypatch.setattr(copying.CopySegments, "SEGMENT_SECONDS", 0.0)  # report after every batch

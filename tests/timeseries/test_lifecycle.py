@@ -13,6 +13,8 @@ from tests.helpers import T0, bar
 from timeseries import lifecycle, pit
 from timeseries.capabilities import capabilities
 from timeseries.models import DatasetGeneration, MarketData, Series, SocialSentiment
+from timeseries.tasks import retention_run
+from tsm_site.celery import app
 from tsm_site.settings import env_intervals
 
 pytestmark = pytest.mark.django_db
@@ -204,16 +206,12 @@ def test_it_reports_what_it_removed(capsys, settings):
 
 
 def test_it_schedules_retention_in_beat_as_a_registered_task(settings):
-    from tsm_site.celery import app
-
     entry = settings.CELERY_BEAT_SCHEDULE["retention"]
     app.loader.import_default_modules()
     assert entry["task"] in app.tasks
 
 
 def test_it_runs_retention_for_every_dataset_from_the_task(settings):
-    from timeseries.tasks import retention_run
-
     settings.TSM_RETENTION = {**settings.TSM_RETENTION, "market_data": "1 year"}
     load_two_days("AAA")
     out = retention_run.apply().get()

@@ -8,8 +8,10 @@ from ingestion.loader import ingest_table
 from tests.helpers import bars
 from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
 from timeseries.changes import changes_lag
+from timeseries.consumer_runs import CONSUMER_SLOT_KEY
 from timeseries.models import MarketData, QualityAudit, QualityFlag
 from timeseries.quality_tasks import quality_check_pending, quality_scores_set_filtered
+from timeseries.tasks import rollups_refresh
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +36,6 @@ def test_the_beat_tasks_take_a_bounded_share_of_the_backlog_per_run(settings):
     """A write burst leaves thousands of change-log entries; each beat run of the rollups and quality
     consumers takes at most TSM_CONSUMER_CHANGES_PER_RUN of them (rollups: whole batches of 100), so
     the flushes are never queued behind one long run. The next runs take the rest."""
-    from timeseries.tasks import rollups_refresh
 
     settings.TSM_CONSUMER_CHANGES_PER_RUN = 100
     symbols = [f"S{i:03d}" for i in range(250)]
@@ -53,7 +54,6 @@ def test_the_beat_tasks_take_a_bounded_share_of_the_backlog_per_run(settings):
 def test_a_bounded_run_in_a_worker_continues_until_the_backlog_is_done():
     """Without beat (an upload's own refresh, or a quiet deployment): one task sent, the worker takes
     the backlog in bounded runs, each run sending the next, until nothing is pending."""
-    from timeseries.tasks import rollups_refresh
 
     symbols = [f"S{i:03d}" for i in range(250)]
     ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2"])])
@@ -78,8 +78,6 @@ def test_a_consumer_run_waits_while_another_holds_the_slot_and_finishes_the_back
     keeps (or starts) a continuation chain, which finishes the backlog once the slot is free — a run
     sent once, as after an upload on a worker without beat, is not lost."""
     from django.core.cache import cache
-
-    from timeseries.consumer_runs import CONSUMER_SLOT_KEY
 
     symbols = [f"S{i:03d}" for i in range(250)]
     ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2"])])
