@@ -9,7 +9,7 @@ DEMO_SYMBOLS ?= 20
 DEMO_DAYS ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: run status test install system-packages services pg-tune db migrate seed bench clean
+.PHONY: run status test lint install system-packages services pg-tune db migrate seed bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,12 @@ run: seed
 status:  ## the processes `make run` supervises (pid, uptime, restarts show as a short uptime)
 	@$(VENV)/bin/supervisorctl -c var/supervisord.conf status
 
-test: install system-packages services
+lint: install  ## ruff (lint + format check) and the import-linter contracts of the layers (docs/architecture.md)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+test: install system-packages services lint
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
 
