@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 from bench.lib.django_env import django_up, local_url, sql_rows as q  # noqa: E402
 from bench.lib.output import emit, log  # noqa: E402
 from bench.lib.stats import median_ms  # noqa: E402
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_NAME = "tsm_bench_admin"
 DB_URL = local_url(DB_NAME)
@@ -153,8 +154,8 @@ def ingest_cost(rows: int, runs: int) -> dict:
 
     import pyarrow as pa
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
-    from timeseries import demo
 
     symbols = [f"S{i:04d}" for i in range(100)]
     days = -(-rows // (BARS_PER_DAY * len(symbols))) + 3
@@ -205,6 +206,7 @@ def main() -> None:
     from django.contrib import admin as django_admin
     from django.core.paginator import Paginator
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries import models
 
     client = client_login()
@@ -256,6 +258,7 @@ def main() -> None:
     # Celery task runs), one UPDATE … RETURNING + INSERT of audit rows; rolled back each time
     from django.db import transaction
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries import quality
 
     samples = []

@@ -67,6 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     django_up(args.url)
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
     from timeseries import aggregates, pit
     from timeseries.capabilities import capabilities

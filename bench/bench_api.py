@@ -35,6 +35,7 @@ from bench.lib.django_env import bench_env, django_up, local_url, pg_environment
 from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 from bench.lib.procs import Proc, children, free_port, machine_busy_pct, pids_named  # noqa: E402
 from bench.lib.stats import against, stats_ms as _stats_ms  # noqa: E402
+from timeseries.formats import iso as tsm_iso  # noqa: E402  (standard library only, no Django)
 
 DB_NAME = "tsm_bench"
 DB_URL = local_url(DB_NAME)
@@ -209,6 +210,7 @@ def data_info() -> dict:
 def make_token() -> tuple[object, str]:
     from django.contrib.auth import get_user_model
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries.tokens import token_create
 
     user, _ = get_user_model().objects.get_or_create(username=BENCH_USER, defaults={"is_active": True})
@@ -216,8 +218,6 @@ def make_token() -> tuple[object, str]:
 
 
 def iso(value: datetime) -> str:
-    from timeseries.formats import iso as tsm_iso
-
     return tsm_iso(value)
 
 
@@ -595,6 +595,7 @@ def main(argv=None) -> int:
     django_up(DB_URL, ensure=False, **SERVER_ENV)  # the API's tables (tokens); bars are untouched
     from django.core.cache import cache
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries.models import ApiToken
 
     def on_signal(signum, frame):

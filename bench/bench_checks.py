@@ -25,14 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
 from bench.lib.django_env import BENCH_SECRET, ROOT  # noqa: E402
 from bench.lib.output import emit  # noqa: E402
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 
 
 def write_files(folder: Path, rows: int) -> dict[str, Path]:
     """Demo CSVs: ``rows`` minute bars (390 a weekday per symbol) and the news of the same window."""
-    from timeseries import demo
-
     symbols = demo.make_symbols(max(1, min(2000, rows // (390 * 20) or 1)))
     days = max(1, -(-rows // (390 * len(symbols))) * 7 // 5 + 2)
     bars = demo.market_data(symbols=symbols, start=START, days=days, include_corrections=False).slice(0, rows)

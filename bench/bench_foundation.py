@@ -27,6 +27,7 @@ from bench.lib.django_env import ROOT, bench_env, django_up, environment, local_
 from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 from bench.lib.spec import SPEC_LATEST_SQL, spec_ingest, spec_ingest_rated, spec_table_create  # noqa: E402
 from bench.lib.stats import sample, stats_ms, timed  # noqa: E402
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_NAME = "tsm_bench"
 DB_URL = local_url(DB_NAME)
@@ -83,6 +84,7 @@ def fig_ingest(args, symbols) -> dict:
 
 
 def fig_load(args, symbols) -> dict:
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
 
     truncate_market_data()
@@ -121,6 +123,7 @@ def data_info() -> dict:
 def fig_market_state(args, info) -> dict:
     from django.db import connection
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries import pit
 
     rng = random.Random(args.seed)
@@ -150,6 +153,7 @@ def fig_market_state(args, info) -> dict:
 
 
 def fig_reconstruct(args, info) -> dict:
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries import pit
 
     rng = random.Random(args.seed + 1)
@@ -164,6 +168,7 @@ def fig_reconstruct(args, info) -> dict:
 def fig_asof_join(args, info) -> dict:
     import pyarrow as pa
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries import pit
 
     rng = random.Random(args.seed + 2)
@@ -242,7 +247,6 @@ def main(argv=None) -> None:
     command = command_line()
     django_up(DB_URL)
     spec_table_create()
-    from timeseries import demo
 
     symbols = demo.make_symbols(args.symbols)
     out: dict = {"command": command, "started_at": started_at(),

@@ -47,6 +47,7 @@ def bars(symbols: int, seconds: int, start_second: int = 0):
     import numpy as np
     import pyarrow as pa
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.influx import _scaled_decimal
 
     rng = np.random.default_rng(7 + start_second)
@@ -80,6 +81,7 @@ def wipe_market_data() -> None:
 
 
 def load(symbols: int, seconds: int, window_seconds: int) -> float:
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
 
     wipe_market_data()
@@ -107,6 +109,7 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion import influx
     from ingestion.loader import ingest_table
     from tests.ingestion.influx_server import influx_server
@@ -206,6 +209,7 @@ def render_lines(influx, ids: list[int]) -> list[str]:
     """The line protocol the backup sends, rendered once into memory (for the raw-write baseline)."""
     from django.db import connection
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries.models import Change
 
     changes = list(Change.objects.filter(id__in=ids).order_by("id"))

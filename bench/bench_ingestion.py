@@ -42,6 +42,7 @@ from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 from bench.lib.procs import Proc, RssMonitor, free_port, group_pids, postgres_pids  # noqa: E402
 from bench.lib.spec import spec_ingest_rated, spec_table_create, spec_table_truncate  # noqa: E402
 from bench.lib.stats import median, pct, target_ratio  # noqa: E402
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_NAME = "tsm_bench_ingest"
 DB_URL = local_url(DB_NAME)
@@ -63,6 +64,7 @@ def setup_django(run_dir: Path, queue: str) -> None:
     django_up(DB_URL, DEBUG="false", TSM_CACHE_PREFIX=CACHE_PREFIX, LOG_LEVEL="WARNING",
               TSM_MEDIA_ROOT=str(run_dir / "media"))
     spec_table_create()
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from tsm_site.celery import app
 
     app.conf.task_default_queue = queue
@@ -118,6 +120,7 @@ def count_market_data() -> int:
 def wait_for_rollups(timeout: float) -> float:
     """Seconds until the rollups consumer has no pending change of market_data (the upload task
     enqueues its refresh on the same worker when it finishes)."""
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries.changes import changes_lag
 
     t = time.perf_counter()
@@ -132,6 +135,7 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
     """upload_create (the admin form's service) -> the worker loads it -> Upload.status == done."""
     from django.core.files.uploadedfile import UploadedFile
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.models import Load, Upload
     from ingestion.tasks import upload_enqueue
     from ingestion.uploads import upload_create
@@ -301,6 +305,7 @@ PROFILED = {
 
 def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
     """``ingest_file`` with wall-clock timers around the loader's phases (no worker, no rollups)."""
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion import loader, replay
     from ingestion.loader import batches, copying, direct, merge, staging
 
@@ -373,6 +378,7 @@ def fig_floor(args, symbols, out: dict) -> None:
     """PostgreSQL's own ceiling for the append: the rows the loader stores, already staged in key order,
     INSERTed into empty copies of market_data with more and more of its indexes (no Python, no checks,
     no merge logic). The loader's end-to-end rate on the same file is measured in the same run."""
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries.datasets import get_dataset
 
     path = write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
@@ -492,8 +498,6 @@ def ingest_cli_measured(path: Path, run_dir: Path) -> dict:
 def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
     from django.conf import settings
 
-    from timeseries import demo
-
     big_path = bars_csv_path(symbols, args.memory_rows, args.seed, args.workdir)
     created_big = not big_path.exists()  # never delete a file another benchmark wrote
     big = write_bars_csv(symbols, args.memory_rows, args.seed, args.workdir)
@@ -554,8 +558,6 @@ def api_bodies(args, symbols, run_dir: Path, fmt: str, start: datetime) -> list[
     """Per client, bodies of ``api_batch_rows`` distinct bars (its own symbols, in time order, no known_at):
     a JSON array, NDJSON lines or CSV with a header."""
     import pyarrow as pa
-
-    from timeseries import demo
 
     per_client_rows = args.api_max_rows // args.api_clients
     minutes = -(-per_client_rows * args.api_clients // len(symbols))
@@ -637,10 +639,11 @@ def wait_for_server(server: Proc, base: str, headers: dict) -> None:
 def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: Proc) -> dict:
     """4 clients post for api_seconds; then the buffer drains. Latency from polling + IngestBatch timestamps."""
     import requests
+    from django.conf import settings
     from django.db.models import Sum
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.models import IngestBatch
-    from django.conf import settings
     from tsm_site.celery import app as celery_app
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": CONTENT_TYPES[fmt]}
@@ -785,6 +788,7 @@ def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
     from django.conf import settings
     from django.contrib.auth.models import User
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries.tokens import token_create
 
     sql_rows("DELETE FROM market_data WHERE time >= %s", [API_START])
@@ -896,7 +900,6 @@ def main(argv=None) -> None:
     ok = False
     try:
         setup_django(run_dir, queue)
-        from timeseries import demo
 
         symbols = demo.make_symbols(args.symbols)
         env = environment()

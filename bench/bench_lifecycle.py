@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 from bench.lib.django_env import django_up, sql_rows as sql  # noqa: E402
 from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 from bench.lib.stats import rank_stats_ms as ms, timed  # noqa: E402
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_NAME = "tsm_bench_lifecycle"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
@@ -57,8 +58,8 @@ def without_market_cap(table):
 def load(symbols: list[str], days: int, seed: int, variant: str = "demo") -> dict:
     import pyarrow as pa
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
-    from timeseries import demo
 
     sql("TRUNCATE market_data, timeseries_series, timeseries_change")
     rows = 0
@@ -81,6 +82,7 @@ def load(symbols: list[str], days: int, seed: int, variant: str = "demo") -> dic
 
 
 def is_hypertable() -> bool:
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries.capabilities import capabilities
 
     return "market_data" in capabilities(fresh=True).hypertables
@@ -104,6 +106,7 @@ def time_range() -> tuple[datetime, datetime]:
 
 
 def reads(symbols: list[str], samples: int, seed: int) -> dict:
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries import pit
 
     rng = random.Random(seed)
@@ -135,6 +138,7 @@ def writes(symbols: list[str], day: datetime, label: str) -> dict:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
 
     out = {}
@@ -188,7 +192,6 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     command = command_line()
     setup_django()
-    from timeseries import demo
 
     symbols = demo.make_symbols(args.symbols)
     out: dict = {"command": command, "started_at": started_at(),

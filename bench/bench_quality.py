@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
 from bench.lib.django_env import django_up, local_url, sql_rows  # noqa: E402
 from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_URL = local_url("tsm_bench_quality")
 DAY = datetime(2024, 3, 4, tzinfo=timezone.utc)  # a Monday
@@ -43,8 +44,9 @@ def main(argv=None) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
-    from timeseries import demo, quality
+    from timeseries import quality
 
     symbols = demo.make_symbols(args.symbols)
     bars = pa.Table.from_batches(list(demo.market_data_batches(

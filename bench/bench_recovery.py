@@ -56,6 +56,7 @@ from bench.lib.django_env import BENCH_SECRET  # noqa: E402
 from bench.lib.output import emit, log  # noqa: E402
 from bench.lib.procs import Processes, children, cpu_ticks, descendants  # noqa: E402
 from ingestion.processes import pid_gone  # noqa: E402  (a leaf: standard library only)
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 PYTHON = str(Path(sys.executable))
 VENV_BIN = Path(sys.executable).parent
@@ -142,8 +143,6 @@ class Tree:
 
 def write_file(folder: Path, rows: int, run_no: int) -> Path:
     """``rows`` demo minute bars without corrections (every row new), starting ``run_no`` * 4 weeks on."""
-    from timeseries import demo
-
     days = math.ceil(rows / (390 * SYMBOLS)) * 7 // 5 + 3
     start = START + timedelta(weeks=run_no * (math.ceil(days / 7) + 1))  # no two runs share a bar
     bars = demo.market_data(symbols=demo.make_symbols(SYMBOLS), start=start, days=days,

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 from bench.lib.django_env import django_up, local_url, sql_rows  # noqa: E402
 from bench.lib.output import emit, log  # noqa: E402
 from bench.lib.stats import rank_p99  # noqa: E402
+from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_NAME = "tsm_bench_timeline"
 DB_URL = local_url(DB_NAME)
@@ -50,8 +51,8 @@ def count(table: str, symbol: str) -> int:
 
 def load(symbol: str, seed: int) -> dict:
     """Load the symbol's year once (skipped when its bars are there)."""
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from ingestion.loader import ingest_table
-    from timeseries import demo
 
     if count("market_data", symbol):
         log(f"{symbol} already loaded: reusing {DB_NAME}")
@@ -114,6 +115,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
+    # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from timeseries import aggregates
     from timeseries.views import timeline
     from timeseries.views.timeline import iso

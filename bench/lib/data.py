@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.lib.django_env import sql_rows
 from bench.lib.output import log
 from bench.lib.stats import timed
+from timeseries import demo
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
 BARS_PER_DAY = 390
@@ -38,8 +39,6 @@ def bar_windows(symbols: list[str], rows: int, seed: int):
     """
     import pyarrow as pa
 
-    from timeseries import demo
-
     per_day = BARS_PER_DAY * len(symbols)
     windows = math.ceil(math.ceil(rows / per_day) / WINDOW_DAYS)
     days = business_days(windows * WINDOW_DAYS + 1)
@@ -62,8 +61,6 @@ def bars_csv_path(symbols: list[str], rows: int, seed: int, workdir: Path) -> Pa
 
 def write_bars_csv(symbols: list[str], rows: int, seed: int, workdir: Path) -> Path:
     """The CSV of ``bar_windows(symbols, rows, seed)`` in ``workdir`` (written once, then reused)."""
-    from timeseries import demo
-
     path = bars_csv_path(symbols, rows, seed, workdir)
     if path.exists():
         log(f"reusing {path}")

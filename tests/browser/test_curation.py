@@ -8,6 +8,7 @@ import pytest
 
 from ingestion.loader import ingest_table
 from tests.helpers import T0, bar
+from timeseries import quality
 from timeseries.models import MarketData, QualityAudit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,8 +70,6 @@ def test_it_shows_the_quality_report_of_a_symbol_day(live_url, staff_page, scree
     ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10"), bar("AAPL", 1, close="10.2"),
                                               {**bar("AAPL", 2, close="14"), "high": "14.5", "open": "14"},
                                               bar("AAPL", 3, close="10.1"), bar("AAPL", 4, close="10.2")])
-    from timeseries import quality
-
     quality.quality_checks_range(dataset="market_data", start=T0, end=T0 + timedelta(hours=1))
     page = staff_page
     page.goto(live_url("/admin/timeseries/qualityflag/report/"))

@@ -9,8 +9,11 @@ import json
 import pytest
 from django.urls import reverse
 
+from ingestion import parsers
+from ingestion.checks import InputError
 from ingestion.models import IngestBatch
 from tests.helpers import T0, bar
+from timeseries.datasets import DATASETS
 from timeseries.models import MarketData
 
 pytestmark = pytest.mark.django_db
@@ -306,10 +309,6 @@ def test_ndjson_nesting_deeper_than_the_limit_is_refused_before_arrow_reads_it()
     """Arrow's JSON reader crashes the process (SIGSEGV) at ~20,000 levels: uploads and the write API
     both read NDJSON through parsers.read_batches, which refuses a line nesting deeper than 100."""
     import io
-
-    from ingestion import parsers
-    from ingestion.checks import InputError
-    from timeseries.datasets import DATASETS
 
     deep = (ROW % ("[" * 30_000 + "]" * 30_000)).encode()
     with pytest.raises(InputError, match="nests deeper than 100"):

@@ -16,6 +16,7 @@ from ingestion.loader import STAGING_PREFIX, LoadRejected, ingest_file, ingest_t
 from ingestion.models import Load, RejectedRow
 from tests.helpers import T0, bar
 from timeseries import pit
+from timeseries.datasets import DATASETS
 from timeseries.models import InsiderTrade, MarketData, NewsEvent, SocialSentiment
 
 pytestmark = pytest.mark.django_db
@@ -76,8 +77,6 @@ def test_it_rejects_a_bad_bar_naming_row_and_column_and_stores_nothing(change, m
 def test_every_text_column_holds_what_its_table_column_holds():
     """The declared max_length of each text column is the model's CharField max_length (None for a
     TextField), so an over-long value is a row error naming its column, never a database error."""
-    from timeseries.datasets import DATASETS
-
     for spec in DATASETS.values():
         model = spec.model
         for col in spec.columns:

@@ -9,12 +9,13 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from ingestion import parsers, uploads
+from ingestion import buffer, parsers, uploads
 from ingestion.models import RejectedRow, Upload
-from ingestion.quarantine import REASON_COLUMN, cell_escape, cell_unescape
+from ingestion.quarantine import REASON_COLUMN, cell_escape, cell_unescape, rejected_rows_write
 from tests.helpers import bar
 from timeseries.datasets import DATASETS
 from timeseries.models import MarketData, NewsEvent
+from timeseries.tokens import token_create
 
 INJECTION = "=cmd|' /C calc'!A0"
 
@@ -169,9 +170,6 @@ def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command
     from django.core.management import call_command
     from rest_framework.test import APIClient
 
-    from ingestion import buffer
-    from timeseries.tokens import token_create
-
     rows = [bar("AAPL", 0, close=INJECTION, source="=x"), bar("MSFT", 0, close=INJECTION, source="-y")]
     with django_capture_on_commit_callbacks(execute=False):
         first = upload(staff_client, as_csv(rows))
@@ -197,8 +195,6 @@ def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command
 
 def test_the_file_has_only_columns_the_uploader_accepts_in_the_dataset_order():
     from types import SimpleNamespace
-
-    from ingestion.quarantine import rejected_rows_write
 
     raw = {"url": "u", "id": "n1", "title": "=1+1", "time": "2024-03-01T14:30Z", "symbol": "AAPL", "known_at": "x", "bogus": "?"}
     rows = [SimpleNamespace(load_id=1, row_number=3, column="known_at", reason="not a timestamp", raw=raw),

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from ingestion import replay
+from ingestion import replay, uploads
 from ingestion.loader import LoadResult, ingest_file, ingest_table, staging
-from ingestion.models import Load, RejectedRow
+from ingestion.models import Load, RejectedRow, Upload
 from tests.helpers import T0, assert_same_rows, bar, csv_bytes, stored_versions
 from tests.oracle import Oracle, typed_row
 
@@ -278,9 +278,6 @@ def test_it_refuses_a_span_list_too_long_to_keep(monkeypatch, bars_file):
 def test_it_shows_the_shortcut_on_the_upload_page(staff_client, tmp_path, settings, django_capture_on_commit_callbacks):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.urls import reverse
-
-    from ingestion import uploads
-    from ingestion.models import Upload
 
     settings.MEDIA_ROOT = tmp_path / "media"
     content = csv_bytes(ROWS)

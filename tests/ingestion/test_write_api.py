@@ -14,11 +14,16 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from rest_framework.test import APIClient
 
 from ingestion import buffer
+from ingestion.checks import prepare_batch
 from ingestion.models import IngestBatch, RejectedRow
+from ingestion.parsers import rows_to_table
 from tests.helpers import T0, bar
+from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, worker_env
 from timeseries import pit
+from timeseries.datasets import CheckContext, get_dataset
 from timeseries.models import MarketData
 from timeseries.tokens import token_create
+from tsm_site.celery import app as celery_app
 
 
 def post(client, rows, *, dataset="market_data", fmt="json", **params):
@@ -261,10 +266,6 @@ def test_a_batch_that_cannot_be_merged_is_marked_failed_and_the_rest_merge(write
     of holding every later batch pending; the batch arriving after it merges."""
     import pyarrow as pa
 
-    from ingestion.checks import prepare_batch
-    from ingestion.parsers import rows_to_table
-    from timeseries.datasets import CheckContext, get_dataset
-
     clean = [{**r, "source": "feed"} for r in rows]  # what accept would let through, then the stored payload
     prepared = prepare_batch(rows_to_table(clean), dataset=get_dataset("market_data"),
                              ctx=CheckContext(bar_interval=timedelta(minutes=1)), row_offset=0)
@@ -369,9 +370,6 @@ def test_it_never_fails_with_a_server_error_on_any_body(writer, body, ctype):
 
 @pytest.mark.django_db(transaction=True)
 def test_it_keeps_batches_pending_when_a_flushing_worker_is_killed_and_merges_them_once_on_reflush():
-    from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, worker_env
-    from tsm_site.celery import app as celery_app
-
     for m in range(0, 40, 10):
         buffer.batch_accept(dataset="market_data", body=json.dumps([bar("AAPL", i) for i in range(m, m + 10)]).encode(),
                             content_type="application/json")

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from ingestion.loader import ingest_table
 from tests.helpers import T0, bar
 from timeseries import quality, tasks
-from timeseries.models import MarketData, NewsEvent, QualityAudit
+from timeseries.models import MarketData, NewsEvent, QualityAudit, QualityFlag
 
 pytestmark = pytest.mark.django_db
 URL = "/admin/timeseries/marketdata/"
@@ -207,8 +207,6 @@ def test_it_lists_the_other_datasets_with_symbol_and_time_filters(admin_client, 
 def test_it_accepts_proposed_scores_from_the_flags_list(admin_client):
     ingest_table(dataset="market_data", data=[bar("AAPL", m, close="10") for m in range(6)])
     quality.quality_checks_range(dataset="market_data", symbols=["AAPL"], start=T0, end=T0 + timedelta(hours=1))
-    from timeseries.models import QualityFlag
-
     flag = QualityFlag.objects.order_by("time").first()  # stale: bars 4 and 5 end runs of 5 equal bars
     response = admin_client.post("/admin/timeseries/qualityflag/", {"action": "accept_proposals", "index": "0", "_selected_action": [str(flag.id)]}, follow=True)
     assert any("1 row(s) changed" in m for m in shown(response))

@@ -4,6 +4,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+from ingestion.loader import ingest_table
+from tests.helpers import T0, bar
+from timeseries import pit
 from timeseries.capabilities import capabilities
 from timeseries.datasets import DATASETS
 from tsm_site.lanes import PLAIN_ENGINE, TIMESCALE_ENGINE, choose_engine
@@ -63,10 +66,6 @@ def test_it_loads_and_answers_point_in_time_on_hypertables():
     needs_timescaledb()
     from datetime import timedelta
     from decimal import Decimal
-
-    from ingestion.loader import ingest_table
-    from tests.helpers import T0, bar
-    from timeseries import pit
 
     ingest_table(dataset="market_data", data=[bar("AAPL", m) for m in range(3)])
     ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat())])

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from timeseries import rules
+from timeseries import rules, timeparse
 
 FIRST = string.ascii_letters + string.digits
 REST = FIRST + ".^=_:-"
@@ -146,8 +146,6 @@ def test_the_stored_range_lies_inside_the_query_range():
 
 
 def test_timeparse_uses_the_query_range_of_rules():
-    from timeseries import timeparse
-
     assert timeparse.MIN_INSTANT is rules.MIN_INSTANT and timeparse.MAX_INSTANT is rules.MAX_INSTANT
     assert timeparse.parse_instant("at", "1000-01-01T00:00:00Z") == rules.MIN_INSTANT
 

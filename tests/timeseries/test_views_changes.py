@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 
-from tests.helpers import T0, assert_listing, assert_same_sequence, total_order
+from ingestion.loader import ingest_table
+from tests.helpers import T0, assert_listing, assert_same_sequence, bar, total_order, wipe_datasets
 from tests.histories import BATCH_ROWS, ROWS, SEEDS, SETTINGS, SYMS, histories, instants, record_times, run_history
 from tests.oracle import Oracle, _symbols, key_of, version_of
 from timeseries import pit
@@ -111,9 +112,6 @@ def test_it_matches_the_oracle_difference_between_two_states(dataset, db, settin
 
 
 def test_it_flags_a_late_correction_with_its_previous_version(db):
-    from ingestion.loader import ingest_table
-    from tests.helpers import bar, wipe_datasets
-
     wipe_datasets()
     ingest_table(dataset="market_data", data=[bar("AAA", 0, close="10.5"), bar("AAA", 1)])
     late = (T0 + timedelta(hours=3)).isoformat()
@@ -131,9 +129,6 @@ def test_it_refuses_t1_after_t2(db):
 
 
 def test_it_gives_the_newest_recorded_at_of_the_visible_versions(db):
-    from ingestion.loader import ingest_table
-    from tests.helpers import bar, wipe_datasets
-
     wipe_datasets()
     first = ingest_table(dataset="market_data", data=[bar("AAA", 0)]).recorded_at
     second = ingest_table(dataset="market_data", data=[bar("AAA", 10)]).recorded_at

@@ -10,9 +10,10 @@ from rest_framework.response import Response
 from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.views import APIView
 
+from timeseries import tokens
 from timeseries.api.auth import WriteScope
 from timeseries.models import ApiToken
-from timeseries.tokens import token_create
+from timeseries.tokens import token_create, token_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -131,8 +132,6 @@ def test_it_refuses_to_create_a_token_for_an_unknown_user_unless_asked_to_create
 
 
 def test_it_refuses_a_token_revoked_in_this_process_at_once(user, read_key):
-    from timeseries.tokens import token_revoke
-
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {read_key}")
     assert client.get(URL, QUERY).status_code == 200  # now remembered as valid
@@ -141,8 +140,6 @@ def test_it_refuses_a_token_revoked_in_this_process_at_once(user, read_key):
 
 
 def test_it_refuses_a_revoked_token_in_other_processes_once_the_cache_expires(user, read_key, settings, monkeypatch):
-    import timeseries.tokens as tokens
-
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {read_key}")
     assert client.get(URL, QUERY).status_code == 200
