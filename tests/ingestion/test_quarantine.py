@@ -12,7 +12,7 @@ from django.urls import reverse
 from ingestion import buffer, parsers, uploads
 from ingestion.models import RejectedRow, Upload
 from ingestion.quarantine import REASON_COLUMN, cell_escape, cell_unescape, rejected_rows_write
-from tests.helpers import bar
+from tests.helpers import bar, csv_bytes
 from timeseries.datasets import DATASETS
 from timeseries.models import MarketData, NewsEvent
 from timeseries.tokens import token_create
@@ -62,14 +62,6 @@ def upload(client, content: bytes, dataset: str = "market_data", name: str = "ba
     return done
 
 
-def as_csv(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
-
-
 @pytest.mark.django_db(transaction=False)
 def test_a_downloaded_quarantine_can_be_fixed_and_uploaded_again(staff_client, django_capture_on_commit_callbacks):
     rows = [
@@ -80,7 +72,7 @@ def test_a_downloaded_quarantine_can_be_fixed_and_uploaded_again(staff_client, d
         bar("AAPL", 4, source="-feed"),
     ]
     with django_capture_on_commit_callbacks(execute=False):
-        first = upload(staff_client, as_csv(rows))
+        first = upload(staff_client, csv_bytes(rows))
     assert (first.inserted, first.rejected) == (2, 3)
 
     download = staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk]))
@@ -125,7 +117,7 @@ def test_a_downloaded_quarantine_can_be_fixed_and_uploaded_again(staff_client, d
 @pytest.mark.django_db
 def test_an_unfixed_download_is_rejected_again_with_the_same_reasons(staff_client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        first = upload(staff_client, as_csv([bar("AAPL", 0, close=INJECTION)]))
+        first = upload(staff_client, csv_bytes([bar("AAPL", 0, close=INJECTION)]))
     content = staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content
     with django_capture_on_commit_callbacks(execute=False):
         again = upload(staff_client, content, name="again.csv")
@@ -141,7 +133,7 @@ def test_a_news_quarantine_round_trips_its_text_columns(staff_client, django_cap
         {"time": "2024-03-01T14:31:00+00:00", "symbol": "AAPL", "title": "=HYPERLINK(\"x\")", "url": "u2", "impact_score": "0.5", "news_id": "n2"},
     ]
     with django_capture_on_commit_callbacks(execute=False):
-        first = upload(staff_client, as_csv(stories), dataset="news_events", name="news.csv")
+        first = upload(staff_client, csv_bytes(stories), dataset="news_events", name="news.csv")
     assert first.rejected == 1  # impact_score 2 is out of range
     lines = list(csv.DictReader(io.StringIO(staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content.decode())))
     assert [line["title"] for line in lines] == ["'-5% at the open"]
@@ -172,7 +164,7 @@ def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command
 
     rows = [bar("AAPL", 0, close=INJECTION, source="=x"), bar("MSFT", 0, close=INJECTION, source="-y")]
     with django_capture_on_commit_callbacks(execute=False):
-        first = upload(staff_client, as_csv(rows))
+        first = upload(staff_client, csv_bytes(rows))
     assert first.rejected == 2
     text = staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content.decode()
     fixed = text.replace("'" + INJECTION, "10.25")
