@@ -162,7 +162,7 @@ class Oracle:
     def __init__(self) -> None:
         self.versions: dict[str, list[dict]] = defaultdict(list)
         self.loads: list[datetime] = []
-        # curation (timeseries/quality.py): per dataset, audit entries {version, old, new, changed_at}
+        # curation (timeseries/quality/): per dataset, audit entries {version, old, new, changed_at}
         self.audits: dict[str, list[dict]] = defaultdict(list)
 
     # -- curation -----------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def symbol_filter(spec: Dataset, params: dict, symbols: list[str] | None) -> lis
     return [sql.SQL("a.{} = ANY(%(symbols)s)").format(sql.Identifier(spec.symbol_column))]
 
 
-# --- min_quality: exclude rows curated below a score (timeseries/quality.py) ------------------------
+# --- min_quality: exclude rows curated below a score (timeseries/quality/) -------------------------
 
 
 def min_quality_clean(spec: Dataset, min_quality) -> float | None:
