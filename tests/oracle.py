@@ -134,7 +134,7 @@ def version_of(row: dict) -> tuple:
 
 
 def _symbols(symbols: Iterable[str] | str | None) -> list[str] | None:
-    """Same reading of a symbols argument as pit.py: a string is one symbol, blanks are dropped."""
+    """Same reading of a symbols argument as timeseries.pit: a string is one symbol, blanks are dropped."""
     if symbols is None:
         return None
     if isinstance(symbols, str):
@@ -162,7 +162,7 @@ class Oracle:
     def __init__(self) -> None:
         self.versions: dict[str, list[dict]] = defaultdict(list)
         self.loads: list[datetime] = []
-        # curation (timeseries/quality.py): per dataset, audit entries {version, old, new, changed_at}
+        # curation (timeseries/quality/): per dataset, audit entries {version, old, new, changed_at}
         self.audits: dict[str, list[dict]] = defaultdict(list)
 
     # -- curation -----------------------------------------------------------------------------

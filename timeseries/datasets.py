@@ -87,7 +87,7 @@ class CheckContext:
 
 @dataclass(frozen=True)
 class QualityCheck:
-    """An automatic quality check of a curated dataset (its SQL lives in timeseries/quality.py)."""
+    """An automatic quality check of a curated dataset (its SQL lives in timeseries/quality/checks.py)."""
 
     name: str
     proposed_score: float | None  # the score a flagged row gets (None: only flagged)
@@ -98,7 +98,7 @@ class QualityCheck:
 class QualityChecks:
     """Which checks run over a curated dataset's changed spans, and how the spans are widened."""
 
-    suite: str  # the SQL that finds them: "bars" or "stories" (timeseries/quality.py)
+    suite: str  # the SQL that finds them: "bars" or "stories" (timeseries/quality/checks.py)
     checks: tuple[QualityCheck, ...]
     whole_days: bool  # widen each span to whole UTC days (else the suite adds its own margin of bars)
 
@@ -162,7 +162,7 @@ class Dataset:
     def value_columns(self) -> tuple[str, ...]:
         """Columns compared to decide whether an incoming row is a duplicate of the current version.
 
-        ``quality_score`` is not one: curation changes it in place (timeseries/quality.py), so a
+        ``quality_score`` is not one: curation changes it in place (timeseries/quality/curation.py), so a
         replayed row that differs from the stored version only in its score is a duplicate, and
         replaying a file never undoes a curation.
         """

@@ -12,6 +12,7 @@ import ta
 from ingestion.loader import ingest_table
 from tests.helpers import T0, bar
 from timeseries import pit
+from timeseries.pit import asof as pit_asof
 
 pytestmark = pytest.mark.django_db
 
@@ -235,7 +236,7 @@ def test_it_answers_a_large_join_on_two_connections_exactly_like_one(monkeypatch
     ingest_table(dataset="market_data", data=[bar("MSFT", 5, close="10.99", known_at=(T0 + timedelta(minutes=30)).isoformat())])
     points = [(s, T0 + timedelta(minutes=m, seconds=7)) for m in range(0, 45, 3) for s in ("IBM", "MSFT", "AAPL", "NOPE")]
     single = pit.asof_join(points)
-    monkeypatch.setattr(pit, "PARALLEL_ASOF_POINTS", 10)
+    monkeypatch.setattr(pit_asof, "PARALLEL_ASOF_POINTS", 10)
     assert not connection_in_atomic_block()
     parallel = pit.asof_join(points)
     assert parallel == single
@@ -257,7 +258,7 @@ def test_it_answers_points_given_as_a_table_of_several_chunks_in_their_order(mon
         for h in halves
     ])
     assert table.column("symbol").num_chunks == 2
-    monkeypatch.setattr(pit, "PARALLEL_ASOF_POINTS", 2)
+    monkeypatch.setattr(pit_asof, "PARALLEL_ASOF_POINTS", 2)
     rows = pit.asof_join(table)
     assert [(r["symbol"], r["at"]) for r in rows] == points
     assert [r["close"] for r in rows] == [Decimal(f"{10 + (p[1] - T0).seconds // 60 / 100 - 0.01:.2f}") for p in points]

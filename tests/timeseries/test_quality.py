@@ -1,4 +1,4 @@
-"""Curation services (timeseries/quality.py): audited score changes and the automatic checks."""
+"""Curation services (timeseries/quality/): audited score changes and the automatic checks."""
 from __future__ import annotations
 
 import json

@@ -1,1 +1,1 @@
-"""The read API (DRF): dataset listings, point-in-time endpoints and the as-of join, thin over pit.py."""
+"""The read API (DRF): dataset listings, point-in-time endpoints and the as-of join, thin over timeseries/pit/."""

@@ -10,7 +10,7 @@ Every value that cannot be parsed is a 400 whose message names the parameter; te
 byte are refused (PostgreSQL text cannot hold one).
 
 ``as_of=T[&recorded_by=S]`` keeps the versions that are current as of T as recorded by S, with the
-same anti-join as ``pit._is_current`` written with the ORM: ``known_at <= T``, ``recorded_at <= S``
+same anti-join as ``pit._sql.is_current`` written with the ORM: ``known_at <= T``, ``recorded_at <= S``
 and no version of the same key with a greater (known_at, recorded_at) that is also known by T / S.
 
 Pagination is a true keyset over the ordering's columns, which are either the dataset's version

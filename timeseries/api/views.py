@@ -1,4 +1,4 @@
-"""The read API: thin views that translate the request, call ``pit.py`` (or the dataset's filtered
+"""The read API: thin views that translate the request, call ``timeseries.pit`` (or the dataset's filtered
 queryset) and hand plain rows to the renderers.
 
 * Listings (``/market-data/`` …): the raw store, every version, filtered, keyset-paginated, and with

@@ -1,7 +1,7 @@
 """Curation (issue #6 part B): quality audit and flags, news quality_score, admin indexes on market_data.
 
 * ``news_events.quality_score`` (nullable: NULL = not scored, kept by ``min_quality``).
-* ``QualityAudit`` / ``QualityFlag`` (timeseries/quality.py writes them).
+* ``QualityAudit`` / ``QualityFlag`` (timeseries/quality/ writes them).
 * ``market_data``: an index on ``time`` so the admin changelist (newest first, optionally a time or
   known_at range) walks an index instead of sorting 50M rows; the TimescaleDB lane already has one
   (the hypertable's default ``time DESC`` index), so it is created only where no index leads with

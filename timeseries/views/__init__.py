@@ -1,5 +1,5 @@
 """Browser pages (templates/timeseries/...): thin over ``timeseries.views.timeline`` (which reads only
-through ``timeseries/pit.py``).
+through ``timeseries/pit/``).
 
 * ``/timeline/?at=T``            market overview: every symbol's state at T, sortable, links.
 * ``/timeline/<symbol>/?at=T``   chart of what was known at T (bars, news, filings, government events,

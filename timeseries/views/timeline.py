@@ -1,4 +1,4 @@
-"""What the timeline pages show, built only from ``timeseries/pit.py`` selectors (no other reads).
+"""What the timeline pages show, built only from ``timeseries/pit/`` selectors (no other reads).
 
 ``timeline_symbol_build`` and ``timeline_overview_build`` return plain dicts (rows, chart data,
 the newest recorded_at used); the views render them. Nothing known after ``at`` can appear: every
