@@ -14,6 +14,7 @@ known_at range, a search, and the admin action "mark suspect" over all rows of o
 (select all matching the filter). Baseline in the same run: the changelist as Django would run it by
 default (full ``COUNT(*)`` for the paginator and the "N total" link). Target: < 1 s each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,18 +23,19 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
-from bench.lib.django_env import django_up, local_url, sql_rows as q  # noqa: E402
+from bench.lib.django_env import django_up, local_url  # noqa: E402
+from bench.lib.django_env import sql_rows as q
 from bench.lib.output import emit, log  # noqa: E402
 from bench.lib.stats import median_ms  # noqa: E402
 from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_NAME = "tsm_bench_admin"
 DB_URL = local_url(DB_NAME)
-START = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
+START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 BARS_PER_DAY = 390
 SYMBOLS = 1000
 DAYS_PER_CHUNK = 8
@@ -70,7 +72,11 @@ def build(rows: int) -> dict:
         return {"reused": True, "seconds": 0}
     t0 = time.perf_counter()
     log(f"building {rows:,} bars in {DB_NAME} (had {have:,})")
-    if have or q("SELECT 1 FROM market_data LIMIT 1") or not q("SELECT 1 FROM pg_indexes WHERE indexname = 'market_data_version'"):
+    if (
+        have
+        or q("SELECT 1 FROM market_data LIMIT 1")
+        or not q("SELECT 1 FROM pg_indexes WHERE indexname = 'market_data_version'")
+    ):
         recreate_database()
         stored_rows()
     constraints = q(
@@ -150,7 +156,7 @@ def ingest_cost(rows: int, runs: int) -> dict:
     """What the market_data ``time`` index (added by the curation migration) costs ingestion: the same
     ``rows`` demo bars loaded through ``ingest_table`` into an empty table with and without it,
     alternately, ``runs`` times each (median rows/s). Runs in ``tsm_bench_admin_ingest``."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import pyarrow as pa
 
@@ -159,8 +165,13 @@ def ingest_cost(rows: int, runs: int) -> dict:
 
     symbols = [f"S{i:04d}" for i in range(100)]
     days = -(-rows // (BARS_PER_DAY * len(symbols))) + 3
-    table = pa.Table.from_batches(list(demo.market_data_batches(
-        symbols=symbols, start=datetime(2024, 1, 1, tzinfo=timezone.utc), days=days, include_corrections=False)))
+    table = pa.Table.from_batches(
+        list(
+            demo.market_data_batches(
+                symbols=symbols, start=datetime(2024, 1, 1, tzinfo=UTC), days=days, include_corrections=False
+            )
+        )
+    )
     table = table.slice(0, rows)
     speeds: dict[str, list[float]] = {"with_time_index": [], "without_time_index": []}
     for _ in range(runs):
@@ -186,20 +197,37 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--build-only", action="store_true")
-    parser.add_argument("--ingest-cost", type=int, metavar="ROWS",
-                        help="instead: ingestion rows/s with and without the market_data time index (own database)")
+    parser.add_argument(
+        "--ingest-cost",
+        type=int,
+        metavar="ROWS",
+        help="instead: ingestion rows/s with and without the market_data time index (own database)",
+    )
     args = parser.parse_args()
     if args.ingest_cost:
         DB_NAME = "tsm_bench_admin_ingest"
         DB_URL = local_url(DB_NAME)
         django_up(DB_URL)
-        print(json.dumps({"ingest_cost": ingest_cost(args.ingest_cost, args.runs), "command": " ".join(sys.argv),
-                          "loadavg_end": os.getloadavg()}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "ingest_cost": ingest_cost(args.ingest_cost, args.runs),
+                    "command": " ".join(sys.argv),
+                    "loadavg_end": os.getloadavg(),
+                },
+                indent=1,
+            )
+        )
         return
     django_up(DB_URL)
     built = build(args.rows)
-    out: dict = {"rows": args.rows, "symbols": SYMBOLS, "build": built, "loadavg_start": os.getloadavg(),
-                 "command": " ".join(sys.argv)}
+    out: dict = {
+        "rows": args.rows,
+        "symbols": SYMBOLS,
+        "build": built,
+        "loadavg_start": os.getloadavg(),
+        "command": " ".join(sys.argv),
+    }
     if args.build_only:
         print(json.dumps(out))
         return
@@ -232,7 +260,9 @@ def main() -> None:
         log(f"{name}: {figures[name]}")
     # baseline: what Django's defaults would cost on this table (the full COUNT behind the paginator)
     model_admin = django_admin.site._registry[models.MarketData]
-    figures["baseline_full_count"] = median_ms(lambda: Paginator(models.MarketData.objects.order_by("id"), 100).count, max(1, args.runs // 2))
+    figures["baseline_full_count"] = median_ms(
+        lambda: Paginator(models.MarketData.objects.order_by("id"), 100).count, max(1, args.runs // 2)
+    )
     log(f"baseline_full_count: {figures['baseline_full_count']}")
     # bulk "mark suspect" over every row of one symbol-day (select all matching the filter)
     samples = []
@@ -242,7 +272,13 @@ def main() -> None:
         t = time.perf_counter()
         response = client.post(
             base + params,
-            {"action": "mark_suspect", "select_across": "1", "index": "0", "_selected_action": ["0"], "reason": "bench"},
+            {
+                "action": "mark_suspect",
+                "select_across": "1",
+                "index": "0",
+                "_selected_action": ["0"],
+                "reason": "bench",
+            },
         )
         elapsed = time.perf_counter() - t
         assert response.status_code == 302, response.status_code
@@ -250,8 +286,11 @@ def main() -> None:
             samples.append(elapsed)
     audited = q("SELECT count(*) FROM timeseries_quality_audit WHERE reason = 'bench'")[0][0]
     figures["mark_suspect_symbol_day"] = {
-        "median_ms": round(statistics.median(samples) * 1000, 1), "max_ms": round(max(samples) * 1000, 1),
-        "n": len(samples), "rows_per_action": BARS_PER_DAY, "audit_rows_total": audited,
+        "median_ms": round(statistics.median(samples) * 1000, 1),
+        "max_ms": round(max(samples) * 1000, 1),
+        "n": len(samples),
+        "rows_per_action": BARS_PER_DAY,
+        "audit_rows_total": audited,
     }
     log(f"mark_suspect_symbol_day: {figures['mark_suspect_symbol_day']}")
     # the service over every bar of one symbol (~50k rows: above TSM_CURATION_SYNC_MAX_ROWS, what the
@@ -266,22 +305,31 @@ def main() -> None:
         with transaction.atomic():
             t = time.perf_counter()
             done = quality.quality_scores_set(
-                dataset="market_data", rows=models.MarketData.objects.filter(symbol=f"S{900 + k:04d}"), score=0.0, reason="bench"
+                dataset="market_data",
+                rows=models.MarketData.objects.filter(symbol=f"S{900 + k:04d}"),
+                score=0.0,
+                reason="bench",
             )
             samples.append(time.perf_counter() - t)
             transaction.set_rollback(True)
     figures["mark_suspect_symbol_all_service"] = {
-        "median_ms": round(statistics.median(samples) * 1000, 1), "max_ms": round(max(samples) * 1000, 1), "n": len(samples),
+        "median_ms": round(statistics.median(samples) * 1000, 1),
+        "max_ms": round(max(samples) * 1000, 1),
+        "n": len(samples),
         "rows_per_call": done.changed,
     }
     log(f"mark_suspect_symbol_all_service: {figures['mark_suspect_symbol_all_service']}")
     q("DELETE FROM timeseries_quality_audit WHERE reason = 'bench'")
-    q("UPDATE market_data SET quality_score = 1.0 WHERE quality_score = 0.0 AND source = 'bench' AND time < %s",
-      [START + timedelta(days=args.runs + 2)])
+    q(
+        "UPDATE market_data SET quality_score = 1.0 WHERE quality_score = 0.0 AND source = 'bench' AND time < %s",
+        [START + timedelta(days=args.runs + 2)],
+    )
     out["list_per_page"] = model_admin.list_per_page
     out["figures"] = figures
     out["target_ms"] = 1000
-    out["met"] = all(f["median_ms"] < 1000 for k, f in figures.items() if not k.startswith(("baseline", "mark_suspect_symbol_all")))
+    out["met"] = all(
+        f["median_ms"] < 1000 for k, f in figures.items() if not k.startswith(("baseline", "mark_suspect_symbol_all"))
+    )
     out["loadavg_end"] = os.getloadavg()
     emit(out, indent=1)
 

@@ -10,20 +10,22 @@ Prints ONE JSON object on stdout (progress on stderr). Uses its own database (de
 
 Figures are reported, never asserted. See bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
-from bench.lib.django_env import django_up, local_url, sql_rows as sql_exec  # noqa: E402
+from bench.lib.django_env import django_up, local_url  # noqa: E402
+from bench.lib.django_env import sql_rows as sql_exec
 from bench.lib.output import emit, log  # noqa: E402
 from bench.lib.stats import samples_ms, timed  # noqa: E402
 
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 DEFAULT_URL = local_url("tsm_bench_agg")
 
 
@@ -43,12 +45,18 @@ def minute_bars(symbol: str, days: int, per_day: int, seed: int, close_shift: fl
         high = np.round(np.maximum(open_, close) + rng.random(n) * 0.05, 4)
         low = np.round(np.minimum(open_, close) - rng.random(n) * 0.05, 4)
         vwap = np.round((high + low + close) / 3, 4)
-        yield pa.table({
-            "time": pa.array(t, pa.timestamp("us", tz="UTC")),
-            "symbol": pa.array([symbol] * n),
-            "open": open_, "high": high, "low": low, "close": close,
-            "volume": rng.integers(100, 10_000, n), "vwap": vwap,
-        })
+        yield pa.table(
+            {
+                "time": pa.array(t, pa.timestamp("us", tz="UTC")),
+                "symbol": pa.array([symbol] * n),
+                "open": open_,
+                "high": high,
+                "low": low,
+                "close": close,
+                "volume": rng.integers(100, 10_000, n),
+                "vwap": vwap,
+            }
+        )
 
 
 def median_ms(fn, runs: int, warmup: int = 2) -> tuple[float, list[float]]:
@@ -62,7 +70,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--bars-per-day", type=int, default=1440, help="minute bars a day from 00:00 (1440: 24 h)")
     parser.add_argument("--runs", type=int, default=15, help="timed calls of the rollup read (the live one: runs // 3)")
-    parser.add_argument("--correct-days", type=int, default=30, help="days re-sent as corrections (incremental refresh)")
+    parser.add_argument(
+        "--correct-days", type=int, default=30, help="days re-sent as corrections (incremental refresh)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     django_up(args.url)
@@ -75,8 +85,10 @@ def main() -> None:
     symbol = "BENCH"
     lane = capabilities(fresh=True).lane
     log(f"lane {lane}; emptying market data and rollups")
-    sql_exec("TRUNCATE market_data, timeseries_series, timeseries_change, timeseries_change_cursor,"
-             " timeseries_rollup_state, timeseries_rollup_daily_ohlcv")
+    sql_exec(
+        "TRUNCATE market_data, timeseries_series, timeseries_change, timeseries_change_cursor,"
+        " timeseries_rollup_state, timeseries_rollup_daily_ohlcv"
+    )
     bars = args.days * args.bars_per_day
     load_s = 0.0
     for table in minute_bars(symbol, args.days, args.bars_per_day, args.seed):
@@ -97,12 +109,17 @@ def main() -> None:
         return aggregates.daily_bars(symbol=symbol, at=at, start=START, end=end, force_live=True)
 
     assert from_rollups() == live(), "the rollup answer differs from the live one"
-    sources = {r["source"] for r in aggregates.aggregate_read(aggregate="daily_ohlcv", symbol=symbol, at=at, start=START, end=end)}
+    sources = {
+        r["source"]
+        for r in aggregates.aggregate_read(aggregate="daily_ohlcv", symbol=symbol, at=at, start=START, end=end)
+    }
     rollup_ms, rollup_samples = median_ms(from_rollups, args.runs)
     live_ms, live_samples = median_ms(live, max(3, args.runs // 3), warmup=1)
     log(f"daily_bars 1 year: rollups {rollup_ms} ms, live {live_ms} ms")
 
-    at_inside = START + timedelta(days=args.days - 1, hours=13, minutes=30)  # T inside the last day: one partial day live
+    at_inside = START + timedelta(
+        days=args.days - 1, hours=13, minutes=30
+    )  # T inside the last day: one partial day live
 
     def partial_day():
         return pit.daily_bars(symbol=symbol, at=at_inside, start=START, end=end)
@@ -112,7 +129,9 @@ def main() -> None:
     # incremental: corrections of a month in the middle of the year, then the consumer
     first = args.days // 2
     corrected = 0
-    for table in minute_bars(symbol, args.correct_days, args.bars_per_day, args.seed + 1, close_shift=0.001, first_day=first):
+    for table in minute_bars(
+        symbol, args.correct_days, args.bars_per_day, args.seed + 1, close_shift=0.001, first_day=first
+    ):
         corrected += ingest_table(dataset="market_data", data=table).revised
     pending_ms, _ = median_ms(from_rollups, max(3, args.runs // 3), warmup=1)  # a month pending: read live
     refresh_s, report = timed(aggregates.rollups_refresh, dataset="market_data")
@@ -121,18 +140,26 @@ def main() -> None:
     assert from_rollups() == live(), "the rollup answer differs from the live one after corrections"
 
     out = {
-        "bench": "aggregates", "lane": lane, "symbol_bars": bars, "days": args.days, "bars_per_day": args.bars_per_day,
+        "bench": "aggregates",
+        "lane": lane,
+        "symbol_bars": bars,
+        "days": args.days,
+        "bars_per_day": args.bars_per_day,
         "load_s": round(load_s, 1),
         "daily_bars_year": {
-            "from_rollups_median_ms": rollup_ms, "live_baseline_median_ms": live_ms,
-            "ratio_live_over_rollups": round(live_ms / rollup_ms, 1), "sources": sorted(sources),
+            "from_rollups_median_ms": rollup_ms,
+            "live_baseline_median_ms": live_ms,
+            "ratio_live_over_rollups": round(live_ms / rollup_ms, 1),
+            "sources": sorted(sources),
             "runs_ms": {"rollups": rollup_samples, "live": live_samples},
         },
         "daily_bars_year_T_inside_last_day_median_ms": partial_ms,
         "daily_bars_year_with_a_month_pending_median_ms": pending_ms,
         "refresh": {
-            "rebuild_s": round(rebuild_s, 2), "rebuild_bars_per_s": round(bars / rebuild_s),
-            "incremental_corrected_bars": corrected, "incremental_s": round(refresh_s, 2),
+            "rebuild_s": round(rebuild_s, 2),
+            "rebuild_bars_per_s": round(bars / rebuild_s),
+            "incremental_corrected_bars": corrected,
+            "incremental_s": round(refresh_s, 2),
             "incremental_bars_per_s": round(touched * 2 / refresh_s),  # every version of the touched days is read
             "incremental_report": report["market_data"],
         },

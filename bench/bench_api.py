@@ -9,6 +9,7 @@ bench_foundation.py (50M minute bars, 1,000 symbols); it never loads, truncates 
 
 Figures are reported, never asserted; each carries its target from the issue. See bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,17 +25,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
 from bench.lib.cpu import CpuMeter  # noqa: E402
-from bench.lib.data import market_data_info, random_times as _random_times  # noqa: E402
+from bench.lib.data import market_data_info  # noqa: E402
+from bench.lib.data import random_times as _random_times
 from bench.lib.django_env import bench_env, django_up, local_url, pg_environment, sql_rows  # noqa: E402
 from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 from bench.lib.procs import Proc, children, free_port, machine_busy_pct, pids_named  # noqa: E402
-from bench.lib.stats import against, stats_ms as _stats_ms  # noqa: E402
+from bench.lib.stats import against  # noqa: E402
+from bench.lib.stats import stats_ms as _stats_ms
 from timeseries.formats import iso as tsm_iso  # noqa: E402  (standard library only, no Django)
 
 DB_NAME = "tsm_bench"
@@ -49,25 +52,42 @@ CACHE_PREFIX = f"tsm-bench-api-{os.getpid()}-{int(time.time())}"
 
 
 # the environment of the bench process (for django.setup()) and of the server: same database, same cache
-SERVER_ENV = {"DEBUG": "false", "ALLOWED_HOSTS": HOST,
-              "TSM_API_RATE": "none",  # no throttling: the bench is one token hammering the API
-              "TSM_CACHE_PREFIX": CACHE_PREFIX, "LOG_LEVEL": "WARNING"}
+SERVER_ENV = {
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": HOST,
+    "TSM_API_RATE": "none",  # no throttling: the bench is one token hammering the API
+    "TSM_CACHE_PREFIX": CACHE_PREFIX,
+    "LOG_LEVEL": "WARNING",
+}
 
 
 def stats_ms(samples_s: list[float]) -> dict:
     return _stats_ms(samples_s, mean=True)
 
 
-def cpu_meter(server: "Server") -> CpuMeter:
+def cpu_meter(server: Server) -> CpuMeter:
     """Where the machine's CPU went during a part: the server's workers, their PostgreSQL backends,
     Redis, this process (the client), and everything else (other work on the shared machine)."""
+
     def pg_backends() -> list[int]:
         # the workers' persistent connections (conn_max_age) to tsm_bench, not this process's own
-        return [r[0] for r in sql_rows("SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = "
-                                       "'client backend' AND pid <> pg_backend_pid()", [DB_NAME])]
+        return [
+            r[0]
+            for r in sql_rows(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = "
+                "'client backend' AND pid <> pg_backend_pid()",
+                [DB_NAME],
+            )
+        ]
 
-    return CpuMeter({"server_workers": server.worker_pids, "postgres_backends": pg_backends,
-                     "redis": lambda: pids_named("redis-server")}, interval=None)
+    return CpuMeter(
+        {
+            "server_workers": server.worker_pids,
+            "postgres_backends": pg_backends,
+            "redis": lambda: pids_named("redis-server"),
+        },
+        interval=None,
+    )
 
 
 # --- HTTP client ------------------------------------------------------------------------------------
@@ -121,8 +141,9 @@ class Errors:
         with self.lock:
             self.count += 1
             if len(self.samples) < 5:
-                self.samples.append({"request": what[:200], "status": status,
-                                     "body": body[:300].decode("utf-8", "replace")})
+                self.samples.append(
+                    {"request": what[:200], "status": status, "body": body[:300].decode("utf-8", "replace")}
+                )
 
     def report(self) -> dict:
         return {"errors": self.count, **({"error_samples": self.samples} if self.samples else {})}
@@ -136,19 +157,37 @@ class Server:
 
     def __init__(self, args):
         self.port = args.port or free_port(HOST)
-        self.cmd = [str(Path(sys.executable).parent / "gunicorn"), "tsm_site.wsgi:application",
-                    "--bind", f"{HOST}:{self.port}", "--workers", str(args.workers),
-                    "--worker-class", args.worker_class,
-                    *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
-                    "--timeout", "900", "--graceful-timeout", "5", "--keep-alive", "5",
-                    "--log-level", "warning", "--error-logfile", "-"]
+        self.cmd = [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "tsm_site.wsgi:application",
+            "--bind",
+            f"{HOST}:{self.port}",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            args.worker_class,
+            *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
+            "--timeout",
+            "900",
+            "--graceful-timeout",
+            "5",
+            "--keep-alive",
+            "5",
+            "--log-level",
+            "warning",
+            "--error-logfile",
+            "-",
+        ]
         self.log_path = Path(tempfile.mkstemp(prefix="tsm-bench-api-server-", suffix=".log")[1])
         self.proc: Proc | None = None
 
     @property
     def command(self) -> str:
         env = "DATABASE_URL=%s DEBUG=false SECRET_KEY=… ALLOWED_HOSTS=%s TSM_API_RATE=none TSM_CACHE_PREFIX=%s" % (
-            DB_URL, HOST, CACHE_PREFIX)
+            DB_URL,
+            HOST,
+            CACHE_PREFIX,
+        )
         return env + " " + " ".join(shlex.quote(c) for c in self.cmd)
 
     def start(self, token: str, probe: str) -> None:
@@ -186,8 +225,13 @@ class Server:
         except OSError:
             return {}
         lines = text.splitlines()
-        exceptions = [ln for ln in lines if ln and not ln.startswith((" ", "\t", "Traceback")) and
-                      ("Error" in ln.split(":")[0] or "Exception" in ln.split(":")[0])]
+        exceptions = [
+            ln
+            for ln in lines
+            if ln
+            and not ln.startswith((" ", "\t", "Traceback"))
+            and ("Error" in ln.split(":")[0] or "Exception" in ln.split(":")[0])
+        ]
         out = {"log_lines": len(lines), "tracebacks": text.count("Traceback (most recent call last)")}
         if exceptions:
             out["exceptions"] = sorted(set(exceptions))[:5]
@@ -214,7 +258,7 @@ def make_token() -> tuple[object, str]:
     from timeseries.tokens import token_create
 
     user, _ = get_user_model().objects.get_or_create(username=BENCH_USER, defaults={"is_active": True})
-    return token_create(user=user, scope="read", name=f"bench_api {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}")
+    return token_create(user=user, scope="read", name=f"bench_api {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}")
 
 
 def iso(value: datetime) -> str:
@@ -240,7 +284,7 @@ def drop_cached_keys() -> int:
     client = cache._cache.get_client(write=True)
     keys = list(client.scan_iter(match=f"{CACHE_PREFIX}:*", count=1000))
     for k in range(0, len(keys), 1000):
-        client.delete(*keys[k:k + 1000])
+        client.delete(*keys[k : k + 1000])
     return len(keys)
 
 
@@ -266,10 +310,16 @@ def uncached_latencies(client: Client, paths: list[str], what: str, check) -> di
         if (i + 1) % max(1, len(paths) // 5) == 0:
             log(f"{what}: {i + 1}/{len(paths)} ({stats_ms(samples).get('p50_ms')} ms p50 so far)")
     stored = cached_keys() - keys_before
-    return {**stats_ms(samples), **errors.report(),
-            "cache": {"state": "miss: every request asks for a T never asked before, in a cache namespace of "
-                               "this run only (TSM_CACHE_PREFIX)",
-                      "requests": len(paths), "keys_stored_meanwhile": stored}}
+    return {
+        **stats_ms(samples),
+        **errors.report(),
+        "cache": {
+            "state": "miss: every request asks for a T never asked before, in a cache namespace of "
+            "this run only (TSM_CACHE_PREFIX)",
+            "requests": len(paths),
+            "keys_stored_meanwhile": stored,
+        },
+    }
 
 
 def fig_state(args, client: Client, info: dict) -> dict:
@@ -285,16 +335,22 @@ def fig_state(args, client: Client, info: dict) -> dict:
     log(f"state uncached: {warmup} warm-up + {n} requests for all symbols at distinct random T ...")
     uncached_latencies(client, requests[:warmup], "state warm-up", check)
     out = uncached_latencies(client, requests[warmup:], "state uncached", check)
-    return {**out, "rows_per_answer": sorted(set(rows[warmup:])), "warmup": warmup,
-            "request": "GET /api/v1/state/?at=T (all symbols), JSON", "target": "p99 < 60 ms",
-            **against(out.get("p99_ms"), 60, at_most=True)}
+    return {
+        **out,
+        "rows_per_answer": sorted(set(rows[warmup:])),
+        "warmup": warmup,
+        "request": "GET /api/v1/state/?at=T (all symbols), JSON",
+        "target": "p99 < 60 ms",
+        **against(out.get("p99_ms"), 60, at_most=True),
+    }
 
 
 def fig_state_cached(args, client: Client, info: dict) -> dict:
     rng = random.Random(args.seed + 10)
     n, distinct = (200, 5) if args.quick else (2000, 5)
-    paths = [url("/api/v1/state/", {"at": iso(t)})
-             for t in random_times(rng, info["time_min"], info["time_max"], distinct)]
+    paths = [
+        url("/api/v1/state/", {"at": iso(t)}) for t in random_times(rng, info["time_min"], info["time_max"], distinct)
+    ]
     log(f"state cached: {distinct} distinct T, each warmed, then {n} requests cycling over them ...")
     for path in paths * 3:  # warm-up: the first request of each T stores it, the next ones hit
         client.get(path)
@@ -309,11 +365,19 @@ def fig_state_cached(args, client: Client, info: dict) -> dict:
         samples.append(seconds)
     stored = cached_keys() - keys_before
     out = stats_ms(samples)
-    return {**out, **errors.report(), "distinct_T": distinct, "response_bytes": len(body),
-            "cache": {"state": "hit: each T requested 3 times before the timed requests",
-                      "keys_stored_during_timed_requests": stored},
-            "request": "GET /api/v1/state/?at=T (all symbols), JSON", "target": "p99 < 5 ms",
-            **against(out.get("p99_ms"), 5, at_most=True)}
+    return {
+        **out,
+        **errors.report(),
+        "distinct_T": distinct,
+        "response_bytes": len(body),
+        "cache": {
+            "state": "hit: each T requested 3 times before the timed requests",
+            "keys_stored_during_timed_requests": stored,
+        },
+        "request": "GET /api/v1/state/?at=T (all symbols), JSON",
+        "target": "p99 < 5 ms",
+        **against(out.get("p99_ms"), 5, at_most=True),
+    }
 
 
 def fig_reconstruct(args, client: Client, info: dict) -> dict:
@@ -329,17 +393,23 @@ def fig_reconstruct(args, client: Client, info: dict) -> dict:
     log(f"reconstruct uncached: {warmup} warm-up + {n} requests at distinct random (symbol, T) ...")
     uncached_latencies(client, requests[:warmup], "reconstruct warm-up", check)
     out = uncached_latencies(client, requests[warmup:], "reconstruct uncached", check)
-    return {**out, "answers_with_a_bar": sum(with_bar[warmup:]), "warmup": warmup,
-            "request": "GET /api/v1/reconstruct/<symbol>/?at=T (bars=200 default), JSON",
-            "note": "only market data is loaded: the news/insider/sentiment/government parts query empty tables",
-            "target": "p99 < 30 ms", **against(out.get("p99_ms"), 30, at_most=True)}
+    return {
+        **out,
+        "answers_with_a_bar": sum(with_bar[warmup:]),
+        "warmup": warmup,
+        "request": "GET /api/v1/reconstruct/<symbol>/?at=T (bars=200 default), JSON",
+        "note": "only market data is loaded: the news/insider/sentiment/government parts query empty tables",
+        "target": "p99 < 30 ms",
+        **against(out.get("p99_ms"), 30, at_most=True),
+    }
 
 
 def fig_throughput(args, server: Server, token: str, info: dict) -> dict:
     rng = random.Random(args.seed + 3)
     clients, duration = args.clients, (3.0 if args.quick else args.duration)
-    pairs = [(rng.choice(info["symbol_list"]), t)
-             for t in random_times(rng, info["time_min"], info["time_max"], clients)]
+    pairs = [
+        (rng.choice(info["symbol_list"]), t) for t in random_times(rng, info["time_min"], info["time_max"], clients)
+    ]
     paths = [url("/api/v1/state/", {"symbols": s, "at": iso(t)}) for s, t in pairs]
     warm = Client(server.port, token)
     for path in paths * 2:
@@ -387,17 +457,30 @@ def fig_throughput(args, server: Server, token: str, info: dict) -> dict:
     rps = done / wall
     server_ms = sum(v for k, v in cpu.get("cpu_ms_per_request", {}).items() if k != "client")
     stored = cached_keys() - keys_before
-    return {"clients": clients, "seconds": round(wall, 2), "requests": done, "requests_per_s": round(rps, 1),
-            "per_client_requests": counts, "reconnects_after_server_close": sum(retries), **errors.report(),
-            "latency_under_load": stats_ms(latencies),
-            "cpu": {**cpu, "note": "client = this process (the client threads); other = the rest of the machine "
-                    "(other sessions' work): the server side (workers + PostgreSQL + Redis) needs "
-                    f"{server_ms:.2f} ms of CPU per request, i.e. at most {2000 / server_ms if server_ms else 0:.0f} "
-                    "req/s on 2 otherwise idle cores with a free client"},
-            "cache": {"state": "hit: each (symbol, T) requested before the clock starts",
-                      "keys_stored_during_timed_requests": stored},
-            "request": "GET /api/v1/state/?symbols=S&at=T, JSON; one (S, T) per client, keep-alive connections",
-            "target": ">= 1000 requests/s", **against(rps, 1000, at_most=False)}
+    return {
+        "clients": clients,
+        "seconds": round(wall, 2),
+        "requests": done,
+        "requests_per_s": round(rps, 1),
+        "per_client_requests": counts,
+        "reconnects_after_server_close": sum(retries),
+        **errors.report(),
+        "latency_under_load": stats_ms(latencies),
+        "cpu": {
+            **cpu,
+            "note": "client = this process (the client threads); other = the rest of the machine "
+            "(other sessions' work): the server side (workers + PostgreSQL + Redis) needs "
+            f"{server_ms:.2f} ms of CPU per request, i.e. at most {2000 / server_ms if server_ms else 0:.0f} "
+            "req/s on 2 otherwise idle cores with a free client",
+        },
+        "cache": {
+            "state": "hit: each (symbol, T) requested before the clock starts",
+            "keys_stored_during_timed_requests": stored,
+        },
+        "request": "GET /api/v1/state/?symbols=S&at=T, JSON; one (S, T) per client, keep-alive connections",
+        "target": ">= 1000 requests/s",
+        **against(rps, 1000, at_most=False),
+    }
 
 
 def page_cursor(row: tuple) -> str:
@@ -413,19 +496,31 @@ def fig_pagination(args, client: Client, info: dict) -> dict:
     samples_n = 10 if args.quick else 50
     offset = (page - 1) * size - 1  # the last row of page - 1: the next cursor points after it
     log(f"pagination: the row at offset {offset:,} of the version index (for the page-{page:,} cursor) ...")
-    row = sql_rows("SELECT symbol, time, known_at, recorded_at FROM market_data "
-                   "ORDER BY symbol, time, known_at, recorded_at OFFSET %s LIMIT 1", [offset])[0]
+    row = sql_rows(
+        "SELECT symbol, time, known_at, recorded_at FROM market_data "
+        "ORDER BY symbol, time, known_at, recorded_at OFFSET %s LIMIT 1",
+        [offset],
+    )[0]
     cursor = page_cursor(row)
     first = url("/api/v1/market-data/", {"page_size": size})
-    out: dict = {"page_size": size, "deep_page": page, "cursor_of_deep_page": "constructed from the row at offset "
-                 f"{offset:,} in the default ordering (symbol, time, known_at, recorded_at)",
-                 "deep_page_first_row_after": [row[0], iso(row[1])]}
+    out: dict = {
+        "page_size": size,
+        "deep_page": page,
+        "cursor_of_deep_page": "constructed from the row at offset "
+        f"{offset:,} in the default ordering (symbol, time, known_at, recorded_at)",
+        "deep_page_first_row_after": [row[0], iso(row[1])],
+    }
     errors = Errors()
 
     status, _, body, _ = client.get(first)
     if status != 200:
         errors.add(first, status, body)
-        return {**out, **errors.report(), "skipped": f"page 1 answered {status}", "target": "page 10,000 within ±20% of page 1"}
+        return {
+            **out,
+            **errors.report(),
+            "skipped": f"page 1 answered {status}",
+            "target": "page 10,000 within ±20% of page 1",
+        }
 
     if args.follow:
         log(f"pagination: following next links from page 1 to page {page:,} ...")
@@ -451,16 +546,22 @@ def fig_pagination(args, client: Client, info: dict) -> dict:
         followed = parse_qs(urlsplit(reached).query).get("cursor", [None])[0] if reached else None
         chunk = max(1, len(walk) // 10)
         out["follow_next_links"] = {
-            "pages": len(walk), "seconds": round(walk_s, 1),
-            "latency_by_depth": [{"pages": f"{i + 1}-{min(i + chunk, len(walk))}", **stats_ms(walk[i:i + chunk])}
-                                 for i in range(0, len(walk), chunk)],
-            "cursor_matches_constructed": followed == cursor if followed else None}
+            "pages": len(walk),
+            "seconds": round(walk_s, 1),
+            "latency_by_depth": [
+                {"pages": f"{i + 1}-{min(i + chunk, len(walk))}", **stats_ms(walk[i : i + chunk])}
+                for i in range(0, len(walk), chunk)
+            ],
+            "cursor_matches_constructed": followed == cursor if followed else None,
+        }
 
     log(f"pagination: page 1 vs page {page:,}, {samples_n} samples each (alternating) ...")
     results = {}
     for name, extra in (("plain", {}), ("as_of", {"as_of": iso(info["time_max"] + timedelta(days=1))})):
-        p1, pn = url("/api/v1/market-data/", {"page_size": size, **extra}), \
-            url("/api/v1/market-data/", {"page_size": size, **extra, "cursor": cursor})
+        p1, pn = (
+            url("/api/v1/market-data/", {"page_size": size, **extra}),
+            url("/api/v1/market-data/", {"page_size": size, **extra, "cursor": cursor}),
+        )
         s1, sn, rows = [], [], set()
         for i in range(samples_n + 3):
             for path, into in ((p1, s1), (pn, sn)):
@@ -473,13 +574,22 @@ def fig_pagination(args, client: Client, info: dict) -> dict:
                     rows.add(len(json.loads(body)["results"]))
         a, b = stats_ms(s1), stats_ms(sn)
         ratio = round(b["p50_ms"] / a["p50_ms"], 3) if a.get("n") and b.get("n") else None
-        results[name] = {"page_1": a, f"page_{page}": b, "rows_per_page": sorted(rows),
-                         "ratio_p50_deep_over_page_1": ratio,
-                         "meets_target": ratio is not None and 0.8 <= ratio <= 1.2}
+        results[name] = {
+            "page_1": a,
+            f"page_{page}": b,
+            "rows_per_page": sorted(rows),
+            "ratio_p50_deep_over_page_1": ratio,
+            "meets_target": ratio is not None and 0.8 <= ratio <= 1.2,
+        }
     results["as_of"]["note"] = "as_of after the last bar: every version is current, same rows; adds the anti-join probe"
-    return {**out, **results, **errors.report(), "target": "page 10,000 within ±20% of page 1 (p50 ratio 0.8-1.2)",
-            "ratio_to_target": results["plain"]["ratio_p50_deep_over_page_1"],
-            "meets_target": results["plain"]["meets_target"]}
+    return {
+        **out,
+        **results,
+        **errors.report(),
+        "target": "page 10,000 within ±20% of page 1 (p50 ratio 0.8-1.2)",
+        "ratio_to_target": results["plain"]["ratio_p50_deep_over_page_1"],
+        "meets_target": results["plain"]["meets_target"],
+    }
 
 
 def fig_asof_join(args, client: Client, info: dict) -> dict:
@@ -493,10 +603,12 @@ def fig_asof_join(args, client: Client, info: dict) -> dict:
     lo_us = int(info["time_min"].timestamp() * 1e6)
     span_us = int((info["time_max"] - info["time_min"]).total_seconds() * 1e6) + 60_000_000
     symbols = np.array(info["symbol_list"], dtype=object)
-    points = pa.table({
-        "symbol": pa.array(symbols[rng.integers(0, len(symbols), n)], pa.string()),
-        "time": pa.array(lo_us + rng.integers(0, span_us, n), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-    })
+    points = pa.table(
+        {
+            "symbol": pa.array(symbols[rng.integers(0, len(symbols), n)], pa.string()),
+            "time": pa.array(lo_us + rng.integers(0, span_us, n), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        }
+    )
     sink = io.BytesIO()
     pq.write_table(points, sink)
     body = sink.getvalue()
@@ -504,26 +616,38 @@ def fig_asof_join(args, client: Client, info: dict) -> dict:
     walls, errors, answer = [], Errors(), {}
     for run in range(runs):
         status, headers, data, seconds = client.request(
-            "POST", "/api/v1/asof-join/", body=body, headers={"Content-Type": PARQUET, "Accept": PARQUET})
+            "POST", "/api/v1/asof-join/", body=body, headers={"Content-Type": PARQUET, "Accept": PARQUET}
+        )
         if status != 200:
             errors.add("POST /api/v1/asof-join/", status, data)
             log(f"asof-join run {run + 1}: HTTP {status} after {seconds:.1f}s")
             continue
         walls.append(seconds)
         table = pq.read_table(io.BytesIO(data))
-        answer = {"rows": table.num_rows, "matched": table.num_rows - table.column("close").null_count,
-                  "columns": table.num_columns, "response_bytes": len(data),
-                  "content_type": headers.get("Content-Type")}
+        answer = {
+            "rows": table.num_rows,
+            "matched": table.num_rows - table.column("close").null_count,
+            "columns": table.num_columns,
+            "response_bytes": len(data),
+            "content_type": headers.get("Content-Type"),
+        }
         del table, data
         log(f"asof-join run {run + 1}: {n:,} points in {seconds:.2f}s")
     median = sorted(walls)[len(walls) // 2] if walls else None
-    return {"points": n, "request_bytes": len(body), "runs": len(walls), **answer,
-            "median_s": round(median, 3) if median is not None else None, "all_s": [round(w, 3) for w in walls],
-            **errors.report(),
-            "cache": {"state": "never cached: the view caches joins of at most 10,000 points"},
-            "request": "POST /api/v1/asof-join/ Content-Type and Accept application/vnd.apache.parquet; wall time from "
-                       "sending the body to the last byte of the answer",
-            "target": "< 8 s", **against(median, 8, at_most=True)}
+    return {
+        "points": n,
+        "request_bytes": len(body),
+        "runs": len(walls),
+        **answer,
+        "median_s": round(median, 3) if median is not None else None,
+        "all_s": [round(w, 3) for w in walls],
+        **errors.report(),
+        "cache": {"state": "never cached: the view caches joins of at most 10,000 points"},
+        "request": "POST /api/v1/asof-join/ Content-Type and Accept application/vnd.apache.parquet; wall time from "
+        "sending the body to the last byte of the answer",
+        "target": "< 8 s",
+        **against(median, 8, at_most=True),
+    }
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -542,8 +666,12 @@ def parse_args(argv=None):
     p.add_argument("--asof-runs", type=int, default=3)
     p.add_argument("--page", type=int, default=10_000, help="the deep page of the pagination part")
     p.add_argument("--page-size", type=int, default=100)
-    p.add_argument("--follow", action=argparse.BooleanOptionalAction, default=None,
-                   help="also walk the next links to the deep page (default: on, off with --quick)")
+    p.add_argument(
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also walk the next links to the deep page (default: on, off with --quick)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {','.join(PARTS)}")
     args = p.parse_args(argv)
@@ -557,10 +685,13 @@ def parse_args(argv=None):
 
 
 def environment() -> dict:
-    return {**pg_environment(),
-            "cores": os.cpu_count(), "python": sys.version.split()[0],
-            "load_average_at_start": os.getloadavg(),
-            "machine_busy_pct_before_start": machine_busy_pct(3.0)}
+    return {
+        **pg_environment(),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_average_at_start": os.getloadavg(),
+        "machine_busy_pct_before_start": machine_busy_pct(3.0),
+    }
 
 
 def summary(figures: dict) -> list[dict]:
@@ -568,8 +699,16 @@ def summary(figures: dict) -> list[dict]:
 
     def add(name, value, unit, target, fig):
         if fig and "meets_target" in fig:
-            rows.append({"figure": name, "value": value, "unit": unit, "target": target,
-                         "ratio_to_target": fig.get("ratio_to_target"), "meets_target": fig["meets_target"]})
+            rows.append(
+                {
+                    "figure": name,
+                    "value": value,
+                    "unit": unit,
+                    "target": target,
+                    "ratio_to_target": fig.get("ratio_to_target"),
+                    "meets_target": fig["meets_target"],
+                }
+            )
 
     f = figures
     if "state" in f:
@@ -579,13 +718,17 @@ def summary(figures: dict) -> list[dict]:
     if "reconstruct" in f:
         add("reconstruct uncached, p99", f["reconstruct"].get("p99_ms"), "ms", "< 30", f["reconstruct"])
     if "throughput" in f:
-        add("cached one-symbol state, 8 clients", f["throughput"].get("requests_per_s"), "req/s", ">= 1000",
-            f["throughput"])
+        add(
+            "cached one-symbol state, 8 clients",
+            f["throughput"].get("requests_per_s"),
+            "req/s",
+            ">= 1000",
+            f["throughput"],
+        )
     if "asof_join" in f:
         add("asof-join 1M points Parquet, median", f["asof_join"].get("median_s"), "s", "< 8", f["asof_join"])
     if "pagination" in f:
-        add("page 10,000 / page 1 (p50)", f["pagination"].get("ratio_to_target"), "ratio", "0.8-1.2",
-            f["pagination"])
+        add("page 10,000 / page 1 (p50)", f["pagination"].get("ratio_to_target"), "ratio", "0.8-1.2", f["pagination"])
     return rows
 
 
@@ -606,18 +749,32 @@ def main(argv=None) -> int:
     info = data_info()
     if not info["symbols"]:
         raise SystemExit("tsm_bench has no market data: run bench/bench_foundation.py first")
-    out: dict = {"command": command, "started_at": started_at(),
-                 **environment(), "quick": args.quick, "parts": args.parts,
-                 "data": {"database": DB_NAME, "rows_estimate": info["rows_estimate"], "symbols": info["symbols"],
-                          "time_range": [iso(info["time_min"]), iso(info["time_max"])]},
-                 "figures": {}}
+    out: dict = {
+        "command": command,
+        "started_at": started_at(),
+        **environment(),
+        "quick": args.quick,
+        "parts": args.parts,
+        "data": {
+            "database": DB_NAME,
+            "rows_estimate": info["rows_estimate"],
+            "symbols": info["symbols"],
+            "time_range": [iso(info["time_min"]), iso(info["time_max"])],
+        },
+        "figures": {},
+    }
     cache.get("tsm-bench-api-probe")  # fail early if Redis is unreachable (every figure needs it)
     token, key = make_token()
     server = Server(args)
-    out["server"] = {"command": server.command, "workers": args.workers, "worker_class": args.worker_class,
-                     **({"threads": args.threads} if args.worker_class == "gthread" else {}), "port": server.port,
-                     "settings": "DEBUG=false, TSM_API_RATE=none (no throttling), conn_max_age=60, Redis cache "
-                                 f"with TSM_CACHE_PREFIX={CACHE_PREFIX} (empty at start, dropped at the end)"}
+    out["server"] = {
+        "command": server.command,
+        "workers": args.workers,
+        "worker_class": args.worker_class,
+        **({"threads": args.threads} if args.worker_class == "gthread" else {}),
+        "port": server.port,
+        "settings": "DEBUG=false, TSM_API_RATE=none (no throttling), conn_max_age=60, Redis cache "
+        f"with TSM_CACHE_PREFIX={CACHE_PREFIX} (empty at start, dropped at the end)",
+    }
     t0 = time.perf_counter()
     client = None
     try:

@@ -10,6 +10,7 @@ in turn (``--tree``) to compare a change with its baseline in the same run:
 Prints one JSON object: per tree and dataset, rows/s of each run and the median, and the ratio of
 each later tree's median to the first's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
@@ -27,7 +28,7 @@ from bench.lib.django_env import BENCH_SECRET, ROOT  # noqa: E402
 from bench.lib.output import emit  # noqa: E402
 from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
-START = datetime(2024, 3, 1, tzinfo=timezone.utc)
+START = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def write_files(folder: Path, rows: int) -> dict[str, Path]:
@@ -73,8 +74,14 @@ print(json.dumps(out))
 
 def run_tree(tree: Path, files: dict[str, Path]) -> dict:
     env = {**os.environ, "DEBUG": "false", "SECRET_KEY": os.environ.get("SECRET_KEY", BENCH_SECRET)}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps({k: str(v) for k, v in files.items()})],
-                          cwd=tree, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps({k: str(v) for k, v in files.items()})],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -96,14 +103,21 @@ def main() -> None:
         per = {}
         for name in samples[0]:
             rates = [s[name]["rows"] / s[name]["seconds"] for s in samples]
-            per[name] = {"rows": samples[0][name]["rows"], "errors": samples[0][name]["errors"],
-                         "rows_per_s": [round(r) for r in rates], "median_rows_per_s": round(statistics.median(rates))}
+            per[name] = {
+                "rows": samples[0][name]["rows"],
+                "errors": samples[0][name]["errors"],
+                "rows_per_s": [round(r) for r in rates],
+                "median_rows_per_s": round(statistics.median(rates)),
+            }
         result["trees"][tree] = per
     first = str(trees[0])
     result["ratio_to_first"] = {
-        tree: {name: round(per[name]["median_rows_per_s"] / result["trees"][first][name]["median_rows_per_s"], 3)
-               for name in per}
-        for tree, per in result["trees"].items() if tree != first
+        tree: {
+            name: round(per[name]["median_rows_per_s"] / result["trees"][first][name]["median_rows_per_s"], 3)
+            for name in per
+        }
+        for tree, per in result["trees"].items()
+        if tree != first
     }
     emit(result, indent=1)
 

@@ -19,6 +19,7 @@ Figures (median of --runs, rows/s; each with a baseline measured in the same run
   baselines ``raw_read`` (the same chunked ``GROUP BY symbol`` query, JSON decoded, nothing else) and ``loader_only``
   (``ingest_table`` of the same bars from an in-memory Arrow table).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
@@ -35,7 +36,7 @@ from bench.lib.django_env import django_up, local_url  # noqa: E402
 from bench.lib.output import emit, log  # noqa: E402
 
 DB_NAME = "tsm_bench_influx"
-T0 = datetime(2024, 3, 4, 14, 30, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
 
 
 def setup_django() -> None:
@@ -53,7 +54,7 @@ def bars(symbols: int, seconds: int, start_second: int = 0):
     rng = np.random.default_rng(7 + start_second)
     n = symbols * seconds
     secs = np.repeat(np.arange(start_second, start_second + seconds, dtype=np.int64), symbols)
-    t_us = int((T0 - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()) * 1_000_000 + secs * 1_000_000
+    t_us = int((T0 - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000 + secs * 1_000_000
     sym = np.tile(np.array([f"S{i:04d}" for i in range(symbols)], dtype=object), seconds)
     base = rng.integers(1_000_000, 500_000_000, n)  # 1.000000 .. 500.000000
     spread = rng.integers(0, 50_000, n)
@@ -61,13 +62,19 @@ def bars(symbols: int, seconds: int, start_second: int = 0):
     open_, close = low + rng.integers(0, 2 * spread + 1), low + rng.integers(0, 2 * spread + 1)
     open_, close = np.minimum(open_, high), np.minimum(close, high)
     ts = pa.array(t_us).cast(pa.timestamp("us", tz="UTC"))
-    return pa.table({
-        "time": ts, "symbol": pa.array(sym, pa.string()),
-        "open": _scaled_decimal(open_.tolist(), 18, 6), "high": _scaled_decimal(high.tolist(), 18, 6),
-        "low": _scaled_decimal(low.tolist(), 18, 6), "close": _scaled_decimal(close.tolist(), 18, 6),
-        "volume": pa.array(rng.integers(0, 10_000, n)), "trades": pa.array(rng.integers(0, 100, n).astype("int32")),
-        "known_at": pa.array(t_us + 1_000_000).cast(pa.timestamp("us", tz="UTC")),
-    })
+    return pa.table(
+        {
+            "time": ts,
+            "symbol": pa.array(sym, pa.string()),
+            "open": _scaled_decimal(open_.tolist(), 18, 6),
+            "high": _scaled_decimal(high.tolist(), 18, 6),
+            "low": _scaled_decimal(low.tolist(), 18, 6),
+            "close": _scaled_decimal(close.tolist(), 18, 6),
+            "volume": pa.array(rng.integers(0, 10_000, n)),
+            "trades": pa.array(rng.integers(0, 100, n).astype("int32")),
+            "known_at": pa.array(t_us + 1_000_000).cast(pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
 def wipe_market_data() -> None:
@@ -87,15 +94,21 @@ def load(symbols: int, seconds: int, window_seconds: int) -> float:
     wipe_market_data()
     started = time.perf_counter()
     for s in range(0, seconds, window_seconds):
-        ingest_table(dataset="market_data", data=bars(symbols, min(window_seconds, seconds - s), s),
-                     bar_interval=timedelta(seconds=1), source="bench_influx")
+        ingest_table(
+            dataset="market_data",
+            data=bars(symbols, min(window_seconds, seconds - s), s),
+            bar_interval=timedelta(seconds=1),
+            source="bench_influx",
+        )
     return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=500)
-    parser.add_argument("--seconds", type=int, default=2000, help="one-second bars per symbol (rows = symbols x seconds)")
+    parser.add_argument(
+        "--seconds", type=int, default=2000, help="one-second bars per symbol (rows = symbols x seconds)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-lines", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="200 symbols x 1000 s = 200k bars, 2 runs")
@@ -116,9 +129,16 @@ def main() -> None:
     from timeseries.models import ChangeCursor
 
     out: dict = {
-        "bench": "influx", "command": " ".join(sys.argv), "rows": rows, "symbols": args.symbols,
-        "bar": "1 s", "runs": args.runs, "batch_lines": args.batch_lines, "cores": os.cpu_count(),
-        "python": platform.python_version(), "loadavg_start": os.getloadavg()[0],
+        "bench": "influx",
+        "command": " ".join(sys.argv),
+        "rows": rows,
+        "symbols": args.symbols,
+        "bar": "1 s",
+        "runs": args.runs,
+        "batch_lines": args.batch_lines,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_start": os.getloadavg()[0],
     }
     with influx_server() as server:
         out["influxd"] = "InfluxDB 1.6 (Debian influxd), private instance on 127.0.0.1"
@@ -145,8 +165,12 @@ def main() -> None:
             session = requests.Session()
             started = time.perf_counter()
             for i in range(0, len(lines), args.batch_lines):
-                r = session.post(f"{server.url}/write", params={"db": f"raw_{run}", "precision": "u"},
-                                 data="\n".join(lines[i:i + args.batch_lines]).encode(), timeout=120)
+                r = session.post(
+                    f"{server.url}/write",
+                    params={"db": f"raw_{run}", "precision": "u"},
+                    data="\n".join(lines[i : i + args.batch_lines]).encode(),
+                    timeout=120,
+                )
                 assert r.status_code == 204, r.text
             raw_write.append(time.perf_counter() - started)
             log(f"raw write run {run}: {rows / raw_write[-1]:,.0f} rows/s")
@@ -166,8 +190,10 @@ def main() -> None:
             log(f"restore run {run}: {rows / restore[-1]:,.0f} rows/s ({result.loads} loads)")
             client = influx._Client(influx.influx_config())
             started = time.perf_counter()
-            q = (f"SELECT * FROM market_data WHERE time >= '{influx._rfc3339(full[0])}' "
-                 f"AND time < '{influx._rfc3339(full[1])}' GROUP BY symbol")  # the restore's query
+            q = (
+                f"SELECT * FROM market_data WHERE time >= '{influx._rfc3339(full[0])}' "
+                f"AND time < '{influx._rfc3339(full[1])}' GROUP BY symbol"
+            )  # the restore's query
             points = sum(len(s["values"]) for s in client.select_chunks(q, chunk_size=10_000))
             raw_read.append(time.perf_counter() - started)
             assert points == rows
@@ -191,9 +217,13 @@ def main() -> None:
     out["baseline_raw_read_rows_per_s"] = rate(raw_read)
     out["baseline_loader_only_rows_per_s"] = rate(loader_only)
     out["restore_over_loader_only"] = round(statistics.median(loader_only) / statistics.median(restore), 3)
-    out["seconds"] = {"backup": [round(s, 2) for s in backup], "raw_write": [round(s, 2) for s in raw_write],
-                      "restore": [round(s, 2) for s in restore], "raw_read": [round(s, 2) for s in raw_read],
-                      "loader_only": [round(s, 2) for s in loader_only]}
+    out["seconds"] = {
+        "backup": [round(s, 2) for s in backup],
+        "raw_write": [round(s, 2) for s in raw_write],
+        "restore": [round(s, 2) for s in restore],
+        "raw_read": [round(s, 2) for s in raw_read],
+        "loader_only": [round(s, 2) for s in loader_only],
+    }
     out["loadavg_end"] = os.getloadavg()[0]
     wipe_market_data()
     emit(out)
@@ -213,8 +243,12 @@ def render_lines(influx, ids: list[int]) -> list[str]:
     from timeseries.models import Change
 
     changes = list(Change.objects.filter(id__in=ids).order_by("id"))
-    params = {"symbols": [c.symbol for c in changes], "firsts": [c.first_time for c in changes],
-              "lasts": [c.last_time for c in changes], "recs": [c.recorded_at for c in changes]}
+    params = {
+        "symbols": [c.symbol for c in changes],
+        "firsts": [c.first_time for c in changes],
+        "lasts": [c.last_time for c in changes],
+        "recs": [c.recorded_at for c in changes],
+    }
     with connection.cursor() as cur:
         cur.execute(influx._lines_sql("subminute"), params)
         return [r[0] for r in cur.fetchall()]

@@ -15,6 +15,7 @@ Each upload run records the load average before and after it.
 
 Figures are reported, never asserted; each carries its target from the issue. See bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,14 @@ import time
 import uuid
 from collections import deque
 from contextlib import ExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
 from bench.lib.cpu import CpuMeter  # noqa: E402
 from bench.lib.data import BARS_PER_DAY, bar_windows, bars_csv_path, truncate_market_data, write_bars_csv  # noqa: E402
-from bench.lib.django_env import ROOT, bench_env as _bench_env, django_up, environment, local_url, sql_rows  # noqa: E402
+from bench.lib.django_env import ROOT, django_up, environment, local_url, sql_rows  # noqa: E402
+from bench.lib.django_env import bench_env as _bench_env
 from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 from bench.lib.procs import Proc, RssMonitor, free_port, group_pids, postgres_pids  # noqa: E402
 from bench.lib.spec import spec_ingest_rated, spec_table_create, spec_table_truncate  # noqa: E402
@@ -49,7 +51,7 @@ DB_URL = local_url(DB_NAME)
 CACHE_PREFIX = "tsm_bench_ingest"
 PARTS = ("upload", "reupload", "reupload-full", "profile", "floor", "memory", "api")
 BEAT_ENTRIES = ("flush-write-buffers", "refresh-rollups", "quality-checks")  # tsm_site/settings.py CELERY_BEAT_SCHEDULE
-API_START = datetime(2026, 1, 5, tzinfo=timezone.utc)  # a Monday, after every bar the other parts load
+API_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, after every bar the other parts load
 
 
 # --- environment and processes ------------------------------------------------------------------
@@ -61,8 +63,9 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 def setup_django(run_dir: Path, queue: str) -> None:
     """Create + migrate tsm_bench_ingest (never tsm_bench), then route this process's tasks to ``queue``."""
-    django_up(DB_URL, DEBUG="false", TSM_CACHE_PREFIX=CACHE_PREFIX, LOG_LEVEL="WARNING",
-              TSM_MEDIA_ROOT=str(run_dir / "media"))
+    django_up(
+        DB_URL, DEBUG="false", TSM_CACHE_PREFIX=CACHE_PREFIX, LOG_LEVEL="WARNING", TSM_MEDIA_ROOT=str(run_dir / "media")
+    )
     spec_table_create()
     # project modules need Django: imported only after django_up() (bench/lib/django_env.py)
     from tsm_site.celery import app
@@ -74,26 +77,67 @@ def start_worker(stack: ExitStack, run_dir: Path, queue: str, label: str, concur
     """A Celery worker on the private queue: solo pool (one task at a time), or prefork with
     ``concurrency`` processes as `make run` starts it (2), so a rollups refresh runs beside a flush."""
     pool = ["--pool=solo"] if concurrency == 1 else ["--pool=prefork", "--concurrency", str(concurrency)]
-    cmd = [sys.executable, "-m", "celery", "-A", "tsm_site", "worker", *pool, "-Q", queue,
-           "-n", f"{queue}-{label}@%h", "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
-    proc = Proc(f"celery worker ({label})", cmd, bench_env(TSM_MEDIA_ROOT=str(run_dir / "media")),
-                run_dir / f"worker-{label}.log")
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tsm_site",
+        "worker",
+        *pool,
+        "-Q",
+        queue,
+        "-n",
+        f"{queue}-{label}@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+        "-l",
+        "info",
+    ]
+    proc = Proc(
+        f"celery worker ({label})",
+        cmd,
+        bench_env(TSM_MEDIA_ROOT=str(run_dir / "media")),
+        run_dir / f"worker-{label}.log",
+    )
     stack.callback(proc.stop)
     proc.wait_for_log(r"ready\.", timeout=120)
     return proc
 
 
-GUNICORN = ("import sys; from tsm_site.celery import app; app.conf.task_default_queue = sys.argv.pop(1); "
-            "sys.argv[0] = 'gunicorn'; from gunicorn.app.wsgiapp import run; sys.exit(run())")
+GUNICORN = (
+    "import sys; from tsm_site.celery import app; app.conf.task_default_queue = sys.argv.pop(1); "
+    "sys.argv[0] = 'gunicorn'; from gunicorn.app.wsgiapp import run; sys.exit(run())"
+)
 
 
 def start_server(stack: ExitStack, run_dir: Path, queue: str, workers: int) -> tuple[Proc, str]:
     """gunicorn (sync workers) whose flush tasks go to the private queue (set before the app loads)."""
     port = free_port()
-    env = bench_env(TSM_MEDIA_ROOT=str(run_dir / "media"), TSM_API_RATE="none", TSM_INGEST_RATE="1000000/min",
-                    ALLOWED_HOSTS="127.0.0.1")
-    cmd = [sys.executable, "-c", GUNICORN, queue, "tsm_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
-           "--workers", str(workers), "--timeout", "120", "--graceful-timeout", "10", "--log-level", "warning"]
+    env = bench_env(
+        TSM_MEDIA_ROOT=str(run_dir / "media"),
+        TSM_API_RATE="none",
+        TSM_INGEST_RATE="1000000/min",
+        ALLOWED_HOSTS="127.0.0.1",
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        GUNICORN,
+        queue,
+        "tsm_site.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "10",
+        "--log-level",
+        "warning",
+    ]
     proc = Proc("gunicorn", cmd, env, run_dir / "gunicorn.log")
     stack.callback(proc.stop)
     return proc, f"http://127.0.0.1:{port}"
@@ -147,9 +191,13 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
     with CpuMeter({"worker": lambda: [worker.pid], "bench": lambda: [os.getpid()], "postgres": postgres_pids}) as cpu:
         t0 = time.perf_counter()
         with open(path, "rb") as fh:
-            upload = upload_create(dataset="market_data", bar_interval=None, on_error="reject", user=None,
-                                   file=UploadedFile(fh, name=path.name, content_type="text/csv",
-                                                     size=path.stat().st_size))
+            upload = upload_create(
+                dataset="market_data",
+                bar_interval=None,
+                on_error="reject",
+                user=None,
+                file=UploadedFile(fh, name=path.name, content_type="text/csv", size=path.stat().st_size),
+            )
             upload_enqueue(upload_id=upload.pk)  # what the admin does after upload_create
         accepted = time.perf_counter()  # stored, row committed, task sent (on_commit runs at once here)
         status = "queued"
@@ -169,16 +217,25 @@ def upload_once(path: Path, worker: Proc, timeout: float) -> dict:
     rollups_s = wait_for_rollups(timeout)  # the worker's follow-up task; the next upload starts on an idle worker
     return {
         "rollups_caught_up_after_done_s": rollups_s,
-        "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "replay_shortcut": load.replay_of_id is not None, "replay_note": load.replay_note,
-        "upload_id": upload.pk, "status": upload.status, "rows_read": upload.rows_read,
-        "inserted": upload.inserted, "revised": upload.revised, "duplicates": upload.duplicates,
-        "rejected": upload.rejected, "store_s": round(accepted - t0, 2),
-        "accepted_to_queryable_s": round(seconds, 2), "rows_per_s": round(upload.rows_read / seconds),
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "replay_shortcut": load.replay_of_id is not None,
+        "replay_note": load.replay_note,
+        "upload_id": upload.pk,
+        "status": upload.status,
+        "rows_read": upload.rows_read,
+        "inserted": upload.inserted,
+        "revised": upload.revised,
+        "duplicates": upload.duplicates,
+        "rejected": upload.rejected,
+        "store_s": round(accepted - t0, 2),
+        "accepted_to_queryable_s": round(seconds, 2),
+        "rows_per_s": round(upload.rows_read / seconds),
         "including_store_rows_per_s": round(upload.rows_read / (done - t0)),
         "status_first_seen_s": seen,
         "load_started_to_finished_s": round((load.finished_at - load.started_at).total_seconds(), 2),
-        "worker_memory": rss.peak(), "cpu": cpu.flat(),
+        "worker_memory": rss.peak(),
+        "cpu": cpu.flat(),
     }
 
 
@@ -199,8 +256,10 @@ def upload_measured(path: Path, worker: Proc, args, into: list[dict], label: str
     r = upload_once(path, worker, timeout=args.timeout)
     r["market_data_rows_after"] = count_market_data()
     into.append(r)
-    log(f"{label}: {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s, shortcut "
-        f"{r['replay_shortcut']}; {json.dumps(r['status_first_seen_s'])}")
+    log(
+        f"{label}: {r['rows_per_s']:,} rows/s, {r['accepted_to_queryable_s']}s, shortcut "
+        f"{r['replay_shortcut']}; {json.dumps(r['status_first_seen_s'])}"
+    )
     return r
 
 
@@ -237,46 +296,64 @@ def fig_upload(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
                 spec_runs.append(spec)
                 log(f"spec: {spec}")
                 spec_table_truncate()
-    base = {"rows": args.rows, "csv_bytes": path.stat().st_size, "csv": str(path), "runs": args.runs,
-            "sha256_of_the_csv_s": hash_s}
+    base = {
+        "rows": args.rows,
+        "csv_bytes": path.stat().st_size,
+        "csv": str(path),
+        "runs": args.runs,
+        "sha256_of_the_csv_s": hash_s,
+    }
     if runs:
         rps = [r["rows_per_s"] for r in runs]
         spec_rps = median([s["rows_per_s"] for s in spec_runs]) if spec_runs else None
         out["upload"] = {
-            **base, "target": "accepted -> all rows queryable >= 300000 rows/s",
-            "median_rows_per_s": round(median(rps)), "ratio_to_target": target_ratio(median(rps), 300_000),
+            **base,
+            "target": "accepted -> all rows queryable >= 300000 rows/s",
+            "median_rows_per_s": round(median(rps)),
+            "ratio_to_target": target_ratio(median(rps), 300_000),
             "median_accepted_to_queryable_s": round(median([r["accepted_to_queryable_s"] for r in runs]), 2),
-            "worker_peak_rss_mb": max(r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"]
-                                      for r in runs),
+            "worker_peak_rss_mb": max(
+                r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"] for r in runs
+            ),
             "spec": spec_runs[0] if len(spec_runs) == 1 else spec_runs,
             "spec_median_rows_per_s": round(spec_rps) if spec_rps else None,
             "ratio_tsm_over_spec": round(median(rps) / spec_rps, 2) if spec_rps else None,
             "per_run": runs,
             "note": "accepted = upload_create returned (file stored, Upload committed, task sent); queryable = "
-                    "Upload.status observed 'done' (polled every 50 ms). store_s is the copy into TSM_MEDIA_ROOT.",
+            "Upload.status observed 'done' (polled every 50 ms). store_s is the copy into TSM_MEDIA_ROOT.",
         }
     if reruns:
         out["reupload"] = rerun_figure(
-            base, reruns, "re-upload (all duplicates) >= 500000 rows/s",
+            base,
+            reruns,
+            "re-upload (all duplicates) >= 500000 rows/s",
             "replay shortcut (ingestion/replay.py): same bytes as a finished load and no later change overlapping "
-            "its spans -> one sha256 pass over the stored file, nothing parsed or staged")
+            "its spans -> one sha256 pass over the stored file, nothing parsed or staged",
+        )
     if full_reruns:
         out["reupload_full"] = rerun_figure(
-            base, full_reruns, "re-upload (all duplicates) >= 500000 rows/s (here: the full path, shortcut refused)",
+            base,
+            full_reruns,
+            "re-upload (all duplicates) >= 500000 rows/s (here: the full path, shortcut refused)",
             "earlier loads' replay keys cleared first, so the file is treated as new content whose rows are all "
-            "stored: parse + validate + stage + version merge (what a new file of duplicates costs)")
+            "stored: parse + validate + stage + version merge (what a new file of duplicates costs)",
+        )
 
 
 def rerun_figure(base: dict, reruns: list[dict], target: str, note: str) -> dict:
     rps = [r["rows_per_s"] for r in reruns]
     return {
-        **base, "target": target,
-        "median_rows_per_s": round(median(rps)), "ratio_to_target": target_ratio(median(rps), 500_000),
+        **base,
+        "target": target,
+        "median_rows_per_s": round(median(rps)),
+        "ratio_to_target": target_ratio(median(rps), 500_000),
         "median_accepted_to_queryable_s": round(median([r["accepted_to_queryable_s"] for r in reruns]), 2),
-        "worker_peak_rss_mb": max(r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"]
-                                  for r in reruns),
+        "worker_peak_rss_mb": max(
+            r["worker_memory"]["peak_rss_vmhwm_mb"] or r["worker_memory"]["peak_rss_sampled_mb"] for r in reruns
+        ),
         "replay_shortcut_taken": [r["replay_shortcut"] for r in reruns],
-        "per_run": reruns, "note": note,
+        "per_run": reruns,
+        "note": note,
     }
 
 
@@ -310,8 +387,14 @@ def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
     from ingestion.loader import batches, copying, direct, merge, staging
 
     # the loader's phases by module (ingestion/loader/): the profile follows its internals and says which it could not find
-    modules = {"direct": direct, "staging": staging, "batches": batches, "merge": merge, "replay": replay,
-               "copy": copying.CopySegments}
+    modules = {
+        "direct": direct,
+        "staging": staging,
+        "batches": batches,
+        "merge": merge,
+        "replay": replay,
+        "copy": copying.CopySegments,
+    }
     spent: dict[str, float] = {}
     originals, missing = [], []
     for label, (mod, name) in PROFILED.items():
@@ -341,20 +424,34 @@ def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
             setattr(owner, name, fn)
     phases = {k: round(v, 2) for k, v in spent.items()}
     phases["other (hash check, ANALYZE staging, load row, drop staging)"] = round(
-        total - spent.get("stage (parse + validate + sort + COPY)", 0) - spent.get("intra-file conflict scan", 0)
+        total
+        - spent.get("stage (parse + validate + sort + COPY)", 0)
+        - spent.get("intra-file conflict scan", 0)
         - spent.get("merge transaction (incl. commit)", 0)
-        - spent.get("direct pass (parse + validate + sort + COPY into market_data, merge, commit)", 0), 2)
+        - spent.get("direct pass (parse + validate + sort + COPY into market_data, merge, commit)", 0),
+        2,
+    )
     # on the direct path the COPY overlaps parsing (a writer thread sends): "COPY writes" is then the
     # time this thread waited for the queue, and "segment closes" the wait for PostgreSQL to finish
-    return {"rows": result.rows_read, "seconds": round(total, 2), "rows_per_s": round(result.rows_read / total),
-            "counts": result.counts(), "phases_s": phases, **({"phases_not_found": missing} if missing else {})}
+    return {
+        "rows": result.rows_read,
+        "seconds": round(total, 2),
+        "rows_per_s": round(result.rows_read / total),
+        "counts": result.counts(),
+        "phases_s": phases,
+        **({"phases_not_found": missing} if missing else {}),
+    }
 
 
 def fig_profile(args, symbols, out: dict) -> None:
     """New file into an empty table, with and without the market_data time index; then a full re-merge."""
     path = write_bars_csv(symbols, args.profile_rows, args.seed, args.workdir)
     fig: dict = {"rows": args.profile_rows, "csv_bytes": path.stat().st_size}
-    for label, drop_time_index in (("new_file", False), ("new_file_without_time_index", True), ("new_file_again", False)):
+    for label, drop_time_index in (
+        ("new_file", False),
+        ("new_file_without_time_index", True),
+        ("new_file_again", False),
+    ):
         truncate_datasets()
         truncate_bookkeeping()
         if drop_time_index:
@@ -391,7 +488,9 @@ def fig_floor(args, symbols, out: dict) -> None:
     # market_data's own indexes as the schema has them (market_data_pkey -> "pkey", ...), built on the copy
     indexes = {
         name.removeprefix("market_data_"): ddl.replace(f"INDEX {name} ON public.market_data ", "INDEX ON tsm_floor ")
-        for name, ddl in sql_rows("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'market_data'")
+        for name, ddl in sql_rows(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'market_data'"
+        )
     }
     variants = {"heap_only": [], "heap_pkey_version": ["pkey", "version"], "all_market_data_indexes": sorted(indexes)}
     for label, wanted in variants.items():
@@ -406,16 +505,22 @@ def fig_floor(args, symbols, out: dict) -> None:
             sql_rows(f"INSERT INTO tsm_floor ({cols}) SELECT {cols} FROM tsm_floor_src")
             runs.append(time.perf_counter() - t)
         med = median(runs)
-        fig[label] = {"indexes": wanted, "seconds": [round(r, 2) for r in runs], "median_s": round(med, 2),
-                      "rows_per_s": round(args.profile_rows / med)}
+        fig[label] = {
+            "indexes": wanted,
+            "seconds": [round(r, 2) for r in runs],
+            "median_s": round(med, 2),
+            "rows_per_s": round(args.profile_rows / med),
+        }
         log(f"floor {label}: {fig[label]}")
     fig.update(_copy_floor(args, cols, indexes))
     sql_rows("DROP TABLE IF EXISTS tsm_floor_src, tsm_floor")
-    fig["note"] = ("rows/s of a bare INSERT ... SELECT of already-staged rows: the most any loader could reach "
-                   "with these indexes on this machine, before parsing, validation, COPY and the merge; "
-                   "copy_*: the same rows as one binary COPY stream from the client (no staging table): "
-                   "into the table with every index, and into a bare table whose indexes are built after "
-                   "(sort-based CREATE INDEX, the bulk loader's best case)")
+    fig["note"] = (
+        "rows/s of a bare INSERT ... SELECT of already-staged rows: the most any loader could reach "
+        "with these indexes on this machine, before parsing, validation, COPY and the merge; "
+        "copy_*: the same rows as one binary COPY stream from the client (no staging table): "
+        "into the table with every index, and into a bare table whose indexes are built after "
+        "(sort-based CREATE INDEX, the bulk loader's best case)"
+    )
     out["floor"] = fig
 
 
@@ -446,7 +551,7 @@ def _copy_floor(args, cols: str, indexes: dict[str, str]) -> dict:
                 with conn.cursor().copy(f"COPY tsm_floor ({cols}) FROM STDIN WITH (FORMAT binary)") as copy:
                     view = memoryview(buffer)
                     for i in range(0, len(view), 1 << 20):
-                        copy.write(view[i:i + (1 << 20)])
+                        copy.write(view[i : i + (1 << 20)])
                 copied = time.perf_counter()
                 if build_after:
                     for ddl in indexes.values():
@@ -454,8 +559,12 @@ def _copy_floor(args, cols: str, indexes: dict[str, str]) -> dict:
                 runs.append(time.perf_counter() - t)
                 builds.append(time.perf_counter() - copied)
         med = median(runs)
-        fig[label] = {"indexes": sorted(indexes), "seconds": [round(r, 2) for r in runs], "median_s": round(med, 2),
-                      "rows_per_s": round(args.profile_rows / med)}
+        fig[label] = {
+            "indexes": sorted(indexes),
+            "seconds": [round(r, 2) for r in runs],
+            "median_s": round(med, 2),
+            "rows_per_s": round(args.profile_rows / med),
+        }
         if build_after:
             fig[label]["index_build_s"] = [round(b, 2) for b in builds]
         log(f"floor {label}: {fig[label]}")
@@ -465,16 +574,31 @@ def _copy_floor(args, cols: str, indexes: dict[str, str]) -> dict:
 # --- 3: memory bound on a CSV larger than 2 GB ----------------------------------------------------
 
 
-TIME_V = {"Maximum resident set size (kbytes)": "max_rss_kb", "Elapsed (wall clock) time (h:mm:ss or m:ss)": "wall",
-          "User time (seconds)": "user_s", "System time (seconds)": "sys_s"}
+TIME_V = {
+    "Maximum resident set size (kbytes)": "max_rss_kb",
+    "Elapsed (wall clock) time (h:mm:ss or m:ss)": "wall",
+    "User time (seconds)": "user_s",
+    "System time (seconds)": "sys_s",
+}
 
 
 def ingest_cli_measured(path: Path, run_dir: Path) -> dict:
     """``/usr/bin/time -v manage.py ingest market_data FILE --format json`` on an empty market_data."""
     truncate_datasets()
     time_log = run_dir / "time-v.txt"
-    cmd = ["/usr/bin/time", "-v", "-o", str(time_log), sys.executable, "manage.py", "ingest", "market_data",
-           str(path), "--format", "json"]
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        "-o",
+        str(time_log),
+        sys.executable,
+        "manage.py",
+        "ingest",
+        "market_data",
+        str(path),
+        "--format",
+        "json",
+    ]
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t
@@ -489,10 +613,16 @@ def ingest_cli_measured(path: Path, run_dir: Path) -> dict:
     except (IndexError, ValueError):
         counts = {"stdout_tail": proc.stdout[-500:], "stderr_tail": proc.stderr[-2000:]}
     rows = counts.get("rows_read", 0)
-    return {"file_bytes": path.stat().st_size, "exit_code": proc.returncode, "seconds": round(seconds, 2),
-            "rows_per_s": round(rows / seconds) if proc.returncode == 0 and rows else None,
-            "peak_rss_mb": round(int(measured.get("max_rss_kb", 0)) / 1024, 1),
-            "user_s": float(measured.get("user_s", 0)), "sys_s": float(measured.get("sys_s", 0)), **counts}
+    return {
+        "file_bytes": path.stat().st_size,
+        "exit_code": proc.returncode,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds) if proc.returncode == 0 and rows else None,
+        "peak_rss_mb": round(int(measured.get("max_rss_kb", 0)) / 1024, 1),
+        "user_s": float(measured.get("user_s", 0)),
+        "sys_s": float(measured.get("sys_s", 0)),
+        **counts,
+    }
 
 
 def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
@@ -506,8 +636,11 @@ def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
     demo.write_csv(next(bar_windows(symbols[:10], 1000, args.seed)), tiny)
     try:
         results = {}
-        for name, path in (("baseline_1k_rows", tiny), (f"csv_{args.memory_small_rows}_rows", small),
-                           (f"csv_{args.memory_rows}_rows", big)):
+        for name, path in (
+            ("baseline_1k_rows", tiny),
+            (f"csv_{args.memory_small_rows}_rows", small),
+            (f"csv_{args.memory_rows}_rows", big),
+        ):
             log(f"memory: manage.py ingest {path.name} ({path.stat().st_size / 1e9:.2f} GB) under /usr/bin/time -v ...")
             results[name] = ingest_cli_measured(path, run_dir)
             log(f"memory {name}: {results[name]}")
@@ -515,8 +648,7 @@ def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
         if not args.skip_parquet:
             for rows in (args.parquet_small_rows, args.parquet_rows):
                 pq_path = run_dir / f"bars_{rows}.parquet"
-                demo.write_parquet(
-                    (b for t in bar_windows(symbols, rows, args.seed) for b in t.to_batches()), pq_path)
+                demo.write_parquet((b for t in bar_windows(symbols, rows, args.seed) for b in t.to_batches()), pq_path)
                 log(f"memory: manage.py ingest {pq_path.name} ({pq_path.stat().st_size / 1e6:.0f} MB Parquet) ...")
                 parquet[f"parquet_{rows}_rows"] = ingest_cli_measured(pq_path, run_dir)
                 log(f"memory parquet {rows}: {parquet[f'parquet_{rows}_rows']}")
@@ -535,15 +667,20 @@ def fig_memory(args, symbols, run_dir: Path, out: dict) -> None:
     implied = base_r["peak_rss_mb"] + 5 * chunk * bytes_per_row / 2**20
     out["memory"] = {
         "target": "memory bounded (independent of file size) on a CSV > 2 GB; bound stated by the design",
-        "batch_rows_setting": chunk, "csv_bytes_per_row": round(bytes_per_row, 1),
+        "batch_rows_setting": chunk,
+        "csv_bytes_per_row": round(bytes_per_row, 1),
         "csv_block_rows_actual": block_rows,
         "implied_bound_mb": round(implied),
         "implied_bound_formula": "baseline (Django+pyarrow, 1k-row file) + 5 x TSM_INGEST_BATCH_ROWS x CSV bytes/row "
-                                 "(raw strings, typed table, sorted copy, COPY buffer, read-ahead)",
-        "peak_rss_mb": big_r["peak_rss_mb"], "rows_per_s": big_r["rows_per_s"],
+        "(raw strings, typed table, sorted copy, COPY buffer, read-ahead)",
+        "peak_rss_mb": big_r["peak_rss_mb"],
+        "rows_per_s": big_r["rows_per_s"],
         "within_bound": big_r["peak_rss_mb"] <= implied,
-        "growth_small_to_big_mb": round(big_r["peak_rss_mb"] - results[f"csv_{args.memory_small_rows}_rows"]["peak_rss_mb"], 1),
-        "runs": results, "parquet": parquet,
+        "growth_small_to_big_mb": round(
+            big_r["peak_rss_mb"] - results[f"csv_{args.memory_small_rows}_rows"]["peak_rss_mb"], 1
+        ),
+        "runs": results,
+        "parquet": parquet,
         "note": "each run on a freshly truncated market_data; peak RSS = /usr/bin/time -v 'Maximum resident set size'",
     }
 
@@ -566,9 +703,10 @@ def api_bodies(args, symbols, run_dir: Path, fmt: str, start: datetime) -> list[
     n = args.api_batch_rows
     out = []
     for c in range(args.api_clients):
-        mine = symbols[c::args.api_clients]
-        batches = demo.market_data_batches(symbols=mine, start=start, days=cal_days, seed=args.seed + 100 + c,
-                                           include_corrections=False)
+        mine = symbols[c :: args.api_clients]
+        batches = demo.market_data_batches(
+            symbols=mine, start=start, days=cal_days, seed=args.seed + 100 + c, include_corrections=False
+        )
         table = pa.Table.from_batches(list(batches)).sort_by([("time", "ascending"), ("symbol", "ascending")])
         table = table.drop_columns(["known_at"]).slice(0, per_client_rows)
         tmp = run_dir / f"api-client-{c}.{fmt}"
@@ -580,7 +718,7 @@ def api_bodies(args, symbols, run_dir: Path, fmt: str, start: datetime) -> list[
             make = lambda chunk: b"[" + b",".join(chunk) + b"]"  # noqa: E731
         else:
             make = lambda chunk: b"\n".join(header + chunk) + b"\n"  # noqa: E731
-        out.append([(len(lines[i:i + n]), make(lines[i:i + n])) for i in range(0, len(lines), n)])
+        out.append([(len(lines[i : i + n]), make(lines[i : i + n])) for i in range(0, len(lines), n)])
     return out
 
 
@@ -711,16 +849,22 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     rss.start()
     threads = [threading.Thread(target=client, args=(c,)) for c in range(args.api_clients)]
     try:
-        with CpuMeter({"server": lambda: group_pids(server.pid), "worker": lambda: group_pids(worker.pid),
-                       "bench": lambda: [os.getpid()], "postgres": postgres_pids}) as cpu:
+        with CpuMeter(
+            {
+                "server": lambda: group_pids(server.pid),
+                "worker": lambda: group_pids(worker.pid),
+                "bench": lambda: [os.getpid()],
+                "postgres": postgres_pids,
+            }
+        ) as cpu:
             window_start = time.perf_counter()
-            wall_start = datetime.now(timezone.utc)
+            wall_start = datetime.now(UTC)
             for th in threads:
                 th.start()
             for th in threads:
                 th.join()
             window_end = time.perf_counter()
-        wall_end = datetime.now(timezone.utc)
+        wall_end = datetime.now(UTC)
         log(f"api {fmt}: window closed after {window_end - window_start:.1f}s; statuses {statuses}; draining ...")
         drain_start = time.perf_counter()
         pending = None
@@ -738,7 +882,8 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     # server-side view of every batch: created_at (just before the 202) -> merged_at (in the merge transaction)
     rows_db = sql_rows(
         "SELECT extract(epoch FROM merged_at - created_at), rows, merged_at <= %s FROM ingestion_ingestbatch",
-        [wall_end])
+        [wall_end],
+    )
     server_lat = [float(r[0]) for r in rows_db if r[0] is not None]
     merged_in_window = sum(r[1] for r in rows_db if r[2])
     window = window_end - window_start
@@ -748,39 +893,63 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     for sent, answered, rows in accepted:
         thirds[min(2, int(3 * (answered - window_start) / window))] += rows
     lat = poller.latencies
-    loads = sql_rows("SELECT count(*), sum(rows_read), avg(extract(epoch FROM finished_at - started_at)), "
-                        "max(extract(epoch FROM finished_at - started_at)) FROM ingestion_load "
-                        "WHERE source LIKE 'write API:%%' AND started_at >= %s", [wall_start])[0]
+    loads = sql_rows(
+        "SELECT count(*), sum(rows_read), avg(extract(epoch FROM finished_at - started_at)), "
+        "max(extract(epoch FROM finished_at - started_at)) FROM ingestion_load "
+        "WHERE source LIKE 'write API:%%' AND started_at >= %s",
+        [wall_start],
+    )[0]
     return {
-        "format": fmt, "content_type": CONTENT_TYPES[fmt],
+        "format": fmt,
+        "content_type": CONTENT_TYPES[fmt],
         "body_bytes_avg": round(statistics.mean(len(b) for client_bodies in bodies for _, b in client_bodies)),
         "target": "sustained accepted >= 100000 rows/s; accepted -> queryable p99 < 2 s",
-        "window_s": round(window, 2), "accepted_batches": len(accepted), "accepted_rows": acc_rows,
+        "window_s": round(window, 2),
+        "accepted_batches": len(accepted),
+        "accepted_rows": acc_rows,
         "accepted_rows_per_s": round(acc_rows / window),
         "ratio_to_target": target_ratio(acc_rows / window, 100_000),
         "accepted_rows_per_s_by_third": [round(x / (window / 3)) for x in thirds],
         "merged_rows_per_s_in_window": round(merged_in_window / window),
-        "drain_after_window_s": round(drain_s, 2), "pending_rows_left": pending,
+        "drain_after_window_s": round(drain_s, 2),
+        "pending_rows_left": pending,
         "end_to_end_rows_per_s": round(acc_rows / (window + drain_s)),
         "http_status_counts": {str(k): v for k, v in sorted(statuses.items())},
-        "backpressure_429": statuses.get(429, 0), "errors": errors[:10],
+        "backpressure_429": statuses.get(429, 0),
+        "errors": errors[:10],
         "clients_out_of_bodies": sorted(exhausted),
-        "post_latency_ms": {"p50": round(1000 * pct(post_s, 50), 1), "p99": round(1000 * pct(post_s, 99), 1),
-                            "max": round(1000 * max(post_s), 1) if post_s else None},
+        "post_latency_ms": {
+            "p50": round(1000 * pct(post_s, 50), 1),
+            "p99": round(1000 * pct(post_s, 99), 1),
+            "max": round(1000 * max(post_s), 1) if post_s else None,
+        },
         "accepted_to_queryable_client_s": {
-            "sampled_batches": len(lat), "p50": round(pct(lat, 50), 3), "p99": round(pct(lat, 99), 3),
-            "max": round(max(lat), 3) if lat else None, "status_gets": poller.gets, "target": "p99 < 2 s",
+            "sampled_batches": len(lat),
+            "p50": round(pct(lat, 50), 3),
+            "p99": round(pct(lat, 99), 3),
+            "max": round(max(lat), 3) if lat else None,
+            "status_gets": poller.gets,
+            "target": "p99 < 2 s",
             "ratio_p99_to_target": round(pct(lat, 99) / 2.0, 2) if lat else None,
             "note": f"every {args.api_sample_every}th batch of each client; 202 received -> first GET that says "
-                    "queryable (one GET in flight, oldest first, 20 ms pause between misses)"},
+            "queryable (one GET in flight, oldest first, 20 ms pause between misses)",
+        },
         "created_to_merged_server_s": {
-            "batches": len(server_lat), "p50": round(pct(server_lat, 50), 3), "p99": round(pct(server_lat, 99), 3),
+            "batches": len(server_lat),
+            "p50": round(pct(server_lat, 50), 3),
+            "p99": round(pct(server_lat, 99), 3),
             "max": round(max(server_lat), 3) if server_lat else None,
-            "note": "IngestBatch.merged_at - created_at for every batch (both server clocks)"},
-        "flush_loads": {"count": loads[0], "rows": int(loads[1] or 0),
-                        "avg_rows": round(int(loads[1] or 0) / loads[0]) if loads[0] else None,
-                        "avg_s": round(float(loads[2] or 0), 3), "max_s": round(float(loads[3] or 0), 3)},
-        "worker_memory": worker_mem, "cpu": cpu.flat(),
+            "note": "IngestBatch.merged_at - created_at for every batch (both server clocks)",
+        },
+        "flush_loads": {
+            "count": loads[0],
+            "rows": int(loads[1] or 0),
+            "avg_rows": round(int(loads[1] or 0) / loads[0]) if loads[0] else None,
+            "avg_s": round(float(loads[2] or 0), 3),
+            "max_s": round(float(loads[3] or 0), 3),
+        },
+        "worker_memory": worker_mem,
+        "cpu": cpu.flat(),
     }
 
 
@@ -805,22 +974,34 @@ def fig_api(args, symbols, run_dir: Path, queue: str, out: dict) -> None:
             log(f"api {fmt}: generating up to {args.api_max_rows:,} bars as {args.api_batch_rows:,}-row bodies ...")
             t = time.perf_counter()
             bodies = api_bodies(args, symbols, run_dir, fmt, start)
-            log(f"api {fmt}: {sum(len(b) for b in bodies)} bodies, "
+            log(
+                f"api {fmt}: {sum(len(b) for b in bodies)} bodies, "
                 f"{sum(len(x[1]) for b in bodies for x in b) / 1e9:.2f} GB in {time.perf_counter() - t:.1f}s; "
-                f"{args.api_clients} clients for {args.api_seconds}s ...")
+                f"{args.api_clients} clients for {args.api_seconds}s ..."
+            )
             runs[fmt] = api_run(args, bodies, fmt, base, key, server, worker)
             del bodies
             r = runs[fmt]
-            log(f"api {fmt}: {r['accepted_rows_per_s']:,} rows/s accepted, 429s {r['backpressure_429']}, "
+            log(
+                f"api {fmt}: {r['accepted_rows_per_s']:,} rows/s accepted, 429s {r['backpressure_429']}, "
                 f"queryable p50/p99 {r['accepted_to_queryable_client_s']['p50']}/"
-                f"{r['accepted_to_queryable_client_s']['p99']} s, drain {r['drain_after_window_s']} s")
+                f"{r['accepted_to_queryable_client_s']['p99']} s, drain {r['drain_after_window_s']} s"
+            )
     first = runs[args.api_formats[0]]
-    out["api"] = {"clients": args.api_clients, "batch_rows": args.api_batch_rows,
-                  "http_server": f"gunicorn, {args.api_http_workers} sync workers",
-                  "beat": "none" if args.api_no_beat else "from the bench process, standing in for celery beat: " + ", ".join(
-                      f"{settings.CELERY_BEAT_SCHEDULE[n]['task']} every {settings.CELERY_BEAT_SCHEDULE[n]['schedule']:g} s"
-                      for n in BEAT_ENTRIES),
-                  **first, "other_formats": {f: r for f, r in runs.items() if r is not first}}
+    out["api"] = {
+        "clients": args.api_clients,
+        "batch_rows": args.api_batch_rows,
+        "http_server": f"gunicorn, {args.api_http_workers} sync workers",
+        "beat": "none"
+        if args.api_no_beat
+        else "from the bench process, standing in for celery beat: "
+        + ", ".join(
+            f"{settings.CELERY_BEAT_SCHEDULE[n]['task']} every {settings.CELERY_BEAT_SCHEDULE[n]['schedule']:g} s"
+            for n in BEAT_ENTRIES
+        ),
+        **first,
+        "other_formats": {f: r for f, r in runs.items() if r is not first},
+    }
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -834,7 +1015,9 @@ def parse_args(argv=None):
     p.add_argument("--rows", type=int, help="bars in the upload CSV (default 10M; quick 500k)")
     p.add_argument("--profile-rows", type=int, help="bars for the in-process phase profile (default 2M; quick 200k)")
     p.add_argument("--runs", type=int, default=1, help="upload / re-upload repetitions (medians)")
-    p.add_argument("--spec-runs-all", action="store_true", help="time the spec ingester in every run, not only the first")
+    p.add_argument(
+        "--spec-runs-all", action="store_true", help="time the spec ingester in every run, not only the first"
+    )
     p.add_argument("--skip-spec", action="store_true")
     p.add_argument("--memory-rows", type=int, help="bars in the > 2 GB CSV (default 16M; quick 1M)")
     p.add_argument("--memory-small-rows", type=int, help="bars in the comparison CSV (default 1M; quick 200k)")
@@ -847,21 +1030,35 @@ def parse_args(argv=None):
     p.add_argument("--api-clients", type=int, default=4)
     p.add_argument("--api-batch-rows", type=int, default=5000)
     p.add_argument("--api-max-rows", type=int, help="bars generated for the clients per format (default 6M; quick 1M)")
-    p.add_argument("--api-formats", default="json", help="comma-separated body formats: json,ndjson,csv (first = headline)")
+    p.add_argument(
+        "--api-formats", default="json", help="comma-separated body formats: json,ndjson,csv (first = headline)"
+    )
     p.add_argument("--api-http-workers", type=int, default=4, help="gunicorn sync workers")
-    p.add_argument("--api-worker-concurrency", type=int, default=2,
-                   help="Celery worker processes for the flushes and the rollups refresh (make run: 2; 1 = solo pool)")
+    p.add_argument(
+        "--api-worker-concurrency",
+        type=int,
+        default=2,
+        help="Celery worker processes for the flushes and the rollups refresh (make run: 2; 1 = solo pool)",
+    )
     p.add_argument("--api-sample-every", type=int, default=2, help="poll every Nth batch of each client")
-    p.add_argument("--api-no-beat", action="store_true", help="no celery beat stand-in (flushes, rollups, quality checks)")
+    p.add_argument(
+        "--api-no-beat", action="store_true", help="no celery beat stand-in (flushes, rollups, quality checks)"
+    )
     p.add_argument("--symbols", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--timeout", type=float, default=1800, help="per upload / drain")
     args = p.parse_args(argv)
     q = args.quick
-    defaults = {"rows": (10_000_000, 500_000), "memory_rows": (16_000_000, 1_000_000),
-                "memory_small_rows": (1_000_000, 200_000), "parquet_rows": (4_000_000, 400_000),
-                "parquet_small_rows": (1_000_000, 100_000), "api_seconds": (30.0, 8.0),
-                "api_max_rows": (6_000_000, 1_000_000), "profile_rows": (2_000_000, 200_000)}
+    defaults = {
+        "rows": (10_000_000, 500_000),
+        "memory_rows": (16_000_000, 1_000_000),
+        "memory_small_rows": (1_000_000, 200_000),
+        "parquet_rows": (4_000_000, 400_000),
+        "parquet_small_rows": (1_000_000, 100_000),
+        "api_seconds": (30.0, 8.0),
+        "api_max_rows": (6_000_000, 1_000_000),
+        "profile_rows": (2_000_000, 200_000),
+    }
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
@@ -880,9 +1077,12 @@ def parse_args(argv=None):
 def settings_environment() -> dict:
     from django.conf import settings
 
-    return {"ingest_batch_rows": settings.TSM_INGEST_BATCH_ROWS,
-            "flush_rows": settings.TSM_INGEST_FLUSH_ROWS, "flush_seconds": settings.TSM_INGEST_FLUSH_SECONDS,
-            "buffer_max_rows": settings.TSM_INGEST_BUFFER_MAX_ROWS}
+    return {
+        "ingest_batch_rows": settings.TSM_INGEST_BATCH_ROWS,
+        "flush_rows": settings.TSM_INGEST_FLUSH_ROWS,
+        "flush_seconds": settings.TSM_INGEST_FLUSH_SECONDS,
+        "buffer_max_rows": settings.TSM_INGEST_BUFFER_MAX_ROWS,
+    }
 
 
 def _terminate(signum, frame):
@@ -904,7 +1104,15 @@ def main(argv=None) -> None:
         symbols = demo.make_symbols(args.symbols)
         env = environment()
         load_average = env.pop("load_average_at_start")
-        out.update(**env, **settings_environment(), load_average_at_start=load_average, database=DB_NAME, queue=queue, parts=args.parts, figures={})
+        out.update(
+            **env,
+            **settings_environment(),
+            load_average_at_start=load_average,
+            database=DB_NAME,
+            queue=queue,
+            parts=args.parts,
+            figures={},
+        )
         truncate_bookkeeping()
         t0 = time.perf_counter()
         if {"upload", "reupload", "reupload-full"} & set(args.parts):
@@ -925,7 +1133,8 @@ def main(argv=None) -> None:
             import redis
 
             redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")).delete(
-                queue, f"_kombu.binding.{queue}")
+                queue, f"_kombu.binding.{queue}"
+            )
         except Exception as exc:  # the figures matter more than the broker's leftovers
             log(f"could not delete the queue keys: {exc}")
         shutil.rmtree(run_dir / "media", ignore_errors=True)

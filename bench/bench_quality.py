@@ -13,6 +13,7 @@ lists; beside it, in the same run, the baseline: the same checks over each touch
 so far (``quality.quality_checks_range``), which is what a check of "the touched days" costs. Wall
 times of both per load; nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
@@ -30,7 +31,7 @@ from bench.lib.output import command_line, emit, log, started_at  # noqa: E402
 from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_URL = local_url("tsm_bench_quality")
-DAY = datetime(2024, 3, 4, tzinfo=timezone.utc)  # a Monday
+DAY = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 
 
 def main(argv=None) -> None:
@@ -49,29 +50,51 @@ def main(argv=None) -> None:
     from timeseries import quality
 
     symbols = demo.make_symbols(args.symbols)
-    bars = pa.Table.from_batches(list(demo.market_data_batches(
-        symbols=symbols, start=DAY, days=1, seed=args.seed, include_corrections=False)))
+    bars = pa.Table.from_batches(
+        list(demo.market_data_batches(symbols=symbols, start=DAY, days=1, seed=args.seed, include_corrections=False))
+    )
     bars = bars.sort_by([("time", "ascending"), ("symbol", "ascending")]).drop_columns(["known_at"])
-    sql_rows("TRUNCATE market_data, timeseries_series, timeseries_change, timeseries_quality_flag,"
-             " timeseries_quality_audit, timeseries_change_cursor")
-    out: dict = {"command": command_line(), "started_at": started_at(),
-                 "load_average_at_start": os.getloadavg(), "symbols": args.symbols,
-                 "load_minutes": args.load_minutes, "loads": []}
+    sql_rows(
+        "TRUNCATE market_data, timeseries_series, timeseries_change, timeseries_quality_flag,"
+        " timeseries_quality_audit, timeseries_change_cursor"
+    )
+    out: dict = {
+        "command": command_line(),
+        "started_at": started_at(),
+        "load_average_at_start": os.getloadavg(),
+        "symbols": args.symbols,
+        "load_minutes": args.load_minutes,
+        "loads": [],
+    }
     opened = min(bars.column("time").to_pylist())
     for k, lo in enumerate(range(0, args.minutes, args.load_minutes)):
-        start, end = opened + timedelta(minutes=lo), opened + timedelta(minutes=min(lo + args.load_minutes, args.minutes))
-        part = bars.filter(pc.and_(pc.greater_equal(bars["time"], pa.scalar(start, bars["time"].type)),
-                                   pc.less(bars["time"], pa.scalar(end, bars["time"].type))))
+        start, end = (
+            opened + timedelta(minutes=lo),
+            opened + timedelta(minutes=min(lo + args.load_minutes, args.minutes)),
+        )
+        part = bars.filter(
+            pc.and_(
+                pc.greater_equal(bars["time"], pa.scalar(start, bars["time"].type)),
+                pc.less(bars["time"], pa.scalar(end, bars["time"].type)),
+            )
+        )
         ingest_table(dataset="market_data", data=part, source=f"bench quality load {k}")
         t = time.perf_counter()
         result = quality.quality_changes_process(dataset="market_data")
         consumer_s = time.perf_counter() - t
         t = time.perf_counter()
-        quality.quality_checks_range(dataset="market_data", start=DAY, end=DAY + timedelta(days=1) - timedelta(microseconds=1))
+        quality.quality_checks_range(
+            dataset="market_data", start=DAY, end=DAY + timedelta(days=1) - timedelta(microseconds=1)
+        )
         whole_day_s = time.perf_counter() - t
-        row = {"load": k, "bars": part.num_rows, "bars_of_the_day_so_far": sum(x["bars"] for x in out["loads"]) + part.num_rows,
-               "consumer_s": round(consumer_s, 3), "spans": result.spans,
-               "whole_day_check_s": round(whole_day_s, 3)}
+        row = {
+            "load": k,
+            "bars": part.num_rows,
+            "bars_of_the_day_so_far": sum(x["bars"] for x in out["loads"]) + part.num_rows,
+            "consumer_s": round(consumer_s, 3),
+            "spans": result.spans,
+            "whole_day_check_s": round(whole_day_s, 3),
+        }
         out["loads"].append(row)
         log(json.dumps(row))
     consumer = [r["consumer_s"] for r in out["loads"]]
@@ -80,8 +103,9 @@ def main(argv=None) -> None:
     out["consumer_s_last"] = consumer[-1]
     out["whole_day_check_s_last"] = whole[-1]
     out["ratio_whole_day_over_consumer_last_load"] = round(whole[-1] / consumer[-1], 2) if consumer[-1] else None
-    out["consumer_us_per_bar_median"] = round(1e6 * statistics.median(
-        r["consumer_s"] / r["bars"] for r in out["loads"] if r["bars"]), 2)
+    out["consumer_us_per_bar_median"] = round(
+        1e6 * statistics.median(r["consumer_s"] / r["bars"] for r in out["loads"] if r["bars"]), 2
+    )
     out["load_average_at_end"] = os.getloadavg()
     emit(out)
 

@@ -24,6 +24,7 @@ exactly-once: rows added to ``market_data`` == rows in the file == the upload's 
 Prints one JSON object: every run, and per tree and scenario the median, min and max seconds to done
 (a run that did not finish within ``--timeout`` seconds is recorded as such and left out of them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ import tempfile
 import time
 import uuid
 import xmlrpc.client
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,7 +61,7 @@ from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 PYTHON = str(Path(sys.executable))
 VENV_BIN = Path(sys.executable).parent
-START = datetime(2024, 3, 4, tzinfo=timezone.utc)  # a Monday
+START = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 SYMBOLS = 200  # 78,000 bars a weekday
 SCENARIOS = ("child", "main", "beat")
 
@@ -93,8 +94,9 @@ class Tree:
         name = parts.path.lstrip("/") + ("" if index == 0 else f"_t{index}")  # each tree its own schema
         self.database_url = urlunsplit(parts._replace(path="/" + name))
         self.redis_url = redis_url
-        self.commit = subprocess.run(["git", "-C", str(self.path), "rev-parse", "HEAD"], capture_output=True,
-                                     text=True).stdout.strip()
+        self.commit = subprocess.run(
+            ["git", "-C", str(self.path), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         settings = (self.path / "tsm_site" / "settings.py").read_text()
         self.has_queue_setting = "TSM_CELERY_QUEUE" in settings  # the new tree: a private queue per run
         self.has_supervisord = (self.path / "bin" / "supervisord-conf").is_file()
@@ -103,9 +105,17 @@ class Tree:
         self.file_rows = 0
 
     def env(self, queue: str) -> dict:
-        env = {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-               "CELERY_BROKER_URL": self.redis_url, "SECRET_KEY": BENCH_SECRET, "DEBUG": "false",
-               "TSM_MEDIA_ROOT": str(self.media), "TSM_TIMESCALEDB": self.timescaledb, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "CELERY_BROKER_URL": self.redis_url,
+            "SECRET_KEY": BENCH_SECRET,
+            "DEBUG": "false",
+            "TSM_MEDIA_ROOT": str(self.media),
+            "TSM_TIMESCALEDB": self.timescaledb,
+            "PYTHONUNBUFFERED": "1",
+        }
         if self.has_queue_setting:
             env["TSM_CELERY_QUEUE"] = queue
         else:
@@ -118,21 +128,48 @@ class Tree:
         return f"tsm-bench-recovery-{uuid.uuid4().hex[:8]}" if self.has_queue_setting else "celery"
 
     def manage(self, *args: str) -> None:
-        subprocess.run([PYTHON, "manage.py", *args], cwd=self.path, env=self.env("celery"), check=True,
-                       stdout=sys.stderr, stderr=sys.stderr)
+        subprocess.run(
+            [PYTHON, "manage.py", *args],
+            cwd=self.path,
+            env=self.env("celery"),
+            check=True,
+            stdout=sys.stderr,
+            stderr=sys.stderr,
+        )
 
     def prepare(self) -> None:
         name = urlsplit(self.database_url).path[1:]
         log(f"tree {self.path} ({self.commit[:7]}): database {name}, dropped and created afresh")
         admin = urlunsplit(urlsplit(self.database_url)._replace(path="/postgres"))
-        with psycopg.connect(admin, autocommit=True) as conn:  # the bench's own database: every row counted is this run's
-            conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+        with psycopg.connect(
+            admin, autocommit=True
+        ) as conn:  # the bench's own database: every row counted is this run's
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
+            )
         self.manage("ensure_database")
         self.manage("migrate", "--verbosity", "0")
 
     def worker_command(self, queue: str, schedule: Path) -> list[str]:
-        command = [PYTHON, "-m", "celery", "-A", "tsm_site", "worker", "--pool", "prefork", "--concurrency", "1",
-                   "-Q", queue, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "info"]
+        command = [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "tsm_site",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "-Q",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-l",
+            "info",
+        ]
         if not self.has_supervisord:  # as the baseline's `make run` ran it: beat inside the worker
             command += ["-B", "--schedule", str(schedule)]
         return command
@@ -145,8 +182,9 @@ def write_file(folder: Path, rows: int, run_no: int) -> Path:
     """``rows`` demo minute bars without corrections (every row new), starting ``run_no`` * 4 weeks on."""
     days = math.ceil(rows / (390 * SYMBOLS)) * 7 // 5 + 3
     start = START + timedelta(weeks=run_no * (math.ceil(days / 7) + 1))  # no two runs share a bar
-    bars = demo.market_data(symbols=demo.make_symbols(SYMBOLS), start=start, days=days,
-                            include_corrections=False).slice(0, rows)
+    bars = demo.market_data(
+        symbols=demo.make_symbols(SYMBOLS), start=start, days=days, include_corrections=False
+    ).slice(0, rows)
     if bars.num_rows != rows:
         raise SystemExit(f"--rows {rows}: the demo window gave only {bars.num_rows} rows")
     path = folder / f"bars-{run_no}.csv"
@@ -157,7 +195,17 @@ def write_file(folder: Path, rows: int, run_no: int) -> Path:
 # --- one run -----------------------------------------------------------------------------------------
 
 
-UPLOAD_COLUMNS = ("status", "attempts", "rows_read", "rows_total", "inserted", "revised", "duplicates", "rejected", "error")
+UPLOAD_COLUMNS = (
+    "status",
+    "attempts",
+    "rows_read",
+    "rows_total",
+    "inserted",
+    "revised",
+    "duplicates",
+    "rejected",
+    "error",
+)
 
 
 class Run:
@@ -168,16 +216,26 @@ class Run:
         self.queue = tree.queue()
         self.env = tree.env(self.queue)
         self.db = psycopg.connect(tree.database_url, autocommit=True)
-        self.result: dict = {"tree": str(tree.path), "scenario": scenario, "run": run_no, "queue": self.queue,
-                             "rows_in_file": rows}
+        self.result: dict = {
+            "tree": str(tree.path),
+            "scenario": scenario,
+            "run": run_no,
+            "queue": self.queue,
+            "rows_in_file": rows,
+        }
 
     def upload(self, upload_id: int) -> dict:
         if not hasattr(self, "columns"):  # the baseline's upload has no rows_total / worker
-            have = {r[0] for r in self.db.execute("SELECT column_name FROM information_schema.columns "
-                                                  "WHERE table_name = 'ingestion_upload'").fetchall()}
+            have = {
+                r[0]
+                for r in self.db.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'ingestion_upload'"
+                ).fetchall()
+            }
             self.columns = [c for c in UPLOAD_COLUMNS if c in have]
-        row = self.db.execute(f"SELECT {', '.join(self.columns)} FROM ingestion_upload WHERE id = %s",
-                              [upload_id]).fetchone()
+        row = self.db.execute(
+            f"SELECT {', '.join(self.columns)} FROM ingestion_upload WHERE id = %s", [upload_id]
+        ).fetchone()
         return dict(zip(self.columns, row))
 
     def market_rows(self) -> int:
@@ -193,14 +251,16 @@ class Run:
         raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def create_upload(self, path: Path) -> int:
-        done = subprocess.run([PYTHON, "-c", CREATE, str(path)], cwd=self.tree.path, env=self.env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [PYTHON, "-c", CREATE, str(path)], cwd=self.tree.path, env=self.env, capture_output=True, text=True
+        )
         if done.returncode:
             raise RuntimeError(f"upload_create failed: {done.stderr[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])["id"]
 
     def mid_load(self, upload_id: int) -> dict:
         """Wait until the upload is loading with some rows done (the moment to kill)."""
+
         def ready():
             u = self.upload(upload_id)
             if u["status"] in ("done", "failed"):
@@ -231,14 +291,26 @@ class Run:
     def finish(self, upload_id: int, rows_before: int) -> None:
         u = self.upload(upload_id)
         stored = self.market_rows() - rows_before
-        self.result.update(final={k: v for k, v in u.items() if k != "error"}, error=u["error"][:500],
-                           rows_stored=stored,
-                           exactly_once=None if u["status"] not in ("done", "failed") else
-                           (u["status"] == "done" and stored == self.rows and u["inserted"] == self.rows
-                            and u["revised"] == 0 and u["duplicates"] == 0))
-        self.result["load_states"] = dict(self.db.execute(
-            "SELECT status, count(*) FROM ingestion_load WHERE source LIKE %s GROUP BY status",
-            [f"upload {upload_id}: %"]).fetchall())
+        self.result.update(
+            final={k: v for k, v in u.items() if k != "error"},
+            error=u["error"][:500],
+            rows_stored=stored,
+            exactly_once=None
+            if u["status"] not in ("done", "failed")
+            else (
+                u["status"] == "done"
+                and stored == self.rows
+                and u["inserted"] == self.rows
+                and u["revised"] == 0
+                and u["duplicates"] == 0
+            ),
+        )
+        self.result["load_states"] = dict(
+            self.db.execute(
+                "SELECT status, count(*) FROM ingestion_load WHERE source LIKE %s GROUP BY status",
+                [f"upload {upload_id}: %"],
+            ).fetchall()
+        )
 
     def go(self, file: Path) -> dict:
         tree = self.tree
@@ -248,7 +320,9 @@ class Run:
         try:
             getattr(self, f"scenario_{self.scenario}")(file, rows_before)
         except Exception as exc:  # noqa: BLE001 — one failed run is recorded, the others still run
-            self.result["note"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (TimeoutError, RuntimeError)) else str(exc)
+            self.result["note"] = (
+                f"{type(exc).__name__}: {exc}" if not isinstance(exc, (TimeoutError, RuntimeError)) else str(exc)
+            )
             self.result.setdefault("done_s", None)
         finally:
             self.result["leftover_processes_killed"] = self.procs.close()
@@ -258,16 +332,20 @@ class Run:
         return self.result
 
     def start_worker(self, name: str) -> subprocess.Popen:
-        return self.procs.start(name, self.tree.worker_command(self.queue, self.logs / "celerybeat-schedule"),
-                                self.tree.path, self.env)
+        return self.procs.start(
+            name, self.tree.worker_command(self.queue, self.logs / "celerybeat-schedule"), self.tree.path, self.env
+        )
 
     def start_load(self, file: Path) -> tuple[int, dict]:
         upload_id = self.create_upload(file)
         self.result["upload"] = upload_id
         t0 = time.monotonic()
         at = self.mid_load(upload_id)
-        self.result["at_kill"] = {"rows_read": at["rows_read"], "attempts": at["attempts"],
-                                  "since_upload_created_s": round(time.monotonic() - t0, 2)}
+        self.result["at_kill"] = {
+            "rows_read": at["rows_read"],
+            "attempts": at["attempts"],
+            "since_upload_created_s": round(time.monotonic() - t0, 2),
+        }
         return upload_id, at
 
     def pool_child(self, worker: subprocess.Popen, upload_id: int) -> int:
@@ -275,8 +353,12 @@ class Run:
         records it, else the worker's child that has used the most CPU (with ``-B`` the worker has two
         children: the pool process and the embedded beat)."""
         kids = children(worker.pid)
-        cols = {r[0] for r in self.db.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'ingestion_upload'").fetchall()}
+        cols = {
+            r[0]
+            for r in self.db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'ingestion_upload'"
+            ).fetchall()
+        }
         if "worker" in cols:
             named = self.db.execute("SELECT worker FROM ingestion_upload WHERE id = %s", [upload_id]).fetchone()[0]
             pid = int(named.rpartition(":")[2])
@@ -303,7 +385,9 @@ class Run:
 
     def scenario_main(self, file: Path, rows_before: int) -> None:
         if self.tree.has_supervisord:
-            self.procs.start("beat", self.tree.beat_command(self.logs / "celerybeat-schedule"), self.tree.path, self.env)
+            self.procs.start(
+                "beat", self.tree.beat_command(self.logs / "celerybeat-schedule"), self.tree.path, self.env
+            )
             self.result["beat"] = "celery beat, its own process"
         else:
             self.result["beat"] = "worker -B (embedded: killed with the worker, back with the new one)"
@@ -318,8 +402,13 @@ class Run:
         time.sleep(max(0.0, killed_at + 2.0 - time.monotonic()))
         # what outlived the worker's main process, 2 s on; left running (as it would be) until the run ends
         self.result["worker_children_at_kill"] = {
-            str(pid): {"cpu_ticks": ticks, "role": "pool child (the load)" if pid == loader else "other (embedded beat)",
-                       "alive_2s_after_kill": not pid_gone(pid)} for pid, ticks in kids.items()}
+            str(pid): {
+                "cpu_ticks": ticks,
+                "role": "pool child (the load)" if pid == loader else "other (embedded beat)",
+                "alive_2s_after_kill": not pid_gone(pid),
+            }
+            for pid, ticks in kids.items()
+        }
         self.start_worker("worker2")
         self.result["new_worker_started_s"] = round(time.monotonic() - killed_at, 2)
         self.after_kill(upload_id, killed_at, at["attempts"])
@@ -329,17 +418,42 @@ class Run:
         var = Path(tempfile.mkdtemp(prefix="tsm-br-", dir="/tmp"))  # a unix socket path is short
         self.result["var"] = str(var)
         conf = var / "supervisord.conf"
-        subprocess.run([PYTHON, str(self.tree.path / "bin" / "supervisord-conf"), "--var", str(var), "--programs",
-                        "worker,beat", "--queue", self.queue, "--concurrency", "1", "--python", PYTHON, "--out",
-                        str(conf)], cwd=self.tree.path, env=self.env, check=True, timeout=30)
-        self.procs.start("supervisord", [str(VENV_BIN / "supervisord"), "-n", "-c", str(conf)], self.tree.path, self.env)
+        subprocess.run(
+            [
+                PYTHON,
+                str(self.tree.path / "bin" / "supervisord-conf"),
+                "--var",
+                str(var),
+                "--programs",
+                "worker,beat",
+                "--queue",
+                self.queue,
+                "--concurrency",
+                "1",
+                "--python",
+                PYTHON,
+                "--out",
+                str(conf),
+            ],
+            cwd=self.tree.path,
+            env=self.env,
+            check=True,
+            timeout=30,
+        )
+        self.procs.start(
+            "supervisord", [str(VENV_BIN / "supervisord"), "-n", "-c", str(conf)], self.tree.path, self.env
+        )
         ctl = configparser.RawConfigParser()
         ctl.read(conf)  # the control socket's login, when the configuration sets one
         section = dict(ctl["supervisorctl"]) if ctl.has_section("supervisorctl") else {}
 
         def running(name: str) -> int:
-            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(
-                section.get("username"), section.get("password"), f"unix://{var / 'supervisor.sock'}"))
+            proxy = xmlrpc.client.ServerProxy(
+                "http://127.0.0.1",
+                transport=SupervisorTransport(
+                    section.get("username"), section.get("password"), f"unix://{var / 'supervisor.sock'}"
+                ),
+            )
             try:
                 info = proxy.supervisor.getProcessInfo(name)
             except (OSError, http.client.HTTPException, xmlrpc.client.Error):  # not up yet
@@ -367,8 +481,9 @@ class Run:
         else:
             self.result.setdefault("done_s", None)
             self.result["note"] = f"did not finish within {self.timeout:.0f} s"
-        self.result["supervisord_log"] = [line for line in (var / "log" / "supervisord.log").read_text().splitlines()
-                                          if "beat" in line][-4:]
+        self.result["supervisord_log"] = [
+            line for line in (var / "log" / "supervisord.log").read_text().splitlines() if "beat" in line
+        ][-4:]
         self.finish(upload_id, rows_before)
         self.result["beat"] = "celery beat under supervisord (bin/supervisord-conf --programs worker,beat)"
 
@@ -388,45 +503,73 @@ def summary(runs: list[dict], key: str) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tree", action="append", default=[], help="a checkout (repeatable; the first is the one under test)")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
-                                                                 "postgres://postgres@127.0.0.1:5432/tsm_bench_recovery"),
-                        help="the first tree's database; later trees get the same name with _t1, _t2...")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="a Redis DB of the bench's own (flushed)")
+    parser.add_argument(
+        "--tree", action="append", default=[], help="a checkout (repeatable; the first is the one under test)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tsm_bench_recovery"),
+        help="the first tree's database; later trees get the same name with _t1, _t2...",
+    )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/10", help="a Redis DB of the bench's own (flushed)"
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="demo bars in the uploaded file")
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario of the first tree")
     parser.add_argument("--runs-baseline", type=int, default=1, help="runs per scenario of every later tree")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of child,main,beat")
-    parser.add_argument("--timeout", type=float, default=420.0,
-                        help="seconds after the kill to give up on a run (420: the baseline's 300 s stale path can finish)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=420.0,
+        help="seconds after the kill to give up on a run (420: the baseline's 300 s stale path can finish)",
+    )
     parser.add_argument("--timescaledb", default="off", choices=("auto", "on", "off"))
-    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (their folder is in the JSON)")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the processes' logs (their folder is in the JSON)"
+    )
     args = parser.parse_args(argv)
-    trees = [Tree(path, i, args.database_url, args.redis_url, args.timescaledb) for i, path in enumerate(args.tree or ["."])]
+    trees = [
+        Tree(path, i, args.database_url, args.redis_url, args.timescaledb) for i, path in enumerate(args.tree or ["."])
+    ]
     scenarios = [s for s in args.scenarios.split(",") if s]
     if unknown := [s for s in scenarios if s not in SCENARIOS]:
         parser.error(f"--scenarios: unknown {', '.join(unknown)}; expected some of {', '.join(SCENARIOS)}")
 
     folder = Path(tempfile.mkdtemp(prefix="tsm-bench-recovery-"))
-    out = {"bench": "recovery", "argv": argv, "rows_in_file": args.rows, "timeout_s": args.timeout,
-           "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": socket.gethostname(),
-           "cpus": os.cpu_count(), "trees": []}
+    out = {
+        "bench": "recovery",
+        "argv": argv,
+        "rows_in_file": args.rows,
+        "timeout_s": args.timeout,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "trees": [],
+    }
     run_no = 0
     try:
         for tree in trees:
             tree.prepare()
-            entry = {"tree": str(tree.path), "commit": tree.commit, "database": urlsplit(tree.database_url).path[1:],
-                     "queue": "private per run (TSM_CELERY_QUEUE)" if tree.has_queue_setting else
-                     f"celery (the default; no setting for it) on {tree.redis_url}, flushed before each run",
-                     "runs": {}, "summary": {}}
+            entry = {
+                "tree": str(tree.path),
+                "commit": tree.commit,
+                "database": urlsplit(tree.database_url).path[1:],
+                "queue": "private per run (TSM_CELERY_QUEUE)"
+                if tree.has_queue_setting
+                else f"celery (the default; no setting for it) on {tree.redis_url}, flushed before each run",
+                "runs": {},
+                "summary": {},
+            }
             runs = args.runs if tree.index == 0 else args.runs_baseline
             for scenario in scenarios:
                 if scenario == "beat" and not tree.has_supervisord:
                     entry["runs"][scenario] = []
                     entry["summary"][scenario] = {
                         "not_run": "this tree has no bin/supervisord-conf: beat ran inside the worker (`worker -B`, "
-                                   "its Makefile), so there is no separate beat process to kill and nothing that "
-                                   "restarts one; killing the worker's main process (scenario main) is its beat fault"}
+                        "its Makefile), so there is no separate beat process to kill and nothing that "
+                        "restarts one; killing the worker's main process (scenario main) is its beat fault"
+                    }
                     continue
                 results = []
                 for i in range(runs):
@@ -435,9 +578,11 @@ def main(argv: list[str]) -> int:
                     result = Run(tree, scenario, run_no, args.rows, args.timeout, folder).go(file)
                     file.unlink()
                     run_no += 1
-                    log(f"  done_s={result.get('done_s')} retaken_s={result.get('retaken_s')} "
+                    log(
+                        f"  done_s={result.get('done_s')} retaken_s={result.get('retaken_s')} "
                         f"beat_back={result.get('beat_running_again_s')} exactly_once={result.get('exactly_once')} "
-                        f"{result.get('note', '')}")
+                        f"{result.get('note', '')}"
+                    )
                     results.append(result)
                 entry["runs"][scenario] = results
                 entry["summary"][scenario] = {"kill_to_done_s": summary(results, "done_s")}
@@ -453,7 +598,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(folder, ignore_errors=True)
         for tree in trees:
             shutil.rmtree(tree.media, ignore_errors=True)
-    out["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     emit(out)
     return 0
 

@@ -17,6 +17,7 @@ day aggregated live) and the 2-day default window (minute bars).
 
 Figures are reported, never asserted. Target (issue #6): < 300 ms server time for the 1-year page.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ import re
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.lib and the project
@@ -37,7 +38,7 @@ from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 
 DB_NAME = "tsm_bench_timeline"
 DB_URL = local_url(DB_NAME)
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 DAYS = 366
 
 
@@ -45,8 +46,9 @@ def count(table: str, symbol: str) -> int:
     from psycopg import sql
 
     column = "primary_symbol" if table == "government_events" else "symbol"
-    return sql_rows(sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(sql.Identifier(table), sql.Identifier(column)),
-                    [symbol])[0][0]
+    return sql_rows(
+        sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(sql.Identifier(table), sql.Identifier(column)), [symbol]
+    )[0][0]
 
 
 def load(symbol: str, seed: int) -> dict:
@@ -61,8 +63,12 @@ def load(symbol: str, seed: int) -> dict:
     t = time.perf_counter()
     ingest_table(dataset="market_data", data=demo.market_data(**kw))
     log(f"bars loaded in {time.perf_counter() - t:.1f} s")
-    for dataset, make in (("news_events", demo.news_events), ("insider_trades", demo.insider_trades),
-                          ("social_sentiment", demo.social_sentiment), ("government_events", demo.government_events)):
+    for dataset, make in (
+        ("news_events", demo.news_events),
+        ("insider_trades", demo.insider_trades),
+        ("social_sentiment", demo.social_sentiment),
+        ("government_events", demo.government_events),
+    ):
         ingest_table(dataset=dataset, data=make(**kw))
     return {"loaded_now": True, "load_seconds": round(time.perf_counter() - t, 1)}
 
@@ -71,7 +77,14 @@ def vacuum_analyze() -> float:
     """What autovacuum does to a settled table (statistics + visibility map). Without statistics the
     planner takes the 1-year anti-join of ``pit.history`` for a 1-row table and it runs for minutes."""
     t = time.perf_counter()
-    for table in ("market_data", "news_events", "insider_trades", "social_sentiment", "government_events", "timeseries_series"):
+    for table in (
+        "market_data",
+        "news_events",
+        "insider_trades",
+        "social_sentiment",
+        "government_events",
+        "timeseries_series",
+    ):
         sql_rows(f"VACUUM ANALYZE {table}")
     return round(time.perf_counter() - t, 1)
 
@@ -122,14 +135,20 @@ def main() -> None:
 
     info = load(args.symbol, args.seed)
     info["vacuum_analyze_seconds"] = vacuum_analyze()
-    sizes = {t: count(t, args.symbol) for t in ("market_data", "news_events", "insider_trades", "social_sentiment", "government_events")}
+    sizes = {
+        t: count(t, args.symbol)
+        for t in ("market_data", "news_events", "insider_trades", "social_sentiment", "government_events")
+    }
     log(f"rows: {sizes}")
 
     user, _ = get_user_model().objects.get_or_create(username="bench_timeline", defaults={"is_staff": True})
     client = Client()
     client.force_login(user)
     end = START + timedelta(days=DAYS)
-    ts = [end - timedelta(days=30) + timedelta(minutes=997 * i % (30 * 24 * 60)) for i in range(max(args.runs, args.baseline_runs))]
+    ts = [
+        end - timedelta(days=30) + timedelta(minutes=997 * i % (30 * 24 * 60))
+        for i in range(max(args.runs, args.baseline_runs))
+    ]
 
     def year(t):
         return f"/timeline/{args.symbol}/?at={iso(t)}&from={iso(t - timedelta(days=365))}&to={iso(t)}"
@@ -139,7 +158,11 @@ def main() -> None:
 
     # rollups not yet refreshed: every day of the year aggregated live from the minute bars
     pending = aggregates.rollups_lag()
-    live = timings(client, [year(t) for t in ts[:5]]) if any(v.get("pending") for v in pending.values() if isinstance(v, dict)) else None
+    live = (
+        timings(client, [year(t) for t in ts[:5]])
+        if any(v.get("pending") for v in pending.values() if isinstance(v, dict))
+        else None
+    )
     t = time.perf_counter()
     refreshed = aggregates.rollups_refresh()
     refresh_s = time.perf_counter() - t
@@ -158,23 +181,25 @@ def main() -> None:
         timeline.MINUTE_BARS_MAX_RANGE = saved
     log(f"baseline (every minute bar): {baseline}")
 
-    emit({
-        "bench": "timeline",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "database": DB_NAME,
-        "symbol": args.symbol,
-        "rows": sizes,
-        **info,
-        "rollups_refresh_seconds": round(refresh_s, 1),
-        "target_ms": 300,
-        "year_page": page,
-        "year_page_rollups_pending": live,
-        "two_day_page": window,
-        "baseline_every_minute_bar": baseline,
-        "ratio_baseline_over_page": round(baseline["median_ms"] / page["median_ms"], 1),
-        "meets_target": page["median_ms"] < 300 and page["p99_ms"] < 300,
-        "loadavg": os.getloadavg(),
-    })
+    emit(
+        {
+            "bench": "timeline",
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "database": DB_NAME,
+            "symbol": args.symbol,
+            "rows": sizes,
+            **info,
+            "rollups_refresh_seconds": round(refresh_s, 1),
+            "target_ms": 300,
+            "year_page": page,
+            "year_page_rollups_pending": live,
+            "two_day_page": window,
+            "baseline_every_minute_bar": baseline,
+            "ratio_baseline_over_page": round(baseline["median_ms"] / page["median_ms"], 1),
+            "meets_target": page["median_ms"] < 300 and page["p99_ms"] < 300,
+            "loadavg": os.getloadavg(),
+        }
+    )
 
 
 if __name__ == "__main__":

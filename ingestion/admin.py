@@ -1,4 +1,5 @@
 """Upload form, live job progress, and the quarantine viewer. Thin: every action calls a service."""
+
 from __future__ import annotations
 
 from django import forms
@@ -48,12 +49,44 @@ class UploadForm(forms.ModelForm):
 class UploadAdmin(admin.ModelAdmin):
     form = UploadForm
     change_form_template = "admin/ingestion/upload/change_form.html"
-    list_display = ("created_at", "original_name", "dataset", "status", "percent_done", "inserted", "revised", "duplicates", "rejected", "uploaded_by")
+    list_display = (
+        "created_at",
+        "original_name",
+        "dataset",
+        "status",
+        "percent_done",
+        "inserted",
+        "revised",
+        "duplicates",
+        "rejected",
+        "uploaded_by",
+    )
     list_filter = ("dataset", "status")
     list_select_related = ("uploaded_by",)
     readonly_fields = (
-        "dataset", "original_name", "size", "bar_interval", "on_error", "uploaded_by", "status", "percent", "rows_read", "rows_total", "bytes_read",
-        "inserted", "revised", "duplicates", "rejected", "error", "quarantine", "replay", "attempts", "worker", "created_at", "heartbeat_at", "finished_at",
+        "dataset",
+        "original_name",
+        "size",
+        "bar_interval",
+        "on_error",
+        "uploaded_by",
+        "status",
+        "percent",
+        "rows_read",
+        "rows_total",
+        "bytes_read",
+        "inserted",
+        "revised",
+        "duplicates",
+        "rejected",
+        "error",
+        "quarantine",
+        "replay",
+        "attempts",
+        "worker",
+        "created_at",
+        "heartbeat_at",
+        "finished_at",
     )
 
     @admin.display(description="progress")
@@ -70,7 +103,9 @@ class UploadAdmin(admin.ModelAdmin):
 
     def _may_read_quarantine(self, request, obj: Upload | None) -> bool:
         """The quarantined raw rows: view on the upload and on the rejected-row model."""
-        return self.has_view_permission(request, obj) and self.admin_site._registry[RejectedRow].has_view_permission(request)
+        return self.has_view_permission(request, obj) and self.admin_site._registry[RejectedRow].has_view_permission(
+            request
+        )
 
     @admin.display(description="quarantined rows")
     def quarantine_count(self, obj: Upload) -> str:
@@ -105,8 +140,11 @@ class UploadAdmin(admin.ModelAdmin):
         if change:
             return
         created = uploads.upload_create(
-            dataset=form.cleaned_data["dataset"], file=form.cleaned_data["file"],
-            bar_interval=form.cleaned_data["bar_interval_text"], on_error=form.cleaned_data["on_error"], user=request.user,
+            dataset=form.cleaned_data["dataset"],
+            file=form.cleaned_data["file"],
+            bar_interval=form.cleaned_data["bar_interval_text"],
+            on_error=form.cleaned_data["on_error"],
+            user=request.user,
         )
         tasks.upload_enqueue(upload_id=created.pk)
         obj.pk = created.pk
@@ -120,32 +158,59 @@ class UploadAdmin(admin.ModelAdmin):
         """The upload page: progress in rows, and a note when no worker is on the upload."""
         upload = Upload.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
         if upload is not None:
-            extra_context = {**(extra_context or {}), "progress_text": uploads.upload_progress_text(upload),
-                             "worker_note": uploads.upload_worker_note(upload)}
+            extra_context = {
+                **(extra_context or {}),
+                "progress_text": uploads.upload_progress_text(upload),
+                "worker_note": uploads.upload_worker_note(upload),
+            }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         return [
-            path("<int:pk>/progress/", self.admin_site.admin_view(self.progress_view), name="ingestion_upload_progress"),
-            path("<int:pk>/rejected.csv", self.admin_site.admin_view(self.rejected_csv_view), name="ingestion_upload_rejected_csv"),
+            path(
+                "<int:pk>/progress/", self.admin_site.admin_view(self.progress_view), name="ingestion_upload_progress"
+            ),
+            path(
+                "<int:pk>/rejected.csv",
+                self.admin_site.admin_view(self.rejected_csv_view),
+                name="ingestion_upload_rejected_csv",
+            ),
         ] + super().get_urls()
 
     def progress_view(self, request, pk: int):
         if not self.has_view_permission(request):  # checked before the lookup: no 404/403 oracle of ids
             raise PermissionDenied
         upload = get_object_or_404(Upload, pk=pk)
-        fields = ("status", "percent", "rows_read", "rows_total", "bytes_read", "size", "inserted", "revised", "duplicates",
-                  "rejected", "error", "attempts")
-        return JsonResponse({f: getattr(upload, f) for f in fields} | {
-            "finished": upload.status in ("done", "failed"), "progress": uploads.upload_progress_text(upload),
-            "worker_note": uploads.upload_worker_note(upload),
-        })
+        fields = (
+            "status",
+            "percent",
+            "rows_read",
+            "rows_total",
+            "bytes_read",
+            "size",
+            "inserted",
+            "revised",
+            "duplicates",
+            "rejected",
+            "error",
+            "attempts",
+        )
+        return JsonResponse(
+            {f: getattr(upload, f) for f in fields}
+            | {
+                "finished": upload.status in ("done", "failed"),
+                "progress": uploads.upload_progress_text(upload),
+                "worker_note": uploads.upload_worker_note(upload),
+            }
+        )
 
     def rejected_csv_view(self, request, pk: int):
         if not self._may_read_quarantine(request, None):
             raise PermissionDenied
         upload = get_object_or_404(Upload, pk=pk)
-        return rejected_rows_csv(RejectedRow.objects.filter(load_id=upload.load_id), f"upload-{pk}-rejected.csv", dataset=upload.dataset)
+        return rejected_rows_csv(
+            RejectedRow.objects.filter(load_id=upload.load_id), f"upload-{pk}-rejected.csv", dataset=upload.dataset
+        )
 
 
 def rejected_rows_csv(rows, filename: str, *, dataset: str | None = None) -> HttpResponse:
@@ -154,7 +219,9 @@ def rejected_rows_csv(rows, filename: str, *, dataset: str | None = None) -> Htt
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
-    quarantine.rejected_rows_write(rows.select_related("load").order_by("load_id", "row_number", "id"), response, dataset=dataset)
+    quarantine.rejected_rows_write(
+        rows.select_related("load").order_by("load_id", "row_number", "id"), response, dataset=dataset
+    )
     return response
 
 
@@ -171,7 +238,17 @@ class RejectedRowInline(admin.TabularInline):
 class LoadAdmin(admin.ModelAdmin):
     """Loads are written by the loader: read-only here (view_load). The quarantined rows inline needs view_rejectedrow."""
 
-    list_display = ("started_at", "dataset", "source", "status", "rows_read", "inserted", "revised", "duplicates", "rejected")
+    list_display = (
+        "started_at",
+        "dataset",
+        "source",
+        "status",
+        "rows_read",
+        "inserted",
+        "revised",
+        "duplicates",
+        "rejected",
+    )
     list_filter = ("dataset", "status")
     readonly_fields = [f.name for f in Load._meta.fields]
     inlines = [RejectedRowInline]
@@ -196,7 +273,9 @@ class RejectedRowAdmin(admin.ModelAdmin):
     def download_csv(self, request, queryset):
         datasets = set(queryset.values_list("load__dataset", flat=True).distinct()[:2])
         if len(datasets) > 1:
-            self.message_user(request, "Select rows of one dataset: the file's columns are that dataset's.", messages.ERROR)
+            self.message_user(
+                request, "Select rows of one dataset: the file's columns are that dataset's.", messages.ERROR
+            )
             return None
         return rejected_rows_csv(queryset, "rejected-rows.csv")
 
@@ -205,5 +284,6 @@ class RejectedRowAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # quarantined rows are evidence: fix the file and upload it again
+
 
 from ingestion import admin_influx  # noqa: E402,F401  (InfluxDB backup status page; see that module)

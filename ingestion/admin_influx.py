@@ -4,6 +4,7 @@ The Ingestion section of the admin index (and the sidebar) names the entry "Infl
 "(on)" or "(failing)"; its page says in a message whether the backup is off, how many changes are
 pending, the last success and the last error (``ingestion.influx.backup_status``).
 """
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -15,7 +16,15 @@ from ingestion.models import InfluxBackupState
 
 @admin.register(InfluxBackupState)
 class InfluxBackupStateAdmin(admin.ModelAdmin):
-    list_display = ("dataset", "last_run_at", "last_success_at", "last_error_at", "last_error", "points_sent", "changes_done")
+    list_display = (
+        "dataset",
+        "last_run_at",
+        "last_success_at",
+        "last_error_at",
+        "last_error",
+        "points_sent",
+        "changes_done",
+    )
     readonly_fields = list_display
 
     def has_add_permission(self, request):

@@ -1,4 +1,5 @@
 """The buffered write API: POST rows, get a durable 202, poll until they are queryable. Thin views."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -14,11 +15,10 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from ingestion import buffer, tasks
-from timeseries.api.auth import TokenRateThrottle, WriteScope
 from timeseries import rules
+from timeseries.api.auth import TokenRateThrottle, WriteScope
 from timeseries.datasets import DATASETS, UnknownDataset
 from timeseries.timeparse import parse_interval
-
 
 _JSON_KINDS = {
     "timestamp": {"type": "string", "format": "date-time"},
@@ -90,21 +90,40 @@ class IngestView(APIView):
 
     @extend_schema(
         summary="Send rows to a dataset (buffered, durable before the answer)",
-        request={"application/json": rows_schema(), "application/x-ndjson": OpenApiTypes.STR, "text/csv": OpenApiTypes.STR},
+        request={
+            "application/json": rows_schema(),
+            "application/x-ndjson": OpenApiTypes.STR,
+            "text/csv": OpenApiTypes.STR,
+        },
         parameters=[
             OpenApiParameter("dataset", str, OpenApiParameter.PATH, enum=list(DATASETS)),
-            OpenApiParameter("on_error", str, enum=["reject", "skip"], description="reject: any bad row → 400, nothing stored; skip: quarantine bad rows"),
-            OpenApiParameter("bar_interval", str, description="market_data bar length (default 1min): a bar is known when it closes"),
+            OpenApiParameter(
+                "on_error",
+                str,
+                enum=["reject", "skip"],
+                description="reject: any bad row → 400, nothing stored; skip: quarantine bad rows",
+            ),
+            OpenApiParameter(
+                "bar_interval", str, description="market_data bar length (default 1min): a bar is known when it closes"
+            ),
         ],
-        responses={202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT, 415: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
+        responses={
+            202: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+            415: OpenApiTypes.OBJECT,
+            429: OpenApiTypes.OBJECT,
+        },
     )
     def post(self, request, dataset: str):
         if dataset not in DATASETS:
             raise NotFound(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
         length = content_length(request)
         if length > settings.TSM_INGEST_MAX_BODY_BYTES:
-            return Response({"detail": f"the body is {length:,} bytes; the limit is {settings.TSM_INGEST_MAX_BODY_BYTES:,}"},
-                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+            return Response(
+                {"detail": f"the body is {length:,} bytes; the limit is {settings.TSM_INGEST_MAX_BODY_BYTES:,}"},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         on_error = request.query_params.get("on_error", "reject")
         if on_error not in ("reject", "skip"):
             raise ParseError(f"on_error={on_error!r}: expected reject or skip")
@@ -114,19 +133,28 @@ class IngestView(APIView):
             raise ParseError(str(exc)) from None
         try:
             accepted = buffer.batch_accept(
-                dataset=dataset, body=request._request.body, content_type=request.content_type,
-                on_error=on_error, bar_interval=interval, user=request.user if request.user.is_authenticated else None,
+                dataset=dataset,
+                body=request._request.body,
+                content_type=request.content_type,
+                on_error=on_error,
+                bar_interval=interval,
+                user=request.user if request.user.is_authenticated else None,
             )
         except buffer.UnsupportedBody as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
         except buffer.BadBody as exc:
             raise ParseError(str(exc)) from None
         except buffer.Backpressure as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": "1"})
+            return Response(
+                {"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": "1"}
+            )
         except buffer.BatchRejected as exc:
             return Response(
-                {"detail": str(exc), "rejected": exc.rejected,
-                 "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in exc.errors]},
+                {
+                    "detail": str(exc),
+                    "rejected": exc.rejected,
+                    "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in exc.errors],
+                },
                 status=status.HTTP_400_BAD_REQUEST,
             )
         except UnknownDataset as exc:
@@ -135,8 +163,12 @@ class IngestView(APIView):
             transaction.on_commit(lambda: tasks.flush_schedule(dataset=dataset, pending=accepted.pending))
         batch = accepted.batch
         body = {
-            "batch_id": str(batch.id), "dataset": dataset, "status": batch.status, "accepted": batch.rows,
-            "rejected": batch.rejected, "status_url": reverse("ingest-batch", args=[batch.id], request=request),
+            "batch_id": str(batch.id),
+            "dataset": dataset,
+            "status": batch.status,
+            "accepted": batch.rows,
+            "rejected": batch.rejected,
+            "status_url": reverse("ingest-batch", args=[batch.id], request=request),
         }
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
@@ -161,7 +193,9 @@ def schema_links(result, generator, request, public):
 class BatchView(APIView):
     permission_classes = [WriteScope]
 
-    @extend_schema(summary="Is a batch merged (queryable) yet?", responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Is a batch merged (queryable) yet?", responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT}
+    )
     def get(self, request, batch_id):
         info = buffer.batch_status(batch_id=batch_id)
         if info is None:

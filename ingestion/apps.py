@@ -10,4 +10,6 @@ class IngestionConfig(AppConfig):
         from ingestion import influx
         from timeseries.lifecycle import backup_source_register
 
-        backup_source_register(influx.backup_status)  # the storage report's backup section (timeseries never imports ingestion)
+        backup_source_register(
+            influx.backup_status
+        )  # the storage report's backup section (timeseries never imports ingestion)

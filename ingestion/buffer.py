@@ -7,6 +7,7 @@ the normal loader, inside one transaction with marking them merged — so a cras
 and a re-flush merges them exactly once. Batches are combined into one load unless two of them hold
 the same (key, known_at), in which case each is merged on its own, as if they had arrived serially.
 """
+
 from __future__ import annotations
 
 import io
@@ -121,10 +122,18 @@ def _lone_surrogates(rows: list) -> list[RowError]:
         if not isinstance(row, dict):
             raise BadBody(f"row {number}: expected an object, got {type(row).__name__}")
         if column not in row:
-            raise BadBody(f"row {number}: the column name {column!r} holds a lone UTF-16 surrogate, which is not a character")
+            raise BadBody(
+                f"row {number}: the column name {column!r} holds a lone UTF-16 surrogate, which is not a character"
+            )
         value = row[column] = textrules.sanitized(row[column])
-        errors.append(RowError(number, column, f"{_short(value)} holds a lone UTF-16 surrogate, which is not a character",
-                               {k: jsonable(textrules.sanitized(v)) for k, v in row.items()}))
+        errors.append(
+            RowError(
+                number,
+                column,
+                f"{_short(value)} holds a lone UTF-16 surrogate, which is not a character",
+                {k: jsonable(textrules.sanitized(v)) for k, v in row.items()},
+            )
+        )
     return errors
 
 
@@ -152,12 +161,20 @@ def _json_loads(body: bytes) -> tuple[object, bool]:
 
 
 def pending_rows(*, dataset: str) -> int:
-    return IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.PENDING).aggregate(n=Sum("rows"))["n"] or 0
+    return (
+        IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.PENDING).aggregate(n=Sum("rows"))["n"]
+        or 0
+    )
 
 
 def batch_accept(
-    *, dataset: str, body: bytes, content_type: str, on_error: str = "reject",
-    bar_interval: timedelta = timedelta(minutes=1), user=None,
+    *,
+    dataset: str,
+    body: bytes,
+    content_type: str,
+    on_error: str = "reject",
+    bar_interval: timedelta = timedelta(minutes=1),
+    user=None,
 ) -> Accepted:
     """Validate a body and store its good rows durably; raises BatchRejected / BadBody / Backpressure.
     The caller sends the flush once the batch is committed (``ingestion.tasks.flush_schedule``)."""
@@ -190,11 +207,17 @@ def batch_accept(
     good = good.drop_columns(["row_no"])
     with transaction.atomic():
         quarantine = _quarantine(spec, errors, rejected) if rejected else None
-        batch = _batch_insert(IngestBatch(
-            dataset=spec.name, rows=good.num_rows, rejected=rejected, payload=_ipc(good), submitted_by=user,
-            quarantine=quarantine,
-            status=IngestBatch.Status.PENDING if good.num_rows else IngestBatch.Status.MERGED,
-        ))
+        batch = _batch_insert(
+            IngestBatch(
+                dataset=spec.name,
+                rows=good.num_rows,
+                rejected=rejected,
+                payload=_ipc(good),
+                submitted_by=user,
+                quarantine=quarantine,
+                status=IngestBatch.Status.PENDING if good.num_rows else IngestBatch.Status.MERGED,
+            )
+        )
     return Accepted(batch=batch, pending=waiting + good.num_rows if good.num_rows else 0)
 
 
@@ -216,7 +239,9 @@ def _conflicts(spec: Dataset, prepared: pa.Table, body: pa.Table) -> list[RowErr
         for n in numbers:
             others = ", ".join(str(o) for o in numbers if o != n)
             raw = {k: jsonable(v) for k, v in body.slice(n - 1, 1).to_pylist()[0].items()}
-            errors.append(RowError(n, "known_at", f"conflicts with row(s) {others}: same key and known_at, different values", raw))
+            errors.append(
+                RowError(n, "known_at", f"conflicts with row(s) {others}: same key and known_at, different values", raw)
+            )
     return errors
 
 
@@ -225,8 +250,14 @@ def _hashable(value):
 
 
 def _quarantine(spec: Dataset, errors: list[RowError], rejected: int) -> Load:
-    load = Load.objects.create(dataset=spec.name, source="write API", on_error="skip", status=Load.Status.DONE,
-                               rejected=rejected, finished_at=timezone.now())
+    load = Load.objects.create(
+        dataset=spec.name,
+        source="write API",
+        on_error="skip",
+        status=Load.Status.DONE,
+        rejected=rejected,
+        finished_at=timezone.now(),
+    )
     rejected_rows_save(load=load, errors=errors)
     return load
 
@@ -337,7 +368,8 @@ def _merge_group(dataset: str, group: list[tuple[IngestBatch, pa.Table]], out: F
     try:
         with transaction.atomic():
             result = ingest_table(  # one chunk: one sort, one range scan, one COPY for the group
-                dataset=dataset, data=pa.concat_tables([t for _, t in group]).combine_chunks(),
+                dataset=dataset,
+                data=pa.concat_tables([t for _, t in group]).combine_chunks(),
                 source=f"write API: {len(group)} batch(es) from #{group[0][0].seq}",
                 validated=True,  # checked at accept (batch_accept), with the client's bar_interval
             )
@@ -388,11 +420,22 @@ def batch_status(*, batch_id) -> dict | None:
     if batch is None:
         return None
     info = {
-        "batch_id": str(batch.id), "dataset": batch.dataset, "status": batch.status, "rows": batch.rows,
-        "rejected": batch.rejected, "created_at": batch.created_at, "merged_at": batch.merged_at,
-        "queryable": batch.status == IngestBatch.Status.MERGED, "error": batch.error,
+        "batch_id": str(batch.id),
+        "dataset": batch.dataset,
+        "status": batch.status,
+        "rows": batch.rows,
+        "rejected": batch.rejected,
+        "created_at": batch.created_at,
+        "merged_at": batch.merged_at,
+        "queryable": batch.status == IngestBatch.Status.MERGED,
+        "error": batch.error,
     }
     if batch.load:
-        info["load"] = {"id": str(batch.load.id), "inserted": batch.load.inserted, "revised": batch.load.revised,
-                        "duplicates": batch.load.duplicates, "recorded_at": batch.load.recorded_at}
+        info["load"] = {
+            "id": str(batch.load.id),
+            "inserted": batch.load.inserted,
+            "revised": batch.load.revised,
+            "duplicates": batch.load.duplicates,
+            "recorded_at": batch.load.recorded_at,
+        }
     return info

@@ -5,6 +5,7 @@ a typed table holding every stored column except ``recorded_at``, plus ``row_no`
 row), and the list of every error found, each naming the row and the column. The happy path is
 columnar; only a column that fails to convert is examined value by value to name the bad rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -179,8 +180,10 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
         return pa.nulls(len(arr), target), {}
     if col.kind == "text":
         out = arr if pa.types.is_string(t) else pc.cast(arr, pa.string())
-        errors = {i: f"{col.name} contains a NUL character, which PostgreSQL text cannot hold"
-                  for i in _true_indices(pc.fill_null(pc.match_substring(out, "\x00"), False))}
+        errors = {
+            i: f"{col.name} contains a NUL character, which PostgreSQL text cannot hold"
+            for i in _true_indices(pc.fill_null(pc.match_substring(out, "\x00"), False))
+        }
         if col.max_length is not None:
             lengths = pc.utf8_length(out)
             for i in _true_indices(pc.fill_null(pc.greater(lengths, col.max_length), False)):
@@ -229,7 +232,9 @@ def convert_column(arr: pa.Array, col: Column) -> tuple[pa.Array, dict[int, str]
             return pc.cast(arr, target), {}
         if not pa.types.is_string(t):
             return pa.nulls(len(arr), target), {
-                i: f"{_describe(v)} is not an ISO 8601 timestamp" for i, v in enumerate(arr.to_pylist()) if v is not None
+                i: f"{_describe(v)} is not an ISO 8601 timestamp"
+                for i, v in enumerate(arr.to_pylist())
+                if v is not None
             }
         return _cast_or_find(arr, target, _timestamp_problem)
     if col.kind in ("price", "money", "float"):

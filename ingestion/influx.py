@@ -36,6 +36,7 @@ an emptied dataset reproduces every version with its ``known_at`` and every as-o
 second restore stores nothing. Restored versions get new ``recorded_at`` values (tsm always stamps
 its own), in the original order; the original one stays in InfluxDB.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,10 +46,10 @@ import queue
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
@@ -71,7 +72,7 @@ DATASET = "market_data"  # the only dataset backed up
 MEASUREMENT = "market_data"
 PRICE_SCALE = 1_000_000
 PRICE_FIELDS = ("open", "high", "low", "close")
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InfluxError(Exception):
@@ -172,14 +173,17 @@ class _Client:
             self.query(f"CREATE DATABASE {_ident(self.config.database)}")
             response = self._post("/write", params=params, data=body)
         if response.status_code != 204:
-            raise InfluxError(f"InfluxDB /write answered {response.status_code}: {response.text[:500]}",
-                              status=response.status_code)
+            raise InfluxError(
+                f"InfluxDB /write answered {response.status_code}: {response.text[:500]}", status=response.status_code
+            )
 
     def select_chunks(self, q: str, chunk_size: int) -> Iterator[dict]:
         """The series of a chunked ``SELECT``, one chunk at a time."""
         params = {"db": self.config.database, "q": q, "epoch": "u", "chunked": "true", "chunk_size": str(chunk_size)}
         try:
-            response = self.session.post(f"{self.config.url}/query", params=params, timeout=self.config.timeout, stream=True)
+            response = self.session.post(
+                f"{self.config.url}/query", params=params, timeout=self.config.timeout, stream=True
+            )
         except requests.RequestException as exc:
             raise InfluxUnavailable(f"InfluxDB at {self.config.url} unreachable: {type(exc).__name__}: {exc}") from exc
         with response:
@@ -242,10 +246,12 @@ CROSS JOIN LATERAL (
 """
 
 
-_LINE_SELECT = _LINES_SQL[:_LINES_SQL.index("FROM unnest(")]
+_LINE_SELECT = _LINES_SQL[: _LINES_SQL.index("FROM unnest(")]
 
 # Every version of the bars (symbol, time) given, for re-sending them after a removal renumbered them
-_BAR_LINES_SQL = _LINE_SELECT + r"""FROM (
+_BAR_LINES_SQL = (
+    _LINE_SELECT
+    + r"""FROM (
     SELECT m.*, row_number() OVER w - 1 AS v, bool_or({cond}) OVER w AS q
     FROM market_data m JOIN unnest(%(symbols)s::text[], %(times)s::timestamptz[]) AS b(symbol, time)
          ON m.symbol = b.symbol AND m.time = b.time
@@ -253,8 +259,9 @@ _BAR_LINES_SQL = _LINE_SELECT + r"""FROM (
                  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ) x WHERE x.q
 """
+)
 
-INFLUX_RANGE = (datetime(1677, 9, 22, tzinfo=timezone.utc), datetime(2262, 4, 11, tzinfo=timezone.utc))
+INFLUX_RANGE = (datetime(1677, 9, 22, tzinfo=UTC), datetime(2262, 4, 11, tzinfo=UTC))
 
 
 def _lines_sql(mode: str) -> str:
@@ -277,13 +284,25 @@ class BackupResult:
     resolved: int = 0
 
     def as_dict(self) -> dict:
-        return {"enabled": self.enabled, "changes": self.changes, "points": self.points, "posts": self.posts,
-                "failed": self.failed, "retried": self.retried, "resolved": self.resolved}
+        return {
+            "enabled": self.enabled,
+            "changes": self.changes,
+            "points": self.points,
+            "posts": self.posts,
+            "failed": self.failed,
+            "retried": self.retried,
+            "resolved": self.resolved,
+        }
 
 
 # 400 answers about the target rather than the points: every span would fail alike
-TARGET_REFUSALS = ("field type conflict", "database not found", "retention policy not found", "max-values-per-tag",
-                   "max-series-per-database")
+TARGET_REFUSALS = (
+    "field type conflict",
+    "database not found",
+    "retention policy not found",
+    "max-values-per-tag",
+    "max-series-per-database",
+)
 
 
 def backup_span_error(exc: BaseException) -> bool:
@@ -298,7 +317,9 @@ def backup_span_error(exc: BaseException) -> bool:
     return span_error(exc)
 
 
-def influx_backup_run(*, changes_per_transaction: int = 2000, retry: bool = True, force_retry: bool = False) -> BackupResult:
+def influx_backup_run(
+    *, changes_per_transaction: int = 2000, retry: bool = True, force_retry: bool = False
+) -> BackupResult:
     """Send every pending change of market_data to InfluxDB; a no-op when the backup is off.
 
     Each slice of changes is one transaction: lock the cursor, stream the versions, POST them in
@@ -324,17 +345,28 @@ def influx_backup_run(*, changes_per_transaction: int = 2000, retry: bool = True
 
     try:
         if retry or force_retry:
-            retried = failures_retry(consumer=CONSUMER, dataset=DATASET, process_one=lambda change: process([change]),
-                                     is_span_error=backup_span_error, force=force_retry)
+            retried = failures_retry(
+                consumer=CONSUMER,
+                dataset=DATASET,
+                process_one=lambda change: process([change]),
+                is_span_error=backup_span_error,
+                force=force_retry,
+            )
             result.retried, result.resolved = retried.retried, retried.resolved
         while True:
             before = result.points
-            run = changes_run(consumer=CONSUMER, dataset=DATASET, limit=changes_per_transaction, process=process,
-                              is_span_error=backup_span_error)
+            run = changes_run(
+                consumer=CONSUMER,
+                dataset=DATASET,
+                limit=changes_per_transaction,
+                process=process,
+                is_span_error=backup_span_error,
+            )
             if not run.consumed:
                 break
             _state(DATASET).update(
-                points_sent=F("points_sent") + (result.points - before), changes_done=F("changes_done") + run.consumed,
+                points_sent=F("points_sent") + (result.points - before),
+                changes_done=F("changes_done") + run.consumed,
                 last_run_at=djtz.now(),
             )
             result.changes += run.consumed
@@ -373,8 +405,10 @@ def _retract_removed(client: _Client, changes: list[Change], config: InfluxConfi
     with connection.cursor() as cur:
         cur.execute(
             _BAR_LINES_SQL.format(
-                known_us=_MICROS.format("x.known_at"), recorded_us=_MICROS.format("x.recorded_at"),
-                time_us=_MICROS.format("x.time"), cond="true" if config.mode == "all" else _SUBMINUTE,
+                known_us=_MICROS.format("x.known_at"),
+                recorded_us=_MICROS.format("x.recorded_at"),
+                time_us=_MICROS.format("x.time"),
+                cond="true" if config.mode == "all" else _SUBMINUTE,
             ),
             {"symbols": [b[0] for b in bars], "times": [b[1] for b in bars]},
         )
@@ -435,7 +469,9 @@ def backup_status() -> dict:
         "pending_changes": lag["pending"],
         "oldest_pending_recorded_at": lag["oldest_pending_recorded_at"],
         "lag_seconds": (
-            (djtz.now() - lag["oldest_pending_recorded_at"]).total_seconds() if lag["oldest_pending_recorded_at"] else 0.0
+            (djtz.now() - lag["oldest_pending_recorded_at"]).total_seconds()
+            if lag["oldest_pending_recorded_at"]
+            else 0.0
         ),
         "last_run_at": state.last_run_at if state else None,
         "last_success_at": state.last_success_at if state else None,
@@ -459,8 +495,10 @@ def backup_status_text(status: dict | None = None) -> str:
     if s["last_error"]:
         text += f"; last error {_when(s['last_error_at'])}: {s['last_error']}"
     if s.get("open_failures"):
-        text += (f"; {s['open_failures']} change(s) InfluxDB refused, passed and retried"
-                 " (manage.py consumers, Admin › Consumer failures)")
+        text += (
+            f"; {s['open_failures']} change(s) InfluxDB refused, passed and retried"
+            " (manage.py consumers, Admin › Consumer failures)"
+        )
     return text + "."
 
 
@@ -470,8 +508,21 @@ def _when(value: datetime | None) -> str:
 
 # --- restore ------------------------------------------------------------------------------------
 
-_FIELDS = ("v", "open", "high", "low", "close", "volume", "vwap", "trades", "market_cap", "source", "quality_score",
-           "known_at", "recorded_at")
+_FIELDS = (
+    "v",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trades",
+    "market_cap",
+    "source",
+    "quality_score",
+    "known_at",
+    "recorded_at",
+)
 
 
 @dataclass
@@ -582,7 +633,7 @@ def _prefetch(items: Iterator, depth: int = 4) -> Iterator:
 
 
 def _rfc3339(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _us(value: datetime) -> int:
@@ -614,11 +665,14 @@ def _restore_window(rows: list[tuple], result: RestoreResult) -> None:
         b[0], b[1] = min(b[0], r[1]), max(b[1], r[1])
     symbols = list(bounds)
     with connection.cursor() as cur:
-        cur.execute(_EXISTING_SQL, [
-            symbols,
-            [EPOCH + timedelta(microseconds=bounds[s][0]) for s in symbols],
-            [EPOCH + timedelta(microseconds=bounds[s][1]) for s in symbols],
-        ])
+        cur.execute(
+            _EXISTING_SQL,
+            [
+                symbols,
+                [EPOCH + timedelta(microseconds=bounds[s][0]) for s in symbols],
+                [EPOCH + timedelta(microseconds=bounds[s][1]) for s in symbols],
+            ],
+        )
         existing = {tuple(r) for r in cur.fetchall()}
     todo = [r for r in rows if _canonical(r) not in existing] if existing else rows
     result.already_present += len(rows) - len(todo)
@@ -660,8 +714,9 @@ def _scaled_decimal(values: list[int | None], precision: int, scale: int) -> pa.
     words = np.empty((len(raw), 2), dtype=np.int64)
     words[:, 0] = raw
     words[:, 1] = raw >> 63  # sign extension to 128 bits (little endian)
-    return pa.Array.from_buffers(pa.decimal128(precision, scale), len(raw), [ints.buffers()[0], pa.py_buffer(words)],
-                                 null_count=ints.null_count)
+    return pa.Array.from_buffers(
+        pa.decimal128(precision, scale), len(raw), [ints.buffers()[0], pa.py_buffer(words)], null_count=ints.null_count
+    )
 
 
 def _rows_table(rows: list[tuple]) -> pa.Table:

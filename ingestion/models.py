@@ -1,4 +1,5 @@
 """Write-side records: one Load per call of the loader, and the quarantine of rejected rows."""
+
 from __future__ import annotations
 
 import uuid
@@ -32,12 +33,31 @@ class Load(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # replay shortcut (ingestion.loader.replay_*): a file re-sent unchanged is recognised by its bytes
-    content_sha256 = models.CharField(max_length=64, blank=True, default="", help_text="sha256 of the input bytes as read (compressed if gzip)")
+    content_sha256 = models.CharField(
+        max_length=64, blank=True, default="", help_text="sha256 of the input bytes as read (compressed if gzip)"
+    )
     content_bytes = models.BigIntegerField(null=True, blank=True, help_text="size of the input in bytes")
-    replay_key = models.CharField(max_length=64, blank=True, default="", db_index=True, help_text="sha256 of content + dataset + bar interval + on_error + format + rules version")
-    replay_spans = models.JSONField(null=True, blank=True, help_text="per series [symbol, subkey, first_time, last_time] the load covered")
-    change_watermark = models.BigIntegerField(null=True, blank=True, help_text="last change-log id of the dataset when the load finished")
-    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="set when the replay shortcut was taken: the earlier load with the same content")
+    replay_key = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_index=True,
+        help_text="sha256 of content + dataset + bar interval + on_error + format + rules version",
+    )
+    replay_spans = models.JSONField(
+        null=True, blank=True, help_text="per series [symbol, subkey, first_time, last_time] the load covered"
+    )
+    change_watermark = models.BigIntegerField(
+        null=True, blank=True, help_text="last change-log id of the dataset when the load finished"
+    )
+    replay_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="set when the replay shortcut was taken: the earlier load with the same content",
+    )
     replay_note = models.TextField(blank=True, default="", help_text="why the replay shortcut was or was not taken")
 
     class Meta:
@@ -82,12 +102,20 @@ class Upload(models.Model):
     original_name = models.CharField(max_length=255, blank=True, default="")
     size = models.BigIntegerField(default=0)
     bar_interval = models.DurationField(null=True, blank=True, help_text="market data: bar length (default 1 minute)")
-    on_error = models.CharField(max_length=8, default="reject", choices=[("reject", "reject the file"), ("skip", "quarantine bad rows")])
+    on_error = models.CharField(
+        max_length=8, default="reject", choices=[("reject", "reject the file"), ("skip", "quarantine bad rows")]
+    )
     uploaded_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows_read = models.BigIntegerField(default=0, help_text="rows processed so far (validated, and stored or staged)")
-    rows_total = models.BigIntegerField(null=True, blank=True, help_text="rows in the file, when known (Parquet metadata; lines of a plain CSV / NDJSON)")
-    bytes_read = models.BigIntegerField(default=0, help_text="bytes of the stored file read so far (the parser reads ahead of the rows done)")
+    rows_total = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="rows in the file, when known (Parquet metadata; lines of a plain CSV / NDJSON)",
+    )
+    bytes_read = models.BigIntegerField(
+        default=0, help_text="bytes of the stored file read so far (the parser reads ahead of the rows done)"
+    )
     percent = models.FloatField(default=0.0, help_text="rows processed / rows_total (0 while the total is unknown)")
     inserted = models.BigIntegerField(default=0)
     revised = models.BigIntegerField(default=0)
@@ -96,9 +124,13 @@ class Upload(models.Model):
     error = models.TextField(blank=True, default="")
     load = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
     attempts = models.PositiveIntegerField(default=0)
-    worker = models.CharField(max_length=255, blank=True, default="", help_text="host:pid of the process running the current attempt")
+    worker = models.CharField(
+        max_length=255, blank=True, default="", help_text="host:pid of the process running the current attempt"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last heartbeat of the attempt (every TSM_UPLOAD_HEARTBEAT_SECONDS)")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="last heartbeat of the attempt (every TSM_UPLOAD_HEARTBEAT_SECONDS)"
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -4,13 +4,15 @@ Formats are recognised by content, not by file name. CSV columns are read as str
 ``ingestion.checks`` can name every bad value; Parquet and NDJSON keep their types (timestamps in
 NDJSON are read as strings so that a naive one is caught, not guessed).
 """
+
 from __future__ import annotations
 
 import csv
 import gzip
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 import pyarrow as pa

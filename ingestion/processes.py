@@ -1,5 +1,6 @@
 """Whether a local process still runs (a leaf: standard library only), for the upload take-over, the
 worker-fault tests and the recovery bench."""
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@
 
 A leaf module (only ``timeseries.datasets``): the admin writes with it, the parsers read with it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,7 +56,11 @@ def rejected_rows_columns(dataset: str | None, rows: list) -> list[str]:
     spec = DATASETS.get(dataset) if dataset else None
     if spec is None:
         return sorted(seen)
-    declared = [*spec.column_names, "known_at", *sorted(spec.accepted_input_columns.difference(spec.column_names, {"known_at"}))]
+    declared = [
+        *spec.column_names,
+        "known_at",
+        *sorted(spec.accepted_input_columns.difference(spec.column_names, {"known_at"})),
+    ]
     return [c for c in declared if c in seen]
 
 

@@ -6,6 +6,7 @@ file fails fast inside the service; it is never retried. Services never import t
 task enqueued — a shell (the admin, the write API, a command) or another task — enqueues it, with the
 helpers below (``upload_enqueue``, ``flush_schedule``) where sending it takes more than ``.delay``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,13 @@ def ingest_upload(self, upload_id: int) -> dict | None:
         return None
     if upload.status == "done":
         rollups_enqueue(self, upload.dataset)
-    return {"status": upload.status, "inserted": upload.inserted, "revised": upload.revised,
-            "duplicates": upload.duplicates, "rejected": upload.rejected}
+    return {
+        "status": upload.status,
+        "inserted": upload.inserted,
+        "revised": upload.revised,
+        "duplicates": upload.duplicates,
+        "rejected": upload.rejected,
+    }
 
 
 def upload_enqueue(*, upload_id: int) -> None:
@@ -101,7 +107,9 @@ def rollups_enqueue(task: Task, dataset: str) -> None:
 @shared_task
 def flush_all_buffers() -> None:
     """Safety net: pick up pending batches whose scheduled flush was lost (e.g. Redis restarted)."""
-    for dataset in IngestBatch.objects.filter(status=IngestBatch.Status.PENDING).values_list("dataset", flat=True).distinct():
+    for dataset in (
+        IngestBatch.objects.filter(status=IngestBatch.Status.PENDING).values_list("dataset", flat=True).distinct()
+    ):
         flush_buffer.delay(dataset)
 
 

@@ -4,6 +4,7 @@ One operation, many thin entry points: the admin calls ``upload_create`` and the
 (``ingestion.tasks.upload_enqueue``); the task calls ``upload_process``, which runs the same loader as
 ``manage.py ingest``. These services enqueue nothing themselves: they return what the caller sends.
 """
+
 from __future__ import annotations
 
 import io
@@ -87,8 +88,12 @@ def upload_create(*, dataset: str, file: UploadedFile, bar_interval: timedelta |
     get_dataset(dataset)
     upload_check_file(file=file)
     upload = Upload(
-        dataset=dataset, bar_interval=bar_interval, on_error=on_error, uploaded_by=user,
-        original_name=getattr(file, "name", "") or "", size=file.size or 0,
+        dataset=dataset,
+        bar_interval=bar_interval,
+        on_error=on_error,
+        uploaded_by=user,
+        original_name=getattr(file, "name", "") or "",
+        size=file.size or 0,
     )
     # stored as <uuid>-<the name's last 150 bytes>: unique, keeps the extension, and fits both the
     # field (255 characters with the date folders) and a file system's 255-byte file names
@@ -157,8 +162,15 @@ def _claim(upload_id: int) -> int | None:
             _abandon_loads(upload, f"{reason}; attempt {upload.attempts + 1} took over")
         attempt = upload.attempts + 1
         Upload.objects.filter(pk=upload_id).update(
-            status=Upload.Status.VALIDATING, attempts=attempt, heartbeat_at=timezone.now(), worker=worker_id(),
-            error="", rows_read=0, bytes_read=0, percent=0.0, load=None,
+            status=Upload.Status.VALIDATING,
+            attempts=attempt,
+            heartbeat_at=timezone.now(),
+            worker=worker_id(),
+            error="",
+            rows_read=0,
+            bytes_read=0,
+            percent=0.0,
+            load=None,
         )
     return attempt
 
@@ -303,10 +315,18 @@ def _load(upload: Upload, attempt: int, mine, heartbeat: _Heartbeat) -> Upload |
 
 def _finish(mine, result, status: str, error: str = "", rows_total: int | None = None) -> None:
     mine.update(
-        status=status, error=error[:10_000], rows_read=result.rows_read, percent=100.0,
+        status=status,
+        error=error[:10_000],
+        rows_read=result.rows_read,
+        percent=100.0,
         rows_total=result.rows_read if rows_total is None or status == Upload.Status.DONE else rows_total,
-        inserted=result.inserted, revised=result.revised, duplicates=result.duplicates, rejected=result.rejected,
-        load_id=result.load_id, finished_at=timezone.now(), heartbeat_at=timezone.now(),
+        inserted=result.inserted,
+        revised=result.revised,
+        duplicates=result.duplicates,
+        rejected=result.rejected,
+        load_id=result.load_id,
+        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
     )
 
 
@@ -350,7 +370,9 @@ def uploads_reclaim_stale(*, older_than: timedelta | None = None) -> list[int]:
                 continue
             logger.warning("upload %s: re-queued; %s", upload_id, reason)
             _abandon_loads(upload, f"{reason}; re-queued")
-            Upload.objects.filter(pk=upload_id).update(status=Upload.Status.QUEUED, error=f"reclaimed: {reason}"[:10_000])
+            Upload.objects.filter(pk=upload_id).update(
+                status=Upload.Status.QUEUED, error=f"reclaimed: {reason}"[:10_000]
+            )
         reclaimed.append(upload_id)
     return reclaimed
 
@@ -366,8 +388,10 @@ def upload_worker_note(upload: Upload, now=None) -> str:
     if upload.status == Upload.Status.QUEUED:
         since = max(filter(None, (upload.created_at, upload.heartbeat_at)), default=None)
         if since is not None and (now - since).total_seconds() >= limit:
-            return (f"queued for {int((now - since).total_seconds())} s: no worker has taken it yet "
-                    "(all busy, or none running: make status)")
+            return (
+                f"queued for {int((now - since).total_seconds())} s: no worker has taken it yet "
+                "(all busy, or none running: make status)"
+            )
     return ""
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run against the real PostgreSQL and Redis (no mocks of either); the shared
 helpers (rows, comparisons, uploads) are in tests/helpers.py."""
+
 from __future__ import annotations
 
 from datetime import datetime

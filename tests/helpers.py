@@ -4,6 +4,7 @@ aggregates computed from scratch over the oracle, uploads, the InfluxDB backup's
 Fixtures stay in the conftest.py files; the property tests' history generation is tests/histories.py.
 Only plain functions and constants here, imported by name (a test module never imports another).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +12,10 @@ import csv
 import io
 import math
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Any, Callable
+from typing import Any
 
 import schemathesis
 from django.core import signals
@@ -29,7 +31,7 @@ from timeseries import aggregates
 from timeseries.cache import generation_bump
 from timeseries.datasets import DATASETS
 
-T0 = datetime(2024, 3, 1, 14, 30, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
 US = timedelta(microseconds=1)
 
 
@@ -111,7 +113,9 @@ def assert_same_rows(actual: list[dict], expected: list[dict], what: str) -> Non
     if a != e:
         missing = list((e - a).elements())
         extra = list((a - e).elements())
-        raise AssertionError(f"{what}: rows differ\n  missing (oracle has, tsm lacks): {missing}\n  extra (tsm has, oracle lacks): {extra}")
+        raise AssertionError(
+            f"{what}: rows differ\n  missing (oracle has, tsm lacks): {missing}\n  extra (tsm has, oracle lacks): {extra}"
+        )
 
 
 def assert_same_sequence(actual: list[dict], expected: list[dict], what: str) -> None:
@@ -126,7 +130,13 @@ def total_order(dataset: str) -> bool:
 
 
 def assert_listing(
-    actual: list[dict], expected_all: list[dict], order: Callable[[dict], tuple], limit: int | None, what: str, *, total: bool
+    actual: list[dict],
+    expected_all: list[dict],
+    order: Callable[[dict], tuple],
+    limit: int | None,
+    what: str,
+    *,
+    total: bool,
 ) -> None:
     """``actual`` is the first ``limit`` rows of ``expected_all`` in the selector's order.
 
@@ -201,34 +211,53 @@ def scratch_buckets(oracle: Oracle, dataset: str, width: timedelta, *, symbol, a
 def scratch_daily_bars(oracle: Oracle, *, symbol, at, start, end, recorded_by=None) -> list[dict]:
     """Daily bars from every current version known at ``at`` (brute force)."""
     out = []
-    for day, rows in scratch_buckets(oracle, "market_data", DAY, symbol=symbol, at=at, start=start, end=end,
-                                     recorded_by=recorded_by).items():
+    for day, rows in scratch_buckets(
+        oracle, "market_data", DAY, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by
+    ).items():
         bars = sorted(rows, key=lambda r: r["time"])
         priced = [b for b in bars if b["vwap"] is not None]
         pv, pvv = sum(b["vwap"] * b["volume"] for b in priced), sum(b["volume"] for b in priced)
-        vwap = None if not pvv else Context(prec=80).divide(Decimal(pv), Decimal(pvv)).quantize(
-            Decimal("0.000001"), rounding=ROUND_HALF_UP)
-        out.append({
-            "time": day, "open": bars[0]["open"], "high": max(b["high"] for b in bars),
-            "low": min(b["low"] for b in bars), "close": bars[-1]["close"], "volume": sum(b["volume"] for b in bars),
-            "vwap": vwap, "bars": len(bars), "partial": at < day + DAY,
-        })
+        vwap = (
+            None
+            if not pvv
+            else Context(prec=80)
+            .divide(Decimal(pv), Decimal(pvv))
+            .quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+        )
+        out.append(
+            {
+                "time": day,
+                "open": bars[0]["open"],
+                "high": max(b["high"] for b in bars),
+                "low": min(b["low"] for b in bars),
+                "close": bars[-1]["close"],
+                "volume": sum(b["volume"] for b in bars),
+                "vwap": vwap,
+                "bars": len(bars),
+                "partial": at < day + DAY,
+            }
+        )
     return out
 
 
 def scratch_hourly_sentiment(oracle: Oracle, *, symbol, at, start, end, recorded_by=None) -> list[dict]:
     """Hourly mention-weighted sentiment from every current window known at ``at`` (brute force)."""
     out = []
-    for hour, rows in scratch_buckets(oracle, "social_sentiment", HOUR, symbol=symbol, at=at, start=start, end=end,
-                                      recorded_by=recorded_by).items():
+    for hour, rows in scratch_buckets(
+        oracle, "social_sentiment", HOUR, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by
+    ).items():
         weighted = [r for r in rows if r["sentiment_avg"] is not None and r["mention_count"] is not None]
         weight = sum(r["mention_count"] for r in weighted)
-        out.append({
-            "time": hour,
-            "sentiment": sum(r["sentiment_avg"] * r["mention_count"] for r in weighted) / weight if weight else None,
-            "mentions": sum(r["mention_count"] or 0 for r in rows),
-            "platforms": len(rows),
-        })
+        out.append(
+            {
+                "time": hour,
+                "sentiment": sum(r["sentiment_avg"] * r["mention_count"] for r in weighted) / weight
+                if weight
+                else None,
+                "mentions": sum(r["mention_count"] or 0 for r in rows),
+                "platforms": len(rows),
+            }
+        )
     return out
 
 
@@ -245,7 +274,7 @@ def same_sentiment(got: list[dict], want: list[dict]) -> bool:
 
 # --- a month of minute bars (rollup tests) ---------------------------------------------------------------
 
-UTC = timezone.utc
+UTC = UTC
 FEB = datetime(2024, 2, 1, tzinfo=UTC)
 MAR = datetime(2024, 3, 1, tzinfo=UTC)
 LATER = datetime(2024, 6, 1, tzinfo=UTC)
@@ -254,8 +283,14 @@ MINUTES = [570, 720, 959, 1439]  # 09:30, 12:00, 15:59, 23:59
 
 def bar_row(symbol: str, t: datetime, n: int, *, close: str | None = None, known_at: datetime | None = None) -> dict:
     row = {
-        "time": iso(t), "symbol": symbol, "open": f"{100 + n % 7}", "high": f"{110 + n % 5}", "low": f"{90 + n % 3}",
-        "close": close or f"{100 + n % 9}.25", "volume": str(100 + 17 * n), "vwap": f"{100 + n % 4}.125",
+        "time": iso(t),
+        "symbol": symbol,
+        "open": f"{100 + n % 7}",
+        "high": f"{110 + n % 5}",
+        "low": f"{90 + n % 3}",
+        "close": close or f"{100 + n % 9}.25",
+        "volume": str(100 + 17 * n),
+        "vwap": f"{100 + n % 4}.125",
     }
     if known_at is not None:
         row["known_at"] = iso(known_at)
@@ -263,8 +298,12 @@ def bar_row(symbol: str, t: datetime, n: int, *, close: str | None = None, known
 
 
 def month(symbol: str, skip: set[int] = frozenset()) -> list[dict]:
-    return [bar_row(symbol, FEB + d * DAY + timedelta(minutes=m), d * 10 + i)
-            for d in range(29) if d + 1 not in skip for i, m in enumerate(MINUTES)]
+    return [
+        bar_row(symbol, FEB + d * DAY + timedelta(minutes=m), d * 10 + i)
+        for d in range(29)
+        if d + 1 not in skip
+        for i, m in enumerate(MINUTES)
+    ]
 
 
 # --- curation -------------------------------------------------------------------------------------------
@@ -291,8 +330,13 @@ def csv_bytes(rows: list[dict]) -> bytes:
 
 
 def post_upload(client, content: bytes, name: str = "bars.csv", **fields):
-    data = {"dataset": "market_data", "bar_interval_text": "1min", "on_error": "reject", **fields,
-            "file": SimpleUploadedFile(name, content)}
+    data = {
+        "dataset": "market_data",
+        "bar_interval_text": "1min",
+        "on_error": "reject",
+        **fields,
+        "file": SimpleUploadedFile(name, content),
+    }
     return client.post(reverse("admin:ingestion_upload_add"), data)
 
 
@@ -305,8 +349,13 @@ SLOW = "MINUTE"  # one-minute bars: not backed up in "subminute" mode
 
 def tick(symbol: str, second: int, *, close: str = "10.5", **extra) -> dict:
     row = {
-        "time": (T0 + second * SECOND).isoformat(), "symbol": symbol, "open": "10", "high": "11", "low": "9",
-        "close": close, "volume": "100",
+        "time": (T0 + second * SECOND).isoformat(),
+        "symbol": symbol,
+        "open": "10",
+        "high": "11",
+        "low": "9",
+        "close": close,
+        "volume": "100",
     }
     row.update(extra)
     return row

@@ -5,12 +5,13 @@ oracle (tests/oracle.py) alike, counts and stored versions compared load by load
 Shared by tests/timeseries/test_pit_oracle.py (every selector against the oracle) and
 tests/timeseries/test_views_changes.py (the changes views against the oracle).
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, note
@@ -68,7 +69,15 @@ def remove_conflicts(dataset: str, rows: list[dict]) -> list[dict]:
 
 
 @st.composite
-def histories(draw, dataset: str, row: Callable, pinned: tuple[str, ...] = (), max_loads: int = 5, max_rows: int = 6, conflicts: bool = True):
+def histories(
+    draw,
+    dataset: str,
+    row: Callable,
+    pinned: tuple[str, ...] = (),
+    max_loads: int = 5,
+    max_rows: int = 6,
+    conflicts: bool = True,
+):
     """A list of :class:`Plan`.
 
     A load is fresh rows, an exact replay of an earlier load, a correction of an earlier load (new
@@ -84,7 +93,9 @@ def histories(draw, dataset: str, row: Callable, pinned: tuple[str, ...] = (), m
     for _ in range(draw(st.integers(1, max_loads))):
         kind = draw(st.sampled_from(["fresh", "replay", "correct", "chain", "mixed"])) if plans else "fresh"
         if kind == "replay":
-            plans.append(Plan([dict(r) for r in draw(st.sampled_from(plans)).rows], draw(st.sampled_from(["reject", "skip"]))))
+            plans.append(
+                Plan([dict(r) for r in draw(st.sampled_from(plans)).rows], draw(st.sampled_from(["reject", "skip"])))
+            )
             continue
         earlier = [r for p in plans for r in p.rows]
         if kind == "correct":
@@ -128,7 +139,16 @@ MARKET_PRICES = [  # open, high, low, close; the same number written two ways mu
     ("10", "11", "9", "10.25"),
     ("12.5", "13", "12", "12.75"),
 ]
-MARKET_KNOWN = [None, None, timedelta(minutes=1), timedelta(minutes=1) + US, timedelta(seconds=90), timedelta(minutes=2), timedelta(hours=3), timedelta(hours=3) + US]
+MARKET_KNOWN = [
+    None,
+    None,
+    timedelta(minutes=1),
+    timedelta(minutes=1) + US,
+    timedelta(seconds=90),
+    timedelta(minutes=2),
+    timedelta(hours=3),
+    timedelta(hours=3) + US,
+]
 
 
 @st.composite
@@ -234,7 +254,9 @@ def describe(plans: list[Plan]) -> str:
     return "\n".join(lines)
 
 
-def run_history(dataset: str, plans: list[Plan], batch_rows: int, django_settings, *, direct: bool = True) -> tuple[Oracle, list[datetime]]:
+def run_history(
+    dataset: str, plans: list[Plan], batch_rows: int, django_settings, *, direct: bool = True
+) -> tuple[Oracle, list[datetime]]:
     """Load every plan through the loader and the oracle; compare counts, conflicts and stored versions.
 
     ``direct``: the loader's direct path (COPY of rows proven new into the dataset) or staging only."""
@@ -271,7 +293,10 @@ def run_history(dataset: str, plans: list[Plan], batch_rows: int, django_setting
             if got[name]:
                 event(f"a load had {name}")
         if direct:
-            event("direct path: " + ("redone through staging" if result.restarted else "rows COPYed" if result.copied else "all staged"))
+            event(
+                "direct path: "
+                + ("redone through staging" if result.restarted else "rows COPYed" if result.copied else "all staged")
+            )
         else:
             assert not result.copied, f"load {i} COPYed rows with TSM_INGEST_DIRECT off"
         assert_same_rows(stored_versions(dataset), oracle.all_versions(dataset), f"stored versions after load {i}")

@@ -27,14 +27,16 @@ Rows given to :meth:`Oracle.load` are already typed (datetimes, ``Decimal``, flo
 missing or ``None`` columns get the declared defaults and ``known_at`` its dataset rule, like the
 loader's checks do. :func:`typed_row` converts well-formed loader input (ISO strings...) to that.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from timeseries.datasets import DATASETS, Dataset
 
@@ -54,7 +56,7 @@ def _parse_time(v: Any) -> datetime | None:
     d = datetime.fromisoformat(str(v).strip())
     if d.tzinfo is None:
         raise ValueError(f"naive timestamp {v!r}")
-    return d.astimezone(timezone.utc)
+    return d.astimezone(UTC)
 
 
 def _parse_list(v: Any) -> list[str] | None:
@@ -96,7 +98,9 @@ def typed_row(dataset: str, raw: dict) -> dict:
         elif kind in ("int", "bigint"):
             out[name] = int(Decimal(str(value).strip()))
         elif kind == "bool":
-            out[name] = value if isinstance(value, bool) else str(value).strip().lower() in ("true", "t", "1", "yes", "y")
+            out[name] = (
+                value if isinstance(value, bool) else str(value).strip().lower() in ("true", "t", "1", "yes", "y")
+            )
         else:  # pragma: no cover
             raise AssertionError(kind)
     return out
@@ -147,7 +151,7 @@ def _desc_nulls_last(v: Any) -> tuple:
     return (1, 0) if v is None else (0, -v)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _neg_time(t: datetime) -> int:
@@ -180,7 +184,9 @@ class Oracle:
             if self.version_id(spec, v) == version:
                 if v["quality_score"] == score:
                     return False
-                self.audits[dataset].append({"version": version, "old": v["quality_score"], "new": score, "changed_at": changed_at})
+                self.audits[dataset].append(
+                    {"version": version, "old": v["quality_score"], "new": score, "changed_at": changed_at}
+                )
                 v["quality_score"] = score
                 return True
         raise KeyError(version)
@@ -230,7 +236,12 @@ class Oracle:
         return row["time"]
 
     def collapse(
-        self, dataset: str, rows: list[dict], *, bar_interval: timedelta = timedelta(minutes=1), on_error: str = "reject"
+        self,
+        dataset: str,
+        rows: list[dict],
+        *,
+        bar_interval: timedelta = timedelta(minutes=1),
+        on_error: str = "reject",
     ) -> tuple[dict[tuple, dict], int, int]:
         """One row per (key, known_at), the number of rows collapsed into another, the number rejected.
 
@@ -333,7 +344,9 @@ class Oracle:
         spec = DATASETS[dataset]
         symbols = _symbols(symbols)
         latest: dict[tuple, dict] = {}
-        for row in self.current(dataset, at, recorded_by, **({"min_quality": min_quality} if min_quality is not None else {})):
+        for row in self.current(
+            dataset, at, recorded_by, **({"min_quality": min_quality} if min_quality is not None else {})
+        ):
             if symbols is not None and row[spec.symbol_column] not in symbols:
                 continue
             s = tuple(row[c] for c in spec.series)
@@ -341,7 +354,9 @@ class Oracle:
                 latest[s] = row
         return [latest[s] for s in sorted(latest)]
 
-    def market_state(self, *, at: datetime, symbols=None, recorded_by: datetime | None = None, min_quality=None) -> list[dict]:
+    def market_state(
+        self, *, at: datetime, symbols=None, recorded_by: datetime | None = None, min_quality=None
+    ) -> list[dict]:
         """Per symbol its latest bar known at ``at`` (with min_quality: its latest good bar), ordered by symbol."""
         return self._latest_per_series("market_data", at, symbols, recorded_by, min_quality)
 
@@ -377,12 +392,20 @@ class Oracle:
         return rows if limit is None else rows[:limit]
 
     def news(
-        self, *, at: datetime, symbols=None, limit: int | None = 1000, recorded_by: datetime | None = None, min_quality=None
+        self,
+        *,
+        at: datetime,
+        symbols=None,
+        limit: int | None = 1000,
+        recorded_by: datetime | None = None,
+        min_quality=None,
     ) -> list[dict]:
         """Stories known at ``at``, time desc then impact_score desc nulls last (ties: by key)."""
         symbols = _symbols(symbols)
         rows = [
-            r for r in self.current("news_events", at, recorded_by, min_quality) if symbols is None or r["symbol"] in symbols
+            r
+            for r in self.current("news_events", at, recorded_by, min_quality)
+            if symbols is None or r["symbol"] in symbols
         ]
         return self._listing("news_events", rows, self.news_order, limit)
 
@@ -407,7 +430,9 @@ class Oracle:
         def matches(r: dict) -> bool:
             if symbols is None and sectors is None:
                 return True
-            if symbols is not None and (r["primary_symbol"] in symbols or set(r["affected_symbols"] or ()) & set(symbols)):
+            if symbols is not None and (
+                r["primary_symbol"] in symbols or set(r["affected_symbols"] or ()) & set(symbols)
+            ):
                 return True
             return sectors is not None and bool(set(r["sectors"] or ()) & set(sectors))
 
@@ -431,7 +456,9 @@ class Oracle:
         symbols = _symbols(symbols)
         rows = [
             r
-            for r in self.current(dataset, at, recorded_by, **({"min_quality": min_quality} if min_quality is not None else {}))
+            for r in self.current(
+                dataset, at, recorded_by, **({"min_quality": min_quality} if min_quality is not None else {})
+            )
             if (symbols is None or r[spec.symbol_column] in symbols)
             and (start is None or r["time"] >= start)
             and (end is None or r["time"] <= end)
@@ -446,9 +473,7 @@ class Oracle:
         spec = DATASETS[dataset]
         at = point["time"]
         kw = {"min_quality": min_quality} if min_quality is not None else {}
-        rows = [
-            r for r in self.current(dataset, at, recorded_by, **kw) if all(r[c] == point[c] for c in spec.series)
-        ]
+        rows = [r for r in self.current(dataset, at, recorded_by, **kw) if all(r[c] == point[c] for c in spec.series)]
         if not rows:
             return []
         newest = max(r["time"] for r in rows)

@@ -2,6 +2,7 @@
 docs/ resolves (file and heading), no page names a file the repository does not hold, and
 docs/configuration.md lists exactly the environment variables tsm_site/settings.py reads, with their
 defaults."""
+
 from __future__ import annotations
 
 import ast
@@ -60,8 +61,14 @@ def test_no_page_or_module_refers_to_the_design_document_that_is_not_in_the_repo
     missing = "DESIGN" + ".md"  # spelled so that a grep for the name finds no reference here either
     assert not (ROOT / missing).exists()
     offenders = []
-    for path in [*PAGES, *ROOT.glob("tsm_site/**/*.py"), *ROOT.glob("timeseries/**/*.py"),
-                 *ROOT.glob("ingestion/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/**/*.py")]:
+    for path in [
+        *PAGES,
+        *ROOT.glob("tsm_site/**/*.py"),
+        *ROOT.glob("timeseries/**/*.py"),
+        *ROOT.glob("ingestion/**/*.py"),
+        *ROOT.glob("tests/**/*.py"),
+        *ROOT.glob("bench/**/*.py"),
+    ]:
         if path == Path(__file__).resolve():
             continue
         if missing in path.read_text():
@@ -99,8 +106,7 @@ def settings_environment() -> dict[str, object]:
                 found[first.value] = literal(node.args[1] if len(node.args) > 1 else None)
             elif isinstance(func, ast.Name) and func.id == "env_intervals":
                 found[f"{first.value}_<DATASET>"] = None
-            elif (isinstance(func, ast.Attribute) and func.attr == "get"
-                  and ast.unparse(func.value) == "os.environ"):
+            elif isinstance(func, ast.Attribute) and func.attr == "get" and ast.unparse(func.value) == "os.environ":
                 found[first.value] = literal(node.args[1] if len(node.args) > 1 else None)
         elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
             if isinstance(node.slice, ast.Constant):
@@ -128,8 +134,12 @@ def test_the_settings_read_a_known_set_of_variables():
 
 def test_every_variable_the_settings_read_is_documented_and_nothing_else():
     read, documented = set(settings_environment()), set(documented_environment())
-    assert not read - documented, f"read by tsm_site/settings.py, missing from docs/configuration.md: {sorted(read - documented)}"
-    assert not documented - read, f"in docs/configuration.md, not read by tsm_site/settings.py: {sorted(documented - read)}"
+    assert not read - documented, (
+        f"read by tsm_site/settings.py, missing from docs/configuration.md: {sorted(read - documented)}"
+    )
+    assert not documented - read, (
+        f"in docs/configuration.md, not read by tsm_site/settings.py: {sorted(documented - read)}"
+    )
 
 
 def test_every_literal_default_is_the_documented_one():

@@ -1,6 +1,7 @@
 """The README's and the docs pages' commands work as written in a fresh shell (no virtualenv activated,
 nothing exported but the database to use): every concrete `bin/tsm …` line of their shell blocks runs
 and exits 0. Examples moved from the README to a docs page keep running from there."""
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,9 @@ def test_the_docs_keep_the_commands_that_moved_out_of_the_readme():
 def test_a_documented_command_runs_in_a_fresh_shell(command, tmp_path):
     db = connection.settings_dict
     env = {  # a fresh login shell: no VIRTUAL_ENV, no project variables but the (test) database
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "TSM_TIMESCALEDB": "on" if "timescale" in db["ENGINE"] else "off",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),

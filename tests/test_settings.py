@@ -1,5 +1,6 @@
 """Settings hygiene: importing the settings (and setting Django up) opens no database connection; the
 storage lane of TSM_TIMESCALEDB=auto is resolved once, on the first connection (tsm_site/lanes)."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,9 @@ print("after setup", len(attempts), settings.DATABASES["default"]["ENGINE"])
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("TSM_TIMESCALEDB", "DATABASE_URL"))}
     environ.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_settings_and_django_setup_open_no_database_connection_with_postgresql_unreachable():
@@ -45,7 +48,9 @@ def test_settings_and_django_setup_open_no_database_connection_with_postgresql_u
 
 
 def test_the_auto_lane_is_resolved_on_the_first_connection_and_written_into_the_settings():
-    code = SPY + """
+    code = (
+        SPY
+        + """
 from django.db import connection
 from django.db.utils import OperationalError
 try:
@@ -54,6 +59,7 @@ except OperationalError:
     pass  # nothing listens on port 1: the probe fell back to plain PostgreSQL, then the connection failed
 print("after first use", len(attempts), settings.DATABASES["default"]["ENGINE"], connection.settings_dict["ENGINE"])
 """
+    )
     run = run_python(code, DATABASE_URL="postgres://postgres@127.0.0.1:1/x", TSM_TIMESCALEDB="auto")
     assert run.returncode == 0, run.stderr[-3000:]
     # the probe (one attempt) and Django's own connection (one more): nothing before that
@@ -79,7 +85,9 @@ def test_a_schema_editor_opened_before_any_connection_is_the_chosen_lanes():
     # migrate asks for a schema editor (TimescaleDB's makes the hypertables): the lane is chosen first.
     # The server's answer is stood in for (this one may not have TimescaleDB): the chosen engine is
     # TimescaleDB's, and the editor must be django-timescaledb's, with no connection opened for it.
-    code = SPY + """
+    code = (
+        SPY
+        + """
 from django.db import connections
 from tsm_site.lanes import TIMESCALE_ENGINE, base
 db = connections["default"]
@@ -88,7 +96,8 @@ print("before", type(db).__module__)
 editor = db.schema_editor()
 print("after", len(attempts), type(db).__module__, type(editor).__name__, settings.DATABASES["default"]["ENGINE"])
 """
+    )
     run = run_python(code, DATABASE_URL="postgres://postgres@127.0.0.1:1/x", TSM_TIMESCALEDB="auto")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "before tsm_site.lanes.base" in run.stdout, run.stdout
-    assert (f"after 0 {TIMESCALE_ENGINE}.base TimescaleSchemaEditor {TIMESCALE_ENGINE}" in run.stdout), run.stdout
+    assert f"after 0 {TIMESCALE_ENGINE}.base TimescaleSchemaEditor {TIMESCALE_ENGINE}" in run.stdout, run.stdout

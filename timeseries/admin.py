@@ -12,17 +12,17 @@
   ``TSM_CURATION_SYNC_MAX_ROWS`` rows go to a Celery task.
 * Quality audit (read-only), quality flags and the per-symbol-day quality report.
 """
+
 from __future__ import annotations
 
-from datetime import date
-from datetime import timezone as dt_timezone
+from datetime import UTC, date
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.core.paginator import Paginator
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import DataError, connection, transaction
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -31,14 +31,20 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from timeseries import admin_storage  # noqa: F401  (admin page "Storage report")
+from timeseries import (
+    admin_storage,  # noqa: F401  (admin page "Storage report")
+    models,
+    params,
+    quality,
+    tasks,
+    tokens,
+)
 from timeseries.admin_base import ReadOnlyModelAdmin
 from timeseries.admin_ops import remove_versions  # also registers the consumer-failure and removal lists
-from timeseries.removal import versions_outside_range
 from timeseries.admin_storage import dataset_permission
-from timeseries import models, params, quality, tasks, tokens
-from timeseries.params import CURATION_FILTER_PARAMS
 from timeseries.datasets import DATASETS, dataset_of_model
+from timeseries.params import CURATION_FILTER_PARAMS
+from timeseries.removal import versions_outside_range
 
 
 class EstimatedCountPaginator(Paginator):
@@ -51,7 +57,10 @@ class EstimatedCountPaginator(Paginator):
         query = self.object_list.query
         if not query.where:
             with connection.cursor() as cur:
-                cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [self.object_list.model._meta.db_table])
+                cur.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [self.object_list.model._meta.db_table],
+                )
                 row = cur.fetchone()
             if row and row[0] > self.CAP:
                 return int(row[0])
@@ -126,7 +135,10 @@ class TimeRangeFilter(InputFilter):
 
 class KnownAtRangeFilter(InputFilter):
     title = "known_at"
-    fields = (("known_at_after", "from", "2024-03-01T14:30Z"), ("known_at_before", "to (inclusive)", "2024-03-01T21:00Z"))
+    fields = (
+        ("known_at_after", "from", "2024-03-01T14:30Z"),
+        ("known_at_before", "to (inclusive)", "2024-03-01T21:00Z"),
+    )
 
 
 class QualityRangeFilter(InputFilter):
@@ -143,13 +155,21 @@ def may_open_quality_report(site: admin.AdminSite, request) -> bool:
 
 
 class CurationActionForm(ActionForm):
-    score = forms.CharField(required=False, label="score", widget=forms.TextInput(attrs={"size": 4, "placeholder": "0–1"}))
-    reason = forms.CharField(required=False, label="reason", widget=forms.TextInput(attrs={"size": 30, "placeholder": "why (recorded in the audit)"}))
+    score = forms.CharField(
+        required=False, label="score", widget=forms.TextInput(attrs={"size": 4, "placeholder": "0–1"})
+    )
+    reason = forms.CharField(
+        required=False,
+        label="reason",
+        widget=forms.TextInput(attrs={"size": 30, "placeholder": "why (recorded in the audit)"}),
+    )
 
 
 def _unrepresentable_instant(exc: DataError) -> bool:
     """psycopg could not turn a stored timestamp into a datetime (before year 1 or after 9999)."""
-    return any(word in str(exc) for word in ("timestamp too large", "timestamp too small", "date too large", "date too small"))
+    return any(
+        word in str(exc) for word in ("timestamp too large", "timestamp too small", "date too large", "date too small")
+    )
 
 
 class TimeSeriesAdmin(admin.ModelAdmin):
@@ -242,7 +262,13 @@ class CuratedAdmin(TimeSeriesAdmin):
     @admin.display(description="report")
     def report_link(self, obj):
         url = reverse("admin:timeseries_qualityflag_report")
-        query = urlencode({"dataset": self.spec.name, "symbol": getattr(obj, self.spec.symbol_column), "day": obj.time.date().isoformat()})
+        query = urlencode(
+            {
+                "dataset": self.spec.name,
+                "symbol": getattr(obj, self.spec.symbol_column),
+                "day": obj.time.date().isoformat(),
+            }
+        )
         return format_html('<a href="{}?{}">quality report</a>', url, query)
 
     # -- editing the score (row page and inline in the list) --
@@ -252,7 +278,9 @@ class CuratedAdmin(TimeSeriesAdmin):
             return
         reason = (request.POST.get("reason") or "").strip() or "edited in the admin"
         try:
-            quality.quality_scores_set(dataset=self.spec.name, rows=[obj.pk], score=obj.quality_score, reason=reason, user=request.user)
+            quality.quality_scores_set(
+                dataset=self.spec.name, rows=[obj.pk], score=obj.quality_score, reason=reason, user=request.user
+            )
         except quality.CurationError as exc:
             messages.error(request, f"{obj}: {exc}")
 
@@ -286,13 +314,18 @@ class CuratedAdmin(TimeSeriesAdmin):
             )
             return
         try:
-            result = quality.quality_scores_set(dataset=self.spec.name, rows=queryset, score=score, reason=reason, user=request.user)
+            result = quality.quality_scores_set(
+                dataset=self.spec.name, rows=queryset, score=score, reason=reason, user=request.user
+            )
         except quality.CurationError as exc:
             messages.error(request, str(exc))
             return
         audit = reverse("admin:timeseries_qualityaudit_changelist") + "?" + urlencode({"batch": str(result.batch)})
         messages.success(
-            request, format_html('Quality score set to {} on {} row(s) (<a href="{}">audit</a>).', f"{score:g}", result.changed, audit)
+            request,
+            format_html(
+                'Quality score set to {} on {} row(s) (<a href="{}">audit</a>).', f"{score:g}", result.changed, audit
+            ),
         )
 
     @admin.action(description="Mark suspect (score 0)", permissions=["change"])
@@ -482,7 +515,7 @@ def _utc(instant) -> str:
     """``2024-03-01 14:30Z`` (seconds when there are any): short, unambiguous, sortable."""
     if instant is None:
         return "—"
-    instant = instant.astimezone(dt_timezone.utc)
+    instant = instant.astimezone(UTC)
     return instant.strftime("%Y-%m-%d %H:%M:%SZ" if instant.second or instant.microsecond else "%Y-%m-%d %H:%MZ")
 
 
@@ -514,7 +547,12 @@ class ReadOnlyAdmin(ReadOnlyModelAdmin):
         url = _row_url(obj)
         return format_html(
             '<a href="{}" title="row #{}">{} {}</a><br><span class="quiet">{} #{}</span>',
-            url, obj.row_id, obj.symbol, _utc(obj.time), obj.dataset, obj.row_id,
+            url,
+            obj.row_id,
+            obj.symbol,
+            _utc(obj.time),
+            obj.dataset,
+            obj.row_id,
         )
 
 
@@ -585,7 +623,10 @@ class QualityFlagAdmin(ReadOnlyAdmin):
             if not request.user.has_perm(dataset_permission(name, "change"))
         )
         if missing:
-            messages.error(request, f"Nothing accepted: the selection includes flags of datasets you may not change ({', '.join(missing)}).")
+            messages.error(
+                request,
+                f"Nothing accepted: the selection includes flags of datasets you may not change ({', '.join(missing)}).",
+            )
             return
         changed = quality.quality_flags_accept(flags=queryset, user=request.user)
         messages.success(request, f"Proposed scores accepted: {changed} row(s) changed.")
@@ -604,7 +645,9 @@ class QualityFlagAdmin(ReadOnlyAdmin):
     def report(self, obj):
         url = reverse("admin:timeseries_qualityflag_report")
         query = urlencode({"dataset": obj.dataset, "symbol": obj.symbol, "day": obj.time.date().isoformat()})
-        return format_html('<a href="{}?{}" title="quality report of {} on {}">report</a>', url, query, obj.symbol, obj.time.date())
+        return format_html(
+            '<a href="{}?{}" title="quality report of {} on {}">report</a>', url, query, obj.symbol, obj.time.date()
+        )
 
     def get_urls(self):
         urls = [path("report/", self.admin_site.admin_view(self.report_view), name="timeseries_qualityflag_report")]

@@ -1,4 +1,5 @@
 """Admin building blocks shared by the admin modules (a leaf: Django only)."""
+
 from __future__ import annotations
 
 from django.contrib import admin

@@ -13,6 +13,7 @@ are registered):
   with the dataset model's *delete* permission (e.g. ``timeseries.delete_marketdata``); it asks for a
   reason on a confirmation page and calls ``timeseries.removal.versions_remove``.
 """
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -51,8 +52,18 @@ class OpenFilter(admin.SimpleListFilter):
 
 @admin.register(models.ConsumerFailure)
 class ConsumerFailureAdmin(ReadOnlyModelAdmin):
-    list_display = ("state", "consumer", "dataset", "symbol", "span", "attempts", "first_attempt_at",
-                    "last_attempt_at", "next_attempt_at", "error_short")
+    list_display = (
+        "state",
+        "consumer",
+        "dataset",
+        "symbol",
+        "span",
+        "attempts",
+        "first_attempt_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "error_short",
+    )
     list_filter = (OpenFilter, "consumer", "dataset")
     search_fields = ("symbol",)
     search_help_text = "Exact symbol."
@@ -66,10 +77,14 @@ class ConsumerFailureAdmin(ReadOnlyModelAdmin):
         """Make the selected open failures due now: the consumer's next run (every few seconds under
         beat) retries them; ``manage.py consumers --retry`` retries them at once."""
         due = queryset.filter(resolved_at__isnull=True).update(next_attempt_at=timezone.now())
-        self.message_user(request, f"{due} open failure(s) will be retried at their consumer's next run.", messages.SUCCESS)
+        self.message_user(
+            request, f"{due} open failure(s) will be retried at their consumer's next run.", messages.SUCCESS
+        )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).order_by(F("resolved_at").desc(nulls_first=True), "-last_attempt_at", "-id")
+        return (
+            super().get_queryset(request).order_by(F("resolved_at").desc(nulls_first=True), "-last_attempt_at", "-id")
+        )
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -103,11 +118,13 @@ def remove_versions(modeladmin, request, queryset):
     spec = dataset_of_model(modeladmin.model)
     if not request.user.has_perm(dataset_permission(spec.name, "delete")):
         raise PermissionDenied
-    ids = list(queryset.order_by("id").values_list("id", flat=True)[:MAX_SELECTED + 1])
+    ids = list(queryset.order_by("id").values_list("id", flat=True)[: MAX_SELECTED + 1])
     if len(ids) > MAX_SELECTED:
         modeladmin.message_user(
-            request, f"Select at most {MAX_SELECTED} versions to remove here (manage.py remove_versions takes more).",
-            messages.ERROR)
+            request,
+            f"Select at most {MAX_SELECTED} versions to remove here (manage.py remove_versions takes more).",
+            messages.ERROR,
+        )
         return None
     reason = request.POST.get("reason", "").strip()
     if request.POST.get("confirm") == "yes":
@@ -117,16 +134,21 @@ def remove_versions(modeladmin, request, queryset):
             modeladmin.message_user(request, str(exc), messages.ERROR)
         else:
             modeladmin.message_user(
-                request, f"Removed {len(result.removed)} version(s) of {spec.name} ({', '.join(result.symbols)}),"
-                         f" audited; the consumers follow (change-log entries {', '.join(map(str, result.change_ids))}).",
-                messages.SUCCESS)
+                request,
+                f"Removed {len(result.removed)} version(s) of {spec.name} ({', '.join(result.symbols)}),"
+                f" audited; the consumers follow (change-log entries {', '.join(map(str, result.change_ids))}).",
+                messages.SUCCESS,
+            )
             return None
         if reason:
             return None
     # instants as text: a poisoned row's known_at may lie past what Python can hold
-    rows = (modeladmin.model.objects.filter(id__in=ids).order_by("id")
-            .annotate(time_text=Cast("time", TextField()), known_text=Cast("known_at", TextField()))
-            .values_list("id", spec.symbol_column, "time_text", "known_text"))
+    rows = (
+        modeladmin.model.objects.filter(id__in=ids)
+        .order_by("id")
+        .annotate(time_text=Cast("time", TextField()), known_text=Cast("known_at", TextField()))
+        .values_list("id", spec.symbol_column, "time_text", "known_text")
+    )
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": "Remove versions (audited)",

@@ -7,6 +7,7 @@ Timeseries section of the admin index and sidebar. Read-only; no full COUNT (row
 Permissions: the report shows the datasets whose model the user may view (``timeseries.view_marketdata``,
 ``view_newsevent`` …); staff who may view none get 403 and no index entry.
 """
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -29,7 +30,11 @@ def dataset_permission(name: str, action: str) -> str:
 
 def viewable_datasets(user) -> list[str]:
     """The datasets whose model ``user`` may view (view permission, or change, as the admin counts it)."""
-    return [n for n in DATASETS if user.has_perm(dataset_permission(n, "view")) or user.has_perm(dataset_permission(n, "change"))]
+    return [
+        n
+        for n in DATASETS
+        if user.has_perm(dataset_permission(n, "view")) or user.has_perm(dataset_permission(n, "change"))
+    ]
 
 
 def storage_view(request):
@@ -61,10 +66,16 @@ def _install(site: admin.AdminSite) -> None:
         if request.user.is_staff and viewable_datasets(request.user):
             for app in apps:
                 if app["app_label"] == "timeseries":
-                    app["models"].append({
-                        "name": "Storage report", "object_name": "StorageReport", "perms": {"view": True},
-                        "admin_url": reverse(f"{site.name}:{URL_NAME}"), "add_url": None, "view_only": True,
-                    })
+                    app["models"].append(
+                        {
+                            "name": "Storage report",
+                            "object_name": "StorageReport",
+                            "perms": {"view": True},
+                            "admin_url": reverse(f"{site.name}:{URL_NAME}"),
+                            "add_url": None,
+                            "view_only": True,
+                        }
+                    )
         return apps
 
     site.get_urls, site.get_app_list = urls, app_list

@@ -38,15 +38,17 @@ every bucket is read live and the consumer's next run first rebuilds everything 
 
 The lane is decided by ``timeseries.capabilities`` only.
 """
+
 from __future__ import annotations
 
 import logging
 import time as _time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import Max
@@ -56,7 +58,14 @@ from psycopg.types.datetime import TimestamptzLoader
 
 from timeseries.capabilities import capabilities
 from timeseries.changes import (
-    Change, RetryResult, changes_consume, changes_lag, changes_pending, changes_run, failures_retry, span_error,
+    Change,
+    RetryResult,
+    changes_consume,
+    changes_lag,
+    changes_pending,
+    changes_run,
+    failures_retry,
+    span_error,
 )
 from timeseries.datasets import MARKET_DATA, SOCIAL_SENTIMENT, Dataset
 from timeseries.models import RollupState
@@ -66,7 +75,7 @@ from timeseries.rules import END_OF_TIME
 logger = logging.getLogger(__name__)
 
 CONSUMER = "rollups"
-ORIGIN = datetime(2000, 1, 3, tzinfo=dt_timezone.utc)  # time_bucket's default origin (a Monday, 00:00 UTC)
+ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # time_bucket's default origin (a Monday, 00:00 UTC)
 PRICE_STEP = Decimal("0.000001")
 _EXACT = Context(prec=60)
 
@@ -111,8 +120,11 @@ DAILY_OHLCV = Aggregate(
         Measure("close", "(array_agg(v.close ORDER BY v.time DESC) FILTER (WHERE {cur}))[1]", "last(close, time)"),
         Measure("volume", "sum(v.volume) FILTER (WHERE {cur})", "sum(volume)"),
         Measure("pv", "sum(v.vwap * v.volume) FILTER (WHERE {cur})", "sum(vwap * volume)"),
-        Measure("pv_volume", "sum(v.volume) FILTER (WHERE v.vwap IS NOT NULL AND {cur})",
-                "sum(CASE WHEN vwap IS NOT NULL THEN volume END)"),
+        Measure(
+            "pv_volume",
+            "sum(v.volume) FILTER (WHERE v.vwap IS NOT NULL AND {cur})",
+            "sum(CASE WHEN vwap IS NOT NULL THEN volume END)",
+        ),
         Measure("bars", "count(*) FILTER (WHERE {cur})", "count(*)"),
     ),
 )
@@ -125,10 +137,16 @@ HOURLY_SENTIMENT = Aggregate(
     measures=(
         Measure("platforms", "count(*) FILTER (WHERE {cur})", "count(*)"),
         Measure("mentions", "sum(v.mention_count) FILTER (WHERE {cur})", "sum(mention_count)"),
-        Measure("weighted", "sum(v.sentiment_avg * v.mention_count) FILTER (WHERE {cur})",
-                "sum(sentiment_avg * mention_count)"),
-        Measure("weight", "sum(v.mention_count) FILTER (WHERE v.sentiment_avg IS NOT NULL AND {cur})",
-                "sum(CASE WHEN sentiment_avg IS NOT NULL THEN mention_count END)"),
+        Measure(
+            "weighted",
+            "sum(v.sentiment_avg * v.mention_count) FILTER (WHERE {cur})",
+            "sum(sentiment_avg * mention_count)",
+        ),
+        Measure(
+            "weight",
+            "sum(v.mention_count) FILTER (WHERE v.sentiment_avg IS NOT NULL AND {cur})",
+            "sum(CASE WHEN sentiment_avg IS NOT NULL THEN mention_count END)",
+        ),
     ),
 )
 
@@ -153,8 +171,11 @@ def cagg_sql(agg: Aggregate) -> sql.Composable:
         " count(*) AS versions, max(known_at) AS max_known_at, max(recorded_at) AS max_recorded_at"
         " FROM {table} GROUP BY 1, 2 WITH NO DATA"
     ).format(
-        cagg=sql.Identifier(agg.cagg), symbol=sql.Identifier(spec.symbol_column), measures=measures,
-        width=sql.Literal(agg.width), table=sql.Identifier(spec.table),
+        cagg=sql.Identifier(agg.cagg),
+        symbol=sql.Identifier(spec.symbol_column),
+        measures=measures,
+        width=sql.Literal(agg.width),
+        table=sql.Identifier(spec.table),
     )
 
 
@@ -172,9 +193,7 @@ def aggregates_install(*, cur) -> list[str]:
     if cur.fetchone() is None:
         return done
     for agg in AGGREGATES.values():
-        cur.execute(
-            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = %s", [agg.dataset.table]
-        )
+        cur.execute("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = %s", [agg.dataset.table])
         if cur.fetchone() is None:
             continue
         cur.execute(cagg_sql(agg))
@@ -218,7 +237,9 @@ def _versions_per_series(agg: Aggregate, symbol, lo, hi, pit: bool) -> sql.Compo
     in (time, known_at, recorded_at) order, which is the version index order (no sort). The window
     runs per series (a sentiment symbol has one per platform), enumerated from the series registry."""
     spec = agg.dataset
-    visible = sql.SQL(" AND m.time <= %(at)s AND m.known_at <= %(at)s AND m.recorded_at <= %(rb)s") if pit else sql.SQL("")
+    visible = (
+        sql.SQL(" AND m.time <= %(at)s AND m.known_at <= %(at)s AND m.recorded_at <= %(rb)s") if pit else sql.SQL("")
+    )
     inputs = sql.SQL(", ").join(sql.SQL("m.{}").format(sql.Identifier(c)) for c in agg.inputs)
     return sql.SQL(
         "SELECT x.* FROM timeseries_series ser CROSS JOIN LATERAL ("
@@ -226,8 +247,15 @@ def _versions_per_series(agg: Aggregate, symbol, lo, hi, pit: bool) -> sql.Compo
         " lead(m.time) OVER (ORDER BY m.time, m.known_at, m.recorded_at) IS DISTINCT FROM m.time AS cur"
         " FROM {table} m WHERE {match} AND m.time >= {lo} AND m.time < {hi}{visible}) x"
         " WHERE ser.dataset = %(dataset)s AND ser.symbol = {symbol}"
-    ).format(inputs=inputs, table=sql.Identifier(spec.table), match=_series_match(spec), lo=lo, hi=hi,
-             visible=visible, symbol=symbol)
+    ).format(
+        inputs=inputs,
+        table=sql.Identifier(spec.table),
+        match=_series_match(spec),
+        lo=lo,
+        hi=hi,
+        visible=visible,
+        symbol=symbol,
+    )
 
 
 def _measures(agg: Aggregate) -> sql.Composable:
@@ -247,7 +275,9 @@ def _spans(agg: Aggregate, changes) -> dict[str, list[tuple[datetime, datetime]]
     """Per symbol, the disjoint bucket-aligned [lo, hi) spans the changes cover."""
     raw: dict[str, list[tuple[datetime, datetime]]] = {}
     for c in changes:
-        raw.setdefault(c.symbol, []).append((bucket_floor(agg, c.first_time), bucket_floor(agg, c.last_time) + agg.width))
+        raw.setdefault(c.symbol, []).append(
+            (bucket_floor(agg, c.first_time), bucket_floor(agg, c.last_time) + agg.width)
+        )
     merged: dict[str, list[tuple[datetime, datetime]]] = {}
     for symbol, spans in raw.items():
         out: list[list[datetime]] = []
@@ -265,8 +295,9 @@ def _flatten(spans: dict[str, list[tuple[datetime, datetime]]]) -> dict[str, lis
     return {"symbols": [r[0] for r in rows], "los": [r[1] for r in rows], "his": [r[2] for r in rows]}
 
 
-def rollups_recompute(*, aggregate: str, spans: dict[str, list[tuple[datetime, datetime]]],
-                      only_multi_version: bool = False) -> int:
+def rollups_recompute(
+    *, aggregate: str, spans: dict[str, list[tuple[datetime, datetime]]], only_multi_version: bool = False
+) -> int:
     """Recompute the stored buckets inside ``spans`` (per symbol, bucket-aligned [lo, hi)) from the
     current versions; returns how many bucket rows were written. With ``only_multi_version`` (the
     TimescaleDB lane) only buckets where some key has more than one version are stored."""
@@ -275,13 +306,17 @@ def rollups_recompute(*, aggregate: str, spans: dict[str, list[tuple[datetime, d
         return 0
     params = {**_flatten(spans), "dataset": agg.dataset.name, "width": agg.width, "origin": ORIGIN}
     table = sql.Identifier(agg.rollup_table)
-    spans_sql = sql.SQL("unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi)")
+    spans_sql = sql.SQL(
+        "unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi)"
+    )
     versions = _versions_per_series(agg, sql.SQL("s.symbol"), sql.SQL("s.lo"), sql.SQL("s.hi"), pit=False)
     having = sql.SQL(" HAVING count(*) > count(*) FILTER (WHERE v.cur)") if only_multi_version else sql.SQL("")
     with connection.cursor() as cur:
         cur.execute(
-            sql.SQL("DELETE FROM {t} r USING {spans} WHERE r.symbol = s.symbol AND r.bucket >= s.lo AND r.bucket < s.hi")
-            .format(t=table, spans=spans_sql), params,
+            sql.SQL(
+                "DELETE FROM {t} r USING {spans} WHERE r.symbol = s.symbol AND r.bucket >= s.lo AND r.bucket < s.hi"
+            ).format(t=table, spans=spans_sql),
+            params,
         )
         cur.execute(
             sql.SQL(
@@ -290,8 +325,13 @@ def rollups_recompute(*, aggregate: str, spans: dict[str, list[tuple[datetime, d
                 "SELECT {bucket} AS bucket, {measures}, count(*) AS versions, max(v.known_at), max(v.recorded_at)"
                 " FROM ({versions}) v GROUP BY 1{having}) x"
             ).format(
-                t=table, names=sql.SQL(", ").join(map(sql.Identifier, agg.measure_names)), spans=spans_sql,
-                bucket=_bucket(agg, "v.time"), measures=_measures(agg), versions=versions, having=having,
+                t=table,
+                names=sql.SQL(", ").join(map(sql.Identifier, agg.measure_names)),
+                spans=spans_sql,
+                bucket=_bucket(agg, "v.time"),
+                measures=_measures(agg),
+                versions=versions,
+                having=having,
             ),
             params,
         )
@@ -329,7 +369,8 @@ def _cagg_call_refresh(agg: Aggregate, lo: datetime | None, hi: datetime | None)
         try:
             with connection.cursor() as cur:
                 cur.execute(
-                    "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)", [agg.cagg, lo, hi]
+                    "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",
+                    [agg.cagg, lo, hi],
                 )
             return
         except OperationalError as exc:
@@ -344,18 +385,28 @@ def _span_now(agg: Aggregate, change: Change) -> dict[str, list[tuple[datetime, 
     buckets its span covers and return the bucket-aligned span of the rows the symbol holds there
     *now* — so a span whose bad version was removed since is processed without it. All bounds of the
     entry stay in SQL; only the rows' span comes back to Python."""
-    params = {"symbol": change.symbol, "first": change.first_time, "last": change.last_time,
-              "width": agg.width, "origin": ORIGIN}
+    params = {
+        "symbol": change.symbol,
+        "first": change.first_time,
+        "last": change.last_time,
+        "width": agg.width,
+        "origin": ORIGIN,
+    }
     with connection.cursor() as cur:
         cur.execute(
-            sql.SQL("DELETE FROM {} WHERE symbol = %(symbol)s AND bucket >= date_bin(%(width)s, %(first)s, %(origin)s)"
-                    " AND bucket <= %(last)s").format(sql.Identifier(agg.rollup_table)), params,
+            sql.SQL(
+                "DELETE FROM {} WHERE symbol = %(symbol)s AND bucket >= date_bin(%(width)s, %(first)s, %(origin)s)"
+                " AND bucket <= %(last)s"
+            ).format(sql.Identifier(agg.rollup_table)),
+            params,
         )
         cur.execute(
-            sql.SQL("SELECT date_bin(%(width)s, min(m.time), %(origin)s), date_bin(%(width)s, max(m.time), %(origin)s)"
-                    " FROM {} m WHERE m.{} = %(symbol)s AND m.time >= date_bin(%(width)s, %(first)s, %(origin)s)"
-                    " AND m.time < date_bin(%(width)s, %(last)s, %(origin)s) + %(width)s").format(
-                sql.Identifier(agg.dataset.table), sql.Identifier(agg.dataset.symbol_column)), params,
+            sql.SQL(
+                "SELECT date_bin(%(width)s, min(m.time), %(origin)s), date_bin(%(width)s, max(m.time), %(origin)s)"
+                " FROM {} m WHERE m.{} = %(symbol)s AND m.time >= date_bin(%(width)s, %(first)s, %(origin)s)"
+                " AND m.time < date_bin(%(width)s, %(last)s, %(origin)s) + %(width)s"
+            ).format(sql.Identifier(agg.dataset.table), sql.Identifier(agg.dataset.symbol_column)),
+            params,
         )
         lo, last_bucket = cur.fetchone()
     if lo is None:
@@ -387,11 +438,21 @@ def _consumer_steps(agg: Aggregate, cagg: bool, done: dict) -> dict:
     steps: dict = {"process_one": process_one}
     if cagg:
         steps["prepare_one"] = lambda change: _cagg_refresh_one(agg, change)
-    return {**steps, "process": process, "prepare": (lambda changes: _cagg_refresh(agg, _spans(agg, changes))) if cagg else None}
+    return {
+        **steps,
+        "process": process,
+        "prepare": (lambda changes: _cagg_refresh(agg, _spans(agg, changes))) if cagg else None,
+    }
 
 
-def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches: int | None = None,
-                    retry: bool = True, force_retry: bool = False) -> dict:
+def rollups_refresh(
+    *,
+    dataset: str | None = None,
+    batch: int = 100,
+    max_batches: int | None = None,
+    retry: bool = True,
+    force_retry: bool = False,
+) -> dict:
     """Consume the change log for the aggregated datasets and recompute exactly the touched buckets.
 
     Each batch of changes is recomputed and consumed in one transaction (the cursor row is locked, so
@@ -415,8 +476,16 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches
         agg = BY_DATASET[name]
         cagg = uses_cagg(agg)
         _outside_transaction(cagg)
-        done = {"changes": 0, "buckets": 0, "batches": 0, "seconds": 0.0, "rebuilt": False, "failed": 0,
-                "retried": 0, "resolved": 0}
+        done = {
+            "changes": 0,
+            "buckets": 0,
+            "batches": 0,
+            "seconds": 0.0,
+            "rebuilt": False,
+            "failed": 0,
+            "retried": 0,
+            "resolved": 0,
+        }
         report[name] = done
         started = _time.monotonic()
         if not RollupState.objects.filter(dataset=name).exists():
@@ -434,7 +503,10 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches
         steps = _consumer_steps(agg, cagg, done)
         if retry or force_retry:
             retried: RetryResult = failures_retry(
-                consumer=CONSUMER, dataset=name, process_one=steps["process_one"], prepare_one=steps.get("prepare_one"),
+                consumer=CONSUMER,
+                dataset=name,
+                process_one=steps["process_one"],
+                prepare_one=steps.get("prepare_one"),
                 force=force_retry,
             )
             done["retried"], done["resolved"] = retried.retried, retried.resolved
@@ -449,7 +521,7 @@ def rollups_refresh(*, dataset: str | None = None, batch: int = 100, max_batches
     return report
 
 
-COMPUTABLE = (datetime(1, 1, 2, tzinfo=dt_timezone.utc), datetime(9999, 12, 31, tzinfo=dt_timezone.utc))
+COMPUTABLE = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))
 
 
 def _unbucketable(agg: Aggregate, symbol: str, instant: str) -> ValueError:
@@ -534,11 +606,13 @@ def _read_sql(agg: Aggregate, *, cagg: bool, force_live: bool) -> sql.Composable
         ).format(r_cols=r_cols, cagg=sql.Identifier(agg.cagg), rollup=sql.Identifier(agg.rollup_table))
     if force_live:
         stored = sql.SQL("SELECT * FROM ({}) s WHERE false").format(stored)
-    versions = _versions_per_series(agg, sql.SQL("%(symbol)s"), sql.SQL("l.bucket"), sql.SQL("l.bucket + %(width)s"), pit=True)
+    versions = _versions_per_series(
+        agg, sql.SQL("%(symbol)s"), sql.SQL("l.bucket"), sql.SQL("l.bucket + %(width)s"), pit=True
+    )
     live_buckets = (
         sql.SQL("SELECT b FROM generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - %(width)s, %(width)s) b")
-        if force_live else
-        sql.SQL(
+        if force_live
+        else sql.SQL(
             "SELECT bucket FROM judged WHERE NOT exact"
             " UNION SELECT g FROM pending p CROSS JOIN LATERAL generate_series("
             "date_bin(%(width)s, greatest(p.first_time, %(lo)s), %(origin)s),"
@@ -565,7 +639,11 @@ def _read_sql(agg: Aggregate, *, cagg: bool, force_live: bool) -> sql.Composable
         "SELECT count(*) AS n, {measures} FROM ({versions}) v) x WHERE x.n > 0"
         " ORDER BY 1"
     ).format(
-        stored=stored, live_buckets=live_buckets, cols=cols, measures=_measures(agg), versions=versions,
+        stored=stored,
+        live_buckets=live_buckets,
+        cols=cols,
+        measures=_measures(agg),
+        versions=versions,
         x_cols=sql.SQL(", ").join(sql.SQL("x.{}").format(sql.Identifier(n)) for n in names),
     )
 
@@ -575,12 +653,19 @@ def _aware(name: str, value: datetime | None) -> datetime:
         raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name}={value.isoformat()} is naive: give a time zone (e.g. +00:00)")
-    return value.astimezone(dt_timezone.utc)
+    return value.astimezone(UTC)
 
 
 def aggregate_read(
-    *, aggregate: str, symbol: str, at: datetime, start: datetime, end: datetime,
-    recorded_by: datetime | None = None, force_live: bool = False, wrap=None,
+    *,
+    aggregate: str,
+    symbol: str,
+    at: datetime,
+    start: datetime,
+    end: datetime,
+    recorded_by: datetime | None = None,
+    force_live: bool = False,
+    wrap=None,
 ) -> list[dict]:
     """Buckets of ``aggregate`` for ``symbol`` overlapping [start, end], as known at ``at`` (as
     recorded by ``recorded_by``), oldest first. Raw measures plus ``time`` and ``source`` ("stored":
@@ -598,8 +683,15 @@ def aggregate_read(
     if hi <= lo:
         return []
     params = {
-        "symbol": symbol.strip(), "at": at, "rb": rb, "lo": lo, "hi": hi, "width": agg.width, "origin": ORIGIN,
-        "dataset": agg.dataset.name, "consumer": CONSUMER,
+        "symbol": symbol.strip(),
+        "at": at,
+        "rb": rb,
+        "lo": lo,
+        "hi": hi,
+        "width": agg.width,
+        "origin": ORIGIN,
+        "dataset": agg.dataset.name,
+        "consumer": CONSUMER,
     }
     query = _read_sql(agg, cagg=uses_cagg(agg), force_live=force_live)
     if wrap is not None:  # a query over the buckets (column ``time`` + the measures), e.g. a coarser roll-up
@@ -617,27 +709,61 @@ def vwap_of(pv: Decimal | None, volume: Decimal | None) -> Decimal | None:
     return _EXACT.divide(Decimal(pv), Decimal(volume)).quantize(PRICE_STEP, rounding=ROUND_HALF_UP)
 
 
-def daily_bars(*, symbol: str, at: datetime, start: datetime, end: datetime,
-               recorded_by: datetime | None = None, force_live: bool = False) -> list[dict]:
+def daily_bars(
+    *,
+    symbol: str,
+    at: datetime,
+    start: datetime,
+    end: datetime,
+    recorded_by: datetime | None = None,
+    force_live: bool = False,
+) -> list[dict]:
     """Daily OHLCV bars (UTC days) overlapping [start, end] as known at ``at``; see the module doc."""
-    rows = aggregate_read(aggregate="daily_ohlcv", symbol=symbol, at=at, start=start, end=end,
-                          recorded_by=recorded_by, force_live=force_live)
+    rows = aggregate_read(
+        aggregate="daily_ohlcv",
+        symbol=symbol,
+        at=at,
+        start=start,
+        end=end,
+        recorded_by=recorded_by,
+        force_live=force_live,
+    )
     at = _aware("at", at)
     return [
         {
-            "time": r["time"], "open": r["open"], "high": r["high"], "low": r["low"], "close": r["close"],
-            "volume": int(r["volume"] or 0), "vwap": vwap_of(r["pv"], r["pv_volume"]), "bars": r["bars"],
+            "time": r["time"],
+            "open": r["open"],
+            "high": r["high"],
+            "low": r["low"],
+            "close": r["close"],
+            "volume": int(r["volume"] or 0),
+            "vwap": vwap_of(r["pv"], r["pv_volume"]),
+            "bars": r["bars"],
             "partial": at < r["time"] + DAILY_OHLCV.width,
         }
         for r in rows
     ]
 
 
-def hourly_sentiment(*, symbol: str, at: datetime, start: datetime, end: datetime,
-                     recorded_by: datetime | None = None, force_live: bool = False) -> list[dict]:
+def hourly_sentiment(
+    *,
+    symbol: str,
+    at: datetime,
+    start: datetime,
+    end: datetime,
+    recorded_by: datetime | None = None,
+    force_live: bool = False,
+) -> list[dict]:
     """Hourly mention-weighted sentiment overlapping [start, end] as known at ``at``; see the module doc."""
-    rows = aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=at, start=start, end=end,
-                          recorded_by=recorded_by, force_live=force_live)
+    rows = aggregate_read(
+        aggregate="hourly_sentiment",
+        symbol=symbol,
+        at=at,
+        start=start,
+        end=end,
+        recorded_by=recorded_by,
+        force_live=force_live,
+    )
     return _sentiment_rows(rows)
 
 
@@ -659,14 +785,22 @@ DAILY_SENTIMENT_SQL = (
 )
 
 
-def daily_sentiment(*, symbol: str, at: datetime, start: datetime, end: datetime,
-                    recorded_by: datetime | None = None) -> list[dict]:
+def daily_sentiment(
+    *, symbol: str, at: datetime, start: datetime, end: datetime, recorded_by: datetime | None = None
+) -> list[dict]:
     """``hourly_sentiment`` rolled up per UTC day in SQL (the chart of a long window): the day's
     mention-weighted sentiment over every platform window of its hours, total mentions and the most
     platforms of any hour. Built from the exact point-in-time hourly buckets, so exact as of ``at``
     too; one row a day instead of 24 keeps a year's chart cheap."""
-    rows = aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=at, start=start, end=end,
-                          recorded_by=recorded_by, wrap=lambda q: sql.SQL(DAILY_SENTIMENT_SQL).format(q))
+    rows = aggregate_read(
+        aggregate="hourly_sentiment",
+        symbol=symbol,
+        at=at,
+        start=start,
+        end=end,
+        recorded_by=recorded_by,
+        wrap=lambda q: sql.SQL(DAILY_SENTIMENT_SQL).format(q),
+    )
     return _sentiment_rows(rows)
 
 

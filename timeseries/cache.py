@@ -6,12 +6,14 @@ cached answer can never outlive new data that changes it — even a correction f
 the generation and so retires answers for every later time too. If Redis is down or slow, answers
 are computed from PostgreSQL and a warning is logged; the request does not fail.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.core.cache import cache
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -63,13 +65,18 @@ def cache_key(name: str, datasets: Iterable[str], params: dict[str, Any]) -> str
     db = connection.settings_dict
     body = json.dumps(
         {"db": [db.get("HOST"), db.get("PORT"), db.get("NAME")], "p": plain(params), "g": gens},
-        sort_keys=True, default=str,
+        sort_keys=True,
+        default=str,
     )
     return f"pit:{name}:{hashlib.sha256(body.encode()).hexdigest()}"
 
 
 def cached(
-    name: str, *, datasets: Iterable[str], params: dict[str, Any], compute: Callable[[], Any],
+    name: str,
+    *,
+    datasets: Iterable[str],
+    params: dict[str, Any],
+    compute: Callable[[], Any],
     timeout: int | object = DEFAULT_TIMEOUT,
 ) -> Any:
     """``compute()``'s result, from the cache when an answer for these parameters and generations exists."""

@@ -1,4 +1,5 @@
 """What the connected database can do: the one place the rest of the code asks (docs/architecture.md, "Storage lanes")."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ def _probe() -> Capabilities:
         if row:
             cur.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
             hypertables = frozenset(r[0] for r in cur.fetchall()) & {d.table for d in DATASETS.values()}
-    return Capabilities(timescaledb=row is not None, timescaledb_version=row[0] if row else None, hypertables=hypertables)
+    return Capabilities(
+        timescaledb=row is not None, timescaledb_version=row[0] if row else None, hypertables=hypertables
+    )
 
 
 @lru_cache(maxsize=1)

@@ -16,19 +16,24 @@ operator can retry at once with ``manage.py consumers --retry``) and resolved wh
 A retry processes the span as it is stored *now*: after ``manage.py remove_versions`` took the bad
 version out, the span's other rows are processed and the failure resolves.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
 
 from django.db import (
-    InterfaceError, NotSupportedError, OperationalError, ProgrammingError, connection, transaction,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    connection,
+    transaction,
 )
 from django.utils import timezone
-
 from psycopg import sql
 
 from timeseries.datasets import DATASETS
@@ -87,13 +92,12 @@ def changes_consume(*, consumer: str, dataset: str, through_id: int) -> None:
 
 def changes_lag(*, consumer: str, dataset: str) -> dict:
     """How far behind ``consumer`` is: pending change rows and the oldest pending recorded_at."""
-    cursor = ChangeCursor.objects.filter(consumer=consumer, dataset=dataset).values_list("last_id", flat=True).first() or 0
+    cursor = (
+        ChangeCursor.objects.filter(consumer=consumer, dataset=dataset).values_list("last_id", flat=True).first() or 0
+    )
     pending = Change.objects.filter(dataset=dataset, id__gt=cursor).order_by("id")
     first = pending.values_list("recorded_at", flat=True).first()
     return {"pending": pending.count(), "oldest_pending_recorded_at": first, "through_id": cursor}
-
-
-
 
 
 # --- consumers that no span can wedge -----------------------------------------------------------------
@@ -122,12 +126,18 @@ class RunResult:
 def _cursor_lock(consumer: str, dataset: str) -> int:
     """Lock ``consumer``'s cursor row of ``dataset`` (inside a transaction); returns its last_id."""
     ChangeCursor.objects.get_or_create(consumer=consumer, dataset=dataset)
-    return ChangeCursor.objects.select_for_update().filter(consumer=consumer, dataset=dataset).values_list(
-        "last_id", flat=True).get()
+    return (
+        ChangeCursor.objects.select_for_update()
+        .filter(consumer=consumer, dataset=dataset)
+        .values_list("last_id", flat=True)
+        .get()
+    )
 
 
 def _pending_ids(*, dataset: str, after: int, limit: int) -> list[int]:
-    return list(Change.objects.filter(dataset=dataset, id__gt=after).order_by("id").values_list("id", flat=True)[:limit])
+    return list(
+        Change.objects.filter(dataset=dataset, id__gt=after).order_by("id").values_list("id", flat=True)[:limit]
+    )
 
 
 def _load(ids: list[int], is_span_error) -> tuple[list[Change], dict[int, BaseException]]:
@@ -153,8 +163,14 @@ def _load(ids: list[int], is_span_error) -> tuple[list[Change], dict[int, BaseEx
     return found, failed
 
 
-def _isolate(changes: list[Change], whole: Callable[[list[Change]], object], one: Callable[[Change], object],
-             is_span_error, *, savepoints: bool) -> dict[int, BaseException]:
+def _isolate(
+    changes: list[Change],
+    whole: Callable[[list[Change]], object],
+    one: Callable[[Change], object],
+    is_span_error,
+    *,
+    savepoints: bool,
+) -> dict[int, BaseException]:
     """Run ``whole(changes)``; if it fails on a span, ``one(change)`` for each: the ones that fail."""
     if not changes:
         return {}
@@ -179,9 +195,14 @@ def _isolate(changes: list[Change], whole: Callable[[list[Change]], object], one
 
 
 def changes_run(
-    *, consumer: str, dataset: str, limit: int, process: Callable[[list[Change]], object],
+    *,
+    consumer: str,
+    dataset: str,
+    limit: int,
+    process: Callable[[list[Change]], object],
     process_one: Callable[[Change], object] | None = None,
-    prepare: Callable[[list[Change]], object] | None = None, prepare_one: Callable[[Change], object] | None = None,
+    prepare: Callable[[list[Change]], object] | None = None,
+    prepare_one: Callable[[Change], object] | None = None,
     is_span_error: Callable[[BaseException], bool] = span_error,
 ) -> RunResult:
     """Consume up to ``limit`` pending entries of ``dataset``: ``process`` them in one transaction with
@@ -196,14 +217,17 @@ def changes_run(
     if prepare is not None:
         if connection.in_atomic_block:
             raise RuntimeError("changes_run(prepare=...) must run outside transaction.atomic()")
-        cursor = ChangeCursor.objects.filter(consumer=consumer, dataset=dataset).values_list("last_id", flat=True).first()
+        cursor = (
+            ChangeCursor.objects.filter(consumer=consumer, dataset=dataset).values_list("last_id", flat=True).first()
+        )
         ids = _pending_ids(dataset=dataset, after=cursor or 0, limit=limit)
         if not ids:
             return RunResult()
         through = ids[-1]
         peek, failed = _load(ids, is_span_error)
-        failed.update(_isolate(peek, prepare, prepare_one or (lambda change: prepare([change])), is_span_error,
-                               savepoints=False))
+        failed.update(
+            _isolate(peek, prepare, prepare_one or (lambda change: prepare([change])), is_span_error, savepoints=False)
+        )
     with transaction.atomic():
         ids = _pending_ids(dataset=dataset, after=_cursor_lock(consumer, dataset), limit=limit)
         if through is not None:
@@ -218,7 +242,9 @@ def changes_run(
             failure_record(consumer=consumer, dataset=dataset, change_id=change_id, exc=exc)
         changes_consume(consumer=consumer, dataset=dataset, through_id=ids[-1])
     done = [c for c in changes if c.id not in failed]
-    return RunResult(changes=done, failed=sorted(failed), through_id=ids[-1], skipped=len(ids) - len(done) - len(failed))
+    return RunResult(
+        changes=done, failed=sorted(failed), through_id=ids[-1], skipped=len(ids) - len(done) - len(failed)
+    )
 
 
 def retry_pause(attempts: int) -> timedelta:
@@ -240,17 +266,35 @@ def failure_record(*, consumer: str, dataset: str, change_id: int, exc: BaseExce
         )
         symbol, subkey, span = cur.fetchone() or ("", "", "")
     failure, created = ConsumerFailure.objects.get_or_create(
-        consumer=consumer, dataset=dataset, change_id=change_id,
-        defaults={"symbol": symbol, "subkey": subkey, "span": span, "error": _error_text(exc), "attempts": 1,
-                  "first_attempt_at": now, "last_attempt_at": now, "next_attempt_at": now + retry_pause(1)},
+        consumer=consumer,
+        dataset=dataset,
+        change_id=change_id,
+        defaults={
+            "symbol": symbol,
+            "subkey": subkey,
+            "span": span,
+            "error": _error_text(exc),
+            "attempts": 1,
+            "first_attempt_at": now,
+            "last_attempt_at": now,
+            "next_attempt_at": now + retry_pause(1),
+        },
     )
     if not created:
         failure.attempts += 1
         failure.error, failure.last_attempt_at, failure.resolved_at = _error_text(exc), now, None
         failure.next_attempt_at = now + retry_pause(failure.attempts)
         failure.save(update_fields=["attempts", "error", "last_attempt_at", "next_attempt_at", "resolved_at"])
-    logger.warning("%s consumer could not process %s change %s (%s %s, attempt %s): %s", consumer, dataset,
-                   change_id, symbol, span, failure.attempts, failure.error)
+    logger.warning(
+        "%s consumer could not process %s change %s (%s %s, attempt %s): %s",
+        consumer,
+        dataset,
+        change_id,
+        symbol,
+        span,
+        failure.attempts,
+        failure.error,
+    )
     return failure
 
 
@@ -264,9 +308,14 @@ class RetryResult:
 
 
 def failures_retry(
-    *, consumer: str, dataset: str, process_one: Callable[[Change], object],
-    prepare_one: Callable[[Change], object] | None = None, is_span_error: Callable[[BaseException], bool] = span_error,
-    force: bool = False, limit: int = RETRIES_PER_RUN,
+    *,
+    consumer: str,
+    dataset: str,
+    process_one: Callable[[Change], object],
+    prepare_one: Callable[[Change], object] | None = None,
+    is_span_error: Callable[[BaseException], bool] = span_error,
+    force: bool = False,
+    limit: int = RETRIES_PER_RUN,
 ) -> RetryResult:
     """Retry ``consumer``'s open failures of ``dataset`` whose pause is over (all with ``force``), at
     most ``limit``: each in its own transaction holding the consumer's cursor lock. A success resolves
@@ -296,8 +345,11 @@ def failures_retry(
             error, change = exc, None
         with transaction.atomic():
             _cursor_lock(consumer, dataset)
-            failure = ConsumerFailure.objects.select_for_update(skip_locked=True).filter(
-                pk=failure_id, resolved_at__isnull=True).first()
+            failure = (
+                ConsumerFailure.objects.select_for_update(skip_locked=True)
+                .filter(pk=failure_id, resolved_at__isnull=True)
+                .first()
+            )
             if failure is None:
                 continue  # resolved by someone else meanwhile
             if error is None and change is not None:
@@ -329,9 +381,10 @@ def _span_holds_rows(change_id: int) -> bool:
         if spec is None:
             return False
         cur.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM timeseries_change c JOIN {t} m ON m.{s} = c.symbol"
-                    " AND m.time BETWEEN c.first_time AND c.last_time WHERE c.id = %s)").format(
-                t=sql.Identifier(spec.table), s=sql.Identifier(spec.symbol_column)),
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM timeseries_change c JOIN {t} m ON m.{s} = c.symbol"
+                " AND m.time BETWEEN c.first_time AND c.last_time WHERE c.id = %s)"
+            ).format(t=sql.Identifier(spec.table), s=sql.Identifier(spec.symbol_column)),
             [change_id],
         )
         return cur.fetchone()[0]
@@ -340,7 +393,8 @@ def _span_holds_rows(change_id: int) -> bool:
 def failures_due_now(*, dataset: str, symbols: Iterable[str]) -> int:
     """Make the open failures of ``dataset``'s ``symbols`` due for retry at once (after a removal)."""
     return ConsumerFailure.objects.filter(dataset=dataset, symbol__in=list(symbols), resolved_at__isnull=True).update(
-        next_attempt_at=timezone.now())
+        next_attempt_at=timezone.now()
+    )
 
 
 def failures_open(*, consumer: str | None = None, dataset: str | None = None):

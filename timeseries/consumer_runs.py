@@ -4,11 +4,12 @@ a time across the worker processes, continuing itself while a backlog is left.
 Task-layer helpers shared by ``timeseries/tasks.py`` and ``timeseries/quality_tasks.py`` (and used by
 ``ingestion/tasks.py``): they touch Celery's request and the cache only, never a service.
 """
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from celery import Task
 from django.core.cache import cache

@@ -16,12 +16,13 @@ The three instants of every row:
 A *version* is identified by key + known_at + recorded_at; as of T (as recorded by S) the version of a
 key with the greatest (known_at, recorded_at) among known_at <= T, recorded_at <= S is the truth.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,7 +78,7 @@ class RowCheck:
 
     column: str
     message: str
-    failing: Callable[[pa.Table, "CheckContext"], pa.ChunkedArray | pa.Array]
+    failing: Callable[[pa.Table, CheckContext], pa.ChunkedArray | pa.Array]
 
 
 @dataclass(frozen=True)
@@ -378,7 +379,9 @@ NEWS_EVENTS = Dataset(
     state_is_event_list=True,
     change_summary=_news_summary,
     api_filters=(("source", "source"), ("language", "language"), ("news_id", "news_id"), ("impact", "impact_score")),
-    quality_checks=QualityChecks(suite="stories", checks=(QualityCheck("duplicate_title", 0.3, True),), whole_days=True),
+    quality_checks=QualityChecks(
+        suite="stories", checks=(QualityCheck("duplicate_title", 0.3, True),), whole_days=True
+    ),
     id_column="news_id",
     derive_ids=_news_ids,
     columns=(
@@ -543,7 +546,9 @@ def dataset_of_model(model: type[models.Model]) -> Dataset:
     for spec in DATASETS.values():
         if spec.model_label == label:
             return spec
-    raise UnknownDataset(f"{label} is not the model of a dataset: expected one of {', '.join(s.model_label for s in DATASETS.values())}")
+    raise UnknownDataset(
+        f"{label} is not the model of a dataset: expected one of {', '.join(s.model_label for s in DATASETS.values())}"
+    )
 
 
 def get_dataset(name: str) -> Dataset:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,24 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 __all__ = [
-    "DEFAULT_SYMBOLS", "SECTORS", "SCHEMAS", "make_symbols", "sector_of",
-    "market_data_batches", "market_data", "market_data_corrections", "market_data_next_session",
-    "market_data_fixes", "news_events",
-    "insider_trades", "social_sentiment", "government_events", "generate_all",
-    "write_csv", "write_parquet", "write_ndjson",
+    "DEFAULT_SYMBOLS",
+    "SECTORS",
+    "SCHEMAS",
+    "make_symbols",
+    "sector_of",
+    "market_data_batches",
+    "market_data",
+    "market_data_corrections",
+    "market_data_next_session",
+    "market_data_fixes",
+    "news_events",
+    "insider_trades",
+    "social_sentiment",
+    "government_events",
+    "generate_all",
+    "write_csv",
+    "write_parquet",
+    "write_ndjson",
 ]
 
 TS = pa.timestamp("us", tz="UTC")
@@ -38,21 +51,59 @@ DAY_US = 86_400 * US
 SESSION_OPEN_S = 14 * 3600 + 30 * 60  # 14:30 UTC
 SESSION_LEN_S = 6 * 3600 + 30 * 60  # 390 minutes
 _BLOCK_BARS = 16_384  # fixed generation block: results never depend on batch_rows
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SECTORS: dict[str, str] = {
-    "AAPL": "Technology", "MSFT": "Technology", "NVDA": "Technology", "GOOGL": "Communication Services",
-    "AMZN": "Consumer Discretionary", "META": "Communication Services", "TSLA": "Consumer Discretionary",
-    "AVGO": "Technology", "JPM": "Financials", "V": "Financials", "MA": "Financials", "BAC": "Financials",
-    "GS": "Financials", "WFC": "Financials", "UNH": "Health Care", "JNJ": "Health Care", "LLY": "Health Care",
-    "PFE": "Health Care", "MRK": "Health Care", "ABBV": "Health Care", "XOM": "Energy", "CVX": "Energy",
-    "COP": "Energy", "WMT": "Consumer Staples", "PG": "Consumer Staples", "KO": "Consumer Staples",
-    "PEP": "Consumer Staples", "COST": "Consumer Staples", "HD": "Consumer Discretionary",
-    "MCD": "Consumer Discretionary", "NKE": "Consumer Discretionary", "DIS": "Communication Services",
-    "NFLX": "Communication Services", "T": "Communication Services", "BA": "Industrials", "CAT": "Industrials",
-    "GE": "Industrials", "LMT": "Industrials", "RTX": "Industrials", "UPS": "Industrials", "ORCL": "Technology",
-    "CRM": "Technology", "AMD": "Technology", "INTC": "Technology", "CSCO": "Technology", "NEE": "Utilities",
-    "DUK": "Utilities", "LIN": "Materials", "FCX": "Materials", "PLD": "Real Estate",
+    "AAPL": "Technology",
+    "MSFT": "Technology",
+    "NVDA": "Technology",
+    "GOOGL": "Communication Services",
+    "AMZN": "Consumer Discretionary",
+    "META": "Communication Services",
+    "TSLA": "Consumer Discretionary",
+    "AVGO": "Technology",
+    "JPM": "Financials",
+    "V": "Financials",
+    "MA": "Financials",
+    "BAC": "Financials",
+    "GS": "Financials",
+    "WFC": "Financials",
+    "UNH": "Health Care",
+    "JNJ": "Health Care",
+    "LLY": "Health Care",
+    "PFE": "Health Care",
+    "MRK": "Health Care",
+    "ABBV": "Health Care",
+    "XOM": "Energy",
+    "CVX": "Energy",
+    "COP": "Energy",
+    "WMT": "Consumer Staples",
+    "PG": "Consumer Staples",
+    "KO": "Consumer Staples",
+    "PEP": "Consumer Staples",
+    "COST": "Consumer Staples",
+    "HD": "Consumer Discretionary",
+    "MCD": "Consumer Discretionary",
+    "NKE": "Consumer Discretionary",
+    "DIS": "Communication Services",
+    "NFLX": "Communication Services",
+    "T": "Communication Services",
+    "BA": "Industrials",
+    "CAT": "Industrials",
+    "GE": "Industrials",
+    "LMT": "Industrials",
+    "RTX": "Industrials",
+    "UPS": "Industrials",
+    "ORCL": "Technology",
+    "CRM": "Technology",
+    "AMD": "Technology",
+    "INTC": "Technology",
+    "CSCO": "Technology",
+    "NEE": "Utilities",
+    "DUK": "Utilities",
+    "LIN": "Materials",
+    "FCX": "Materials",
+    "PLD": "Real Estate",
 }
 DEFAULT_SYMBOLS: list[str] = list(SECTORS)
 _SECTOR_NAMES: tuple[str, ...] = tuple(sorted(set(SECTORS.values())))
@@ -75,26 +126,89 @@ def sector_of(symbol: str) -> str:
 # --------------------------------------------------------------------------- schemas
 _F, _I32, _I64, _S, _LS = pa.float64(), pa.int32(), pa.int64(), pa.string(), pa.list_(pa.string())
 SCHEMAS: dict[str, pa.Schema] = {
-    "market_data": pa.schema([
-        ("time", TS), ("symbol", _S), ("open", _F), ("high", _F), ("low", _F), ("close", _F),
-        ("volume", _I64), ("vwap", _F), ("trades", _I32), ("market_cap", _F), ("source", _S),
-        ("quality_score", _F), ("known_at", TS)]),
-    "news_events": pa.schema([
-        ("time", TS), ("symbol", _S), ("news_id", _S), ("title", _S), ("content", _S), ("source", _S),
-        ("sentiment", _F), ("impact_score", _F), ("categories", _LS), ("url", _S), ("author", _S),
-        ("language", _S), ("quality_score", _F), ("known_at", TS)]),
-    "insider_trades": pa.schema([
-        ("time", TS), ("symbol", _S), ("insider_name", _S), ("title", _S), ("transaction_type", _S),
-        ("shares", _I64), ("price", _F), ("value", _F), ("filing_date", TS), ("form_type", _S),
-        ("is_cluster_trade", pa.bool_()), ("political_connection", pa.bool_()), ("known_at", TS)]),
-    "social_sentiment": pa.schema([
-        ("time", TS), ("symbol", _S), ("platform", _S), ("mention_count", _I32), ("sentiment_avg", _F),
-        ("sentiment_std", _F), ("unique_users", _I32), ("total_engagement", _I64), ("momentum_score", _F),
-        ("viral_score", _F), ("known_at", TS)]),
-    "government_events": pa.schema([
-        ("time", TS), ("event_type", _S), ("amount", _F), ("description", _S), ("primary_symbol", _S),
-        ("affected_symbols", _LS), ("sectors", _LS), ("country", _S), ("state_province", _S),
-        ("market_impact", _F), ("confidence", _F), ("known_at", TS)]),
+    "market_data": pa.schema(
+        [
+            ("time", TS),
+            ("symbol", _S),
+            ("open", _F),
+            ("high", _F),
+            ("low", _F),
+            ("close", _F),
+            ("volume", _I64),
+            ("vwap", _F),
+            ("trades", _I32),
+            ("market_cap", _F),
+            ("source", _S),
+            ("quality_score", _F),
+            ("known_at", TS),
+        ]
+    ),
+    "news_events": pa.schema(
+        [
+            ("time", TS),
+            ("symbol", _S),
+            ("news_id", _S),
+            ("title", _S),
+            ("content", _S),
+            ("source", _S),
+            ("sentiment", _F),
+            ("impact_score", _F),
+            ("categories", _LS),
+            ("url", _S),
+            ("author", _S),
+            ("language", _S),
+            ("quality_score", _F),
+            ("known_at", TS),
+        ]
+    ),
+    "insider_trades": pa.schema(
+        [
+            ("time", TS),
+            ("symbol", _S),
+            ("insider_name", _S),
+            ("title", _S),
+            ("transaction_type", _S),
+            ("shares", _I64),
+            ("price", _F),
+            ("value", _F),
+            ("filing_date", TS),
+            ("form_type", _S),
+            ("is_cluster_trade", pa.bool_()),
+            ("political_connection", pa.bool_()),
+            ("known_at", TS),
+        ]
+    ),
+    "social_sentiment": pa.schema(
+        [
+            ("time", TS),
+            ("symbol", _S),
+            ("platform", _S),
+            ("mention_count", _I32),
+            ("sentiment_avg", _F),
+            ("sentiment_std", _F),
+            ("unique_users", _I32),
+            ("total_engagement", _I64),
+            ("momentum_score", _F),
+            ("viral_score", _F),
+            ("known_at", TS),
+        ]
+    ),
+    "government_events": pa.schema(
+        [
+            ("time", TS),
+            ("event_type", _S),
+            ("amount", _F),
+            ("description", _S),
+            ("primary_symbol", _S),
+            ("affected_symbols", _LS),
+            ("sectors", _LS),
+            ("country", _S),
+            ("state_province", _S),
+            ("market_impact", _F),
+            ("confidence", _F),
+            ("known_at", TS),
+        ]
+    ),
 }
 
 
@@ -176,10 +290,19 @@ def _ticks(price: np.ndarray) -> np.ndarray:
     return np.where(price >= 1.0, np.round(price, 2), np.round(price, 4))
 
 
-def _market_block(rngs: tuple[np.random.Generator, np.random.Generator], last_close: float,
-                  cap: tuple[float, int], prof: dict[str, float], times: np.ndarray, season: np.ndarray,
-                  new_session: np.ndarray, sigma: float, step_us: int, correction_rate: float,
-                  mode: str) -> tuple[dict[str, np.ndarray], float, tuple[float, int]]:
+def _market_block(
+    rngs: tuple[np.random.Generator, np.random.Generator],
+    last_close: float,
+    cap: tuple[float, int],
+    prof: dict[str, float],
+    times: np.ndarray,
+    season: np.ndarray,
+    new_session: np.ndarray,
+    sigma: float,
+    step_us: int,
+    correction_rate: float,
+    mode: str,
+) -> tuple[dict[str, np.ndarray], float, tuple[float, int]]:
     """One symbol's bars for one block; returns the columns, the raw last close (walk state) and the
     market-cap state (reference close, its day).
 
@@ -208,9 +331,16 @@ def _market_block(rngs: tuple[np.random.Generator, np.random.Generator], last_cl
     # four decimals, and kept inside the rounded range
     high_t, low_t = _ticks(high), _ticks(low)
     cols: dict[str, np.ndarray] = {
-        "time": times, "open": _ticks(open_), "high": high_t, "low": low_t,
-        "close": _ticks(close), "volume": volume, "vwap": np.clip(np.round(vwap, 4), low_t, high_t), "trades": trades,
-        "quality_score": quality, "known_at": times + step_us,
+        "time": times,
+        "open": _ticks(open_),
+        "high": high_t,
+        "low": low_t,
+        "close": _ticks(close),
+        "volume": volume,
+        "vwap": np.clip(np.round(vwap, 4), low_t, high_t),
+        "trades": trades,
+        "quality_score": quality,
+        "known_at": times + step_us,
     }
     # market cap as of the previous day's close: one figure per day, as feeds publish it
     prev_close = np.concatenate(([_ticks(np.array([last_close]))[0]], cols["close"][:-1]))
@@ -245,8 +375,16 @@ def _market_block(rngs: tuple[np.random.Generator, np.random.Generator], last_cl
     return out, walk_state, cap_state
 
 
-def _market_chunks(symbols: Sequence[str], t0: int, t1: int, seed: int, bar_interval_s: int,
-                   trading_hours_only: bool, correction_rate: float, mode: str) -> Iterator[dict[str, np.ndarray]]:
+def _market_chunks(
+    symbols: Sequence[str],
+    t0: int,
+    t1: int,
+    seed: int,
+    bar_interval_s: int,
+    trading_hours_only: bool,
+    correction_rate: float,
+    mode: str,
+) -> Iterator[dict[str, np.ndarray]]:
     times, season, new_session = _bar_grid(t0, t1, bar_interval_s, trading_hours_only)
     step_us = bar_interval_s * US
     year_s = 252 * SESSION_LEN_S  # volatility is calibrated on regular-session time
@@ -258,8 +396,9 @@ def _market_chunks(symbols: Sequence[str], t0: int, t1: int, seed: int, bar_inte
         for b, lo in enumerate(range(0, times.size, _BLOCK_BARS)):
             sl = slice(lo, lo + _BLOCK_BARS)
             rngs = (_rng(seed, "market_data", symbol, b, 0), _rng(seed, "market_data", symbol, b, 1))
-            cols, last, cap = _market_block(rngs, last, cap, prof, times[sl], season[sl], new_session[sl], sigma,
-                                            step_us, correction_rate, mode)
+            cols, last, cap = _market_block(
+                rngs, last, cap, prof, times[sl], season[sl], new_session[sl], sigma, step_us, correction_rate, mode
+            )
             cols["symbol"] = np.full(cols["close"].size, code, dtype=np.int32)
             yield cols
 
@@ -267,21 +406,32 @@ def _market_chunks(symbols: Sequence[str], t0: int, t1: int, seed: int, bar_inte
 def _market_batch(cols: dict[str, np.ndarray], symbols: Sequence[str]) -> pa.RecordBatch:
     n = cols["time"].size
     arrays = {
-        "time": _ts(cols["time"]), "symbol": _repeat_str(cols["symbol"], symbols),
+        "time": _ts(cols["time"]),
+        "symbol": _repeat_str(cols["symbol"], symbols),
         **{k: pa.array(cols[k], type=_F) for k in ("open", "high", "low", "close")},
-        "volume": pa.array(cols["volume"], type=_I64), "vwap": pa.array(cols["vwap"], type=_F),
+        "volume": pa.array(cols["volume"], type=_I64),
+        "vwap": pa.array(cols["vwap"], type=_F),
         "trades": pa.array(cols["trades"].astype(np.int32), type=_I32),
         "market_cap": pa.array(cols["market_cap"], type=_F),
         "source": _repeat_str(np.zeros(n, dtype=np.int32), ["demo"]),
-        "quality_score": pa.array(cols["quality_score"], type=_F), "known_at": _ts(cols["known_at"]),
+        "quality_score": pa.array(cols["quality_score"], type=_F),
+        "known_at": _ts(cols["known_at"]),
     }
     schema = SCHEMAS["market_data"]
     return pa.RecordBatch.from_arrays([arrays[f.name] for f in schema], schema=schema)
 
 
-def _market_stream(symbols: Sequence[str], start: datetime, days: int, seed: int, bar_interval_s: int,
-                   trading_hours_only: bool, correction_rate: float, batch_rows: int,
-                   mode: str) -> Iterator[pa.RecordBatch]:
+def _market_stream(
+    symbols: Sequence[str],
+    start: datetime,
+    days: int,
+    seed: int,
+    bar_interval_s: int,
+    trading_hours_only: bool,
+    correction_rate: float,
+    batch_rows: int,
+    mode: str,
+) -> Iterator[pa.RecordBatch]:
     """Validate eagerly, then return the lazy batch generator."""
     t0, t1 = _window(start, days)
     if bar_interval_s <= 0 or batch_rows <= 0:
@@ -306,17 +456,25 @@ def _rebatch(chunks: Iterable[dict[str, np.ndarray]], symbols: list[str], batch_
         merged = {k: np.concatenate([c[k] for c in buf]) for k in buf[0]}
         cut = rows - rows % batch_rows
         for a in range(0, cut, batch_rows):
-            yield _market_batch({k: v[a:a + batch_rows] for k, v in merged.items()}, symbols)
+            yield _market_batch({k: v[a : a + batch_rows] for k, v in merged.items()}, symbols)
         buf = [{k: v[cut:] for k, v in merged.items()}] if cut < rows else []
         rows -= cut
     if rows:
         yield _market_batch({k: np.concatenate([c[k] for c in buf]) for k in buf[0]}, symbols)
 
 
-def market_data_batches(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                        bar_interval_s: int = 60, trading_hours_only: bool = True,
-                        correction_rate: float = 0.01, batch_rows: int = 1_000_000,
-                        include_corrections: bool = True) -> Iterator[pa.RecordBatch]:
+def market_data_batches(
+    *,
+    symbols: Sequence[str],
+    start: datetime,
+    days: int,
+    seed: int = 0,
+    bar_interval_s: int = 60,
+    trading_hours_only: bool = True,
+    correction_rate: float = 0.01,
+    batch_rows: int = 1_000_000,
+    include_corrections: bool = True,
+) -> Iterator[pa.RecordBatch]:
     """Stream OHLCV bars ordered by symbol then time, in batches of ``batch_rows`` rows.
 
     Bars cover ``[start, start + days)``: 14:30-21:00 UTC on weekdays (390 one-minute
@@ -325,33 +483,62 @@ def market_data_batches(*, symbols: Sequence[str], start: datetime, days: int, s
     is followed by a correction row (same symbol/time, known 1-48 h later).
     """
     mode = "inline" if include_corrections else "none"
-    return _market_stream(symbols, start, days, seed, bar_interval_s, trading_hours_only, correction_rate,
-                          batch_rows, mode)
+    return _market_stream(
+        symbols, start, days, seed, bar_interval_s, trading_hours_only, correction_rate, batch_rows, mode
+    )
 
 
-def market_data(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0, bar_interval_s: int = 60,
-                trading_hours_only: bool = True, correction_rate: float = 0.01, batch_rows: int = 1_000_000,
-                include_corrections: bool = True) -> pa.Table:
+def market_data(
+    *,
+    symbols: Sequence[str],
+    start: datetime,
+    days: int,
+    seed: int = 0,
+    bar_interval_s: int = 60,
+    trading_hours_only: bool = True,
+    correction_rate: float = 0.01,
+    batch_rows: int = 1_000_000,
+    include_corrections: bool = True,
+) -> pa.Table:
     """All of :func:`market_data_batches` as one table."""
-    batches = list(market_data_batches(
-        symbols=symbols, start=start, days=days, seed=seed, bar_interval_s=bar_interval_s,
-        trading_hours_only=trading_hours_only, correction_rate=correction_rate, batch_rows=batch_rows,
-        include_corrections=include_corrections))
+    batches = list(
+        market_data_batches(
+            symbols=symbols,
+            start=start,
+            days=days,
+            seed=seed,
+            bar_interval_s=bar_interval_s,
+            trading_hours_only=trading_hours_only,
+            correction_rate=correction_rate,
+            batch_rows=batch_rows,
+            include_corrections=include_corrections,
+        )
+    )
     return pa.Table.from_batches(batches, schema=SCHEMAS["market_data"])
 
 
-def market_data_corrections(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                            bar_interval_s: int = 60, trading_hours_only: bool = True,
-                            correction_rate: float = 0.01) -> pa.Table:
+def market_data_corrections(
+    *,
+    symbols: Sequence[str],
+    start: datetime,
+    days: int,
+    seed: int = 0,
+    bar_interval_s: int = 60,
+    trading_hours_only: bool = True,
+    correction_rate: float = 0.01,
+) -> pa.Table:
     """Only the correction rows that :func:`market_data` would include inline."""
-    batches = list(_market_stream(symbols, start, days, seed, bar_interval_s, trading_hours_only,
-                                  correction_rate, 1_000_000, "only"))
+    batches = list(
+        _market_stream(
+            symbols, start, days, seed, bar_interval_s, trading_hours_only, correction_rate, 1_000_000, "only"
+        )
+    )
     return pa.Table.from_batches(batches, schema=SCHEMAS["market_data"])
 
 
 def _next_session(end: datetime) -> datetime:
     """Midnight (UTC) of the first weekday on or after ``end``."""
-    day = end.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if day < end:
         day += timedelta(days=1)
     while day.weekday() >= 5:
@@ -359,8 +546,9 @@ def _next_session(end: datetime) -> datetime:
     return day
 
 
-def market_data_next_session(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                             bar_interval_s: int = 60) -> pa.Table:
+def market_data_next_session(
+    *, symbols: Sequence[str], start: datetime, days: int, seed: int = 0, bar_interval_s: int = 60
+) -> pa.Table:
     """The bars of the first weekday after ``[start, start + days)`` — what a feed delivers next.
 
     Each symbol's price path continues where the window ended (generation is prefix-stable), so
@@ -372,13 +560,15 @@ def market_data_next_session(*, symbols: Sequence[str], start: datetime, days: i
     return table.filter(pc.greater_equal(table["time"], pa.scalar(session, type=TS)))
 
 
-def market_data_fixes(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                      per_symbol: int = 10, bar_interval_s: int = 60) -> pa.Table:
+def market_data_fixes(
+    *, symbols: Sequence[str], start: datetime, days: int, seed: int = 0, per_symbol: int = 10, bar_interval_s: int = 60
+) -> pa.Table:
     """A data-quality fix file: the first ``per_symbol`` bars of each symbol's last session in the
     window, re-sent with a different close inside [low, high], the same ``known_at`` and source
     ``demo_fix``. Loaded after :func:`market_data` of the same window, every row is a revision."""
-    table = market_data(symbols=symbols, start=start, days=days, seed=seed, bar_interval_s=bar_interval_s,
-                        include_corrections=False)
+    table = market_data(
+        symbols=symbols, start=start, days=days, seed=seed, bar_interval_s=bar_interval_s, include_corrections=False
+    )
     if table.num_rows == 0:
         return table
     last = pc.max(table["time"]).as_py()
@@ -391,8 +581,9 @@ def market_data_fixes(*, symbols: Sequence[str], start: datetime, days: int, see
     fixed = np.where(mid != close, mid, high)
     keep = fixed != close  # a bar with high == low == close has no other value to take
     day = day.set_column(day.schema.get_field_index("close"), "close", pa.array(fixed, type=_F))
-    day = day.set_column(day.schema.get_field_index("source"), "source",
-                         pa.array(["demo_fix"] * day.num_rows, type=pa.string()))
+    day = day.set_column(
+        day.schema.get_field_index("source"), "source", pa.array(["demo_fix"] * day.num_rows, type=pa.string())
+    )
     return day.filter(pa.array(keep))
 
 
@@ -434,14 +625,47 @@ _NEWS_TEMPLATES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("{s} files quarterly report", 0, ("filings",)),
 )
 _NEWS_SOURCES = ("demo-newswire", "demo-press-release", "demo-markets-desk", "demo-analyst-notes", "demo-blog")
-_FIRST = ("Alex", "Jordan", "Taylor", "Morgan", "Casey", "Jamie", "Riley", "Avery", "Quinn", "Drew",
-          "Sam", "Robin", "Cameron", "Dana", "Elliot", "Harper")
-_LAST = ("Smith", "Chen", "Garcia", "Patel", "Johnson", "Kim", "Müller", "Rossi", "Nguyen", "Brown",
-         "Okafor", "Silva", "Novak", "Larsen", "Cohen", "Tanaka")
+_FIRST = (
+    "Alex",
+    "Jordan",
+    "Taylor",
+    "Morgan",
+    "Casey",
+    "Jamie",
+    "Riley",
+    "Avery",
+    "Quinn",
+    "Drew",
+    "Sam",
+    "Robin",
+    "Cameron",
+    "Dana",
+    "Elliot",
+    "Harper",
+)
+_LAST = (
+    "Smith",
+    "Chen",
+    "Garcia",
+    "Patel",
+    "Johnson",
+    "Kim",
+    "Müller",
+    "Rossi",
+    "Nguyen",
+    "Brown",
+    "Okafor",
+    "Silva",
+    "Novak",
+    "Larsen",
+    "Cohen",
+    "Tanaka",
+)
 
 
-def news_events(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                per_symbol_per_day: float = 3.0) -> pa.Table:
+def news_events(
+    *, symbols: Sequence[str], start: datetime, days: int, seed: int = 0, per_symbol_per_day: float = 3.0
+) -> pa.Table:
     """News stories; known_at is publication time or a short delivery lag after it."""
     t0, t1 = _window(start, days)
 
@@ -466,15 +690,25 @@ def news_events(*, symbols: Sequence[str], start: datetime, days: int, seed: int
         titles = [_NEWS_TEMPLATES[i][0].format(s=sym) for i in tpl]
         ids = [f"{sym}-{seed}-{i:06d}" for i in range(n)]
         return {
-            "time": t, "news_id": ids, "title": titles,
-            "content": [f"{title}. The {sector.lower()} company said the development was material to its "
-                        f"outlook. (Synthetic demo story.)" for title in titles],
-            "source": [_NEWS_SOURCES[i] for i in src], "sentiment": sent, "impact_score": impact,
-            "categories": [list(_NEWS_TEMPLATES[i][2]) + ([sector.lower()] if a else [])
-                           for i, a in zip(tpl, add_sector)],
+            "time": t,
+            "news_id": ids,
+            "title": titles,
+            "content": [
+                f"{title}. The {sector.lower()} company said the development was material to its "
+                f"outlook. (Synthetic demo story.)"
+                for title in titles
+            ],
+            "source": [_NEWS_SOURCES[i] for i in src],
+            "sentiment": sent,
+            "impact_score": impact,
+            "categories": [
+                list(_NEWS_TEMPLATES[i][2]) + ([sector.lower()] if a else []) for i, a in zip(tpl, add_sector)
+            ],
             "url": [f"https://news.example.com/{sym.lower()}/{i}" for i in ids],
             "author": [f"{_FIRST[a % len(_FIRST)]} {_LAST[a // len(_FIRST)]}" for a in auth],
-            "language": lang.tolist(), "quality_score": [None] * n, "known_at": t + lag_s * US,
+            "language": lang.tolist(),
+            "quality_score": [None] * n,
+            "known_at": t + lag_s * US,
         }
 
     return _per_symbol("news_events", symbols, build)
@@ -483,8 +717,9 @@ def news_events(*, symbols: Sequence[str], start: datetime, days: int, seed: int
 _INSIDER_TITLES = ("CEO", "CFO", "COO", "President", "General Counsel", "Director", "Director", "10% Owner")
 
 
-def insider_trades(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                   amendment_rate: float = 0.05) -> pa.Table:
+def insider_trades(
+    *, symbols: Sequence[str], start: datetime, days: int, seed: int = 0, amendment_rate: float = 0.05
+) -> pa.Table:
     """Form 4 insider trades filed 1-3 business days later, plus ~``amendment_rate`` 4/A amendments."""
     t0, t1 = _window(start, days)
     bdays = _business_days(t0, t1)
@@ -501,8 +736,9 @@ def insider_trades(*, symbols: Sequence[str], start: datetime, days: int, seed: 
         who, sell = r.integers(0, k, n0), r.random(n0) < 0.65
         cluster = r.random(n0) < 0.12
         followers = np.repeat(np.flatnonzero(cluster), r.integers(1, 4, n0)[cluster])
-        day_i = np.concatenate([day_i, np.minimum(day_i[followers] + r.integers(0, 4, followers.size),
-                                                  max(bdays.size - 1, 0))])
+        day_i = np.concatenate(
+            [day_i, np.minimum(day_i[followers] + r.integers(0, 4, followers.size), max(bdays.size - 1, 0))]
+        )
         who = np.concatenate([who, (who[followers] + r.integers(1, k, followers.size)) % k])
         sell = np.concatenate([sell, sell[followers]])
         is_cluster = np.concatenate([cluster, np.ones(followers.size, bool)])
@@ -511,8 +747,11 @@ def insider_trades(*, symbols: Sequence[str], start: datetime, days: int, seed: 
         tod = SESSION_OPEN_S + r.integers(0, SESSION_LEN_S, n)
         t = bdays[day_i] * DAY_US + np.where(intraday, tod, 0) * US if n else np.zeros(0, np.int64)
         # drop duplicate keys (same insider, day/time and direction), keep first
-        _, first = np.unique(np.stack([t, who, sell.astype(np.int64)]), axis=1, return_index=True) \
-            if n else (None, np.zeros(0, np.int64))
+        _, first = (
+            np.unique(np.stack([t, who, sell.astype(np.int64)]), axis=1, return_index=True)
+            if n
+            else (None, np.zeros(0, np.int64))
+        )
         order = np.sort(first)
         order = order[np.lexsort((who[order], t[order]))]
         t, who, sell, is_cluster, n = t[order], who[order], sell[order], is_cluster[order], order.size
@@ -540,10 +779,18 @@ def insider_trades(*, symbols: Sequence[str], start: datetime, days: int, seed: 
         form = np.full(t.size, "4", dtype=object)
         form[pos] = "4/A"
         return {
-            "time": t, "insider_name": [people[i] for i in who], "title": roles[who].tolist(),
-            "transaction_type": np.where(sell, "sell", "buy").tolist(), "shares": shares, "price": price,
-            "value": np.round(shares * price, 2), "filing_date": filing, "form_type": form.tolist(),
-            "is_cluster_trade": is_cluster, "political_connection": political[who], "known_at": filing,
+            "time": t,
+            "insider_name": [people[i] for i in who],
+            "title": roles[who].tolist(),
+            "transaction_type": np.where(sell, "sell", "buy").tolist(),
+            "shares": shares,
+            "price": price,
+            "value": np.round(shares * price, 2),
+            "filing_date": filing,
+            "form_type": form.tolist(),
+            "is_cluster_trade": is_cluster,
+            "political_connection": political[who],
+            "known_at": filing,
         }
 
     return _per_symbol("insider_trades", symbols, build)
@@ -555,12 +802,14 @@ _PLATFORM_ENGAGEMENT = np.array([12.0, 25.0, 4.0])
 
 
 def _viral(momentum: np.ndarray, engagement: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(0.7 * np.tanh(np.maximum(momentum, 0) / 4) + 0.3 * (1 - np.exp(-engagement / 5e4)),
-                            0, 1), 4)
+    return np.round(
+        np.clip(0.7 * np.tanh(np.maximum(momentum, 0) / 4) + 0.3 * (1 - np.exp(-engagement / 5e4)), 0, 1), 4
+    )
 
 
-def social_sentiment(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                     correction_rate: float = 0.01) -> pa.Table:
+def social_sentiment(
+    *, symbols: Sequence[str], start: datetime, days: int, seed: int = 0, correction_rate: float = 0.01
+) -> pa.Table:
     """Hourly per-platform sentiment windows, known one hour after the window start.
 
     A ``correction_rate`` share of windows gets a later correction row (same key,
@@ -582,7 +831,7 @@ def social_sentiment(*, symbols: Sequence[str], start: datetime, days: int, seed
         burst = np.convolve(impulses, np.exp(-lags[:48] / 6.0))[:h]
         lam = buzz * _PLATFORM_SCALE[None, :] * (activity * (1 + burst))[:, None]  # (h, 3)
         mentions = r.poisson(lam)
-        latent = np.convolve(r.normal(0, 0.08, h), 0.95 ** lags)[:h] + r.uniform(-0.1, 0.2)
+        latent = np.convolve(r.normal(0, 0.08, h), 0.95**lags)[:h] + r.uniform(-0.1, 0.2)
         noise = r.normal(0, 0.3, (h, 3)) / np.sqrt(mentions + 1)
         sent = np.where(mentions > 0, np.round(np.clip(latent[:, None] + noise, -1, 1), 4), 0.0)
         std = np.where(mentions >= 2, np.round(r.uniform(0.25, 0.65, (h, 3)), 4), 0.0)
@@ -596,10 +845,16 @@ def social_sentiment(*, symbols: Sequence[str], start: datetime, days: int, seed
         prev_mean[:1] = lam[:1]  # no history yet: compare with the expected level
         momentum = np.round((mentions - prev_mean) / np.sqrt(prev_mean + 1), 4)
         cols = {
-            "time": np.repeat(hours, 3), "platform": np.tile(np.arange(3), h), "mention_count": mentions.ravel(),
-            "sentiment_avg": sent.ravel(), "sentiment_std": std.ravel(), "unique_users": users.ravel(),
-            "total_engagement": engagement.ravel(), "momentum_score": momentum.ravel(),
-            "viral_score": _viral(momentum, engagement).ravel(), "prev_mean": prev_mean.ravel(),
+            "time": np.repeat(hours, 3),
+            "platform": np.tile(np.arange(3), h),
+            "mention_count": mentions.ravel(),
+            "sentiment_avg": sent.ravel(),
+            "sentiment_std": std.ravel(),
+            "unique_users": users.ravel(),
+            "total_engagement": engagement.ravel(),
+            "momentum_score": momentum.ravel(),
+            "viral_score": _viral(momentum, engagement).ravel(),
+            "prev_mean": prev_mean.ravel(),
         }
         n = 3 * h
         mask = r.random(n) < correction_rate
@@ -611,8 +866,9 @@ def social_sentiment(*, symbols: Sequence[str], start: datetime, days: int, seed
         new = old + np.maximum(1, np.rint(old * grow)).astype(old.dtype)
         cols["mention_count"][pos] = new
         cols["unique_users"][pos] = np.clip(cols["unique_users"][pos] + np.rint((new - old) * share), 1, new)
-        cols["total_engagement"][pos] = np.rint(cols["total_engagement"][pos] * new / np.maximum(old, 1)
-                                                + (new - old)).astype(np.int64)
+        cols["total_engagement"][pos] = np.rint(
+            cols["total_engagement"][pos] * new / np.maximum(old, 1) + (new - old)
+        ).astype(np.int64)
         pm = cols.pop("prev_mean")[pos]
         cols["momentum_score"][pos] = np.round((new - pm) / np.sqrt(pm + 1), 4)
         cols["viral_score"][pos] = _viral(cols["momentum_score"][pos], cols["total_engagement"][pos])
@@ -639,8 +895,9 @@ _STATES = ("CA", "TX", "VA", "WA", "FL", "NY", "AZ", "CO", "MD", "OH")
 _COUNTRIES = ("CN", "GB", "DE", "JP", "CA", "MX", "IN")
 
 
-def government_events(*, symbols: Sequence[str], start: datetime, days: int, seed: int = 0,
-                      per_day: float = 2.0) -> pa.Table:
+def government_events(
+    *, symbols: Sequence[str], start: datetime, days: int, seed: int = 0, per_day: float = 2.0
+) -> pa.Table:
     """Government/macro events for the whole symbol universe, known at publication or up to 30 min later.
 
     Every event has a ``primary_symbol`` from ``symbols`` (macro events pick a financial).
@@ -673,15 +930,23 @@ def government_events(*, symbols: Sequence[str], start: datetime, days: int, see
         desc = text.format(m=(amount or 0) / 1e6, sym=symbols[p], sector=sectors[p].lower(), move=move, by=by)
         us = macro or r.random() < 0.88
         key = (int(t[i]), kind, symbols[p])
-        rows.setdefault(key, {
-            "time": key[0], "event_type": kind, "amount": amount, "description": desc, "primary_symbol": key[2],
-            "affected_symbols": [symbols[j] for j in affected], "sectors": sorted({sectors[j] for j in affected}),
-            "country": "US" if us else _COUNTRIES[int(r.integers(len(_COUNTRIES)))],
-            "state_province": _STATES[int(r.integers(len(_STATES)))] if us and r.random() < 0.5 else None,
-            "market_impact": round(float(np.clip(r.uniform(*impacts) - bps / 100, -1, 1)), 4),
-            "confidence": round(float(r.uniform(0.4, 1.0)), 4),
-            "known_at": key[0] + (int(r.integers(30, 1800)) if r.random() < 0.25 else 0) * US,
-        })
+        rows.setdefault(
+            key,
+            {
+                "time": key[0],
+                "event_type": kind,
+                "amount": amount,
+                "description": desc,
+                "primary_symbol": key[2],
+                "affected_symbols": [symbols[j] for j in affected],
+                "sectors": sorted({sectors[j] for j in affected}),
+                "country": "US" if us else _COUNTRIES[int(r.integers(len(_COUNTRIES)))],
+                "state_province": _STATES[int(r.integers(len(_STATES)))] if us and r.random() < 0.5 else None,
+                "market_impact": round(float(np.clip(r.uniform(*impacts) - bps / 100, -1, 1)), 4),
+                "confidence": round(float(r.uniform(0.4, 1.0)), 4),
+                "known_at": key[0] + (int(r.integers(30, 1800)) if r.random() < 0.25 else 0) * US,
+            },
+        )
     ordered = [rows[k] for k in sorted(rows)]
     cols: dict[str, Any] = {f.name: [row[f.name] for row in ordered] for f in SCHEMAS["government_events"]}
     cols["time"], cols["known_at"] = _ts(np.array(cols["time"], np.int64)), _ts(np.array(cols["known_at"], np.int64))
@@ -692,8 +957,11 @@ def generate_all(*, symbols: Sequence[str], start: datetime, days: int, seed: in
     """All five datasets, keyed by dataset name."""
     kw: dict[str, Any] = {"symbols": symbols, "start": start, "days": days, "seed": seed}
     return {
-        "market_data": market_data(**kw), "news_events": news_events(**kw), "insider_trades": insider_trades(**kw),
-        "social_sentiment": social_sentiment(**kw), "government_events": government_events(**kw),
+        "market_data": market_data(**kw),
+        "news_events": news_events(**kw),
+        "insider_trades": insider_trades(**kw),
+        "social_sentiment": social_sentiment(**kw),
+        "government_events": government_events(**kw),
     }
 
 
@@ -749,13 +1017,19 @@ def _json_value(col: pa.Array) -> pa.Array:
 
 
 def _csv_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
-    cols = [_iso(c) if pa.types.is_timestamp(c.type) else _json_list(c) if pa.types.is_list(c.type) else c
-            for c in batch.columns]
+    cols = [
+        _iso(c) if pa.types.is_timestamp(c.type) else _json_list(c) if pa.types.is_list(c.type) else c
+        for c in batch.columns
+    ]
     return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
 
 
-def _stream(data: Data, path: str | Path, convert: Callable[[pa.RecordBatch], pa.RecordBatch],
-            open_writer: Callable[[str, pa.Schema], Any]) -> int:
+def _stream(
+    data: Data,
+    path: str | Path,
+    convert: Callable[[pa.RecordBatch], pa.RecordBatch],
+    open_writer: Callable[[str, pa.Schema], Any],
+) -> int:
     """Write ``convert(batch)`` for every batch through ``open_writer(path, schema)``; returns rows."""
     schema, it = _batches(data)
     rows, writer = 0, None
@@ -795,7 +1069,7 @@ def write_ndjson(table: Data, path: str | Path) -> int:
             for i, (name, col) in enumerate(zip(batch.schema.names, batch.columns)):
                 parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", _json_value(col)]
             lines = pc.binary_join_element_wise(*parts, "}\n", "")
-            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
-            fh.write(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])  # the lines are contiguous
+            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
+            fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])  # the lines are contiguous
             rows += batch.num_rows
     return rows

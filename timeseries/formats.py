@@ -1,17 +1,19 @@
 """Plain-data rows -> JSON / CSV / text table (management commands today, the API later)."""
+
 from __future__ import annotations
 
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 
 def iso(value: datetime) -> str:
     """ISO 8601 in UTC with a Z suffix and microseconds only when present."""
-    text = value.astimezone(timezone.utc).isoformat()
+    text = value.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
 
 

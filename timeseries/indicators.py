@@ -113,9 +113,7 @@ def rsi(*, close: ArrayLike, window: int = 14) -> FloatArray:
         return np.where(down == 0, 100.0, 100.0 - 100.0 / (1.0 + up / down))
 
 
-def macd(
-    *, close: ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9
-) -> dict[str, FloatArray]:
+def macd(*, close: ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9) -> dict[str, FloatArray]:
     """MACD line, signal line and histogram (ta.trend.MACD macd/macd_signal/macd_diff)."""
     c = _arr(close)
     line = ema(close=c, window=fast) - ema(close=c, window=slow)
@@ -124,9 +122,7 @@ def macd(
     return {"macd": line, "signal": sig, "hist": line - sig}
 
 
-def bollinger(
-    *, close: ArrayLike, window: int = 20, k: float = 2.0
-) -> dict[str, FloatArray]:
+def bollinger(*, close: ArrayLike, window: int = 20, k: float = 2.0) -> dict[str, FloatArray]:
     """Bollinger bands, population std (ta.volatility.BollingerBands)."""
     _check_window(window)
     c = _arr(close)
@@ -165,9 +161,7 @@ def atr(*, high: ArrayLike, low: ArrayLike, close: ArrayLike, window: int = 14) 
     return out
 
 
-def _typical_pv(
-    high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike
-) -> tuple[FloatArray, FloatArray]:
+def _typical_pv(high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike) -> tuple[FloatArray, FloatArray]:
     v = _arr(volume)
     return (_arr(high) + _arr(low) + _arr(close)) / 3.0 * v, v
 
@@ -192,9 +186,7 @@ def vwap(
     return out
 
 
-def session_vwap(
-    *, high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike
-) -> FloatArray:
+def session_vwap(*, high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike) -> FloatArray:
     """Cumulative typical-price VWAP from the first bar given (NaN while volume is 0)."""
     pv, v = _typical_pv(high, low, close, volume)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -215,8 +207,7 @@ def latest_indicators(*, bars: Sequence[Mapping[str, Any]]) -> dict[str, float |
     time ascending; Decimal, float or int values). None where not enough bars."""
     n = len(bars)
     high, low, close, volume = (
-        np.fromiter(map(float, map(itemgetter(key), bars)), np.float64, n)
-        for key in ("high", "low", "close", "volume")
+        np.fromiter(map(float, map(itemgetter(key), bars)), np.float64, n) for key in ("high", "low", "close", "volume")
     )
     m = macd(close=close)
     bb = bollinger(close=close)

@@ -10,9 +10,11 @@ conflict target and the index every point-in-time lookup walks backwards. Its co
 series columns first and ``time`` next, so "latest row of a series known at T" is one backward index
 probe. ``id`` exists for the admin (which cannot use composite keys) and for curation audit rows.
 """
+
 from __future__ import annotations
 
-from datetime import date, datetime, time as dt_time, timezone
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
@@ -20,7 +22,7 @@ from django.db import models
 from timescale.db.models.fields import TimescaleDateTimeField
 from timescale.db.models.managers import TimescaleManager
 
-from timeseries.rules import instant_problem, symbol_problem, SYMBOL_RULE_TEXT
+from timeseries.rules import SYMBOL_RULE_TEXT, instant_problem, symbol_problem
 
 PRICE = {"max_digits": 18, "decimal_places": 6}
 MONEY = {"max_digits": 24, "decimal_places": 2}
@@ -104,9 +106,7 @@ class InsiderTrade(TimeSeriesRow):
 
     class Meta:
         db_table = "insider_trades"
-        constraints = [
-            version_constraint("insider_trades", "symbol", "time", "insider_name", "transaction_type")
-        ]
+        constraints = [version_constraint("insider_trades", "symbol", "time", "insider_name", "transaction_type")]
         indexes = [models.Index(fields=["filing_date"], name="insider_trades_filing")]
 
     def __str__(self) -> str:
@@ -147,9 +147,7 @@ class GovernmentEvent(TimeSeriesRow):
 
     class Meta:
         db_table = "government_events"
-        constraints = [
-            version_constraint("government_events", "time", "event_type", "primary_symbol")
-        ]
+        constraints = [version_constraint("government_events", "time", "event_type", "primary_symbol")]
         indexes = [
             models.Index(fields=["primary_symbol", "time"], name="government_events_symbol"),
         ]
@@ -175,9 +173,7 @@ class Series(models.Model):
     class Meta:
         db_table = "timeseries_series"
         verbose_name_plural = "series"
-        constraints = [
-            models.UniqueConstraint(fields=["dataset", "symbol", "subkey"], name="timeseries_series_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["dataset", "symbol", "subkey"], name="timeseries_series_unique")]
 
     def __str__(self) -> str:
         return f"{self.dataset}:{self.symbol}{'/' + self.subkey if self.subkey else ''}"
@@ -217,7 +213,7 @@ def _rules_check(obj: models.Model, *, symbols: tuple[str, ...], instants: tuple
     for name in instants:
         value = getattr(obj, name)
         if isinstance(value, date) and not isinstance(value, datetime):
-            value = datetime.combine(value, dt_time(0), tzinfo=timezone.utc)
+            value = datetime.combine(value, dt_time(0), tzinfo=UTC)
         problem = instant_problem(value) if value is not None else None
         if problem is not None:
             errors[name] = f"{name}: {problem}"
@@ -361,9 +357,7 @@ class QualityFlag(models.Model):
 
     class Meta:
         db_table = "timeseries_quality_flag"
-        constraints = [
-            models.UniqueConstraint(fields=["dataset", "row_id", "check_name"], name="quality_flag_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["dataset", "row_id", "check_name"], name="quality_flag_unique")]
         indexes = [models.Index(fields=["dataset", "symbol", "time"], name="quality_flag_symbol_time")]
 
     def __str__(self) -> str:
@@ -459,8 +453,13 @@ class ConsumerFailure(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["consumer", "dataset", "change_id"], name="consumer_failure_unique")
         ]
-        indexes = [models.Index(fields=["consumer", "dataset", "next_attempt_at"], name="consumer_failure_due",
-                                condition=models.Q(resolved_at__isnull=True))]
+        indexes = [
+            models.Index(
+                fields=["consumer", "dataset", "next_attempt_at"],
+                name="consumer_failure_due",
+                condition=models.Q(resolved_at__isnull=True),
+            )
+        ]
 
     def __str__(self) -> str:
         state = "resolved" if self.resolved_at else "open"

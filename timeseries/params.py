@@ -7,6 +7,7 @@ the parameter; each door turns it into its own answer (a 400 of the API, the err
 message, a command error). Where the doors accept different things today, the difference is an
 explicit argument of the one function they all call.
 """
+
 from __future__ import annotations
 
 import math
@@ -240,7 +241,11 @@ def curation_filters(params: dict[str, Any], *, dataset: str, has_source: bool, 
         raise
     except ParameterError as exc:
         raise CurationError(str(exc)) from None
-    for lo, hi in (("time_after", "time_before"), ("known_at_after", "known_at_before"), ("quality_min", "quality_max")):
+    for lo, hi in (
+        ("time_after", "time_before"),
+        ("known_at_after", "known_at_before"),
+        ("quality_min", "quality_max"),
+    ):
         if lo in out and hi in out and out[lo] > out[hi]:
             raise CurationError(f"{lo} must not be after {hi}")
     return out

@@ -7,10 +7,11 @@ would go on remembering their range (a deleted bar at 9999-12-31 kept ``rollups 
 holds now (two index probes per series: the dataset's key index starts with the series columns and
 ``time``) and drops the series that hold no row any more. Every rebuild calls it first.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from django.db import connection
 from psycopg import sql

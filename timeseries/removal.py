@@ -17,10 +17,11 @@ values make a consumer fail — is removed here, in one transaction under the da
 Removing a version changes past point-in-time answers (as of a T when it was the latest version):
 that is the point, and the audit row says who did it and why.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from django.db import connection, transaction
 from psycopg import sql
@@ -71,7 +72,7 @@ def _ids(ids: Iterable) -> list[int]:
             number = int(str(value).strip())
         except (TypeError, ValueError):
             raise RemovalError(f"id: {value!r} is not a row id (a positive whole number)") from None
-        if number <= 0 or number >= 2 ** 63:
+        if number <= 0 or number >= 2**63:
             raise RemovalError(f"id: {value!r} is not a row id (a positive whole number)")
         out.append(number)
     if not out:
@@ -100,8 +101,10 @@ def versions_remove(*, dataset: str, ids: Iterable, reason: str, user=None, acto
         cur.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) FOR UPDATE").format(table), [wanted])
         missing = sorted(set(wanted) - {r[0] for r in cur.fetchall()})
         if missing:
-            raise RemovalError(f"id: {spec.name} has no row with id {', '.join(map(str, missing[:20]))}"
-                               f"{' …' if len(missing) > 20 else ''}; nothing was removed")
+            raise RemovalError(
+                f"id: {spec.name} has no row with id {', '.join(map(str, missing[:20]))}"
+                f"{' …' if len(missing) > 20 else ''}; nothing was removed"
+            )
         cur.execute(
             sql.SQL(
                 "WITH gone AS (DELETE FROM {t} t WHERE t.id = ANY(%(ids)s)"

@@ -18,10 +18,11 @@ docs/input-rules.md.
   wider [1000-01-01, 9999-01-01): asking about an instant no row can have is harmless (it finds
   nothing), and selectors' arithmetic (e.g. ``at - 90 days``) stays valid.
 """
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # --- the symbol rule --------------------------------------------------------------------------------
 
@@ -86,15 +87,15 @@ def check_symbol(name: str, value: object) -> str:
 
 # --- the stored-instant range ------------------------------------------------------------------------
 
-STORED_MIN = datetime(1800, 1, 1, tzinfo=timezone.utc)  # first admitted instant
-STORED_MAX = datetime(2200, 1, 1, tzinfo=timezone.utc)  # first instant past the range (exclusive)
+STORED_MIN = datetime(1800, 1, 1, tzinfo=UTC)  # first admitted instant
+STORED_MAX = datetime(2200, 1, 1, tzinfo=UTC)  # first instant past the range (exclusive)
 STORED_RANGE_TEXT = "from 1800-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z"
 
 
 def format_instant(value: datetime) -> str:
     """ISO 8601 in UTC with a Z, microseconds only when present (the form messages use)."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
     return text + "Z"
 
@@ -102,7 +103,7 @@ def format_instant(value: datetime) -> str:
 def in_stored_range(value: datetime) -> bool:
     """Whether an aware datetime lies in the stored-instant range (naive values are taken as UTC)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return STORED_MIN <= value < STORED_MAX
 
 
@@ -126,9 +127,9 @@ def check_stored_instant(name: str, value: datetime) -> datetime:
 # --- the query-instant range (read parameters: at, recorded_by, from, to) ----------------------------
 
 # Far enough from datetime's limits that every selector's arithmetic (e.g. at - 90 days) stays valid
-MIN_INSTANT = datetime(1000, 1, 1, tzinfo=timezone.utc)
-MAX_INSTANT = datetime(9999, 1, 1, tzinfo=timezone.utc)
+MIN_INSTANT = datetime(1000, 1, 1, tzinfo=UTC)
+MAX_INSTANT = datetime(9999, 1, 1, tzinfo=UTC)
 RANGE_TEXT = "between 1000-01-01 and 9998-12-31"
 # "recorded by the end of time": the system-time bound of a query that gives no recorded_by (above
 # every query instant, so that selectors may compare and add to it)
-END_OF_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc)
+END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)

@@ -1,7 +1,8 @@
 """Composing parameterised SQL from the dataset declarations (identifiers only; values stay parameters)."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from psycopg import sql
 

@@ -7,6 +7,7 @@ shell, or another task) enqueues it. How a bounded consumer run schedules itself
 ``timeseries.consumer_runs``; the curation tasks are in ``timeseries.quality_tasks``, imported here so
 that Celery's autodiscovery (which imports ``<app>.tasks``) registers them.
 """
+
 from __future__ import annotations
 
 from celery import shared_task

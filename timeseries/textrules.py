@@ -4,10 +4,12 @@ JSON may spell ``"\\ud800"``: half of a UTF-16 pair, not a character. Python's `
 ``str`` that UTF-8 (PostgreSQL, Arrow, every renderer) cannot encode, so it must be refused where the
 body is read, naming the row (or point) and the column that holds it.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded str every surrogate is a lone one
 

@@ -1,24 +1,34 @@
 """Parsing of user-given instants and intervals (commands, API): strict, with messages that name the parameter."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from timeseries.rules import MAX_INSTANT, MIN_INSTANT, RANGE_TEXT
 
-_INTERVAL = re.compile(r"\s*([0-9]+)\s*(us|ms|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)\s*", re.ASCII)
+_INTERVAL = re.compile(
+    r"\s*([0-9]+)\s*(us|ms|s|sec|secs|second|seconds|min|mins|minute|minutes|h|hour|hours|d|day|days)\s*", re.ASCII
+)
 _UNITS = {
     "us": timedelta(microseconds=1),
     "ms": timedelta(milliseconds=1),
-    "s": timedelta(seconds=1), "sec": timedelta(seconds=1), "secs": timedelta(seconds=1),
-    "second": timedelta(seconds=1), "seconds": timedelta(seconds=1),
-    "min": timedelta(minutes=1), "mins": timedelta(minutes=1), "minute": timedelta(minutes=1),
+    "s": timedelta(seconds=1),
+    "sec": timedelta(seconds=1),
+    "secs": timedelta(seconds=1),
+    "second": timedelta(seconds=1),
+    "seconds": timedelta(seconds=1),
+    "min": timedelta(minutes=1),
+    "mins": timedelta(minutes=1),
+    "minute": timedelta(minutes=1),
     "minutes": timedelta(minutes=1),
-    "h": timedelta(hours=1), "hour": timedelta(hours=1), "hours": timedelta(hours=1),
-    "d": timedelta(days=1), "day": timedelta(days=1), "days": timedelta(days=1),
+    "h": timedelta(hours=1),
+    "hour": timedelta(hours=1),
+    "hours": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "day": timedelta(days=1),
+    "days": timedelta(days=1),
 }
-
-
 
 
 def parse_instant(name: str, text: str) -> datetime:
@@ -30,7 +40,7 @@ def parse_instant(name: str, text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name}={text!r} has no UTC offset: add Z or +00:00 (naive times are ambiguous)")
     try:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     except OverflowError:
         value = None
     if value is None or not MIN_INSTANT <= value < MAX_INSTANT:

@@ -1,4 +1,5 @@
 """API tokens with read/write scopes (services: create, authenticate)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Browser pages: the timeline (timeseries/views) and a login page for users who are not staff."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
@@ -11,6 +12,10 @@ urlpatterns = [
     # checked by the view, which answers 400 naming it
     re_path(r"^timeline/assets/(?P<name>.*[^/])$", views.asset, name="timeline-asset"),
     path("timeline/<path:symbol>/", views.timeline_symbol, name="timeline-symbol"),
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="timeseries/login.html", next_page="timeline-overview"), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="timeseries/login.html", next_page="timeline-overview"),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
 ]

@@ -1,4 +1,5 @@
 """Celery application: Redis broker, configuration from Django settings (CELERY_*)."""
+
 import os
 
 from celery import Celery

@@ -5,13 +5,16 @@ URL carries its password inside it, so every setting (and WSGI environ entry) wh
 DATABASE, REDIS or BROKER is masked too: ``DATABASE_URL``, ``DATABASES``, ``REDIS_URL``,
 X
 """
+
 from __future__ import annotations
 
 import re
 
 from django.views.debug import SafeExceptionReporterFilter
 
-HIDDEN = re.compile("API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|AUTHORIZATION|CSRF|URL|DATABASE|REDIS|BROKER|INFLUX|CACHES", re.I)
+HIDDEN = re.compile(
+    "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|AUTHORIZATION|CSRF|URL|DATABASE|REDIS|BROKER|INFLUX|CACHES", re.I
+)
 
 
 class MaskingExceptionReporterFilter(SafeExceptionReporterFilter):

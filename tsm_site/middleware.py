@@ -12,6 +12,7 @@ parameter, in JSON under ``/api/`` and as plain text elsewhere:
   UTF-8: Django would refuse it while checking the CSRF token, and again while rendering that refusal): 415.
 * more than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` query parameters: 400.
 """
+
 from __future__ import annotations
 
 import codecs

@@ -3,6 +3,7 @@
 Checked before the site or a worker serves anything: PostgreSQL reachable, Redis reachable, every
 migration applied. ``manage.py preflight`` prints the same report.
 """
+
 from __future__ import annotations
 
 from django.conf import settings

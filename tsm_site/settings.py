@@ -6,6 +6,7 @@ meaning (tests/test_docs.py checks the two against each other). Importing this m
 database connection: with TSM_TIMESCALEDB=auto the storage lane is chosen on the first connection
 (tsm_site/lanes).
 """
+
 from __future__ import annotations
 
 import os
@@ -191,7 +192,11 @@ TSM_CONSUMER_CHANGES_PER_RUN = env_int("TSM_CONSUMER_CHANGES_PER_RUN", 2_000)
 CELERY_BEAT_SCHEDULE = {
     # every 10 s: an upload whose worker died (heartbeat older than TSM_UPLOAD_STALE_SECONDS) goes back to
     # the queue within seconds of a worker being available; a sweep nobody ran in time is dropped
-    "reclaim-stale-uploads": {"task": "ingestion.tasks.uploads_reclaim_stale", "schedule": 10.0, "options": {"expires": 10}},
+    "reclaim-stale-uploads": {
+        "task": "ingestion.tasks.uploads_reclaim_stale",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
     "flush-write-buffers": {"task": "ingestion.tasks.flush_all_buffers", "schedule": 5.0},
     "quality-checks": {"task": "timeseries.quality_tasks.quality_check_pending", "schedule": 10.0},
     "retention": {"task": "timeseries.tasks.retention_run", "schedule": 3600.0},  # deletes past TSM_RETENTION
@@ -201,8 +206,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Ingestion ------------------------------------------------------------------------------------
 TSM_INGEST_BATCH_ROWS = env_int("TSM_INGEST_BATCH_ROWS", 250_000)
-TSM_INGEST_DIRECT = env_bool("TSM_INGEST_DIRECT", True)  # COPY rows proven new straight into the dataset (the loader's direct path)
-TSM_INGEST_REPLAY_SHORTCUT = env_bool("TSM_INGEST_REPLAY_SHORTCUT", True)  # a file re-sent unchanged skips staging (ingestion/replay.py)
+TSM_INGEST_DIRECT = env_bool(
+    "TSM_INGEST_DIRECT", True
+)  # COPY rows proven new straight into the dataset (the loader's direct path)
+TSM_INGEST_REPLAY_SHORTCUT = env_bool(
+    "TSM_INGEST_REPLAY_SHORTCUT", True
+)  # a file re-sent unchanged skips staging (ingestion/replay.py)
 TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
 # docs/workers.md: an upload's attempt heartbeats from a background thread; one silent for
 # TSM_UPLOAD_STALE_SECONDS (or whose process is gone) is taken over by a redelivered task or re-queued by beat
@@ -245,13 +254,23 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # then run `manage.py lifecycle_apply` (TimescaleDB lane; migrations apply them on first migrate).
 TSM_COMPRESS_AFTER = env_intervals(
     "TSM_COMPRESS_AFTER",
-    {"market_data": "7 days", "news_events": "30 days", "social_sentiment": "3 days",
-     "insider_trades": "30 days", "government_events": "30 days"},
+    {
+        "market_data": "7 days",
+        "news_events": "30 days",
+        "social_sentiment": "3 days",
+        "insider_trades": "30 days",
+        "government_events": "30 days",
+    },
 )
 TSM_RETENTION = env_intervals(
     "TSM_RETENTION",
-    {"market_data": "10 years", "news_events": "10 years", "social_sentiment": "2 years",
-     "insider_trades": "20 years", "government_events": "20 years"},
+    {
+        "market_data": "10 years",
+        "news_events": "10 years",
+        "social_sentiment": "2 years",
+        "insider_trades": "20 years",
+        "government_events": "20 years",
+    },
 )
 TSM_RETENTION_BATCH_ROWS = env_int("TSM_RETENTION_BATCH_ROWS", 10_000)  # rows per DELETE (plain lane)
 

@@ -1,5 +1,6 @@
 """Where the machine's CPU went during a part of a bench, per role (server workers, Celery worker,
 PostgreSQL, Redis, the bench process itself ...), and how much of it was other work on the machine."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ class CpuMeter:
         while not self.stop_event.wait(self.interval):
             self._merge(self._sample())
 
-    def start(self) -> "CpuMeter":
+    def start(self) -> CpuMeter:
         self.t0, self.b0, self.s0 = time.perf_counter(), machine_busy(), self._sample()
         self.client0 = time.process_time()
         self.last: dict[str, dict[int, float]] = {}
@@ -51,7 +52,7 @@ class CpuMeter:
             self.thread.start()
         return self
 
-    def stop(self) -> "CpuMeter":
+    def stop(self) -> CpuMeter:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(2)
@@ -95,9 +96,12 @@ class CpuMeter:
 
     def flat(self, ndigits: int = 1) -> dict:
         """``{"wall_s", "<role>_cpu_s" per role, "machine_cpu_s", "machine_busy_pct"}``."""
-        return {"wall_s": round(self.wall_s, 2),
-                **{f"{role}_cpu_s": round(v, ndigits) for role, v in self.role_cpu_s().items()},
-                "machine_cpu_s": round(self.machine_busy_s, ndigits), "machine_busy_pct": self.machine_busy_pct}
+        return {
+            "wall_s": round(self.wall_s, 2),
+            **{f"{role}_cpu_s": round(v, ndigits) for role, v in self.role_cpu_s().items()},
+            "machine_cpu_s": round(self.machine_busy_s, ndigits),
+            "machine_busy_pct": self.machine_busy_pct,
+        }
 
     def split(self, requests: int | None = None, ndigits: int = 2) -> dict:
         """The machine's busy CPU split into the roles, this process (``client``) and ``other`` (everything
@@ -105,8 +109,12 @@ class CpuMeter:
         cpu = {role: round(v, ndigits) for role, v in self.role_cpu_s().items()}
         cpu["client"] = round(self.client_s, ndigits)
         cpu["other"] = round(self.machine_busy_s - sum(cpu.values()), ndigits)
-        out = {"wall_s": round(self.wall_s, 2), "cores": os.cpu_count(), "machine_busy_pct": self.machine_busy_pct,
-               "cpu_s": cpu}
+        out = {
+            "wall_s": round(self.wall_s, 2),
+            "cores": os.cpu_count(),
+            "machine_busy_pct": self.machine_busy_pct,
+            "cpu_s": cpu,
+        }
         if requests:
             out["cpu_ms_per_request"] = {k: round(1000 * v / requests, 3) for k, v in cpu.items() if k != "other"}
         return out

@@ -5,11 +5,12 @@ generated in windows of WINDOW_DAYS business days, each window sorted by (time, 
 feed, so the heap is laid out by time as in production; as Arrow tables or as a CSV file kept in a
 work directory and reused by later runs (of any bench) asking for the same rows, symbols and seed.
 """
+
 from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.lib.django_env import sql_rows
@@ -17,7 +18,7 @@ from bench.lib.output import log
 from bench.lib.stats import timed
 from timeseries import demo
 
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
+START = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 BARS_PER_DAY = 390
 WINDOW_DAYS = 10  # business days per generated / loaded chunk (1,000 symbols -> 3.9M bars)
 
@@ -45,8 +46,14 @@ def bar_windows(symbols: list[str], rows: int, seed: int):
     emitted = 0
     for k in range(windows):
         lo, hi = days[k * WINDOW_DAYS], days[(k + 1) * WINDOW_DAYS]
-        batches = demo.market_data_batches(symbols=symbols, start=lo, days=(hi - lo).days, seed=seed + k,
-                                           batch_rows=1_000_000, include_corrections=False)
+        batches = demo.market_data_batches(
+            symbols=symbols,
+            start=lo,
+            days=(hi - lo).days,
+            seed=seed + k,
+            batch_rows=1_000_000,
+            include_corrections=False,
+        )
         table = pa.Table.from_batches(list(batches)).sort_by([("time", "ascending"), ("symbol", "ascending")])
         table = table.slice(0, rows - emitted)
         emitted += table.num_rows
@@ -86,15 +93,22 @@ def market_data_info(*, exact_count: bool = True) -> dict:
     """What a run measured on: market_data rows (``count(*)``, or the planner's estimate when
     ``exact_count`` is false: a 50M-row count takes seconds), series, time range, the symbols."""
     if exact_count:
-        (rows,), = sql_rows("SELECT count(*) FROM market_data")
+        ((rows,),) = sql_rows("SELECT count(*) FROM market_data")
     else:
-        (rows,), = sql_rows("SELECT reltuples::bigint FROM pg_class WHERE oid = 'market_data'::regclass")
-    lo, hi, n = sql_rows("SELECT min(first_time), max(last_time), count(*) FROM timeseries_series "
-                         "WHERE dataset = 'market_data'")[0]
-    symbols = [r[0] for r in sql_rows("SELECT symbol FROM timeseries_series WHERE dataset = 'market_data' "
-                                      "ORDER BY symbol")]
-    return {"rows" if exact_count else "rows_estimate": rows, "symbols": n, "time_min": lo, "time_max": hi,
-            "symbol_list": symbols}
+        ((rows,),) = sql_rows("SELECT reltuples::bigint FROM pg_class WHERE oid = 'market_data'::regclass")
+    lo, hi, n = sql_rows(
+        "SELECT min(first_time), max(last_time), count(*) FROM timeseries_series WHERE dataset = 'market_data'"
+    )[0]
+    symbols = [
+        r[0] for r in sql_rows("SELECT symbol FROM timeseries_series WHERE dataset = 'market_data' ORDER BY symbol")
+    ]
+    return {
+        "rows" if exact_count else "rows_estimate": rows,
+        "symbols": n,
+        "time_min": lo,
+        "time_max": hi,
+        "symbol_list": symbols,
+    }
 
 
 def truncate_market_data() -> None:

@@ -1,5 +1,6 @@
 """What every bench needs before it measures: Django pointed at the bench's own database (created and
 migrated when missing), raw SQL on Django's connection, and what the figures were measured on."""
+
 from __future__ import annotations
 
 import os
@@ -53,15 +54,30 @@ def sql_rows(query: str, params=None) -> list[tuple]:
 
 
 # the server settings the figures depend on (bin/pg-tune sets the first six; the rest are context)
-PG_SETTINGS = ("shared_buffers", "effective_cache_size", "max_wal_size", "checkpoint_timeout", "wal_buffers",
-               "maintenance_work_mem", "work_mem", "synchronous_commit", "wal_level", "max_parallel_workers_per_gather",
-               "random_page_cost", "jit", "autovacuum", "shared_preload_libraries")
+PG_SETTINGS = (
+    "shared_buffers",
+    "effective_cache_size",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "wal_buffers",
+    "maintenance_work_mem",
+    "work_mem",
+    "synchronous_commit",
+    "wal_level",
+    "max_parallel_workers_per_gather",
+    "random_page_cost",
+    "jit",
+    "autovacuum",
+    "shared_preload_libraries",
+)
 
 
 def pg_environment() -> dict:
     """The server's version and the settings in PG_SETTINGS, for the JSON answer."""
-    return {"postgresql": sql_rows("SELECT version()")[0][0],
-            "pg_settings": {n: sql_rows(f"SHOW {n}")[0][0] for n in PG_SETTINGS}}
+    return {
+        "postgresql": sql_rows("SELECT version()")[0][0],
+        "pg_settings": {n: sql_rows(f"SHOW {n}")[0][0] for n in PG_SETTINGS},
+    }
 
 
 def environment(*, engine: bool = True) -> dict:
@@ -69,6 +85,10 @@ def environment(*, engine: bool = True) -> dict:
     PostgreSQL or the TimescaleDB lane), cores, Python, the load average at the start."""
     from django.conf import settings
 
-    return {**pg_environment(),
-            **({"engine": settings.DATABASES["default"]["ENGINE"]} if engine else {}),
-            "cores": os.cpu_count(), "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()}
+    return {
+        **pg_environment(),
+        **({"engine": settings.DATABASES["default"]["ENGINE"]} if engine else {}),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_average_at_start": os.getloadavg(),
+    }

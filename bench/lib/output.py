@@ -1,11 +1,12 @@
 """Progress on stderr, the command line and the one JSON object on stdout."""
+
 from __future__ import annotations
 
 import json
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def log(msg: str) -> None:
@@ -19,7 +20,7 @@ def command_line() -> str:
 
 
 def started_at() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def emit(out: dict, indent: int | None = 2) -> None:

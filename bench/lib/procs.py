@@ -4,6 +4,7 @@
 with its whole group (TERM, then KILL). ``Processes``: children started in this process group, their
 descendants remembered as seen, so orphans can be ended too. Nothing else is ever signalled.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,15 @@ class Proc:
     def __init__(self, name: str, cmd: list[str], env: dict, log_path: Path, cwd: Path = ROOT):
         self.name, self.log_path = name, log_path
         self.log_file = open(log_path, "wb")
-        self.popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popen = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.pid = self.popen.pid
         log(f"started {name} (pid {self.pid}): {' '.join(shlex.quote(c) for c in cmd[:8])} ...")
 
@@ -240,9 +248,11 @@ class RssMonitor(threading.Thread):
         self.join(2)
         status = proc_status(self.pid)
         hwm = status.get("VmHWM") if self.hwm_reset else None
-        return {"rss_at_start_mb": round(self.start_kb / 1024, 1),
-                "peak_rss_sampled_mb": round(self.max_kb / 1024, 1),
-                "peak_rss_vmhwm_mb": round(hwm / 1024, 1) if hwm else None}
+        return {
+            "rss_at_start_mb": round(self.start_kb / 1024, 1),
+            "peak_rss_sampled_mb": round(self.max_kb / 1024, 1),
+            "peak_rss_vmhwm_mb": round(hwm / 1024, 1) if hwm else None,
+        }
 
 
 def machine_busy() -> tuple[int, int]:

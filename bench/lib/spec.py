@@ -4,6 +4,7 @@
 ingester is the spec's: pandas ``read_csv`` -> asyncpg ``copy_records_to_table`` into a TEMP table ->
 ``INSERT ... ON CONFLICT (time, symbol) DO NOTHING``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,20 @@ from pathlib import Path
 
 from bench.lib.django_env import sql_rows
 
-SPEC_COLUMNS = ["time", "symbol", "open", "high", "low", "close", "volume", "vwap", "trades",
-                "market_cap", "source", "quality_score"]
+SPEC_COLUMNS = [
+    "time",
+    "symbol",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trades",
+    "market_cap",
+    "source",
+    "quality_score",
+]
 SPEC_DDL = """
 CREATE TABLE IF NOT EXISTS spec_market_data (
     time timestamptz NOT NULL, symbol varchar(10) NOT NULL,
@@ -48,12 +61,19 @@ async def _spec_ingest(path: Path, database_url: str) -> dict:
             await conn.copy_records_to_table("tmp_market_data", records=zip(*columns), columns=SPEC_COLUMNS)
             t2 = time.perf_counter()
             status = await conn.execute(
-                "INSERT INTO spec_market_data SELECT * FROM tmp_market_data ON CONFLICT (time, symbol) DO NOTHING")
+                "INSERT INTO spec_market_data SELECT * FROM tmp_market_data ON CONFLICT (time, symbol) DO NOTHING"
+            )
     finally:
         await conn.close()
     t3 = time.perf_counter()
-    return {"rows": len(df), "inserted": int(status.split()[-1]), "seconds": t3 - t0,
-            "read_csv_s": round(t1 - t0, 2), "copy_s": round(t2 - t1, 2), "insert_s": round(t3 - t2, 2)}
+    return {
+        "rows": len(df),
+        "inserted": int(status.split()[-1]),
+        "seconds": t3 - t0,
+        "read_csv_s": round(t1 - t0, 2),
+        "copy_s": round(t2 - t1, 2),
+        "insert_s": round(t3 - t2, 2),
+    }
 
 
 def spec_ingest(path: Path, database_url: str) -> dict:

@@ -1,4 +1,5 @@
 """Timing and statistics: wall time of a call, latency percentiles, medians, ratios to a target."""
+
 from __future__ import annotations
 
 import statistics
@@ -26,8 +27,12 @@ def stats_ms(samples_s: list[float], *, mean: bool = False) -> dict:
     if not samples_s:
         return {"n": 0}
     ms = np.array(samples_s) * 1000.0
-    out = {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 3),
-           "p99_ms": round(float(np.percentile(ms, 99)), 3), "max_ms": round(float(ms.max()), 3)}
+    out = {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "max_ms": round(float(ms.max()), 3),
+    }
     if mean:
         out["mean_ms"] = round(float(ms.mean()), 3)
     return out
@@ -49,7 +54,11 @@ def median_ms(fn, runs: int, warmup: int = 1) -> dict:
     for _ in range(warmup):
         fn()
     samples = [timed(fn)[0] for _ in range(runs)]
-    return {"median_ms": round(statistics.median(samples) * 1000, 1), "max_ms": round(max(samples) * 1000, 1), "n": runs}
+    return {
+        "median_ms": round(statistics.median(samples) * 1000, 1),
+        "max_ms": round(max(samples) * 1000, 1),
+        "n": runs,
+    }
 
 
 def samples_ms(fn, runs: int, warmup: int = 2) -> list[float]:

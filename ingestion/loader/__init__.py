@@ -28,6 +28,7 @@ what every step of one load needs; its quarantine), ``batches`` (validated, key-
 and their series spans), ``copying`` (binary COPY in segments), ``staging``, ``direct``, ``merge`` (the
 merge SQL), ``outcome`` (``LoadResult``, ``LoadRejected``), ``maintenance``.
 """
+
 from ingestion.loader.batches import repeated_keys, sort_by_key
 from ingestion.loader.maintenance import staging_drop_stale
 from ingestion.loader.outcome import MAX_REPORTED_ERRORS, ON_ERROR_MODES, LoadRejected, LoadResult, rejected_rows_save
@@ -35,6 +36,15 @@ from ingestion.loader.pipeline import ingest_file, ingest_table
 from ingestion.loader.run import STAGING_PREFIX
 
 __all__ = [
-    "MAX_REPORTED_ERRORS", "ON_ERROR_MODES", "STAGING_PREFIX", "LoadRejected", "LoadResult", "ingest_file", "ingest_table",
-    "rejected_rows_save", "repeated_keys", "sort_by_key", "staging_drop_stale",
+    "MAX_REPORTED_ERRORS",
+    "ON_ERROR_MODES",
+    "STAGING_PREFIX",
+    "LoadRejected",
+    "LoadResult",
+    "ingest_file",
+    "ingest_table",
+    "rejected_rows_save",
+    "repeated_keys",
+    "sort_by_key",
+    "staging_drop_stale",
 ]

@@ -1,10 +1,11 @@
 """The input's batches as the loader stages them: validated, sorted by key, with ``row_no`` and ``multi``
 (the mask of keys repeated in the batch), and the per-series event-time spans that prove rows new."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -81,7 +82,9 @@ def repeated_keys(table: pa.Table, key: tuple[str, ...]) -> bool:
     return bool(sort_by_key(table.select(list(key)), key)[1].any())
 
 
-def prepared_batches(run: LoadRun, batches: Iterable[pa.RecordBatch], quarantine: Quarantine) -> Iterator[pa.Table | None]:
+def prepared_batches(
+    run: LoadRun, batches: Iterable[pa.RecordBatch], quarantine: Quarantine
+) -> Iterator[pa.Table | None]:
     """Each input batch validated (unless ``run.validated``) and sorted by key, in staging columns (with
     ``row_no`` and ``multi``, the mask of keys repeated in the batch); None for a batch with nothing
     to store. Bad rows go to ``quarantine.pending``; in reject mode nothing is yielded after the first."""

@@ -1,4 +1,5 @@
 """Binary COPY of Arrow tables into one table, in segments (the loader's only way of writing rows)."""
+
 from __future__ import annotations
 
 import sys

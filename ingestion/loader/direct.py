@@ -4,12 +4,13 @@ new straight into the dataset table; the rest are staged and merged at the end.
 A staged row that gives a COPYed key other values sends the load, rolled back, down the staged path
 (``loader.staging``); so does, inside the caller's transaction, a pile of bad rows too large to hold.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 import numpy as np
 import psycopg
@@ -72,8 +73,9 @@ def load_direct(run: LoadRun, batches: Iterable[pa.RecordBatch]) -> bool:
     return True
 
 
-def _direct_transaction(cursor, run: LoadRun, batches: Iterable[pa.RecordBatch], quarantine: Quarantine, *,
-                        own_connection: bool) -> None:
+def _direct_transaction(
+    cursor, run: LoadRun, batches: Iterable[pa.RecordBatch], quarantine: Quarantine, *, own_connection: bool
+) -> None:
     """The direct path's transaction body. ``own_connection``: the quarantine, written on Django's
     connection, is outside this transaction, so it is written as it fills."""
     spec, stage, result = run.spec, run.stage, run.result
@@ -91,8 +93,10 @@ def _direct_transaction(cursor, run: LoadRun, batches: Iterable[pa.RecordBatch],
         for table in prepared_batches(run, batches, quarantine):
             if table is not None:
                 new = proven_new(table, spec, stored, seen)
-                for part, into, other, ranges in ((table.filter(new), to_table, to_stage, copied),
-                                                  (table.filter(pc.invert(new)), to_stage, to_table, staged)):
+                for part, into, other, ranges in (
+                    (table.filter(new), to_table, to_stage, copied),
+                    (table.filter(pc.invert(new)), to_stage, to_table, staged),
+                ):
                     if part.num_rows:
                         other.close()
                         if ranges is staged and not staged.spans:
@@ -165,8 +169,11 @@ def _key_copied_and_staged(cur, spec: Dataset, stage: str, recorded_at: datetime
             "SELECT EXISTS (SELECT 1 FROM {s} s JOIN {t} t ON {key} AND t.recorded_at = %s"
             " WHERE NOT (t.known_at = s.known_at AND ROW({t_vals}) IS NOT DISTINCT FROM ROW({s_vals})))"
         ).format(
-            s=sql.Identifier(stage), t=sql.Identifier(spec.table), key=merge.key_match(spec, "t", "s"),
-            t_vals=identifiers(spec.value_columns, "t"), s_vals=identifiers(spec.value_columns, "s"),
+            s=sql.Identifier(stage),
+            t=sql.Identifier(spec.table),
+            key=merge.key_match(spec, "t", "s"),
+            t_vals=identifiers(spec.value_columns, "t"),
+            s_vals=identifiers(spec.value_columns, "s"),
         ),
         [recorded_at],
     )

@@ -9,6 +9,7 @@ lock, one ``recorded_at`` for every row stored.
 The series registry, the change log, the cache generation and the replay record are updated in the
 same transaction.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -53,7 +54,9 @@ def merge_begin(cur, run: LoadRun) -> datetime:
     return result.recorded_at
 
 
-def merge_staged(cur, run: LoadRun, ranges: SeriesRanges, recorded_at: datetime, also: SeriesRanges | None = None) -> None:
+def merge_staged(
+    cur, run: LoadRun, ranges: SeriesRanges, recorded_at: datetime, also: SeriesRanges | None = None
+) -> None:
     """The merge of the staging table, under the lock ``merge_begin`` took. ``also``: the spans of rows
     this load stored already (COPYed directly), for the change log and the replay record."""
     spec, stage, result = run.spec, run.stage, run.result
@@ -174,7 +177,9 @@ def _append(cur, spec: Dataset, stage: str, recorded_at: datetime, subset: sql.C
 
 def key_match(spec: Dataset, left: str, right: str) -> sql.Composable:
     return sql.SQL(" AND ").join(
-        sql.SQL("{}.{} = {}.{}").format(sql.Identifier(left), sql.Identifier(k), sql.Identifier(right), sql.Identifier(k))
+        sql.SQL("{}.{} = {}.{}").format(
+            sql.Identifier(left), sql.Identifier(k), sql.Identifier(right), sql.Identifier(k)
+        )
         for k in spec.key
     )
 
@@ -185,7 +190,9 @@ def conflicting_rows(cur, spec: Dataset, stage: str, subset: sql.Composable) -> 
         sql.SQL(
             "SELECT array_agg(row_no ORDER BY row_no) FROM {s} s WHERE {subset} GROUP BY {key}, known_at "
             "HAVING count(DISTINCT ROW({vals})) > 1"
-        ).format(s=sql.Identifier(stage), key=identifiers(spec.key), vals=identifiers(spec.value_columns), subset=subset)
+        ).format(
+            s=sql.Identifier(stage), key=identifiers(spec.key), vals=identifiers(spec.value_columns), subset=subset
+        )
     )
     return [row[0] for row in cur.fetchall()]
 

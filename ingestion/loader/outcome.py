@@ -1,5 +1,6 @@
 """What a load reports: its counts and first errors (``LoadResult``), the refusal of a load with bad rows
 (``LoadRejected``), and the quarantine of bad rows kept with their load (``rejected_rows_save``)."""
+
 from __future__ import annotations
 
 import uuid
@@ -32,7 +33,12 @@ class LoadResult:
     restarted: str = ""  # why a direct pass was rolled back and the load redone through staging
 
     def counts(self) -> dict[str, int]:
-        return {"inserted": self.inserted, "revised": self.revised, "duplicates": self.duplicates, "rejected": self.rejected}
+        return {
+            "inserted": self.inserted,
+            "revised": self.revised,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }
 
 
 class LoadRejected(Exception):

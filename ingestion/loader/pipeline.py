@@ -1,11 +1,13 @@
 """The loader's entry points and the order of a load: the replay shortcut, else the direct path, else
 (or after a direct pass had to be rolled back) the staged path; then the Load row records the outcome."""
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import pyarrow as pa
 from django.conf import settings
@@ -54,8 +56,15 @@ def ingest_file(
     try:
         batches = parsers.read_batches(readable, dataset=spec, fmt=fmt, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
         return _ingest(
-            spec, batches, source=name, bar_interval=bar_interval, on_error=on_error, progress=progress,
-            on_phase=on_phase, digest=digest, reread=reread if rereadable else None,
+            spec,
+            batches,
+            source=name,
+            bar_interval=bar_interval,
+            on_error=on_error,
+            progress=progress,
+            on_phase=on_phase,
+            digest=digest,
+            reread=reread if rereadable else None,
         )
     finally:
         if opened is not None:
@@ -84,8 +93,14 @@ def ingest_table(
         return parsers.table_batches(table, batch_rows=settings.TSM_INGEST_BATCH_ROWS)
 
     return _ingest(
-        spec, batches(), source=source, bar_interval=bar_interval, on_error=on_error, progress=None,
-        validated=validated, reread=batches,
+        spec,
+        batches(),
+        source=source,
+        bar_interval=bar_interval,
+        on_error=on_error,
+        progress=None,
+        validated=validated,
+        reread=batches,
     )
 
 
@@ -110,8 +125,14 @@ def _ingest(
         raise ValueError(f"bar_interval={bar_interval} must be positive")
     load = Load.objects.create(dataset=spec.name, source=source, on_error=on_error, bar_interval=bar_interval)
     run = LoadRun(
-        spec=spec, load=load, result=LoadResult(load_id=load.id, dataset=spec.name), ctx=CheckContext(bar_interval=bar_interval),
-        on_error=on_error, progress=progress, on_phase=on_phase, validated=validated,
+        spec=spec,
+        load=load,
+        result=LoadResult(load_id=load.id, dataset=spec.name),
+        ctx=CheckContext(bar_interval=bar_interval),
+        on_error=on_error,
+        progress=progress,
+        on_phase=on_phase,
+        validated=validated,
     )
     result = run.result
     try:

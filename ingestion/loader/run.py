@@ -1,10 +1,11 @@
 """One load run: what every step of a load needs (the dataset, its Load row and result, the staging
 table's name, the check context, the caller's options and callbacks), and the bad rows it quarantines."""
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import psycopg
 from django.db import connection
@@ -58,8 +59,10 @@ class LoadRun:
         replay_fields = {}
         if digest is not None and status == Load.Status.DONE and digest.complete():
             replay_fields = dict(
-                content_sha256=digest.content_sha256, content_bytes=digest.content_bytes,
-                replay_key=digest.key() if result.spans is not None else "", replay_spans=result.spans,
+                content_sha256=digest.content_sha256,
+                content_bytes=digest.content_bytes,
+                replay_key=digest.key() if result.spans is not None else "",
+                replay_spans=result.spans,
                 change_watermark=result.change_watermark,
             )
         Load.objects.filter(pk=self.load.pk).update(

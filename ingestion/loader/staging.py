@@ -1,9 +1,10 @@
 """The staged path: every batch validated and COPYed into the load's private unlogged staging table
 (outside the merge transaction), rows that give one (key, known_at) two values unstaged, then the merge.
 The direct path stages here too the rows it cannot prove new."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyarrow as pa
 from django.db import connection
@@ -26,7 +27,9 @@ def staging_create(cur, spec: Dataset, stage: str) -> None:
             table=sql.Identifier(spec.table),
         )
     )
-    cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN row_no bigint, ADD COLUMN multi boolean").format(sql.Identifier(stage)))
+    cur.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN row_no bigint, ADD COLUMN multi boolean").format(sql.Identifier(stage))
+    )
 
 
 def staging_drop(stage: str) -> None:

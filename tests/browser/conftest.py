@@ -34,13 +34,14 @@ Notes: Playwright's sync API keeps an asyncio loop in the test thread, which mak
 to run ("SynchronousOnlyOperation"); ``browser`` sets ``DJANGO_ALLOW_ASYNC_UNSAFE`` while it lives
 (and restores it after). Never run ``playwright install``: the browser is the system's Chromium.
 """
+
 from __future__ import annotations
 
 import io
 import os
 import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -208,6 +209,8 @@ def foreign_assets() -> Callable:
         origin = urlsplit(page.url)
         own = (origin.scheme, origin.netloc)
         urls = page.evaluate(FOREIGN_ASSETS_JS)
-        return sorted({u for u in urls if (urlsplit(u).scheme, urlsplit(u).netloc) != own and not u.startswith("data:")})
+        return sorted(
+            {u for u in urls if (urlsplit(u).scheme, urlsplit(u).netloc) != own and not u.startswith("data:")}
+        )
 
     return find

@@ -1,5 +1,6 @@
 """Admin readability at 1,400 px (issue #14 item 7): the quality audit and flag lists keep their reason
 column readable, and a read-only upload page shows no Save buttons."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -25,7 +26,9 @@ def curated():
     """An audit entry with a long reason, and stale/spike flags with their generated reasons."""
     ingest_table(dataset="market_data", data=[bar("AAPL", m, close="10") for m in range(8)])
     quality.quality_checks_range(dataset="market_data", symbols=["AAPL"], start=T0, end=T0 + timedelta(hours=1))
-    quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(symbol="AAPL")[:2], score=0.3, reason=LONG_REASON)
+    quality.quality_scores_set(
+        dataset="market_data", rows=MarketData.objects.filter(symbol="AAPL")[:2], score=0.3, reason=LONG_REASON
+    )
 
 
 def reason_cell_width(page, url: str) -> tuple[float, float]:
@@ -50,7 +53,12 @@ def test_the_reason_column_is_readable_at_1400_px(live_url, staff_page, screensh
 
 def test_a_read_only_upload_page_has_no_save_buttons(live_url, browser_page, make_user, login, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    made = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", b"time,symbol,open,high,low,close,volume\n2024-03-01T14:30Z,AAPL,10,11,9,10.5,100\n"))
+    made = Upload.objects.create(
+        dataset="market_data",
+        file=SimpleUploadedFile(
+            "a.csv", b"time,symbol,open,high,low,close,volume\n2024-03-01T14:30Z,AAPL,10,11,9,10.5,100\n"
+        ),
+    )
     assert uploads.upload_process(upload_id=made.pk).status == "done"
     viewer = make_user(staff=True, perms=["ingestion.view_upload"])
     login(browser_page, viewer)

@@ -1,5 +1,6 @@
 """Curating quality scores in the admin, in headless Chromium: filter, bulk action over every row
 matching the filter, inline edit, and the audit log showing who changed what and why."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -20,7 +21,9 @@ def bars():
     ingest_table(dataset="market_data", data=[bar("AAPL", m) for m in range(130)] + [bar("MSFT", m) for m in range(3)])
 
 
-def test_it_marks_every_row_matching_the_filter_suspect_and_shows_it_in_the_audit(live_url, staff_page, bars, screenshot):
+def test_it_marks_every_row_matching_the_filter_suspect_and_shows_it_in_the_audit(
+    live_url, staff_page, bars, screenshot
+):
     page = staff_page
     page.goto(live_url("/admin/timeseries/marketdata/"))
     page.fill("input[name=symbol]", "AAPL")
@@ -60,16 +63,27 @@ def test_it_audits_a_score_edited_inline_in_the_list(live_url, staff_page, bars)
     page.wait_for_load_state("domcontentloaded")
     audit = QualityAudit.objects.get()
     assert (audit.row_id, audit.old_score, audit.new_score, audit.reason, audit.user.username) == (
-        newest.id, 1.0, 0.35, "spread too wide", "staff"
+        newest.id,
+        1.0,
+        0.35,
+        "spread too wide",
+        "staff",
     )
     page.goto(live_url("/admin/timeseries/qualityaudit/"))
     assert "spread too wide" in page.locator("#result_list").inner_text()
 
 
 def test_it_shows_the_quality_report_of_a_symbol_day(live_url, staff_page, screenshot):
-    ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10"), bar("AAPL", 1, close="10.2"),
-                                              {**bar("AAPL", 2, close="14"), "high": "14.5", "open": "14"},
-                                              bar("AAPL", 3, close="10.1"), bar("AAPL", 4, close="10.2")])
+    ingest_table(
+        dataset="market_data",
+        data=[
+            bar("AAPL", 0, close="10"),
+            bar("AAPL", 1, close="10.2"),
+            {**bar("AAPL", 2, close="14"), "high": "14.5", "open": "14"},
+            bar("AAPL", 3, close="10.1"),
+            bar("AAPL", 4, close="10.2"),
+        ],
+    )
     quality.quality_checks_range(dataset="market_data", start=T0, end=T0 + timedelta(hours=1))
     page = staff_page
     page.goto(live_url("/admin/timeseries/qualityflag/report/"))

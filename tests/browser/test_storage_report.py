@@ -1,4 +1,5 @@
 """The storage report admin page (timeseries/admin_storage.py) in headless Chromium."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,8 +1,9 @@
 """In a real browser, the link of every symbol the rule admits (with /, ^, =, :) reaches that symbol's
 page at the same T, the step links keep it, and a symbol nothing is known of says so (404)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -10,16 +11,27 @@ import pytest
 from ingestion.loader import ingest_table
 
 SYMS = ("BRK/B", "A.B^C=D_E:F-G", "ABCDEFGHIJKLMNOP/QRSTUVWXYZ01234", "NYSE:IBM")
-LAST_BAR = datetime(2199, 12, 31, 23, 58, tzinfo=timezone.utc)
+LAST_BAR = datetime(2199, 12, 31, 23, 58, tzinfo=UTC)
 AT = "2199-12-31T23:59:59Z"
 
 
 @pytest.fixture
 def edge_rows(transactional_db):
-    ingest_table(dataset="market_data", data=[
-        {"time": LAST_BAR.isoformat(), "symbol": s, "open": "10", "high": "11", "low": "9", "close": "10.5", "volume": "100"}
-        for s in SYMS
-    ])
+    ingest_table(
+        dataset="market_data",
+        data=[
+            {
+                "time": LAST_BAR.isoformat(),
+                "symbol": s,
+                "open": "10",
+                "high": "11",
+                "low": "9",
+                "close": "10.5",
+                "volume": "100",
+            }
+            for s in SYMS
+        ],
+    )
 
 
 def test_every_symbol_link_reaches_its_own_page_in_the_browser(edge_rows, live_url, staff_page, screenshot):

@@ -6,6 +6,7 @@ chart until T passes its knowledge time, then it appears (and is listed under "w
 chart is drawn (plotly served by the site: no asset from another host), screenshots are not blank,
 the tables work with JavaScript off, and the overview sorts and links to the symbol pages.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -25,22 +26,63 @@ EARLY_TITLE = "Early story: AAA ships widgets"
 def history(transactional_db):
     """Two hours of AAA/BBB bars, an early story, a story published at +10 min but known only at +90 min,
     a filing at +100 min for a trade at +5 min, sentiment windows, and a correction of the first bar at +80 min."""
-    ingest_table(dataset="market_data", data=[bar(s, m, close=str(10 + (m % 7) / 10)) for s in ("AAA", "BBB") for m in range(0, 180)])
-    ingest_table(dataset="market_data", data=[{**bar("AAA", 0, close="9.5"), "known_at": (T0 + timedelta(minutes=80)).isoformat()}])
-    ingest_table(dataset="news_events", data=[
-        {"time": (T0 + timedelta(minutes=5)).isoformat(), "symbol": "AAA", "news_id": "early", "title": EARLY_TITLE, "impact_score": "0.4"},
-        {"time": (T0 + timedelta(minutes=10)).isoformat(), "symbol": "AAA", "news_id": "late", "title": LATE_TITLE,
-         "impact_score": "0.9", "known_at": (T0 + timedelta(minutes=90)).isoformat()},
-    ])
-    ingest_table(dataset="insider_trades", data=[{
-        "time": (T0 + timedelta(minutes=5)).isoformat(), "symbol": "AAA", "insider_name": "Jane Insider", "transaction_type": "buy",
-        "shares": "1000", "price": "10", "value": "10000", "filing_date": (T0 + timedelta(minutes=100)).isoformat(),
-    }])
+    ingest_table(
+        dataset="market_data",
+        data=[bar(s, m, close=str(10 + (m % 7) / 10)) for s in ("AAA", "BBB") for m in range(0, 180)],
+    )
+    ingest_table(
+        dataset="market_data",
+        data=[{**bar("AAA", 0, close="9.5"), "known_at": (T0 + timedelta(minutes=80)).isoformat()}],
+    )
+    ingest_table(
+        dataset="news_events",
+        data=[
+            {
+                "time": (T0 + timedelta(minutes=5)).isoformat(),
+                "symbol": "AAA",
+                "news_id": "early",
+                "title": EARLY_TITLE,
+                "impact_score": "0.4",
+            },
+            {
+                "time": (T0 + timedelta(minutes=10)).isoformat(),
+                "symbol": "AAA",
+                "news_id": "late",
+                "title": LATE_TITLE,
+                "impact_score": "0.9",
+                "known_at": (T0 + timedelta(minutes=90)).isoformat(),
+            },
+        ],
+    )
+    ingest_table(
+        dataset="insider_trades",
+        data=[
+            {
+                "time": (T0 + timedelta(minutes=5)).isoformat(),
+                "symbol": "AAA",
+                "insider_name": "Jane Insider",
+                "transaction_type": "buy",
+                "shares": "1000",
+                "price": "10",
+                "value": "10000",
+                "filing_date": (T0 + timedelta(minutes=100)).isoformat(),
+            }
+        ],
+    )
     hour = T0.replace(minute=0)
-    ingest_table(dataset="social_sentiment", data=[
-        {"time": (hour + timedelta(hours=h)).isoformat(), "symbol": "AAA", "platform": "reddit", "mention_count": "10", "sentiment_avg": str(0.1 * h)}
-        for h in range(3)
-    ])
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {
+                "time": (hour + timedelta(hours=h)).isoformat(),
+                "symbol": "AAA",
+                "platform": "reddit",
+                "mention_count": "10",
+                "sentiment_avg": str(0.1 * h),
+            }
+            for h in range(3)
+        ],
+    )
 
 
 def chart_news(page) -> int:
@@ -59,7 +101,9 @@ def at_of(page) -> str:
     return parse_qs(urlsplit(page.url).query)["at"][0]
 
 
-def test_it_moves_t_and_shows_a_late_story_only_once_it_is_known(history, live_url, staff_page, screenshot, foreign_assets):
+def test_it_moves_t_and_shows_a_late_story_only_once_it_is_known(
+    history, live_url, staff_page, screenshot, foreign_assets
+):
     page = staff_page
     page.goto(live_url(f"/timeline/AAA/?at={iso(T0 + timedelta(minutes=60))}"))
     wait_chart(page)
@@ -102,7 +146,9 @@ def test_it_moves_t_with_the_slider_and_keeps_the_window(history, live_url, staf
     wait_chart(page)
     assert LATE_TITLE not in page.content()
     with page.expect_navigation():
-        page.evaluate("() => { const s = document.getElementById('slider'); s.value = '1000'; s.dispatchEvent(new Event('change')); }")
+        page.evaluate(
+            "() => { const s = document.getElementById('slider'); s.value = '1000'; s.dispatchEvent(new Event('change')); }"
+        )
     wait_chart(page)
     query = parse_qs(urlsplit(page.url).query)
     assert query["at"] == [iso(end)] and query["from"] == [iso(start)] and query["to"] == [iso(end)]
@@ -118,12 +164,17 @@ def test_it_shows_the_tables_without_javascript(history, browser, live_url, make
         assert LATE_TITLE in news_titles(page) and page.locator("#chart .main-svg").count() == 0
         assert "9.5" not in page.locator("#last-close").inner_text()
         page.goto(live_url(f"/timeline/?at={iso(T0 + timedelta(minutes=120))}&sort=-symbol"))
-        assert page.locator("#overview tbody tr").evaluate_all("rows => rows.map(r => r.dataset.symbol)") == ["BBB", "AAA"]
+        assert page.locator("#overview tbody tr").evaluate_all("rows => rows.map(r => r.dataset.symbol)") == [
+            "BBB",
+            "AAA",
+        ]
     finally:
         context.close()
 
 
-def test_it_sorts_the_overview_and_links_to_the_symbol_at_the_same_t(history, live_url, staff_page, screenshot, foreign_assets):
+def test_it_sorts_the_overview_and_links_to_the_symbol_at_the_same_t(
+    history, live_url, staff_page, screenshot, foreign_assets
+):
     page = staff_page
     at = iso(T0 + timedelta(minutes=100))
     page.goto(live_url(f"/timeline/?at={at}"))
@@ -158,10 +209,18 @@ def test_it_charts_daily_bars_for_a_long_window_and_says_so(history, live_url, s
 def test_every_axis_label_of_the_chart_is_inside_the_chart(history, live_url, staff_page):
     """The event lanes' category labels ("government" is the longest) are drawn whole, not clipped
     at the chart's left edge."""
-    ingest_table(dataset="government_events", data=[{
-        "time": (T0 + timedelta(minutes=30)).isoformat(), "event_type": "contract_award", "primary_symbol": "AAA",
-        "description": "AAA wins a widget contract", "market_impact": "0.3",
-    }])
+    ingest_table(
+        dataset="government_events",
+        data=[
+            {
+                "time": (T0 + timedelta(minutes=30)).isoformat(),
+                "event_type": "contract_award",
+                "primary_symbol": "AAA",
+                "description": "AAA wins a widget contract",
+                "market_impact": "0.3",
+            }
+        ],
+    )
     page = staff_page
     page.set_viewport_size({"width": 1400, "height": 900})
     page.goto(live_url(f"/timeline/AAA/?at={iso(T0 + timedelta(minutes=120))}"))

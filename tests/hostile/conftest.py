@@ -1,5 +1,6 @@
 """Fixtures of the hostile-input suite: clients holding a read token, a write token and a staff
 session, a cache namespace per test, and no rate limit (the suite sends many requests)."""
+
 from __future__ import annotations
 
 import uuid

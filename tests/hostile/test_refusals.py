@@ -2,6 +2,7 @@
 
 These are the reproduced cases of issue #14 (item 3 and the staff session of item 6) and their
 siblings found by the property-based tests beside this file."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,16 @@ ASOF = "/api/v1/asof-join/?dataset=market_data"
 STATE = "/api/v1/state/"
 
 # every kind of URL: read API, write API, schema, timeline pages, admin, login
-ANY_URLS = [STATE, INGEST, ASOF, "/api/v1/schema/", "/timeline/", "/admin/", "/admin/login/", "/admin/ingestion/upload/add/"]
+ANY_URLS = [
+    STATE,
+    INGEST,
+    ASOF,
+    "/api/v1/schema/",
+    "/timeline/",
+    "/admin/",
+    "/admin/login/",
+    "/admin/ingestion/upload/add/",
+]
 
 
 def body_of(response) -> str:
@@ -37,7 +47,9 @@ def nothing_stored():
 # --- bar_interval ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("interval", ["99999999999999d", "1000000000d", "999999999999D", "367d", "9" * 5000 + "us", "100000000h"])
+@pytest.mark.parametrize(
+    "interval", ["99999999999999d", "1000000000d", "999999999999D", "367d", "9" * 5000 + "us", "100000000h"]
+)
 def test_the_write_api_refuses_an_interval_beyond_the_maximum(writer, interval):
     response = writer.post(f"{INGEST}?bar_interval={interval}", [bar("AAPL", 0)], format="json")
     assert response.status_code == 400, body_of(response)
@@ -63,10 +75,15 @@ def test_the_upload_form_refuses_an_interval_beyond_the_maximum(admin_client, in
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     csv = "time,symbol,open,high,low,close,volume\n2024-03-01T14:30:00Z,AAPL,1,1,1,1,1\n"
-    response = admin_client.post(reverse("admin:ingestion_upload_add"), {
-        "dataset": "market_data", "on_error": "reject", "bar_interval_text": interval,
-        "file": SimpleUploadedFile("bars.csv", csv.encode(), content_type="text/csv"),
-    })
+    response = admin_client.post(
+        reverse("admin:ingestion_upload_add"),
+        {
+            "dataset": "market_data",
+            "on_error": "reject",
+            "bar_interval_text": interval,
+            "file": SimpleUploadedFile("bars.csv", csv.encode(), content_type="text/csv"),
+        },
+    )
     assert response.status_code == 200  # the form again, with the error
     assert "longer than the longest interval accepted (366d)" in body_of(response)
 
@@ -90,8 +107,12 @@ def test_the_write_api_refuses_a_lone_surrogate_naming_row_and_column(writer, co
 
 
 def test_the_write_api_refuses_a_lone_surrogate_in_a_key_name(writer):
-    response = writer.generic("POST", INGEST, '[{"time": "2024-03-01T14:30:00Z", "symbol": "A", "\\udc00": 1}]',
-                              content_type="application/json")
+    response = writer.generic(
+        "POST",
+        INGEST,
+        '[{"time": "2024-03-01T14:30:00Z", "symbol": "A", "\\udc00": 1}]',
+        content_type="application/json",
+    )
     assert response.status_code == 400, body_of(response)
     assert "surrogate" in body_of(response)
 
@@ -106,10 +127,17 @@ def test_the_write_api_refuses_a_lone_surrogate_in_ndjson(writer):
 
 @pytest.mark.parametrize("field", ["symbol", "time", "platform"])
 def test_the_asof_join_refuses_a_lone_surrogate_naming_the_point(reader, field):
-    points = [{"symbol": "AAPL", "time": "2024-03-01T15:30:00Z"}, {"symbol": "MSFT", "time": "2024-03-01T16:00:00Z", "platform": "x"}]
+    points = [
+        {"symbol": "AAPL", "time": "2024-03-01T15:30:00Z"},
+        {"symbol": "MSFT", "time": "2024-03-01T16:00:00Z", "platform": "x"},
+    ]
     text = json.dumps(points).replace(json.dumps(points[1][field]), LONE)
-    response = reader.generic("POST", ASOF.replace("market_data", "social_sentiment" if field == "platform" else "market_data"),
-                              text, content_type="application/json")
+    response = reader.generic(
+        "POST",
+        ASOF.replace("market_data", "social_sentiment" if field == "platform" else "market_data"),
+        text,
+        content_type="application/json",
+    )
     assert response.status_code == 400, body_of(response)
     assert "surrogate" in body_of(response) and "2" in body_of(response)
 
@@ -127,15 +155,25 @@ def test_a_malformed_content_length_is_a_400_on_any_url(writer, url, length):
 
 @pytest.mark.parametrize("url", [INGEST, ASOF])
 def test_a_content_length_beyond_the_body_limit_is_a_413(writer, url, settings):
-    response = writer.generic("POST", url, b"[]", content_type="application/json",
-                              CONTENT_LENGTH=str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE * 4))
+    response = writer.generic(
+        "POST",
+        url,
+        b"[]",
+        content_type="application/json",
+        CONTENT_LENGTH=str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE * 4),
+    )
     assert response.status_code == 413, body_of(response)[:300]
     assert "bytes" in response.json()["detail"]
 
 
 def test_a_content_length_beyond_the_body_limit_is_a_4xx_on_a_form(staff, settings):
-    response = staff.generic("POST", "/admin/login/", b"a=1", content_type="application/x-www-form-urlencoded",
-                             CONTENT_LENGTH=str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE * 4))
+    response = staff.generic(
+        "POST",
+        "/admin/login/",
+        b"a=1",
+        content_type="application/x-www-form-urlencoded",
+        CONTENT_LENGTH=str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE * 4),
+    )
     assert 400 <= response.status_code < 500, body_of(response)[:300]
 
 
@@ -147,10 +185,17 @@ def test_an_unsupported_transfer_encoding_is_refused(writer, url, encoding):
 
 
 @pytest.mark.parametrize("url", ANY_URLS)
-@pytest.mark.parametrize("content_type", [
-    "application/json; charset=nope", "application/x-www-form-urlencoded; charset=nope", "text/csv; charset=utf-99",
-    "multipart/form-data; boundary=x; charset=nope", "application/json; charset=\"", "text/csv; charset=\u00e9",
-])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=nope",
+        "application/x-www-form-urlencoded; charset=nope",
+        "text/csv; charset=utf-99",
+        "multipart/form-data; boundary=x; charset=nope",
+        'application/json; charset="',
+        "text/csv; charset=\u00e9",
+    ],
+)
 def test_an_unknown_charset_is_a_415_on_any_url(writer, staff, url, content_type):
     for client in (writer, staff):
         response = client.generic("POST", url, b"a=1&b=2", content_type=content_type)
@@ -159,10 +204,19 @@ def test_an_unknown_charset_is_a_415_on_any_url(writer, staff, url, content_type
 
 
 @pytest.mark.parametrize("url", ANY_URLS)
-@pytest.mark.parametrize("content_type", [
-    "multipart/form-data", "multipart/form-data; boundary=", "application/x-www-form-urlencoded; charset=utf-16",
-    "application/json; charset=utf-16", "text/csv; charset=utf-32", "application/x-ndjson; charset=latin-1", ";;;", "a/b/c",
-])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        "application/x-www-form-urlencoded; charset=utf-16",
+        "application/json; charset=utf-16",
+        "text/csv; charset=utf-32",
+        "application/x-ndjson; charset=latin-1",
+        ";;;",
+        "a/b/c",
+    ],
+)
 def test_an_odd_content_type_is_never_a_server_error(writer, staff, url, content_type):
     for client in (writer, staff):
         headers = {"HTTP_X_CSRFTOKEN": csrf_token(client)} if client is staff else {}
@@ -173,7 +227,9 @@ def test_an_odd_content_type_is_never_a_server_error(writer, staff, url, content
 # --- too many parameters / fields -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [STATE, "/api/v1/market-data/", INGEST, ASOF.split("?")[0], "/api/v1/reconstruct/AAPL/", "/timeline/"])
+@pytest.mark.parametrize(
+    "url", [STATE, "/api/v1/market-data/", INGEST, ASOF.split("?")[0], "/api/v1/reconstruct/AAPL/", "/timeline/"]
+)
 def test_more_than_a_thousand_query_parameters_is_a_400_even_anonymously(anonymous, reader, url):
     query = "&".join(f"p{i}=1" for i in range(1200))
     for client in (anonymous, reader):
@@ -185,7 +241,9 @@ def test_more_than_a_thousand_query_parameters_is_a_400_even_anonymously(anonymo
 
 def test_too_many_form_fields_is_a_400(staff):
     body = f"csrfmiddlewaretoken={csrf_token(staff)}&" + "&".join(f"f{i}=1" for i in range(1200))
-    response = staff.generic("POST", "/admin/ingestion/upload/add/", body, content_type="application/x-www-form-urlencoded")
+    response = staff.generic(
+        "POST", "/admin/ingestion/upload/add/", body, content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 400, body_of(response)[:300]
 
 
@@ -211,7 +269,9 @@ def test_a_json_boolean_is_not_a_number(writer, column, value):
 
 
 def test_a_json_boolean_is_not_a_number_in_ndjson_either(writer):
-    text = json.dumps({**bar("AAPL", 0), "volume": True}) + "\n" + json.dumps({**bar("AAPL", 1), "volume": False}) + "\n"
+    text = (
+        json.dumps({**bar("AAPL", 0), "volume": True}) + "\n" + json.dumps({**bar("AAPL", 1), "volume": False}) + "\n"
+    )
     response = writer.generic("POST", INGEST, text, content_type="application/x-ndjson")
     assert response.status_code == 400, body_of(response)
     assert [(e["row"], e["column"]) for e in response.json()["errors"]] == [(1, "volume"), (2, "volume")]
@@ -224,8 +284,14 @@ def test_a_json_boolean_is_not_a_number_in_ndjson_either(writer):
 
 
 def test_a_json_boolean_is_still_a_boolean_where_the_column_is_one(writer):
-    row = {"time": T0.isoformat(), "symbol": "AAPL", "insider_name": "A", "transaction_type": "buy",
-           "filing_date": T0.isoformat(), "is_cluster_trade": True}
+    row = {
+        "time": T0.isoformat(),
+        "symbol": "AAPL",
+        "insider_name": "A",
+        "transaction_type": "buy",
+        "filing_date": T0.isoformat(),
+        "is_cluster_trade": True,
+    }
     response = writer.post("/api/v1/ingest/insider_trades/", [row], format="json")
     assert response.status_code == 202, body_of(response)
 
@@ -266,8 +332,13 @@ def test_a_non_staff_session_cannot_write(db):
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(User.objects.create_user("plain"))
-    response = client.generic("POST", INGEST, json.dumps([bar("AAPL", 0)]), content_type="application/json",
-                              HTTP_X_CSRFTOKEN=csrf_token(client))
+    response = client.generic(
+        "POST",
+        INGEST,
+        json.dumps([bar("AAPL", 0)]),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=csrf_token(client),
+    )
     assert response.status_code == 403, body_of(response)
     assert nothing_stored()
 
@@ -286,7 +357,9 @@ def test_an_arrow_body_with_timestamps_at_the_ends_of_int64_is_never_a_server_er
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    response = reader.generic("POST", ASOF, sink.getvalue().to_pybytes(), content_type="application/vnd.apache.arrow.stream")
+    response = reader.generic(
+        "POST", ASOF, sink.getvalue().to_pybytes(), content_type="application/vnd.apache.arrow.stream"
+    )
     assert response.status_code < 500, body_of(response)[:300]
     if tz is None:
         assert response.status_code == 400  # naive times are refused, naming the column
@@ -313,8 +386,13 @@ def test_ndjson_nesting_deeper_than_the_limit_is_refused_before_arrow_reads_it()
     deep = (ROW % ("[" * 30_000 + "]" * 30_000)).encode()
     with pytest.raises(InputError, match="nests deeper than 100"):
         list(parsers.read_batches(io.BytesIO(deep), dataset=DATASETS["market_data"], fmt="ndjson"))
-    fine = "\n".join([ROW % ("[" * 50 + "1" + "]" * 50)] * 4).encode()  # 4 x 50 levels: the depth starts again on each line
-    assert sum(b.num_rows for b in parsers.read_batches(io.BytesIO(fine), dataset=DATASETS["market_data"], fmt="ndjson")) == 4
+    fine = "\n".join(
+        [ROW % ("[" * 50 + "1" + "]" * 50)] * 4
+    ).encode()  # 4 x 50 levels: the depth starts again on each line
+    assert (
+        sum(b.num_rows for b in parsers.read_batches(io.BytesIO(fine), dataset=DATASETS["market_data"], fmt="ndjson"))
+        == 4
+    )
 
 
 @pytest.mark.parametrize("depth", [2000, 100_000])

@@ -5,6 +5,7 @@ A response >= 500 fails the test; nothing else is asserted about the answers her
 
 schemathesis' pytest plugin does not run under pytest 9 (see tests/timeseries/api/test_schema.py), so
 each operation is driven through schemathesis' Python API: its Hypothesis strategy, called in process."""
+
 from __future__ import annotations
 
 import hypothesis
@@ -18,8 +19,9 @@ from timeseries.datasets import DATASETS
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = hypothesis.settings(max_examples=8, deadline=None, database=None, derandomize=True,
-                               suppress_health_check=list(HealthCheck))
+EXAMPLES = hypothesis.settings(
+    max_examples=8, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.fixture
@@ -44,12 +46,18 @@ def operations(schema):
 
 
 def no_server_error(case, response, headers) -> None:
-    assert response.status_code < 500, f"{case.as_curl_command(headers)} -> {response.status_code}: {response.text[:500]}"
+    assert response.status_code < 500, (
+        f"{case.as_curl_command(headers)} -> {response.status_code}: {response.text[:500]}"
+    )
 
 
 def test_the_schema_offers_the_write_api_with_a_link_to_its_batch_status(schema):
     labels = {op.label for op in operations(schema)}
-    assert {"POST /api/v1/ingest/{dataset}/", "GET /api/v1/ingest/batches/{batch_id}/", "POST /api/v1/asof-join/"} <= labels
+    assert {
+        "POST /api/v1/ingest/{dataset}/",
+        "GET /api/v1/ingest/batches/{batch_id}/",
+        "POST /api/v1/asof-join/",
+    } <= labels
     raw = schema.raw_schema["paths"]["/api/v1/ingest/{dataset}/"]["post"]["responses"]["202"]
     assert raw["links"]["BatchStatus"]["operationId"] == "ingest_batches_retrieve"
 

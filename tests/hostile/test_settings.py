@@ -1,5 +1,6 @@
 """DEBUG off unless asked for, a development SECRET_KEY kept in var/ (0600), connection URLs masked
 in error reports."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,17 @@ from django.test import RequestFactory
 from django.views.debug import ExceptionReporter
 
 ROOT = Path(__file__).resolve().parents[2]
-PROBE = "import django, json; django.setup(); from django.conf import settings as s; " \
-        "print(json.dumps([s.DEBUG, s.SECRET_KEY, s.SECRET_KEY_FROM_FILE]))"
+PROBE = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps([s.DEBUG, s.SECRET_KEY, s.SECRET_KEY_FROM_FILE]))"
+)
 
 
 def settings_in_a_fresh_shell(tmp_path, **env) -> list:
     clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
-    clean.update(DJANGO_SETTINGS_MODULE="tsm_site.settings", TSM_SECRET_KEY_FILE=str(tmp_path / "var" / "secret_key"), **env)
+    clean.update(
+        DJANGO_SETTINGS_MODULE="tsm_site.settings", TSM_SECRET_KEY_FILE=str(tmp_path / "var" / "secret_key"), **env
+    )
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -61,7 +66,9 @@ def test_error_reports_mask_connection_urls(settings, debug):
     settings.REDIS_URL = f"redis://:{secret}@cache.example:6379/0"
     settings.CELERY_BROKER_URL = settings.REDIS_URL
     settings.TSM_INFLUX_URL = f"http://u:{secret}@influx.example:8086"
-    request = RequestFactory().get("/api/v1/state/", REDIS_URL=settings.REDIS_URL, HTTP_AUTHORIZATION=f"Bearer {secret}")
+    request = RequestFactory().get(
+        "/api/v1/state/", REDIS_URL=settings.REDIS_URL, HTTP_AUTHORIZATION=f"Bearer {secret}"
+    )
     reporter = _report(request)
     for text in (reporter.get_traceback_html(), reporter.get_traceback_text()):
         assert "boom" in text and "DATABASE_URL" in text

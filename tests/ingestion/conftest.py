@@ -1,4 +1,5 @@
 """Fixtures shared by the ingestion tests."""
+
 from __future__ import annotations
 
 import uuid

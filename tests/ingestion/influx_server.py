@@ -4,6 +4,7 @@ It binds 127.0.0.1 on free ports, keeps its meta/data/wal in a temporary directo
 a generated file and is stopped (and its directory removed) when the context ends. Nothing here
 assumes an InfluxDB already running.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -2,6 +2,7 @@
 
 Their names, arguments and JSON output are a public contract: `ingest`, `asof`, `seed_demo`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,7 +55,10 @@ def test_it_ingests_a_file_and_prints_the_counts_as_the_last_json_line(tmp_path)
     assert first.returncode == 0, first.stderr
     counts = last_json(first.stdout)
     assert {k: counts[k] for k in ("inserted", "revised", "duplicates", "rejected")} == {
-        "inserted": 6, "revised": 0, "duplicates": 0, "rejected": 0
+        "inserted": 6,
+        "revised": 0,
+        "duplicates": 0,
+        "rejected": 0,
     }
     again = manage("ingest", "market_data", str(path), "--format", "json")
     assert last_json(again.stdout)["duplicates"] == 6 and last_json(again.stdout)["inserted"] == 0
@@ -183,7 +187,9 @@ def test_the_exported_follow_up_files_insert_a_new_session_and_revise_closes(tmp
         new_rows = list(csv.DictReader(fh))
     seeded_last = max_time_stored()
     assert new_rows and min(r["time"] for r in new_rows) > seeded_last.isoformat().replace("+00:00", "Z")
-    nxt = last_json(manage("ingest", "market_data", str(tmp_path / "market_data_next_session.csv"), "--format", "json").stdout)
+    nxt = last_json(
+        manage("ingest", "market_data", str(tmp_path / "market_data_next_session.csv"), "--format", "json").stdout
+    )
     bars = {(r["symbol"], r["time"]) for r in new_rows}  # a few bars come with a later correction (a revision)
     assert nxt["inserted"] == len(bars) and nxt["inserted"] + nxt["revised"] == len(new_rows)
     assert nxt["duplicates"] == nxt["rejected"] == 0

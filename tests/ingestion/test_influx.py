@@ -1,4 +1,5 @@
 """InfluxDB backup and restore (ingestion/influx.py) against a real influxd started by the tests."""
+
 from __future__ import annotations
 
 import threading
@@ -24,8 +25,15 @@ from timeseries.models import ChangeCursor
 
 AWKWARD = [  # (open, high, low, close, vwap, market_cap, source)
     ("0.000001", "0.000003", "0.000001", "0.000002", None, None, ""),
-    ("123456789012.345678", "999999999999.999999", "123456789012.345677", "123456789012.345679", "123456789012.345678",
-     "9999999999999999999999.99", 'he said "hi" \\ ok, a=b'),
+    (
+        "123456789012.345678",
+        "999999999999.999999",
+        "123456789012.345677",
+        "123456789012.345679",
+        "123456789012.345678",
+        "9999999999999999999999.99",
+        'he said "hi" \\ ok, a=b',
+    ),
     ("0.1", "0.3", "0.1", "0.2", "0.123457", "0.01", "ünïcode src"),
 ]
 
@@ -36,11 +44,26 @@ def load_history() -> dict[str, int]:
     for symbol in FAST:
         for s in range(30):
             o, h, lo, c, vwap, cap, src = AWKWARD[s % len(AWKWARD)]
-            rows.append(tick(symbol, s, close=c, open=o, high=h, low=lo, vwap=vwap, market_cap=cap, source=src,
-                             trades=None if s % 4 else "7", quality_score=str(0.1 * (s % 7))))
+            rows.append(
+                tick(
+                    symbol,
+                    s,
+                    close=c,
+                    open=o,
+                    high=h,
+                    low=lo,
+                    vwap=vwap,
+                    market_cap=cap,
+                    source=src,
+                    trades=None if s % 4 else "7",
+                    quality_score=str(0.1 * (s % 7)),
+                )
+            )
     first = ingest_table(dataset="market_data", data=rows, bar_interval=SECOND)
     # an exchange correction known an hour later, for 5 bars of each symbol
-    corr = [tick(sym, s, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat()) for sym in FAST for s in range(5)]
+    corr = [
+        tick(sym, s, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat()) for sym in FAST for s in range(5)
+    ]
     second = ingest_table(dataset="market_data", data=corr, bar_interval=SECOND)
     # our own fix of 3 bars with the same known_at as the original (time + 1 s): same known_at, new values
     fix = [tick(sym, s, close="10.75") for sym in FAST for s in range(3)]
@@ -54,7 +77,10 @@ def load_history() -> dict[str, int]:
 def as_of_answers(symbols=FAST) -> dict:
     times = [T0 + SECOND, T0 + 2 * SECOND, T0 + 40 * SECOND, T0 + timedelta(hours=1), T0 + timedelta(days=1)]
     return {
-        at: [{k: v for k, v in row.items() if k != "recorded_at"} for row in pit.history(dataset="market_data", at=at, symbols=list(symbols))]
+        at: [
+            {k: v for k, v in row.items() if k != "recorded_at"}
+            for row in pit.history(dataset="market_data", at=at, symbols=list(symbols))
+        ]
         for at in times
     }
 
@@ -302,8 +328,12 @@ def test_it_records_a_refused_write_as_a_permanent_error(backup, influxd):
     # a field of another type already in the measurement: InfluxDB answers 400 (not worth a retry)
     influxd.query(f'CREATE DATABASE "{backup.TSM_INFLUX_DB}"')
     stamp = int(T0.timestamp() * 1_000_000)  # the same shard as the bars
-    r = requests.post(f"{influxd.url}/write", params={"db": backup.TSM_INFLUX_DB, "precision": "u"},
-                      data=f'market_data,symbol=X,v=0 open="text" {stamp}'.encode(), timeout=10)
+    r = requests.post(
+        f"{influxd.url}/write",
+        params={"db": backup.TSM_INFLUX_DB, "precision": "u"},
+        data=f'market_data,symbol=X,v=0 open="text" {stamp}'.encode(),
+        timeout=10,
+    )
     assert r.status_code == 204
 
     with pytest.raises(influx.InfluxError, match="400") as caught:
@@ -323,7 +353,9 @@ def test_it_backs_up_in_a_real_worker_retrying_while_influxdb_answers_503(influx
     try:
         load_history()
         influx_backup.apply_async(queue=queue)
-        wait_for(lambda: InfluxBackupState.objects.filter(last_error__contains="503").exists(), what="the 503 to be recorded")
+        wait_for(
+            lambda: InfluxBackupState.objects.filter(last_error__contains="503").exists(), what="the 503 to be recorded"
+        )
         assert changes_lag(consumer="influx", dataset="market_data")["pending"] > 0
         proxy.overloaded = False  # the retry (after a few seconds of backoff) gets through
         wait_for(lambda: influx.backup_status()["pending_changes"] == 0, timeout=90, what="the retried backup")
@@ -347,7 +379,15 @@ def test_it_does_nothing_and_says_so_when_influxdb_is_not_configured(settings):
     load_history()
     pending = changes_lag(consumer="influx", dataset="market_data")
 
-    assert influx_backup.apply().get() == {"enabled": False, "changes": 0, "points": 0, "posts": 0, "failed": 0, "retried": 0, "resolved": 0}
+    assert influx_backup.apply().get() == {
+        "enabled": False,
+        "changes": 0,
+        "points": 0,
+        "posts": 0,
+        "failed": 0,
+        "retried": 0,
+        "resolved": 0,
+    }
     assert changes_lag(consumer="influx", dataset="market_data") == pending
     status = influx.backup_status()
     assert (status["enabled"], status["why_off"], status["mode"]) == (False, "TSM_INFLUX_URL is not set", "off")
@@ -374,8 +414,9 @@ def test_it_shows_the_backup_status_in_the_admin(admin_client, settings):
 
 @pytest.mark.django_db
 def test_it_shows_the_last_error_in_the_admin(admin_client, backup):
-    InfluxBackupState.objects.create(dataset="market_data", last_error="InfluxDB /write answered 400: boom",
-                                     last_error_at=T0)
+    InfluxBackupState.objects.create(
+        dataset="market_data", last_error="InfluxDB /write answered 400: boom", last_error_at=T0
+    )
     page = admin_client.get("/admin/ingestion/influxbackupstate/").content.decode()
     assert "InfluxDB backup (subminute)" in page and "InfluxDB /write answered 400: boom" in page
 
@@ -390,8 +431,16 @@ def test_it_restores_through_the_command(backup, capsys):
     before = versions()
     wipe_market_data()
 
-    call_command("restore_from_influx", "market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00+00:00",
-                 "--format", "json")
+    call_command(
+        "restore_from_influx",
+        "market_data",
+        "--start",
+        "2024-03-01T00:00:00Z",
+        "--end",
+        "2024-03-02T00:00:00+00:00",
+        "--format",
+        "json",
+    )
 
     assert '"inserted": 60' in capsys.readouterr().out
     assert versions() == before
@@ -402,9 +451,18 @@ def test_it_restores_through_the_command(backup, capsys):
     "args, message",
     [
         (["news_events", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z"], "DATASET 'news_events'"),
-        (["market_data", "--start", "yesterday", "--end", "2024-03-02T00:00:00Z"], "--start='yesterday' is not an ISO 8601"),
-        (["market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00"], "--end='2024-03-02T00:00:00' has no UTC offset"),
-        (["market_data", "--start", "2024-03-02T00:00:00Z", "--end", "2024-03-01T00:00:00Z"], "--end='2024-03-01T00:00:00Z' must be after --start"),
+        (
+            ["market_data", "--start", "yesterday", "--end", "2024-03-02T00:00:00Z"],
+            "--start='yesterday' is not an ISO 8601",
+        ),
+        (
+            ["market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00"],
+            "--end='2024-03-02T00:00:00' has no UTC offset",
+        ),
+        (
+            ["market_data", "--start", "2024-03-02T00:00:00Z", "--end", "2024-03-01T00:00:00Z"],
+            "--end='2024-03-01T00:00:00Z' must be after --start",
+        ),
         (["market_data", "--end", "2024-03-01T00:00:00Z"], "the following arguments are required: --start"),
     ],
 )
@@ -420,16 +478,24 @@ def test_it_refuses_bad_arguments_naming_the_parameter(backup, args, message):
 def test_it_refuses_to_restore_when_influxdb_is_not_configured(settings):
     settings.TSM_INFLUX_URL = ""
     with pytest.raises(CommandError, match="TSM_INFLUX_URL"):
-        call_command("restore_from_influx", "market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z")
+        call_command(
+            "restore_from_influx", "market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z"
+        )
 
 
 @pytest.mark.django_db
 def test_it_says_when_the_backup_database_does_not_exist(backup):
     with pytest.raises(CommandError, match="does not exist: nothing was backed up"):
-        call_command("restore_from_influx", "market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z")
+        call_command(
+            "restore_from_influx", "market_data", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z"
+        )
 
 
 def test_it_keeps_credentials_in_the_url_out_of_what_it_shows(settings):
-    settings.TSM_INFLUX_URL, settings.TSM_INFLUX_USER, settings.TSM_INFLUX_PASSWORD = "http://bk:s%40cret@127.0.0.1:8086", "", ""
+    settings.TSM_INFLUX_URL, settings.TSM_INFLUX_USER, settings.TSM_INFLUX_PASSWORD = (
+        "http://bk:s%40cret@127.0.0.1:8086",
+        "",
+        "",
+    )
     config = influx.influx_config()
     assert (config.url, config.user, config.password) == ("http://127.0.0.1:8086", "bk", "s@cret")

@@ -1,5 +1,6 @@
 """The InfluxDB backup passes a span InfluxDB refuses, records it, and resolves it once the bad version was
 removed (ingestion/influx.py + timeseries/changes.py), against the real influxd of test_influx.py."""
+
 from __future__ import annotations
 
 import io
@@ -55,8 +56,12 @@ def test_a_refusal_about_the_target_stops_the_run_and_records_no_span_failure(ba
     ingest_table(dataset="market_data", data=[tick("OTHER", s) for s in range(3)], bar_interval=SECOND)
     influxd.query(f'CREATE DATABASE "{backup.TSM_INFLUX_DB}"')
     stamp = int(T0.timestamp() * 1_000_000)
-    requests.post(f"{influxd.url}/write", params={"db": backup.TSM_INFLUX_DB, "precision": "u"},
-                  data=f'market_data,symbol=X,v=0 open="text" {stamp}'.encode(), timeout=10).raise_for_status()
+    requests.post(
+        f"{influxd.url}/write",
+        params={"db": backup.TSM_INFLUX_DB, "precision": "u"},
+        data=f'market_data,symbol=X,v=0 open="text" {stamp}'.encode(),
+        timeout=10,
+    ).raise_for_status()
     pending = changes_lag(consumer="influx", dataset="market_data")
     with pytest.raises(influx.InfluxError, match="field type conflict"):
         influx.influx_backup_run()
@@ -66,7 +71,9 @@ def test_a_refusal_about_the_target_stops_the_run_and_records_no_span_failure(ba
 
 
 def test_which_errors_are_a_spans_own_fault():
-    assert influx.backup_span_error(influx.InfluxError("InfluxDB /write answered 401: unauthorized", status=401)) is False
+    assert (
+        influx.backup_span_error(influx.InfluxError("InfluxDB /write answered 401: unauthorized", status=401)) is False
+    )
     assert influx.backup_span_error(influx.InfluxUnavailable("unreachable")) is False
     assert influx.backup_span_error(influx.InfluxError("unable to parse", status=400)) is True
     assert influx.backup_span_error(influx.InfluxError("partial write: field type conflict: …", status=400)) is False
@@ -76,13 +83,17 @@ def test_which_errors_are_a_spans_own_fault():
 def test_a_removed_version_leaves_the_backup_too_and_a_restore_does_not_bring_it_back(backup, influxd):
     ingest_table(dataset="market_data", data=[tick("TICK", s) for s in range(5)], bar_interval=SECOND)
     # a correction of bars 1 and 2, known an hour later: two versions each
-    ingest_table(dataset="market_data", data=[tick("TICK", s, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat())
-                                              for s in (1, 2)], bar_interval=SECOND)
+    ingest_table(
+        dataset="market_data",
+        data=[tick("TICK", s, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat()) for s in (1, 2)],
+        bar_interval=SECOND,
+    )
     influx.influx_backup_run()
     assert influxd.count(db=backup.TSM_INFLUX_DB) == 7
     with connection.cursor() as cur:  # the original version of bar 1 was wrong: remove it
-        cur.execute("SELECT id FROM market_data WHERE symbol = 'TICK' AND time = %s ORDER BY recorded_at LIMIT 1",
-                    [T0 + SECOND])
+        cur.execute(
+            "SELECT id FROM market_data WHERE symbol = 'TICK' AND time = %s ORDER BY recorded_at LIMIT 1", [T0 + SECOND]
+        )
         (original,) = cur.fetchone()
     call_command("remove_versions", "market_data", "--id", str(original), "--reason", "bad tick", stdout=io.StringIO())
     influx.influx_backup_run()

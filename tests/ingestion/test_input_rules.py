@@ -4,29 +4,39 @@ Edges of the stored-instant range [1800-01-01T00:00:00Z, 2200-01-01T00:00:00Z) a
 rule: the first and last admitted values are stored, one step outside is refused naming the row and
 the column, and nothing of a refused input is stored.
 """
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from rest_framework.test import APIClient
 
 from ingestion import buffer, influx
 from ingestion.loader import LoadRejected, ingest_file
-from timeseries.models import GovernmentEvent, InsiderTrade, MarketData
 from tests.ingestion.influx_server import influx_server
+from timeseries.models import GovernmentEvent, InsiderTrade, MarketData
 
 pytestmark = pytest.mark.django_db
 
-UTC = timezone.utc
+UTC = UTC
 SYM32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 assert len(SYM32) == 32
 
 
 def bar_at(time: str, symbol: str = "AAPL", **extra) -> dict:
-    return {"time": time, "symbol": symbol, "open": "10", "high": "11", "low": "9", "close": "10.5", "volume": "100", **extra}
+    return {
+        "time": time,
+        "symbol": symbol,
+        "open": "10",
+        "high": "11",
+        "low": "9",
+        "close": "10.5",
+        "volume": "100",
+        **extra,
+    }
 
 
 def csv_bytes(rows: list[dict]) -> bytes:
@@ -100,10 +110,17 @@ def test_the_first_and_last_admitted_instants_are_stored(door):
         (bar_at("2200-01-01T00:00:00Z"), "time", "2200-01-01T00:00:00Z is outside the supported range"),
         (bar_at("9999-12-31T23:59:00Z"), "time", "9999-12-31T23:59:00Z is outside the supported range"),
         (bar_at("0001-01-01T00:00:00Z"), "time", "0001-01-01T00:00:00Z is outside the supported range"),
-        (bar_at("2199-12-31T23:00:00Z", known_at="2200-01-01T00:00:00Z"), "known_at", "2200-01-01T00:00:00Z is outside"),
+        (
+            bar_at("2199-12-31T23:00:00Z", known_at="2200-01-01T00:00:00Z"),
+            "known_at",
+            "2200-01-01T00:00:00Z is outside",
+        ),
         # derived: the bar's close is one minute past the last admitted instant
-        (bar_at("2199-12-31T23:59:00Z"), "known_at",
-         "time 2199-12-31T23:59:00Z gives known_at 2200-01-01T00:00:00Z (derived: bar close"),
+        (
+            bar_at("2199-12-31T23:59:00Z"),
+            "known_at",
+            "time 2199-12-31T23:59:00Z gives known_at 2200-01-01T00:00:00Z (derived: bar close",
+        ),
     ],
     ids=["before-1800", "at-2200", "year-9999", "year-1", "given-known_at", "derived-known_at"],
 )
@@ -154,8 +171,18 @@ def test_symbols_at_the_edge_of_the_rule_are_stored(door):
         ("A/../B", "has a / not followed by a letter or digit"),
         ("A/", "has a / not followed by a letter or digit"),
     ],
-    ids=["33-chars", "space", "question-mark", "hash", "dot-dot", "leading-dot", "non-ascii", "leading-dash",
-         "dot-segment", "trailing-slash"],
+    ids=[
+        "33-chars",
+        "space",
+        "question-mark",
+        "hash",
+        "dot-dot",
+        "leading-dot",
+        "non-ascii",
+        "leading-dash",
+        "dot-segment",
+        "trailing-slash",
+    ],
 )
 def test_a_symbol_the_rule_refuses_is_named_and_nothing_is_stored(door, symbol, words):
     errors = door("market_data", [bar_at("2024-03-01T14:30:00Z", "AAPL"), bar_at("2024-03-01T14:31:00Z", symbol)])
@@ -198,6 +225,9 @@ def test_the_influx_backup_round_trips_edge_rows(influx_backup_settings):
     with connection.cursor() as cur:
         cur.execute("TRUNCATE market_data")
         cur.execute("DELETE FROM timeseries_series WHERE dataset = 'market_data'")
-    for start, end in ((first, first + timedelta(days=1)), (last - timedelta(days=1), datetime(2200, 1, 1, tzinfo=UTC))):
+    for start, end in (
+        (first, first + timedelta(days=1)),
+        (last - timedelta(days=1), datetime(2200, 1, 1, tzinfo=UTC)),
+    ):
         influx.influx_restore(dataset="market_data", start=start, end=end)
     assert sorted(MarketData.objects.values_list("symbol", "time", "known_at")) == stored

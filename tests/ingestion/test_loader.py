@@ -1,4 +1,5 @@
 """The write path: validation rules (each with its message and "nothing stored"), versions, replays."""
+
 from __future__ import annotations
 
 import gzip
@@ -50,13 +51,19 @@ BAD_BAR_CASES = [
     ({"close": "ten"}, "row 2, column 'close': 'ten' is not a number"),
     ({"volume": "1.5"}, "row 2, column 'volume': '1.5' is not an integer"),
     ({"close": "10.1234567"}, "row 2, column 'close': '10.1234567' has more than 6 decimal places"),
-    ({"time": "2024-03-01T14:31:00"}, "row 2, column 'time': '2024-03-01T14:31:00' has no UTC offset: naive timestamps are ambiguous, add Z or +00:00"),
+    (
+        {"time": "2024-03-01T14:31:00"},
+        "row 2, column 'time': '2024-03-01T14:31:00' has no UTC offset: naive timestamps are ambiguous, add Z or +00:00",
+    ),
     ({"time": "yesterday"}, "row 2, column 'time': 'yesterday' is not an ISO 8601 timestamp with an offset"),
     ({"symbol": "  "}, "row 2, column 'symbol': symbol is required"),
     ({"quality_score": "1.5"}, "row 2, column 'quality_score': quality_score must be between 0 and 1"),
     ({"symbol": "X" * 33}, "row 2, column 'symbol': symbol is longer than 32 characters (33)"),
     ({"source": "é" * 65}, "row 2, column 'source': source is longer than 64 characters (65)"),
-    ({"source": "a\x00b"}, "row 2, column 'source': source contains a NUL character, which PostgreSQL text cannot hold"),
+    (
+        {"source": "a\x00b"},
+        "row 2, column 'source': source contains a NUL character, which PostgreSQL text cannot hold",
+    ),
     (
         {"known_at": (T0 + timedelta(seconds=90)).isoformat()},
         "row 2, column 'known_at': known_at is earlier than this dataset allows (bar close: time + bar interval (default 1 minute))",
@@ -132,8 +139,15 @@ def test_it_defaults_known_at_to_the_bar_close_for_the_uploads_interval():
 
 
 def test_it_requires_filing_date_for_insider_trades_and_uses_it_as_known_at():
-    trade = {"time": T0.isoformat(), "symbol": "AAPL", "insider_name": "Jane Roe", "transaction_type": "buy",
-             "shares": "100", "price": "10", "value": "1000"}
+    trade = {
+        "time": T0.isoformat(),
+        "symbol": "AAPL",
+        "insider_name": "Jane Roe",
+        "transaction_type": "buy",
+        "shares": "100",
+        "price": "10",
+        "value": "1000",
+    }
     with pytest.raises(InputError, match=r"missing required column\(s\) 'filing_date'"):
         ingest_table(dataset="insider_trades", data=[trade])
     filed = (T0 + timedelta(days=2)).isoformat()
@@ -142,14 +156,24 @@ def test_it_requires_filing_date_for_insider_trades_and_uses_it_as_known_at():
 
 
 def test_it_rejects_a_filing_before_the_transaction():
-    trade = {"time": T0.isoformat(), "symbol": "AAPL", "insider_name": "Jane Roe", "transaction_type": "buy",
-             "filing_date": (T0 - timedelta(days=1)).isoformat()}
+    trade = {
+        "time": T0.isoformat(),
+        "symbol": "AAPL",
+        "insider_name": "Jane Roe",
+        "transaction_type": "buy",
+        "filing_date": (T0 - timedelta(days=1)).isoformat(),
+    }
     exc = rejected("insider_trades", [trade])
     assert "row 1, column 'filing_date': filing_date is before the transaction date (time)" in messages(exc)
 
 
 def test_it_rejects_a_sentiment_window_not_on_the_hour():
-    row = {"time": (T0 + timedelta(minutes=15)).isoformat(), "symbol": "AAPL", "platform": "reddit", "mention_count": "3"}
+    row = {
+        "time": (T0 + timedelta(minutes=15)).isoformat(),
+        "symbol": "AAPL",
+        "platform": "reddit",
+        "mention_count": "3",
+    }
     exc = rejected("social_sentiment", [row])
     assert "row 1, column 'time': time must be the start of an hourly window" in messages(exc)
 
@@ -209,7 +233,10 @@ def test_it_treats_a_later_known_identical_row_as_a_duplicate():
 
 def test_it_keeps_two_stories_published_in_the_same_second():
     story = {"time": T0.isoformat(), "symbol": "AAPL", "source": "wire"}
-    rows = [{**story, "title": "Up", "url": "https://example.test/a"}, {**story, "title": "Down", "url": "https://example.test/b"}]
+    rows = [
+        {**story, "title": "Up", "url": "https://example.test/a"},
+        {**story, "title": "Down", "url": "https://example.test/b"},
+    ]
     result = ingest_table(dataset="news_events", data=rows)
     assert result.inserted == 2
     assert NewsEvent.objects.values("news_id").distinct().count() == 2
@@ -243,8 +270,17 @@ def test_it_recognises_the_format_by_content_not_by_name(tmp_path):
 
 
 def test_it_rejects_a_naive_parquet_timestamp():
-    table = pa.table({"time": pa.array([T0.replace(tzinfo=None)], pa.timestamp("us")), "symbol": ["AAPL"],
-                      "open": [10.0], "high": [11.0], "low": [9.0], "close": [10.0], "volume": [1]})
+    table = pa.table(
+        {
+            "time": pa.array([T0.replace(tzinfo=None)], pa.timestamp("us")),
+            "symbol": ["AAPL"],
+            "open": [10.0],
+            "high": [11.0],
+            "low": [9.0],
+            "close": [10.0],
+            "volume": [1],
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     with pytest.raises(LoadRejected) as info:
@@ -287,7 +323,12 @@ def test_it_quarantines_bad_rows_found_in_later_chunks_of_a_large_file(tmp_path,
     progress: list[int] = []
     result = ingest_file(dataset="market_data", path=path, on_error="skip", progress=progress.append)
     assert (result.inserted, result.rejected) == (2996, 4)
-    assert sorted(RejectedRow.objects.filter(load_id=result.load_id).values_list("row_number", flat=True)) == [700, 1400, 2100, 2800]
+    assert sorted(RejectedRow.objects.filter(load_id=result.load_id).values_list("row_number", flat=True)) == [
+        700,
+        1400,
+        2100,
+        2800,
+    ]
     assert progress and progress[-1] == 3000
 
 
@@ -339,7 +380,9 @@ def test_it_copies_a_new_time_ordered_file_straight_into_the_dataset_batch_by_ba
     path.write_bytes(csv_bytes(rows))
     result = ingest_file(dataset="market_data", path=path)
     assert (result.inserted, result.copied, result.restarted) == (60, 60, "")
-    assert MarketData.objects.count() == 60 and set(MarketData.objects.values_list("recorded_at", flat=True)) == {result.recorded_at}
+    assert MarketData.objects.count() == 60 and set(MarketData.objects.values_list("recorded_at", flat=True)) == {
+        result.recorded_at
+    }
     assert staging_tables() == []
     assert {r["symbol"]: r["time"] for r in pit.market_state(at=T0 + timedelta(days=1))} == {
         s: T0 + timedelta(minutes=19) for s in ("AAPL", "MSFT", "IBM")
@@ -356,7 +399,10 @@ def test_it_redoes_the_load_through_staging_when_a_later_batch_corrects_a_copied
     result = ingest_table(dataset="market_data", data=rows)
     assert "COPYed" in result.restarted and result.copied == 0
     assert (result.inserted, result.revised, result.duplicates) == (2, 1, 0)
-    assert sorted(MarketData.objects.filter(time=T0).values_list("close", flat=True)) == [Decimal("10.5"), Decimal("10.75")]
+    assert sorted(MarketData.objects.filter(time=T0).values_list("close", flat=True)) == [
+        Decimal("10.5"),
+        Decimal("10.75"),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,4 +1,5 @@
 """The rejected-rows CSV: safe for spreadsheets, one line per row, fixable and re-uploadable (issue #14 item 6)."""
+
 from __future__ import annotations
 
 import csv
@@ -54,7 +55,12 @@ def staff_client(client, db, tmp_path, settings):
 
 
 def upload(client, content: bytes, dataset: str = "market_data", name: str = "bars.csv") -> Upload:
-    data = {"dataset": dataset, "bar_interval_text": "1min", "on_error": "skip", "file": SimpleUploadedFile(name, content)}
+    data = {
+        "dataset": dataset,
+        "bar_interval_text": "1min",
+        "on_error": "skip",
+        "file": SimpleUploadedFile(name, content),
+    }
     response = client.post(reverse("admin:ingestion_upload_add"), data)
     assert response.status_code == 302, response.content[:2000]
     done = uploads.upload_process(upload_id=Upload.objects.latest("created_at").pk)
@@ -80,7 +86,11 @@ def test_a_downloaded_quarantine_can_be_fixed_and_uploaded_again(staff_client, d
     text = download.content.decode()
     cells = [cell for line in csv.reader(io.StringIO(text)) for cell in line]
     assert "'" + INJECTION in cells
-    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not c[1:].replace(".", "").isdigit())]
+    assert not [
+        c
+        for c in cells
+        if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not c[1:].replace(".", "").isdigit())
+    ]
     lines = list(csv.DictReader(io.StringIO(text)))
     # the input columns (nothing the uploader refuses) in the file's usual order, then the reasons
     assert list(lines[0]) == ["time", "symbol", "open", "high", "low", "close", "volume", "source", REASON_COLUMN]
@@ -129,13 +139,33 @@ def test_an_unfixed_download_is_rejected_again_with_the_same_reasons(staff_clien
 @pytest.mark.django_db
 def test_a_news_quarantine_round_trips_its_text_columns(staff_client, django_capture_on_commit_callbacks):
     stories = [
-        {"time": "2024-03-01T14:30:00+00:00", "symbol": "AAPL", "title": "-5% at the open", "url": "u1", "impact_score": "2", "news_id": "n1"},
-        {"time": "2024-03-01T14:31:00+00:00", "symbol": "AAPL", "title": "=HYPERLINK(\"x\")", "url": "u2", "impact_score": "0.5", "news_id": "n2"},
+        {
+            "time": "2024-03-01T14:30:00+00:00",
+            "symbol": "AAPL",
+            "title": "-5% at the open",
+            "url": "u1",
+            "impact_score": "2",
+            "news_id": "n1",
+        },
+        {
+            "time": "2024-03-01T14:31:00+00:00",
+            "symbol": "AAPL",
+            "title": '=HYPERLINK("x")',
+            "url": "u2",
+            "impact_score": "0.5",
+            "news_id": "n2",
+        },
     ]
     with django_capture_on_commit_callbacks(execute=False):
         first = upload(staff_client, csv_bytes(stories), dataset="news_events", name="news.csv")
     assert first.rejected == 1  # impact_score 2 is out of range
-    lines = list(csv.DictReader(io.StringIO(staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content.decode())))
+    lines = list(
+        csv.DictReader(
+            io.StringIO(
+                staff_client.get(reverse("admin:ingestion_upload_rejected_csv", args=[first.pk])).content.decode()
+            )
+        )
+    )
     assert [line["title"] for line in lines] == ["'-5% at the open"]
     lines[0]["impact_score"] = "0.9"
     out = io.StringIO()
@@ -144,7 +174,7 @@ def test_a_news_quarantine_round_trips_its_text_columns(staff_client, django_cap
     writer.writerows(lines)
     with django_capture_on_commit_callbacks(execute=False):
         upload(staff_client, out.getvalue().encode(), dataset="news_events", name="news-fixed.csv")
-    assert sorted(NewsEvent.objects.values_list("title", flat=True)) == ["-5% at the open", "=HYPERLINK(\"x\")"]
+    assert sorted(NewsEvent.objects.values_list("title", flat=True)) == ["-5% at the open", '=HYPERLINK("x")']
 
 
 def test_an_ordinary_csv_keeps_its_quotes():
@@ -158,7 +188,9 @@ def test_an_ordinary_csv_keeps_its_quotes():
 
 
 @pytest.mark.django_db
-def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command(staff_client, tmp_path, django_capture_on_commit_callbacks):
+def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command(
+    staff_client, tmp_path, django_capture_on_commit_callbacks
+):
     from django.core.management import call_command
     from rest_framework.test import APIClient
 
@@ -172,7 +204,9 @@ def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command
     msft = "\n".join(line for i, line in enumerate(fixed.splitlines()) if i == 0 or ",MSFT," in line) + "\n"
 
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_create(user=User.objects.create_user('feed'), scope='write')[1]}")
+    api.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {token_create(user=User.objects.create_user('feed'), scope='write')[1]}"
+    )
     with django_capture_on_commit_callbacks(execute=False):
         response = api.generic("POST", "/api/v1/ingest/market_data/", aapl, content_type="text/csv")
     assert response.status_code == 202, response.content
@@ -188,9 +222,19 @@ def test_a_fixed_download_goes_back_through_the_write_api_and_the_ingest_command
 def test_the_file_has_only_columns_the_uploader_accepts_in_the_dataset_order():
     from types import SimpleNamespace
 
-    raw = {"url": "u", "id": "n1", "title": "=1+1", "time": "2024-03-01T14:30Z", "symbol": "AAPL", "known_at": "x", "bogus": "?"}
-    rows = [SimpleNamespace(load_id=1, row_number=3, column="known_at", reason="not a timestamp", raw=raw),
-            SimpleNamespace(load_id=1, row_number=3, column="", reason="whole row", raw=raw)]
+    raw = {
+        "url": "u",
+        "id": "n1",
+        "title": "=1+1",
+        "time": "2024-03-01T14:30Z",
+        "symbol": "AAPL",
+        "known_at": "x",
+        "bogus": "?",
+    }
+    rows = [
+        SimpleNamespace(load_id=1, row_number=3, column="known_at", reason="not a timestamp", raw=raw),
+        SimpleNamespace(load_id=1, row_number=3, column="", reason="whole row", raw=raw),
+    ]
     out = io.StringIO()
     assert rejected_rows_write(rows, out, dataset="news_events") == 1
     header, line = list(csv.reader(io.StringIO(out.getvalue())))

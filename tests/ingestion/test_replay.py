@@ -1,11 +1,12 @@
 """The replay shortcut (ingestion/replay.py): a file re-sent unchanged stores nothing and stages nothing,
 and every case where re-sending could store a version takes the normal path with the oracle's result."""
+
 from __future__ import annotations
 
 import gzip
 import hashlib
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -26,13 +27,15 @@ class Tracked:
 
     def __init__(self):
         self.oracle = Oracle()
-        self.last = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        self.last = datetime(2000, 1, 1, tzinfo=UTC)
 
     def ingest(self, rows: list[dict], path, **kwargs) -> LoadResult:
         result = ingest_file(dataset="market_data", path=path, **kwargs)
         recorded_at = result.recorded_at or self.last + timedelta(microseconds=1)  # a shortcut stores nothing
         expected = self.oracle.load(
-            "market_data", [typed_row("market_data", r) for r in rows], recorded_at,
+            "market_data",
+            [typed_row("market_data", r) for r in rows],
+            recorded_at,
             bar_interval=kwargs.get("bar_interval", timedelta(minutes=1)),
         )
         self.last = recorded_at
@@ -149,7 +152,10 @@ def test_it_takes_the_normal_path_for_another_bar_interval(tracked, bars_file):
     again = tracked.ingest(ROWS, bars_file, bar_interval=timedelta(minutes=5))
 
     assert again.replay_of is None
-    assert load_of(again).replay_note == "replay shortcut not tried: no finished load of the same dataset, options and size"
+    assert (
+        load_of(again).replay_note
+        == "replay shortcut not tried: no finished load of the same dataset, options and size"
+    )
 
 
 def test_it_takes_the_normal_path_for_another_on_error_mode(tracked, bars_file):
@@ -283,10 +289,15 @@ def test_it_shows_the_shortcut_on_the_upload_page(staff_client, tmp_path, settin
     content = csv_bytes(ROWS)
     with django_capture_on_commit_callbacks(execute=False):
         for _ in range(2):
-            staff_client.post(reverse("admin:ingestion_upload_add"), {
-                "dataset": "market_data", "bar_interval_text": "1min", "on_error": "reject",
-                "file": SimpleUploadedFile("bars.csv", content),
-            })
+            staff_client.post(
+                reverse("admin:ingestion_upload_add"),
+                {
+                    "dataset": "market_data",
+                    "bar_interval_text": "1min",
+                    "on_error": "reject",
+                    "file": SimpleUploadedFile("bars.csv", content),
+                },
+            )
     first, second = (uploads.upload_process(upload_id=u.pk) for u in Upload.objects.order_by("created_at"))
 
     assert (first.inserted, second.inserted, second.duplicates, second.status) == (60, 0, 60, "done")

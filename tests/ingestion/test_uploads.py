@@ -1,4 +1,5 @@
 """Admin uploads and their Celery task, including a real worker killed in the middle of a merge."""
+
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,9 @@ def test_it_queues_an_admin_upload_and_returns_at_once(staff_client, media, djan
 
 
 @pytest.mark.django_db
-def test_it_shows_counts_and_a_downloadable_quarantine_for_skipped_rows(staff_client, media, django_capture_on_commit_callbacks):
+def test_it_shows_counts_and_a_downloadable_quarantine_for_skipped_rows(
+    staff_client, media, django_capture_on_commit_callbacks
+):
     rows = [bar("AAPL", 0), bar("AAPL", 1, high="1"), bar("AAPL", 2)]
     with django_capture_on_commit_callbacks(execute=False):
         post_upload(staff_client, csv_bytes(rows), on_error="skip")
@@ -57,7 +60,9 @@ def test_it_shows_counts_and_a_downloadable_quarantine_for_skipped_rows(staff_cl
 
 
 @pytest.mark.django_db
-def test_it_reports_revised_rows_for_a_file_of_corrections_and_nothing_for_a_reupload(staff_client, media, django_capture_on_commit_callbacks):
+def test_it_reports_revised_rows_for_a_file_of_corrections_and_nothing_for_a_reupload(
+    staff_client, media, django_capture_on_commit_callbacks
+):
     original = csv_bytes([bar("AAPL", m) for m in range(3)])
     fixes = csv_bytes([bar("AAPL", m, close="10.75") for m in range(2)])
     with django_capture_on_commit_callbacks(execute=False):
@@ -134,7 +139,9 @@ def test_it_loads_an_upload_in_a_real_worker(worker_env):
     env, queue = worker_env
     worker = start_worker(env, queue)
     try:
-        upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes([bar("AAPL", m) for m in range(50)])))
+        upload = Upload.objects.create(
+            dataset="market_data", file=SimpleUploadedFile("a.csv", csv_bytes([bar("AAPL", m) for m in range(50)]))
+        )
         tasks.upload_enqueue(upload_id=upload.pk)  # autocommit: on_commit runs at once
         wait_for(lambda: status(upload.pk) in ("done", "failed"), what="the worker to finish")
         upload.refresh_from_db()
@@ -183,6 +190,8 @@ def test_it_loads_a_gzipped_parquet_upload(media):
     table = table.set_column(0, "time", table.column("time").cast(pa.timestamp("us", tz="UTC")))
     sink = io.BytesIO()
     pq.write_table(table, sink, row_group_size=5)
-    upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("bars.parquet.gz", gzip.compress(sink.getvalue())))
+    upload = Upload.objects.create(
+        dataset="market_data", file=SimpleUploadedFile("bars.parquet.gz", gzip.compress(sink.getvalue()))
+    )
     done = uploads.upload_process(upload_id=upload.pk)
     assert (done.status, done.inserted) == ("done", 20), done.error

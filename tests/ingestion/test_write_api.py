@@ -1,4 +1,5 @@
 """The buffered write API: durable 202s, every bad row named, backpressure, auth, concurrency, fuzzing."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,9 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from ingestion import buffer
@@ -36,7 +39,9 @@ def post(client, rows, *, dataset="market_data", fmt="json", **params):
         body = "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n"
         ctype = "text/csv"
     query = "&".join(f"{k}={v}" for k, v in params.items())
-    return client.generic("POST", f"/api/v1/ingest/{dataset}/" + (f"?{query}" if query else ""), body, content_type=ctype)
+    return client.generic(
+        "POST", f"/api/v1/ingest/{dataset}/" + (f"?{query}" if query else ""), body, content_type=ctype
+    )
 
 
 @pytest.mark.django_db
@@ -59,7 +64,9 @@ def test_it_accepts_a_batch_durably_and_merges_it_on_flush(writer, fmt, django_c
 
 
 @pytest.mark.django_db
-def test_a_batch_committed_as_the_flusher_stops_is_merged_by_it(writer, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_batch_committed_as_the_flusher_stops_is_merged_by_it(
+    writer, monkeypatch, django_capture_on_commit_callbacks
+):
     """The batch arrives just after the flusher's last look, while a flush sent within the last second
     keeps it from sending its own: the flusher, letting go, looks once more and merges it, instead
     of leaving it for the next flush a second (or beat's 5 s) later."""
@@ -102,7 +109,9 @@ def test_it_answers_400_for_a_value_longer_than_its_column(writer):
     the batches behind it)."""
     response = post(writer, [bar("AAPL", 0), bar("A" * 40, 1)])
     assert response.status_code == 400
-    assert response.json()["errors"] == [{"row": 2, "column": "symbol", "message": "symbol is longer than 32 characters (40)"}]
+    assert response.json()["errors"] == [
+        {"row": 2, "column": "symbol", "message": "symbol is longer than 32 characters (40)"}
+    ]
     assert IngestBatch.objects.count() == 0
 
 
@@ -117,7 +126,10 @@ def test_it_reads_json_numbers_as_the_columns_types(writer):
     assert response.status_code == 202, response.content
     buffer.buffer_flush(dataset="market_data")
     stored = list(MarketData.objects.order_by("time").values_list("open", "close", "volume", "vwap"))
-    assert stored == [(Decimal("10"), Decimal("10"), 100, Decimal("10.5")), (Decimal("10.25"), Decimal("10.75"), 200, None)]
+    assert stored == [
+        (Decimal("10"), Decimal("10"), 100, Decimal("10.5")),
+        (Decimal("10.25"), Decimal("10.75"), 200, None),
+    ]
 
 
 @pytest.mark.django_db
@@ -151,11 +163,16 @@ def test_it_quarantines_bad_rows_with_on_error_skip(writer):
         (b"{not json", "application/json", 400, "the body is not valid JSON"),
         (b'"a string"', "application/json", 400, "expected a JSON array of row objects"),
         (b"[1, 2]", "application/json", 400, "row 1: expected an object"),
-        (b"time,symbol\n\"2024-03-01T00:00:00Z,AAPL\n", "text/csv", 400, "cannot read the CSV input"),
+        (b'time,symbol\n"2024-03-01T00:00:00Z,AAPL\n', "text/csv", 400, "cannot read the CSV input"),
         (b"", "application/json", 400, "the body is empty"),
         (b"hello", "text/plain", 415, "Content-Type 'text/plain' is not supported"),
         (b"time\rsymbol,open\n1,2\n", "text/csv", 400, "cannot read the CSV header"),  # found by the fuzz test
-        (b'[{"time": "2024-03-01T00:00:00Z", "symbol": "A", "colour": "red"}]', "application/json", 400, "unknown column(s) 'colour'"),
+        (
+            b'[{"time": "2024-03-01T00:00:00Z", "symbol": "A", "colour": "red"}]',
+            "application/json",
+            400,
+            "unknown column(s) 'colour'",
+        ),
     ],
 )
 def test_it_rejects_a_malformed_body_with_a_clear_4xx(writer, body, ctype, code, message):
@@ -248,7 +265,13 @@ def test_it_refuses_rows_of_one_batch_giving_one_key_two_values(writer):
 def test_it_tells_a_repeated_story_from_a_conflicting_one(writer):
     """News rows carry lists (categories): the same story twice is a duplicate, two versions of one
     story with one known_at are refused."""
-    story = {"time": "2024-03-01T14:30:00Z", "symbol": "AAPL", "id": "n1", "title": "Apple", "categories": ["tech", "earnings"]}
+    story = {
+        "time": "2024-03-01T14:30:00Z",
+        "symbol": "AAPL",
+        "id": "n1",
+        "title": "Apple",
+        "categories": ["tech", "earnings"],
+    }
     response = post(writer, [story, dict(story)], dataset="news_events")
     assert response.status_code == 202 and response.json()["accepted"] == 2
     response = post(writer, [story, {**story, "categories": ["tech"]}], dataset="news_events")
@@ -257,21 +280,33 @@ def test_it_tells_a_repeated_story_from_a_conflicting_one(writer):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("rows, reason", [
-    ([bar("AAPL", 0, close="10.1"), bar("AAPL", 0, close="10.2")], "different values"),  # the loader refuses it
-    ([bar("AAPL", 0, source="a\x00b")], "0x00"),  # PostgreSQL refuses it
-], ids=["two values for one bar", "a NUL in a text"])
+@pytest.mark.parametrize(
+    "rows, reason",
+    [
+        ([bar("AAPL", 0, close="10.1"), bar("AAPL", 0, close="10.2")], "different values"),  # the loader refuses it
+        ([bar("AAPL", 0, source="a\x00b")], "0x00"),  # PostgreSQL refuses it
+    ],
+    ids=["two values for one bar", "a NUL in a text"],
+)
 def test_a_batch_that_cannot_be_merged_is_marked_failed_and_the_rest_merge(writer, rows, reason):
     """A batch stored by an older version that no longer merges is failed with its reason instead
     of holding every later batch pending; the batch arriving after it merges."""
     import pyarrow as pa
 
     clean = [{**r, "source": "feed"} for r in rows]  # what accept would let through, then the stored payload
-    prepared = prepare_batch(rows_to_table(clean), dataset=get_dataset("market_data"),
-                             ctx=CheckContext(bar_interval=timedelta(minutes=1)), row_offset=0)
+    prepared = prepare_batch(
+        rows_to_table(clean),
+        dataset=get_dataset("market_data"),
+        ctx=CheckContext(bar_interval=timedelta(minutes=1)),
+        row_offset=0,
+    )
     table = prepared.table.drop_columns(["row_no"])
-    table = table.set_column(table.schema.get_field_index("source"), "source", pa.array([r.get("source", "") for r in rows]))
-    poison = buffer._batch_insert(IngestBatch(dataset="market_data", rows=len(rows), rejected=0, payload=buffer._ipc(table)))
+    table = table.set_column(
+        table.schema.get_field_index("source"), "source", pa.array([r.get("source", "") for r in rows])
+    )
+    poison = buffer._batch_insert(
+        IngestBatch(dataset="market_data", rows=len(rows), rejected=0, payload=buffer._ipc(table))
+    )
     good = post(writer, [bar("MSFT", m) for m in range(3)]).json()["batch_id"]
     result = buffer.buffer_flush(dataset="market_data")
     assert (result.batches, result.rows) == (1, 3)
@@ -304,7 +339,11 @@ def test_it_gives_concurrent_writers_the_state_of_their_arrival_order_without_du
         try:
             barrier.wait()
             for start in range(0, len(rows), 10):
-                buffer.batch_accept(dataset="market_data", body=json.dumps(rows[start:start + 10]).encode(), content_type="application/json")
+                buffer.batch_accept(
+                    dataset="market_data",
+                    body=json.dumps(rows[start : start + 10]).encode(),
+                    content_type="application/json",
+                )
         except BaseException as exc:  # noqa: BLE001 — surfaced below
             errors.append(exc)
         finally:
@@ -320,7 +359,9 @@ def test_it_gives_concurrent_writers_the_state_of_their_arrival_order_without_du
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=send, args=(rows,)) for rows in rows_by_writer] + [threading.Thread(target=flush)]
+    threads = [threading.Thread(target=send, args=(rows,)) for rows in rows_by_writer] + [
+        threading.Thread(target=flush)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -343,23 +384,33 @@ def test_it_gives_concurrent_writers_the_state_of_their_arrival_order_without_du
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM market_data")
         assert cur.fetchone()[0] == sum(len(v) for v in versions.values())
-        cur.execute("SELECT count(*) FROM (SELECT 1 FROM market_data GROUP BY symbol, time, known_at, close HAVING count(*) > 1) d")
+        cur.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM market_data GROUP BY symbol, time, known_at, close HAVING count(*) > 1) d"
+        )
         assert cur.fetchone()[0] == 0  # no duplicate versions
 
 
 bodies = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=300).map(str.encode),
-    st.lists(st.dictionaries(st.sampled_from(["time", "symbol", "open", "high", "low", "close", "volume", "x"]),
-                             st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20), st.booleans()),
-                             max_size=8), max_size=5).map(lambda rows: json.dumps(rows).encode()),
-    st.lists(st.lists(st.text(alphabet=',"\n\rabc0123456789-:TZ.', max_size=12), min_size=1, max_size=7), max_size=6)
-    .map(lambda rows: ("time,symbol,open,high,low,close,volume\n" + "\n".join(",".join(r) for r in rows)).encode()),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["time", "symbol", "open", "high", "low", "close", "volume", "x"]),
+            st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20), st.booleans()),
+            max_size=8,
+        ),
+        max_size=5,
+    ).map(lambda rows: json.dumps(rows).encode()),
+    st.lists(
+        st.lists(st.text(alphabet=',"\n\rabc0123456789-:TZ.', max_size=12), min_size=1, max_size=7), max_size=6
+    ).map(lambda rows: ("time,symbol,open,high,low,close,volume\n" + "\n".join(",".join(r) for r in rows)).encode()),
 )
 
 
 @pytest.mark.django_db
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(body=bodies, ctype=st.sampled_from(["application/json", "application/x-ndjson", "text/csv"]))
 def test_it_never_fails_with_a_server_error_on_any_body(writer, body, ctype):
     response = writer.generic("POST", "/api/v1/ingest/market_data/", body, content_type=ctype)
@@ -371,8 +422,11 @@ def test_it_never_fails_with_a_server_error_on_any_body(writer, body, ctype):
 @pytest.mark.django_db(transaction=True)
 def test_it_keeps_batches_pending_when_a_flushing_worker_is_killed_and_merges_them_once_on_reflush():
     for m in range(0, 40, 10):
-        buffer.batch_accept(dataset="market_data", body=json.dumps([bar("AAPL", i) for i in range(m, m + 10)]).encode(),
-                            content_type="application/json")
+        buffer.batch_accept(
+            dataset="market_data",
+            body=json.dumps([bar("AAPL", i) for i in range(m, m + 10)]).encode(),
+            content_type="application/json",
+        )
     queue = private_queue()
     worker = start_worker(worker_env(), queue)
     with merge_blocked_then_killed(worker) as merge_blocked:

@@ -1,4 +1,5 @@
 """Real Celery worker processes for the ingestion tests, and the "kill it mid-merge" choreography."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,17 +35,41 @@ def private_queue() -> str:
     return f"tsm-test-{uuid.uuid4().hex[:8]}"
 
 
-def start_worker(env: dict, queue: str, *, pool: str = "solo", concurrency: int = 1, log: Path | None = None) -> subprocess.Popen:
+def start_worker(
+    env: dict, queue: str, *, pool: str = "solo", concurrency: int = 1, log: Path | None = None
+) -> subprocess.Popen:
     """A worker on ``queue``; ``pool="prefork"`` when the test is about pool children (a killed child is
     replaced by the worker, and dies with it: billiard's pdeathsig). ``log``: where its output goes."""
-    return _spawn([sys.executable, "-m", "celery", "-A", "tsm_site", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
-                   "-Q", queue, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"], env, log)
+    return _spawn(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tsm_site",
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            "-Q",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "-l",
+            "warning",
+        ],
+        env,
+        log,
+    )
 
 
 def start_beat(env: dict, schedule: Path, log: Path | None = None) -> subprocess.Popen:
     """Celery beat as its own process (env's TSM_CELERY_QUEUE is where it sends the schedule)."""
-    return _spawn([sys.executable, "-m", "celery", "-A", "tsm_site", "beat", "-l", "warning", "--schedule", str(schedule)],
-                  env, log)
+    return _spawn(
+        [sys.executable, "-m", "celery", "-A", "tsm_site", "beat", "-l", "warning", "--schedule", str(schedule)],
+        env,
+        log,
+    )
 
 
 def _spawn(command: list[str], env: dict, log: Path | None) -> subprocess.Popen:

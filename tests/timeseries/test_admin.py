@@ -1,4 +1,5 @@
 """The dataset admin: input-box filters, bounded queries, curation by inline edit and bulk actions, audit, report."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -48,8 +49,10 @@ def test_it_lists_newest_first_without_counting_or_distinct(admin_client, day):
         ({"q": "msft"}, []),  # exact symbols: an index probe, no case-insensitive scan
         ({"q": "MSFT"}, [("MSFT", 2), ("MSFT", 1), ("MSFT", 0)]),
         ({"source": "other", "time_after": Z(T0 + timedelta(minutes=1))}, [("MSFT", 2), ("MSFT", 1)]),
-        ({"time_after": Z(T0 + timedelta(minutes=2)), "time_before": Z(T0 + timedelta(minutes=3))},
-         [("AAPL", 3), ("MSFT", 2), ("AAPL", 2)]),
+        (
+            {"time_after": Z(T0 + timedelta(minutes=2)), "time_before": Z(T0 + timedelta(minutes=3))},
+            [("AAPL", 3), ("MSFT", 2), ("AAPL", 2)],
+        ),
         ({"known_at_before": Z(T0 + timedelta(minutes=1))}, [("MSFT", 0), ("AAPL", 0)]),
         ({"quality_max": "0.5"}, [("MSFT", 1)]),
         ({"quality_min": "0.2", "quality_max": "0.4", "symbol": "MSFT,AAPL"}, [("MSFT", 1)]),
@@ -85,7 +88,9 @@ def action(admin_client, name: str, ids: list[int] | None = None, *, query: str 
 
 
 def test_it_marks_the_selected_rows_suspect_and_audits_who_and_why(admin_client, admin_user, day):
-    ids = list(MarketData.objects.filter(symbol="AAPL", time__lt=T0 + timedelta(minutes=2)).values_list("id", flat=True))
+    ids = list(
+        MarketData.objects.filter(symbol="AAPL", time__lt=T0 + timedelta(minutes=2)).values_list("id", flat=True)
+    )
     response = action(admin_client, "mark_suspect", ids, reason="exchange outage")
     assert any("Quality score set to 0 on 2 row(s)" in m for m in shown(response))
     audits = QualityAudit.objects.order_by("time")
@@ -116,7 +121,9 @@ def test_it_curates_nothing_when_the_filter_is_bad(admin_client, day):
     assert not QualityAudit.objects.exists()
 
 
-def test_it_sends_a_large_selection_to_celery(admin_client, day, settings, monkeypatch, django_capture_on_commit_callbacks):
+def test_it_sends_a_large_selection_to_celery(
+    admin_client, day, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     settings.TSM_CURATION_SYNC_MAX_ROWS = 100
     task = tasks.quality_scores_set_filtered
     monkeypatch.setattr(task, "delay", lambda *args: task.apply(args=args))  # run the task in this process
@@ -134,15 +141,27 @@ def test_it_audits_an_inline_edit_of_the_score(admin_client, admin_user):
     ingest_table(dataset="market_data", data=[bar("AAPL", 0), bar("AAPL", 1)])
     rows = list(MarketData.objects.order_by("-time"))
     data = {
-        "form-TOTAL_FORMS": "2", "form-INITIAL_FORMS": "2", "form-MIN_NUM_FORMS": "0", "form-MAX_NUM_FORMS": "1000",
-        "form-0-id": str(rows[0].id), "form-0-quality_score": "0.4",
-        "form-1-id": str(rows[1].id), "form-1-quality_score": "1.0",
-        "_save": "Save", "reason": "looked wrong",
+        "form-TOTAL_FORMS": "2",
+        "form-INITIAL_FORMS": "2",
+        "form-MIN_NUM_FORMS": "0",
+        "form-MAX_NUM_FORMS": "1000",
+        "form-0-id": str(rows[0].id),
+        "form-0-quality_score": "0.4",
+        "form-1-id": str(rows[1].id),
+        "form-1-quality_score": "1.0",
+        "_save": "Save",
+        "reason": "looked wrong",
     }
     response = admin_client.post(URL, data)
     assert response.status_code == 302
     audit = QualityAudit.objects.get()
-    assert (audit.row_id, audit.old_score, audit.new_score, audit.reason, audit.user_id) == (rows[0].id, 1.0, 0.4, "looked wrong", admin_user.pk)
+    assert (audit.row_id, audit.old_score, audit.new_score, audit.reason, audit.user_id) == (
+        rows[0].id,
+        1.0,
+        0.4,
+        "looked wrong",
+        admin_user.pk,
+    )
 
 
 def test_it_allows_only_the_score_to_change_on_a_row_page(admin_client):
@@ -150,7 +169,11 @@ def test_it_allows_only_the_score_to_change_on_a_row_page(admin_client):
     row = MarketData.objects.get()
     url = f"{URL}{row.id}/change/"
     page = admin_client.get(url)
-    assert page.status_code == 200 and 'name="quality_score"' in page.content.decode() and 'name="close"' not in page.content.decode()
+    assert (
+        page.status_code == 200
+        and 'name="quality_score"' in page.content.decode()
+        and 'name="close"' not in page.content.decode()
+    )
     admin_client.post(url, {"quality_score": "0.1", "close": "99"})
     row.refresh_from_db()
     assert (row.quality_score, str(row.close)) == (0.1, "10.500000")
@@ -159,8 +182,12 @@ def test_it_allows_only_the_score_to_change_on_a_row_page(admin_client):
 
 
 def test_it_shows_the_audit_read_only_and_by_batch(admin_client, day):
-    done = quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(symbol="MSFT"), score=0.5, reason="r")
-    quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(symbol="AAPL")[:1], score=0.5, reason="r")
+    done = quality.quality_scores_set(
+        dataset="market_data", rows=MarketData.objects.filter(symbol="MSFT"), score=0.5, reason="r"
+    )
+    quality.quality_scores_set(
+        dataset="market_data", rows=MarketData.objects.filter(symbol="AAPL")[:1], score=0.5, reason="r"
+    )
     response = admin_client.get("/admin/timeseries/qualityaudit/", {"batch": str(done.batch)})
     assert response.status_code == 200 and len(response.context["cl"].result_list) == 3
     audit = QualityAudit.objects.first()
@@ -170,18 +197,31 @@ def test_it_shows_the_audit_read_only_and_by_batch(admin_client, day):
 
 
 def test_it_runs_the_checks_from_the_admin_and_reports_the_symbol_day(admin_client):
-    ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10"), bar("AAPL", 1, close="10.2"),
-                                              {**bar("AAPL", 2, close="14"), "high": "14.5", "open": "14"},
-                                              bar("AAPL", 3, close="10.1"), bar("AAPL", 4, close="10.2")])
+    ingest_table(
+        dataset="market_data",
+        data=[
+            bar("AAPL", 0, close="10"),
+            bar("AAPL", 1, close="10.2"),
+            {**bar("AAPL", 2, close="14"), "high": "14.5", "open": "14"},
+            bar("AAPL", 3, close="10.1"),
+            bar("AAPL", 4, close="10.2"),
+        ],
+    )
     ids = list(MarketData.objects.values_list("id", flat=True))
     response = action(admin_client, "run_quality_checks", ids)
     assert any("1 flag(s) (spike 1), 1 score(s) lowered" in m for m in shown(response))
-    report = admin_client.get("/admin/timeseries/qualityflag/report/", {"dataset": "market_data", "symbol": "AAPL", "day": "2024-03-01"})
+    report = admin_client.get(
+        "/admin/timeseries/qualityflag/report/", {"dataset": "market_data", "symbol": "AAPL", "day": "2024-03-01"}
+    )
     body = report.content.decode()
-    assert report.status_code == 200 and "spike" in body and "away from its neighbours" in body and "check:spike" in body
+    assert (
+        report.status_code == 200 and "spike" in body and "away from its neighbours" in body and "check:spike" in body
+    )
     bad = admin_client.get("/admin/timeseries/qualityflag/report/", {"symbol": "AAPL", "day": "March 1st"})
     assert "day=&#x27;March 1st&#x27; is not a date (YYYY-MM-DD)" in bad.content.decode()
-    other = admin_client.get("/admin/timeseries/qualityflag/report/", {"symbol": "AAPL", "day": "2024-03-01", "dataset": "insider_trades"})
+    other = admin_client.get(
+        "/admin/timeseries/qualityflag/report/", {"symbol": "AAPL", "day": "2024-03-01", "dataset": "insider_trades"}
+    )
     assert "insider_trades&#x27; has no quality_score" in other.content.decode()
     empty = admin_client.get("/admin/timeseries/qualityflag/report/")
     assert empty.status_code == 200 and "errornote" not in empty.content.decode()
@@ -192,13 +232,17 @@ def test_it_lists_and_curates_news(admin_client):
     response = admin_client.get("/admin/timeseries/newsevent/", {"symbol": "AAPL", "quality_max": "1"})
     assert response.status_code == 200 and len(response.context["cl"].result_list) == 0  # unscored is not <= 1
     story = NewsEvent.objects.get()
-    admin_client.post("/admin/timeseries/newsevent/", {"action": "mark_suspect", "index": "0", "_selected_action": [str(story.id)]})
+    admin_client.post(
+        "/admin/timeseries/newsevent/", {"action": "mark_suspect", "index": "0", "_selected_action": [str(story.id)]}
+    )
     assert QualityAudit.objects.get().dataset == "news_events"
 
 
 @pytest.mark.parametrize("model", ["insidertrade", "socialsentiment", "governmentevent"])
 def test_it_lists_the_other_datasets_with_symbol_and_time_filters(admin_client, model):
-    response = admin_client.get(f"/admin/timeseries/{model}/", {"symbol": "AAPL", "time_after": "2024-01-01T00:00Z", "q": "AAPL"})
+    response = admin_client.get(
+        f"/admin/timeseries/{model}/", {"symbol": "AAPL", "time_after": "2024-01-01T00:00Z", "q": "AAPL"}
+    )
     assert response.status_code == 200
     # no quality score here: Django's answer to an unknown parameter (back to the list, "?e=1")
     assert admin_client.get(f"/admin/timeseries/{model}/", {"quality_min": "0.5"})["Location"].endswith("?e=1")
@@ -208,7 +252,11 @@ def test_it_accepts_proposed_scores_from_the_flags_list(admin_client):
     ingest_table(dataset="market_data", data=[bar("AAPL", m, close="10") for m in range(6)])
     quality.quality_checks_range(dataset="market_data", symbols=["AAPL"], start=T0, end=T0 + timedelta(hours=1))
     flag = QualityFlag.objects.order_by("time").first()  # stale: bars 4 and 5 end runs of 5 equal bars
-    response = admin_client.post("/admin/timeseries/qualityflag/", {"action": "accept_proposals", "index": "0", "_selected_action": [str(flag.id)]}, follow=True)
+    response = admin_client.post(
+        "/admin/timeseries/qualityflag/",
+        {"action": "accept_proposals", "index": "0", "_selected_action": [str(flag.id)]},
+        follow=True,
+    )
     assert any("1 row(s) changed" in m for m in shown(response))
     assert MarketData.objects.get(id=flag.row_id).quality_score == 0.5
     assert admin_client.get(f"/admin/timeseries/qualityflag/{flag.id}/change/").status_code == 200

@@ -4,6 +4,7 @@ Three staff users: one without permissions, one with only view permissions, one 
 permissions. Each custom URL (progress, rejected.csv, quality report, storage report), each change
 page and each action is tried by each of them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,8 @@ from django.test import Client
 from django.urls import reverse
 
 from ingestion import uploads
-from ingestion.models import Load, RejectedRow, Upload
 from ingestion.loader import ingest_table
+from ingestion.models import Load, RejectedRow, Upload
 from tests.helpers import T0, bar
 from timeseries import quality
 from timeseries.models import ApiToken, MarketData, QualityFlag
@@ -28,8 +29,14 @@ from timeseries.tokens import token_create
 pytestmark = pytest.mark.django_db
 
 VIEW = [
-    "ingestion.view_upload", "ingestion.view_rejectedrow", "ingestion.view_load", "ingestion.view_influxbackupstate",
-    "timeseries.view_marketdata", "timeseries.view_newsevent", "timeseries.view_qualityflag", "timeseries.view_qualityaudit",
+    "ingestion.view_upload",
+    "ingestion.view_rejectedrow",
+    "ingestion.view_load",
+    "ingestion.view_influxbackupstate",
+    "timeseries.view_marketdata",
+    "timeseries.view_newsevent",
+    "timeseries.view_qualityflag",
+    "timeseries.view_qualityaudit",
     "timeseries.view_apitoken",
 ]
 CHANGE = [p.replace(".view_", ".change_") for p in VIEW] + ["ingestion.add_upload"]
@@ -68,7 +75,9 @@ def upload(tmp_path, settings):
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    made = Upload.objects.create(dataset="market_data", on_error="skip", file=SimpleUploadedFile("bars.csv", text.getvalue().encode()))
+    made = Upload.objects.create(
+        dataset="market_data", on_error="skip", file=SimpleUploadedFile("bars.csv", text.getvalue().encode())
+    )
     done = uploads.upload_process(upload_id=made.pk)
     assert (done.status, done.rejected) == ("done", 1)
     return done
@@ -117,7 +126,9 @@ def test_a_missing_upload_answers_403_not_404_without_the_permission(nobody):
 @pytest.mark.parametrize("who", ["nobody", "viewer", "changer"])
 def test_nobody_can_post_an_upload_page_or_write_an_admin_log_entry(request, upload, who):
     client = request.getfixturevalue(who)
-    response = client.post(reverse("admin:ingestion_upload_change", args=[upload.pk]), {"dataset": "news_events", "_save": "Save"})
+    response = client.post(
+        reverse("admin:ingestion_upload_change", args=[upload.pk]), {"dataset": "news_events", "_save": "Save"}
+    )
     assert response.status_code == 403
     assert LogEntry.objects.count() == 0
     assert Upload.objects.get(pk=upload.pk).dataset == "market_data"
@@ -167,7 +178,10 @@ def test_quarantined_rows_and_loads_are_read_only_for_everyone(request, upload, 
     client = request.getfixturevalue(who)
     row = RejectedRow.objects.first()
     load = Load.objects.get(pk=upload.load_id)
-    for url in (reverse("admin:ingestion_rejectedrow_change", args=[row.pk]), reverse("admin:ingestion_load_change", args=[load.pk])):
+    for url in (
+        reverse("admin:ingestion_rejectedrow_change", args=[row.pk]),
+        reverse("admin:ingestion_load_change", args=[load.pk]),
+    ):
         page = client.get(url)
         assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
         assert client.post(url, {"reason": "edited"}).status_code == 403
@@ -187,7 +201,9 @@ def test_the_influx_backup_page_needs_view(request, who, status):
 # --- datasets and curation ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("who", "status", "may_curate"), [("nobody", 403, False), ("viewer", 200, False), ("changer", 200, True)])
+@pytest.mark.parametrize(
+    ("who", "status", "may_curate"), [("nobody", 403, False), ("viewer", 200, False), ("changer", 200, True)]
+)
 def test_curation_actions_and_inline_edits_need_change(request, who, status, may_curate):
     ingest_table(dataset="market_data", data=[bar("AAPL", m) for m in range(3)])
     client = request.getfixturevalue(who)
@@ -206,11 +222,15 @@ def test_curation_actions_and_inline_edits_need_change(request, who, status, may
     assert MarketData.objects.get(pk=row.pk).quality_score == expected
     page = client.get(reverse("admin:timeseries_marketdata_change", args=[row.pk]))
     assert page.status_code == status
-    edit = client.post(reverse("admin:timeseries_marketdata_change", args=[row.pk]), {"quality_score": "0.7", "reason": "r"})
+    edit = client.post(
+        reverse("admin:timeseries_marketdata_change", args=[row.pk]), {"quality_score": "0.7", "reason": "r"}
+    )
     assert edit.status_code == (302 if may_curate else 403)
 
 
-@pytest.mark.parametrize(("who", "status", "may_accept"), [("nobody", 403, False), ("viewer", 200, False), ("changer", 200, True)])
+@pytest.mark.parametrize(
+    ("who", "status", "may_accept"), [("nobody", 403, False), ("viewer", 200, False), ("changer", 200, True)]
+)
 def test_accepting_proposed_scores_needs_change_on_the_dataset(request, flagged, who, status, may_accept):
     client = request.getfixturevalue(who)
     url = reverse("admin:timeseries_qualityflag_changelist")
@@ -228,8 +248,11 @@ def test_accepting_proposed_scores_needs_change_on_the_dataset(request, flagged,
 
 def test_accepting_flags_of_a_dataset_one_may_not_change_changes_nothing(client, flagged):
     staff(client, "marketonly", ["timeseries.view_qualityflag", "timeseries.change_newsevent"])
-    response = client.post(reverse("admin:timeseries_qualityflag_changelist"),
-                           {"action": "accept_proposals", "index": "0", "_selected_action": [str(flagged.pk)]}, follow=True)
+    response = client.post(
+        reverse("admin:timeseries_qualityflag_changelist"),
+        {"action": "accept_proposals", "index": "0", "_selected_action": [str(flagged.pk)]},
+        follow=True,
+    )
     assert any("timeseries.change_marketdata" in m for m in messages_of(response))
     assert MarketData.objects.get(pk=flagged.row_id).quality_score == 1.0
 
@@ -246,7 +269,10 @@ def test_accepting_flags_of_a_dataset_one_may_not_change_changes_nothing(client,
 )
 def test_the_quality_report_needs_view_on_flags_and_audit(client, flagged, perms, status):
     staff(client, "someone", perms)
-    response = client.get(reverse("admin:timeseries_qualityflag_report"), {"dataset": "market_data", "symbol": "AAPL", "day": "2024-03-01"})
+    response = client.get(
+        reverse("admin:timeseries_qualityflag_report"),
+        {"dataset": "market_data", "symbol": "AAPL", "day": "2024-03-01"},
+    )
     assert response.status_code == status
     if status == 200:
         assert "stale" in response.content.decode()
@@ -274,7 +300,9 @@ def test_the_storage_report_shows_the_datasets_one_may_view(client, perms, statu
 # --- API tokens -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("who", "status", "may_revoke"), [("nobody", 403, False), ("viewer", 200, False), ("changer", 200, True)])
+@pytest.mark.parametrize(
+    ("who", "status", "may_revoke"), [("nobody", 403, False), ("viewer", 200, False), ("changer", 200, True)]
+)
 def test_listing_and_revoking_tokens_need_view_and_change(request, who, status, may_revoke):
     owner = User.objects.create_user("owner")
     token, _ = token_create(user=owner, scope="write", name="ci")
@@ -291,7 +319,10 @@ def test_listing_and_revoking_tokens_need_view_and_change(request, who, status, 
 
 @pytest.mark.parametrize(
     ("perms", "linked"),
-    [(["timeseries.view_marketdata"], False), (["timeseries.view_marketdata", "timeseries.view_qualityflag", "timeseries.view_qualityaudit"], True)],
+    [
+        (["timeseries.view_marketdata"], False),
+        (["timeseries.view_marketdata", "timeseries.view_qualityflag", "timeseries.view_qualityaudit"], True),
+    ],
 )
 def test_the_market_data_list_links_the_quality_report_only_for_those_who_may_open_it(client, perms, linked):
     ingest_table(dataset="market_data", data=[bar("AAPL", 0)])

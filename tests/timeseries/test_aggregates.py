@@ -9,6 +9,7 @@ boundaries, T inside a day: partial days) and many S (None, every recorded_at an
 the selectors must equal the aggregates computed from scratch from the oracle's versions. Each example
 starts from empty tables without rollup state, so the consumer's first run is a rebuild from scratch.
 """
+
 from __future__ import annotations
 
 import random
@@ -61,8 +62,12 @@ def random_bar(rng: random.Random, symbol: str, t: datetime, known_at: datetime 
     high = low + Decimal(rng.randint(0, 300)) / 100
     span = int((high - low) * 100)
     row = {
-        "time": iso(t), "symbol": symbol, "low": str(low), "high": str(high),
-        "open": str(low + Decimal(rng.randint(0, span)) / 100), "close": str(low + Decimal(rng.randint(0, span)) / 100),
+        "time": iso(t),
+        "symbol": symbol,
+        "low": str(low),
+        "high": str(high),
+        "open": str(low + Decimal(rng.randint(0, span)) / 100),
+        "close": str(low + Decimal(rng.randint(0, span)) / 100),
         "volume": str(rng.choice([0, 1, 100, 250, rng.randint(0, 10_000)])),
         "vwap": rng.choice(["", str(low + Decimal(rng.randint(0, span * 1000)) / 100_000)]),
     }
@@ -83,7 +88,7 @@ def market_loads(rng: random.Random, symbols=("AAA", "BBB"), days: int = 4, load
     out = []
     for i in range(loads):
         rows: dict[tuple, dict] = {}
-        for s, t in slots[i * len(slots) // loads:(i + 1) * len(slots) // loads]:
+        for s, t in slots[i * len(slots) // loads : (i + 1) * len(slots) // loads]:
             late = rng.random() < 0.2
             rows[(s, t)] = random_bar(rng, s, t, t + timedelta(minutes=rng.choice([2, 90, 1500])) if late else None)
         for old in rng.sample(sent, min(len(sent), rng.randint(0, 4))):  # corrections
@@ -110,7 +115,9 @@ def sentiment_loads(rng: random.Random, symbols=("AAA",), hours: int = 30, loads
 
     def window(s, p, t, known_at):
         row = {
-            "time": iso(t), "symbol": s, "platform": p,
+            "time": iso(t),
+            "symbol": s,
+            "platform": p,
             "mention_count": rng.choice(["", "0", str(rng.randint(1, 500))]),
             "sentiment_avg": rng.choice(["", str(rng.randint(-100, 100) / 100)]),
         }
@@ -120,7 +127,7 @@ def sentiment_loads(rng: random.Random, symbols=("AAA",), hours: int = 30, loads
 
     for i in range(loads):
         rows: dict[tuple, dict] = {}
-        for s, p, t in slots[i * len(slots) // loads:(i + 1) * len(slots) // loads]:
+        for s, p, t in slots[i * len(slots) // loads : (i + 1) * len(slots) // loads]:
             rows[(s, p, t)] = window(s, p, t, t + HOUR + timedelta(minutes=rng.choice([0, 0, 0, 30, 200])))
         for old in rng.sample(sent, min(len(sent), rng.randint(0, 4))):
             t = datetime.fromisoformat(old["time"])
@@ -131,7 +138,9 @@ def sentiment_loads(rng: random.Random, symbols=("AAA",), hours: int = 30, loads
     return out
 
 
-def load_all(oracle: Oracle, dataset: str, loads: list[list[dict]], rng: random.Random, after_each=None) -> list[datetime]:
+def load_all(
+    oracle: Oracle, dataset: str, loads: list[list[dict]], rng: random.Random, after_each=None
+) -> list[datetime]:
     recorded = []
     for rows in loads:
         result = ingest_table(dataset=dataset, data=[dict(r) for r in rows])
@@ -173,7 +182,9 @@ def check_daily(oracle, recorded, rng, n_at=25) -> dict[str, int]:
             got = pit.daily_bars(symbol=symbol, at=at, start=start, end=end, recorded_by=rb)
             want = scratch_daily_bars(oracle, symbol=symbol, at=at, start=start, end=end, recorded_by=rb)
             assert got == want, (symbol, at, start, end, rb)
-            for r in aggregates.aggregate_read(aggregate="daily_ohlcv", symbol=symbol, at=at, start=start, end=end, recorded_by=rb):
+            for r in aggregates.aggregate_read(
+                aggregate="daily_ohlcv", symbol=symbol, at=at, start=start, end=end, recorded_by=rb
+            ):
                 sources[r["source"]] += 1
     return sources
 
@@ -187,7 +198,9 @@ def check_hourly(oracle, recorded, rng, n_at=25) -> dict[str, int]:
             got = pit.hourly_sentiment(symbol="AAA", at=at, start=start, end=end, recorded_by=rb)
             want = scratch_hourly_sentiment(oracle, symbol="AAA", at=at, start=start, end=end, recorded_by=rb)
             assert same_sentiment(got, want), (at, start, end, rb, got, want)
-            for r in aggregates.aggregate_read(aggregate="hourly_sentiment", symbol="AAA", at=at, start=start, end=end, recorded_by=rb):
+            for r in aggregates.aggregate_read(
+                aggregate="hourly_sentiment", symbol="AAA", at=at, start=start, end=end, recorded_by=rb
+            ):
                 sources[r["source"]] += 1
     return sources
 

@@ -1,5 +1,6 @@
 """Rollup maintenance (timeseries/aggregates.py): backfills and corrections of last month, partial days,
 the state row, bad parameters, a real Celery worker, and the TimescaleDB continuous aggregates."""
+
 from __future__ import annotations
 
 import io
@@ -15,7 +16,19 @@ from psycopg import sql
 from ingestion import tasks
 from ingestion.loader import ingest_table
 from ingestion.models import Upload
-from tests.helpers import DAY, FEB, LATER, MAR, bar_row, csv_bytes, iso, month, same_sentiment, scratch_daily_bars, scratch_hourly_sentiment
+from tests.helpers import (
+    DAY,
+    FEB,
+    LATER,
+    MAR,
+    bar_row,
+    csv_bytes,
+    iso,
+    month,
+    same_sentiment,
+    scratch_daily_bars,
+    scratch_hourly_sentiment,
+)
 from tests.ingestion.workers import private_queue, start_worker, stop_worker, wait_for, worker_env
 from tests.oracle import Oracle, typed_row
 from timeseries import aggregates, pit
@@ -26,6 +39,7 @@ from timeseries.models import RollupState
 from tsm_site.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumer runs outside transactions (TimescaleDB lane)
+
 
 class History:
     """Loads through the loader and into the oracle alike."""
@@ -40,12 +54,18 @@ class History:
 
     def daily(self, symbol="AAA", at=LATER, start=FEB, end=MAR - timedelta(microseconds=1), recorded_by=None):
         got = pit.daily_bars(symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
-        assert got == scratch_daily_bars(self.oracle, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+        assert got == scratch_daily_bars(
+            self.oracle, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by
+        )
         return got
 
 
-def sources(symbol="AAA", at=LATER, start=FEB, end=MAR - timedelta(microseconds=1), recorded_by=None, aggregate="daily_ohlcv"):
-    rows = aggregates.aggregate_read(aggregate=aggregate, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by)
+def sources(
+    symbol="AAA", at=LATER, start=FEB, end=MAR - timedelta(microseconds=1), recorded_by=None, aggregate="daily_ohlcv"
+):
+    rows = aggregates.aggregate_read(
+        aggregate=aggregate, symbol=symbol, at=at, start=start, end=end, recorded_by=recorded_by
+    )
     return {r["time"]: r["source"] for r in rows}
 
 
@@ -95,7 +115,9 @@ def test_it_updates_last_months_buckets_after_a_backfill_and_a_correction(histor
     assert rollups_refresh(dataset="market_data")["market_data"]["rebuilt"] is True
     assert rollup_rows(aggregates.DAILY_OHLCV.rollup_table) == incremental
     stored = aggregates.aggregate_read(aggregate="daily_ohlcv", symbol="AAA", at=LATER, start=FEB, end=MAR)
-    live = aggregates.aggregate_read(aggregate="daily_ohlcv", symbol="AAA", at=LATER, start=FEB, end=MAR, force_live=True)
+    live = aggregates.aggregate_read(
+        aggregate="daily_ohlcv", symbol="AAA", at=LATER, start=FEB, end=MAR, force_live=True
+    )
     assert [{**r, "source": None} for r in stored] == [{**r, "source": None} for r in live]
 
 
@@ -177,15 +199,21 @@ def test_it_rolls_up_after_an_upload_in_a_real_celery_worker(tmp_path, settings)
         upload = Upload.objects.create(dataset="market_data", file=SimpleUploadedFile("feb.csv", csv_bytes(rows)))
         tasks.upload_enqueue(upload_id=upload.pk)  # the worker loads it, then runs the rollups consumer
         wait_for(lambda: Upload.objects.get(pk=upload.pk).status in ("done", "failed"), what="the upload to load")
-        wait_for(lambda: RollupState.objects.filter(dataset="market_data").exists()
-                 and changes_lag(consumer=CONSUMER, dataset="market_data")["pending"] == 0,
-                 what="the worker's rollups run")
+        wait_for(
+            lambda: (
+                RollupState.objects.filter(dataset="market_data").exists()
+                and changes_lag(consumer=CONSUMER, dataset="market_data")["pending"] == 0
+            ),
+            what="the worker's rollups run",
+        )
         assert set(sources().values()) == {"stored"} and len(sources()) == 29
         oracle = Oracle()
-        oracle.load("market_data", [typed_row("market_data", r) for r in rows],
-                    Upload.objects.get(pk=upload.pk).finished_at)  # recorded_at is not compared at T = LATER
+        oracle.load(
+            "market_data", [typed_row("market_data", r) for r in rows], Upload.objects.get(pk=upload.pk).finished_at
+        )  # recorded_at is not compared at T = LATER
         assert pit.daily_bars(symbol="AAA", at=LATER, start=FEB, end=MAR) == scratch_daily_bars(
-            oracle, symbol="AAA", at=LATER, start=FEB, end=MAR)
+            oracle, symbol="AAA", at=LATER, start=FEB, end=MAR
+        )
     finally:
         stop_worker(worker)
         celery_app.conf.task_default_queue = old_queue
@@ -252,7 +280,9 @@ def test_it_refreshes_the_bucket_at_the_end_of_an_invalidation(history):
         cur.execute("SELECT platforms, mentions FROM hourly_sentiment WHERE symbol = 'AAA' AND bucket = %s", [hour])
         assert cur.fetchone() == (2, 40)
     got = pit.hourly_sentiment(symbol="AAA", at=LATER, start=FEB - DAY, end=MAR)
-    assert same_sentiment(got, scratch_hourly_sentiment(history.oracle, symbol="AAA", at=LATER, start=FEB - DAY, end=MAR))
+    assert same_sentiment(
+        got, scratch_hourly_sentiment(history.oracle, symbol="AAA", at=LATER, start=FEB - DAY, end=MAR)
+    )
     assert got[-1] == {"time": hour, "sentiment": -0.25, "mentions": 40, "platforms": 2}
 
 
@@ -272,7 +302,8 @@ def test_it_reports_lag_refreshes_and_rebuilds_from_the_command(history):
     assert run("--dataset", "market_data")["market_data"]["rebuilt"] is True
     assert run("--lag")["market_data"]["pending"] == 0
     assert run("--rebuild", "--dataset", "market_data") == {
-        "market_data": {"buckets": 0 if aggregates.uses_cagg(aggregates.DAILY_OHLCV) else 29}}
+        "market_data": {"buckets": 0 if aggregates.uses_cagg(aggregates.DAILY_OHLCV) else 29}
+    }
     assert set(sources().values()) == {"stored"}
     history.daily()
 
@@ -292,4 +323,6 @@ def test_it_rolls_hourly_sentiment_up_per_day_mention_weighted():
     assert days[0]["platforms"] == 2 and days[1]["platforms"] == 1
     # as of a T inside the first day, only the windows closed by then count
     early = pit.daily_sentiment(symbol="AAA", at=FEB + timedelta(hours=3), start=FEB, end=at)
-    assert early == [{"time": FEB, "sentiment": pytest.approx((10 * 0.5 + 30 * -0.1) / 40), "mentions": 40, "platforms": 2}]
+    assert early == [
+        {"time": FEB, "sentiment": pytest.approx((10 * 0.5 + 30 * -0.1) / 40), "mentions": 40, "platforms": 2}
+    ]

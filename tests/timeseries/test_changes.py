@@ -1,4 +1,5 @@
 """The change log: written by merges that store versions, read through per-consumer cursors."""
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,6 +1,7 @@
 """No poisoned row wedges a change-log consumer (timeseries/changes.py changes_run / failures_retry), and
 an operator removes the bad version, audited (timeseries/removal.py, manage.py remove_versions,
 manage.py consumers, the admin). Poison is stored as an older tsm stored it (tests/timeseries/poison.py)."""
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,18 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the consumers run outsid
 
 
 def news(symbol: str, time: str, news_id: str, title: str = "a story") -> dict:
-    return {"time": time, "symbol": symbol, "news_id": news_id, "title": title, "content": "", "source": "",
-            "categories": [], "url": "", "author": "", "language": "en"}
+    return {
+        "time": time,
+        "symbol": symbol,
+        "news_id": news_id,
+        "title": title,
+        "content": "",
+        "source": "",
+        "categories": [],
+        "url": "",
+        "author": "",
+        "language": "en",
+    }
 
 
 def daily(symbol: str, **kw) -> list[dict]:
@@ -36,7 +47,9 @@ def daily(symbol: str, **kw) -> list[dict]:
 
 def stored_equals_live(symbol: str) -> None:
     stored = aggregates.aggregate_read(aggregate="daily_ohlcv", symbol=symbol, at=LATER, start=FEB, end=MAR)
-    live = aggregates.aggregate_read(aggregate="daily_ohlcv", symbol=symbol, at=LATER, start=FEB, end=MAR, force_live=True)
+    live = aggregates.aggregate_read(
+        aggregate="daily_ohlcv", symbol=symbol, at=LATER, start=FEB, end=MAR, force_live=True
+    )
     assert [{**r, "source": None} for r in stored] == [{**r, "source": None} for r in live]
     assert {r["source"] for r in stored} == {"stored"}
 
@@ -96,15 +109,34 @@ def test_removing_the_bad_versions_resolves_the_failures_and_the_rollups_are_rig
     quality.quality_changes_process(dataset="news_events")
     assert len(open_failures()) == 2
     # the passed span reads live meanwhile: AAA's 20 Feb bucket is not stale
-    assert {r["source"] for r in aggregates.aggregate_read(
-        aggregate="daily_ohlcv", symbol="AAA", at=LATER, start=FEB + 19 * DAY, end=FEB + 20 * DAY)} == {"live"}
+    assert {
+        r["source"]
+        for r in aggregates.aggregate_read(
+            aggregate="daily_ohlcv", symbol="AAA", at=LATER, start=FEB + 19 * DAY, end=FEB + 20 * DAY
+        )
+    } == {"live"}
 
     out = io.StringIO()
-    call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "bar at 9999-12-31 from the old feed",
-                 stdout=out)
+    call_command(
+        "remove_versions",
+        "market_data",
+        "--id",
+        str(poisoned["bar"]),
+        "--reason",
+        "bar at 9999-12-31 from the old feed",
+        stdout=out,
+    )
     done = json.loads(out.getvalue())
     assert done["removed"] == [poisoned["bar"]] and done["symbols"] == ["AAA"] and done["failures_due"] == 1
-    call_command("remove_versions", "news_events", "--id", str(poisoned["story"]), "--reason", "story dated 9999", stdout=io.StringIO())
+    call_command(
+        "remove_versions",
+        "news_events",
+        "--id",
+        str(poisoned["story"]),
+        "--reason",
+        "story dated 9999",
+        stdout=io.StringIO(),
+    )
 
     report = aggregates.rollups_refresh()["market_data"]
     assert (report["retried"], report["resolved"], report["failed"]) == (1, 1, 0)
@@ -125,14 +157,24 @@ def test_a_removal_is_audited_and_followed_by_the_change_log_and_the_cache(poiso
         cur.execute("SELECT generation FROM timeseries_datasetgeneration WHERE dataset = 'market_data'")
         (generation,) = cur.fetchone()
     last_change = Change.objects.filter(dataset="market_data").order_by("-id").first().id
-    call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "  bad bar  ",
-                 stdout=io.StringIO())
+    call_command(
+        "remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "  bad bar  ", stdout=io.StringIO()
+    )
     [audit] = VersionRemoval.objects.all()
-    assert (audit.dataset, audit.row_id, audit.symbol, audit.reason) == ("market_data", poisoned["bar"], "AAA", "bad bar")
+    assert (audit.dataset, audit.row_id, audit.symbol, audit.reason) == (
+        "market_data",
+        poisoned["bar"],
+        "AAA",
+        "bad bar",
+    )
     assert audit.actor.startswith("manage.py") and audit.user is None
     assert audit.row["known_at"].startswith("10000-01-01") and audit.row["close"] == 10.5
     change = Change.objects.get(pk=audit.change_id)
-    assert change.id > last_change and (change.symbol, change.first_time.year, change.last_time.year) == ("AAA", 9999, 9999)
+    assert change.id > last_change and (change.symbol, change.first_time.year, change.last_time.year) == (
+        "AAA",
+        9999,
+        9999,
+    )
     with connection.cursor() as cur:
         cur.execute("SELECT generation FROM timeseries_datasetgeneration WHERE dataset = 'market_data'")
         assert cur.fetchone()[0] == generation + 1
@@ -140,13 +182,17 @@ def test_a_removal_is_audited_and_followed_by_the_change_log_and_the_cache(poiso
 
 def test_a_removal_with_a_bad_id_or_no_reason_removes_nothing(poisoned):
     with pytest.raises(CommandError, match=r"id: market_data has no row with id 999999999"):
-        call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--id", "999999999", "--reason", "x")
+        call_command(
+            "remove_versions", "market_data", "--id", str(poisoned["bar"]), "--id", "999999999", "--reason", "x"
+        )
     with pytest.raises(CommandError, match=r"id: 'abc' is not a row id"):
         call_command("remove_versions", "market_data", "--id", "abc", "--reason", "x")
     with pytest.raises(CommandError, match=r"reason: say why"):
         call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "  ")
     with pytest.raises(CommandError, match=r"--user: no user named 'nobody'"):
-        call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "x", "--user", "nobody")
+        call_command(
+            "remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "x", "--user", "nobody"
+        )
     assert MarketData.objects.filter(pk=poisoned["bar"]).exists() and not VersionRemoval.objects.exists()
 
 
@@ -159,7 +205,9 @@ def test_rollups_rebuild_recomputes_the_registry_and_works_after_the_row_is_dele
     out = io.StringIO()
     call_command("rollups", "--rebuild", "--dataset", "market_data", stdout=out)
     # plain lane: the rollups rebuilt bucket by bucket; TimescaleDB lane: the continuous aggregates refreshed
-    assert json.loads(out.getvalue())["market_data"]["buckets"] == (0 if capabilities(fresh=True).continuous_aggregates else 58)
+    assert json.loads(out.getvalue())["market_data"]["buckets"] == (
+        0 if capabilities(fresh=True).continuous_aggregates else 58
+    )
     assert Series.objects.get(dataset="market_data", symbol="AAA").last_time.year == 2024
     stored_equals_live("AAA")
     stored_equals_live("BBB")
@@ -172,8 +220,18 @@ def test_a_row_before_year_one_is_named_by_the_rebuild_recorded_by_the_consumer_
     with pytest.raises(CommandError, match=r"market_data symbol 'OLD' holds a row at 4000-01-01 00:00:00\+00 BC"):
         call_command("rollups", "--rebuild", stdout=io.StringIO())
     # the consumer records the entry Python cannot even read, and goes on
-    ingest_table(dataset="social_sentiment", data=[{"time": "2024-02-05T10:00:00Z", "symbol": "AAA", "platform": "x",
-                                                    "mention_count": "3", "sentiment_avg": "0.5"}])
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {
+                "time": "2024-02-05T10:00:00Z",
+                "symbol": "AAA",
+                "platform": "x",
+                "mention_count": "3",
+                "sentiment_avg": "0.5",
+            }
+        ],
+    )
     report = aggregates.rollups_refresh()
     assert (report["market_data"]["changes"], report["market_data"]["failed"]) == (1, 1)
     assert report["social_sentiment"]["changes"] == 1
@@ -192,13 +250,27 @@ def test_a_row_before_year_one_is_named_by_the_rebuild_recorded_by_the_consumer_
 
 def test_the_automatic_rebuild_of_a_poisoned_dataset_does_not_hold_back_the_others(poisoned):
     RollupState.objects.all().delete()
-    ingest_table(dataset="social_sentiment", data=[{"time": "2024-02-05T10:00:00Z", "symbol": "AAA", "platform": "x",
-                                                    "mention_count": "3", "sentiment_avg": "0.5"}])
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {
+                "time": "2024-02-05T10:00:00Z",
+                "symbol": "AAA",
+                "platform": "x",
+                "mention_count": "3",
+                "sentiment_avg": "0.5",
+            }
+        ],
+    )
     report = aggregates.rollups_refresh()
     assert "rebuild failed" in report["market_data"]["error"] and "remove_versions" in report["market_data"]["error"]
     assert report["social_sentiment"]["rebuilt"] is True
-    assert set(r["source"] for r in aggregates.aggregate_read(  # without the state row: read live, right
-        aggregate="daily_ohlcv", symbol="BBB", at=LATER, start=FEB, end=MAR)) == {"live"}
+    assert set(
+        r["source"]
+        for r in aggregates.aggregate_read(  # without the state row: read live, right
+            aggregate="daily_ohlcv", symbol="BBB", at=LATER, start=FEB, end=MAR
+        )
+    ) == {"live"}
 
 
 def test_any_exception_in_one_span_is_isolated_not_only_bad_instants():
@@ -221,12 +293,18 @@ def test_any_exception_in_one_span_is_isolated_not_only_bad_instants():
     assert changes_lag(consumer="test", dataset="market_data")["pending"] == 0
     # not due yet; forced it fails again and waits twice as long
     assert failures_retry(consumer="test", dataset="market_data", process_one=lambda c: process([c])).retried == 0
-    assert failures_retry(consumer="test", dataset="market_data", process_one=lambda c: process([c]), force=True).resolved == 0
+    assert (
+        failures_retry(consumer="test", dataset="market_data", process_one=lambda c: process([c]), force=True).resolved
+        == 0
+    )
     failure.refresh_from_db()
     assert failure.attempts == 2 and failure.next_attempt_at - failure.last_attempt_at == 2 * RETRY_FIRST
     # fixed: the retry resolves it
     ConsumerFailure.objects.filter(pk=failure.pk).update(next_attempt_at=timezone.now())
-    assert failures_retry(consumer="test", dataset="market_data", process_one=lambda c: seen.append(c.symbol)).resolved == 1
+    assert (
+        failures_retry(consumer="test", dataset="market_data", process_one=lambda c: seen.append(c.symbol)).resolved
+        == 1
+    )
     failure.refresh_from_db()
     assert failure.resolved_at is not None and seen[-1] == "BAD"
 
@@ -254,11 +332,15 @@ def test_manage_py_consumers_shows_lag_and_failures_and_retries_them(poisoned):
     assert rows[("rollups", "market_data")]["open_failures"] == 1 and rows[("quality", "news_events")]["pending"] == 2
     assert [f["consumer"] for f in state["open_failures"]] == ["rollups"]
 
-    call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "bad", stdout=io.StringIO())
+    call_command(
+        "remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "bad", stdout=io.StringIO()
+    )
     ConsumerFailure.objects.update(next_attempt_at=timezone.now() + timedelta(hours=1))  # not due: --retry forces
     out = io.StringIO()
     call_command("consumers", "--retry", stdout=out)
-    assert "retried rollups/market_data: 1 retried, 1 resolved" in out.getvalue() and "No open failures." in out.getvalue()
+    assert (
+        "retried rollups/market_data: 1 retried, 1 resolved" in out.getvalue() and "No open failures." in out.getvalue()
+    )
 
 
 # --- admin ---------------------------------------------------------------------------------------------
@@ -290,8 +372,9 @@ def test_the_admin_lists_failures_open_first_by_model_permission(client, poisone
     client.force_login(staff("retrier", "view_consumerfailure", "change_consumerfailure"))
     failing = ConsumerFailure.objects.get(consumer="rollups")
     assert failing.next_attempt_at > timezone.now()
-    response = client.post(url, {"action": "retry_next_run", "_selected_action": [failing.pk, resolved.pk], "index": 0},
-                           follow=True)
+    response = client.post(
+        url, {"action": "retry_next_run", "_selected_action": [failing.pk, resolved.pk], "index": 0}, follow=True
+    )
     assert b"1 open failure(s) will be retried" in response.content
     assert ConsumerFailure.objects.get(pk=failing.pk).next_attempt_at <= timezone.now()
     assert aggregates.rollups_refresh(dataset="market_data")["market_data"]["retried"] == 1
@@ -300,8 +383,16 @@ def test_the_admin_lists_failures_open_first_by_model_permission(client, poisone
     form = client.get("/admin/timeseries/marketdata/?symbol=BBB").context["action_form"]
     choices = [name for name, _ in form.fields["action"].choices]
     assert "mark_suspect" in choices and "remove_versions" not in choices
-    response = client.post("/admin/timeseries/marketdata/?symbol=BBB", {
-        "action": "remove_versions", "_selected_action": [poisoned["bar"]], "confirm": "yes", "reason": "x", "index": 0})
+    response = client.post(
+        "/admin/timeseries/marketdata/?symbol=BBB",
+        {
+            "action": "remove_versions",
+            "_selected_action": [poisoned["bar"]],
+            "confirm": "yes",
+            "reason": "x",
+            "index": 0,
+        },
+    )
     assert MarketData.objects.filter(pk=poisoned["bar"]).exists() and not VersionRemoval.objects.exists()
 
 
@@ -312,22 +403,35 @@ def test_the_admin_action_removes_selected_versions_after_a_reason_audited(clien
     choices = [name for name, _ in client.get(url).context["action_form"].fields["action"].choices]
     assert "remove_versions" in choices
     victim = MarketData.objects.filter(symbol="BBB").order_by("time").first()
-    QualityFlag.objects.create(dataset="market_data", row_id=victim.pk, symbol="BBB", time=victim.time,
-                               check_name="ohlc", reason="r", created_at=timezone.now())
+    QualityFlag.objects.create(
+        dataset="market_data",
+        row_id=victim.pk,
+        symbol="BBB",
+        time=victim.time,
+        check_name="ohlc",
+        reason="r",
+        created_at=timezone.now(),
+    )
     ids = [poisoned["bar"], victim.pk]
     url = "/admin/timeseries/marketdata/?symbol=AAA,BBB"  # an action takes the selected rows the filter shows
-    page = client.post(url, {"action": "remove_versions", "_selected_action": ids, "index": 0, "score": "", "reason": ""})
+    page = client.post(
+        url, {"action": "remove_versions", "_selected_action": ids, "index": 0, "score": "", "reason": ""}
+    )
     assert page.status_code == 200 and b"Reason (required" in page.content and b"10000-01-01" in page.content
     assert MarketData.objects.filter(pk__in=ids).count() == 2  # nothing yet
     missing = client.post(url, {"action": "remove_versions", "_selected_action": ids, "confirm": "yes", "reason": " "})
     assert b"reason: say why" in missing.content and MarketData.objects.filter(pk__in=ids).count() == 2
-    done = client.post(url, {"action": "remove_versions", "_selected_action": ids, "confirm": "yes",
-                             "reason": "old feed and a duplicate"}, follow=True)
+    done = client.post(
+        url,
+        {"action": "remove_versions", "_selected_action": ids, "confirm": "yes", "reason": "old feed and a duplicate"},
+        follow=True,
+    )
     assert done.status_code == 200 and b"Removed 2 version(s) of market_data" in done.content
     assert not MarketData.objects.filter(pk__in=ids).exists()
     audits = VersionRemoval.objects.order_by("row_id")
     assert [(a.row_id, a.user_id, a.actor, a.reason) for a in audits] == sorted(
-        (i, user.pk, "curator", "old feed and a duplicate") for i in ids)
+        (i, user.pk, "curator", "old feed and a duplicate") for i in ids
+    )
     assert not QualityFlag.objects.filter(row_id=victim.pk).exists()
     assert Series.objects.get(dataset="market_data", symbol="BBB").first_time > victim.time
     client.force_login(staff("auditor", "view_versionremoval"))
@@ -343,15 +447,20 @@ def test_a_real_worker_passes_the_poisoned_spans_keeps_consuming_and_resolves_th
         tasks.quality_check_pending.apply_async(queue=queue)
 
     def caught_up() -> bool:
-        return all(changes_lag(consumer=c, dataset=d)["pending"] == 0 for c, d in (
-            ("rollups", "market_data"), ("quality", "market_data"), ("quality", "news_events")))
+        return all(
+            changes_lag(consumer=c, dataset=d)["pending"] == 0
+            for c, d in (("rollups", "market_data"), ("quality", "market_data"), ("quality", "news_events"))
+        )
 
     queue = private_queue()
     worker = start_worker(worker_env(), queue)
     try:
         run_consumers()
         wait_for(caught_up, what="the worker's consumer runs")
-        assert sorted((f.consumer, f.dataset) for f in open_failures()) == [("quality", "news_events"), ("rollups", "market_data")]
+        assert sorted((f.consumer, f.dataset) for f in open_failures()) == [
+            ("quality", "news_events"),
+            ("rollups", "market_data"),
+        ]
         stored_equals_live("BBB")
 
         ingest_table(dataset="market_data", data=[bar_row("BBB", FEB + 27 * DAY + timedelta(hours=20), 5)])
@@ -359,8 +468,12 @@ def test_a_real_worker_passes_the_poisoned_spans_keeps_consuming_and_resolves_th
         wait_for(caught_up, what="the next runs")
         assert daily("BBB")[27]["bars"] == 5 and len(open_failures()) == 2
 
-        call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "bad", stdout=io.StringIO())
-        call_command("remove_versions", "news_events", "--id", str(poisoned["story"]), "--reason", "bad", stdout=io.StringIO())
+        call_command(
+            "remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "bad", stdout=io.StringIO()
+        )
+        call_command(
+            "remove_versions", "news_events", "--id", str(poisoned["story"]), "--reason", "bad", stdout=io.StringIO()
+        )
         run_consumers()
         wait_for(lambda: not open_failures(), what="the failures to resolve")
         wait_for(caught_up, what="the removals' change-log entries")
@@ -371,14 +484,22 @@ def test_a_real_worker_passes_the_poisoned_spans_keeps_consuming_and_resolves_th
 
 def test_a_poisoned_sentiment_window_is_passed_and_the_hourly_rollups_are_right_after_its_removal():
     def window(symbol, hour, platform, mentions):
-        return {"time": f"2024-02-05T{hour:02d}:00:00Z", "symbol": symbol, "platform": platform,
-                "mention_count": str(mentions), "sentiment_avg": "0.25"}
+        return {
+            "time": f"2024-02-05T{hour:02d}:00:00Z",
+            "symbol": symbol,
+            "platform": platform,
+            "mention_count": str(mentions),
+            "sentiment_avg": "0.25",
+        }
 
     ingest_table(dataset="social_sentiment", data=[window("AAA", h, p, 10 + h) for h in range(6) for p in ("x", "y")])
     aggregates.rollups_refresh()
-    bad = poison("social_sentiment", {"time": "9999-12-31T23:00:00Z", "symbol": "AAA", "platform": "x",
-                                      "mention_count": 5, "sentiment_avg": 0.5}, known_after="1 hour",
-                 span_first="2024-02-05T03:00:00Z")
+    bad = poison(
+        "social_sentiment",
+        {"time": "9999-12-31T23:00:00Z", "symbol": "AAA", "platform": "x", "mention_count": 5, "sentiment_avg": 0.5},
+        known_after="1 hour",
+        span_first="2024-02-05T03:00:00Z",
+    )
     ingest_table(dataset="social_sentiment", data=[window("AAA", 4, "y", 99), window("BBB", 2, "x", 7)])
     report = aggregates.rollups_refresh(dataset="social_sentiment")["social_sentiment"]
     assert (report["changes"], report["failed"]) == (3, 1)
@@ -387,15 +508,18 @@ def test_a_poisoned_sentiment_window_is_passed_and_the_hourly_rollups_are_right_
 
     def hours(symbol):
         rows = aggregates.aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=LATER, start=FEB, end=MAR)
-        live = aggregates.aggregate_read(aggregate="hourly_sentiment", symbol=symbol, at=LATER, start=FEB, end=MAR,
-                                         force_live=True)
+        live = aggregates.aggregate_read(
+            aggregate="hourly_sentiment", symbol=symbol, at=LATER, start=FEB, end=MAR, force_live=True
+        )
         assert [{**r, "source": None} for r in rows] == [{**r, "source": None} for r in live]
         return rows
 
     assert [r["mentions"] for r in hours("AAA")] == [20, 22, 24, 26, 14 + 99, 30]
     assert {r["source"] for r in hours("AAA")[3:]} == {"live"}  # the open failure's span
     assert [r["source"] for r in hours("BBB")] == ["stored"]
-    call_command("remove_versions", "social_sentiment", "--id", str(bad), "--reason", "window at 9999", stdout=io.StringIO())
+    call_command(
+        "remove_versions", "social_sentiment", "--id", str(bad), "--reason", "window at 9999", stdout=io.StringIO()
+    )
     assert aggregates.rollups_refresh(dataset="social_sentiment")["social_sentiment"]["resolved"] == 1
     assert {r["source"] for r in hours("AAA")} == {"stored"}
     assert Series.objects.get(dataset="social_sentiment", symbol="AAA", subkey="x").last_time.year == 2024
@@ -405,12 +529,18 @@ def test_an_admin_list_holding_a_legacy_row_past_year_9999_says_so_and_lists_it(
     """A row stored before the rules at the door, with a known_at Python cannot hold, no longer makes
     the dataset's admin list and its change page answer 500: a 409 page names the rows and the command."""
     client.force_login(staff("curator", "view_marketdata", "change_marketdata", "delete_marketdata"))
-    for url in ("/admin/timeseries/marketdata/", "/admin/timeseries/marketdata/?symbol=AAA",
-                f"/admin/timeseries/marketdata/{poisoned['bar']}/change/"):
+    for url in (
+        "/admin/timeseries/marketdata/",
+        "/admin/timeseries/marketdata/?symbol=AAA",
+        f"/admin/timeseries/marketdata/{poisoned['bar']}/change/",
+    ):
         page = client.get(url)
         assert page.status_code == 409, url
         text = page.content.decode()
-        assert f"<td>{poisoned['bar']}</td><td>AAA</td><td>9999-12-31 23:59:00+00</td><td>10000-01-01 00:00:00+00</td>" in text
+        assert (
+            f"<td>{poisoned['bar']}</td><td>AAA</td><td>9999-12-31 23:59:00+00</td><td>10000-01-01 00:00:00+00</td>"
+            in text
+        )
         assert f"bin/tsm remove_versions market_data --id {poisoned['bar']} --reason" in text
     assert client.get("/admin/timeseries/marketdata/?symbol=BBB").status_code == 200  # pages without it are as before
     call_command("remove_versions", "market_data", "--id", str(poisoned["bar"]), "--reason", "legacy row")

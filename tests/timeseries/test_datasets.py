@@ -4,6 +4,7 @@ column of the declared type, nullability, default and length, and nothing else i
 ``declaration_problems`` is the check; the tests below run it over every dataset and show that it
 fails for a declaration that drifted from its model.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,8 +85,14 @@ def test_every_declaration_matches_its_model(name):
     ("change", "message"),
     [
         (lambda c: dataclasses.replace(c, max_length=33) if c.name == "symbol" else c, "symbol: declared varchar(33)"),
-        (lambda c: dataclasses.replace(c, kind="bigint") if c.name == "trades" else c, "trades: declared bigint, model integer"),
-        (lambda c: dataclasses.replace(c, nullable=None) if c.name == "quality_score" else c, "quality_score: declared nullable=False"),
+        (
+            lambda c: dataclasses.replace(c, kind="bigint") if c.name == "trades" else c,
+            "trades: declared bigint, model integer",
+        ),
+        (
+            lambda c: dataclasses.replace(c, nullable=None) if c.name == "quality_score" else c,
+            "quality_score: declared nullable=False",
+        ),
         (lambda c: dataclasses.replace(c, default="x") if c.name == "source" else c, "source: declared default 'x'"),
         (lambda c: dataclasses.replace(c, required=True) if c.name == "vwap" else c, "vwap: declared nullable=False"),
     ],
@@ -107,7 +114,9 @@ def test_the_check_finds_an_undeclared_or_missing_column():
 
 def test_the_check_finds_a_wrong_key():
     spec = DATASETS["social_sentiment"]
-    assert any("version constraint" in p for p in declaration_problems(dataclasses.replace(spec, key=("symbol", "time"))))
+    assert any(
+        "version constraint" in p for p in declaration_problems(dataclasses.replace(spec, key=("symbol", "time")))
+    )
 
 
 def test_every_model_maps_back_to_its_dataset():
@@ -119,7 +128,11 @@ def test_every_model_maps_back_to_its_dataset():
 def test_every_declared_selector_filter_ordering_and_check_exists():
     for name, spec in DATASETS.items():
         assert callable(getattr(pit, spec.state_selector)), name
-        for column in (*spec.filters.values(), spec.window_time_column, *(c for cols in spec.orderings.values() for c in cols)):
+        for column in (
+            *spec.filters.values(),
+            spec.window_time_column,
+            *(c for cols in spec.orderings.values() for c in cols),
+        ):
             assert column == "id" or column in spec.column_names, (name, column)
         if spec.symbols_array is not None:
             assert spec.column(spec.symbols_array).kind == "text[]" and spec.column(spec.symbols_array).symbol

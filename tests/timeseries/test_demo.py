@@ -1,8 +1,9 @@
 """Demo data generator: determinism, invariants, knowledge-time rules, corrections and writers (no database)."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 
 from timeseries import demo
 
-START = datetime(2024, 3, 1, tzinfo=timezone.utc)  # a Friday
+START = datetime(2024, 3, 1, tzinfo=UTC)  # a Friday
 KW = {"start": START, "days": 10, "seed": 7}
 TS = pa.timestamp("us", tz="UTC")
 
@@ -74,8 +75,12 @@ def test_it_is_deterministic(symbols: list[str], tables: dict[str, pa.Table]) ->
 
 def test_it_generates_a_symbol_identically_alone_or_with_others(symbols: list[str]) -> None:
     sym = symbols[5]
-    for name, column in (("market_data", "symbol"), ("news_events", "symbol"),
-                         ("insider_trades", "symbol"), ("social_sentiment", "symbol")):
+    for name, column in (
+        ("market_data", "symbol"),
+        ("news_events", "symbol"),
+        ("insider_trades", "symbol"),
+        ("social_sentiment", "symbol"),
+    ):
         fn = getattr(demo, name)
         together = fn(symbols=symbols, **KW)
         alone = fn(symbols=[sym], **KW)
@@ -134,8 +139,9 @@ def test_it_follows_trading_hours_with_u_shaped_volume(tables: dict[str, pa.Tabl
     assert len(first) == 390 * 6  # Fri 1 Mar + 5 weekdays of the 10-day window
     by_minute = df.groupby(minutes).volume.mean()
     assert by_minute.iloc[:15].mean() > 1.5 * by_minute.iloc[180:210].mean() < by_minute.iloc[-15:].mean()
-    around = demo.market_data(symbols=["AAPL"], start=START, days=1, trading_hours_only=False,
-                              include_corrections=False)
+    around = demo.market_data(
+        symbols=["AAPL"], start=START, days=1, trading_hours_only=False, include_corrections=False
+    )
     assert around.num_rows == 1440
 
 
@@ -160,16 +166,20 @@ def test_it_adds_market_corrections_at_the_requested_rate(symbols: list[str]) ->
     pd.testing.assert_frame_equal(clean, originals.sort_index().reset_index(drop=True))
     only = _df(demo.market_data_corrections(symbols=symbols, correction_rate=0.02, **KW))
     pd.testing.assert_frame_equal(only, corrections.sort_index().reset_index(drop=True))
-    assert demo.market_data(symbols=symbols[:2], correction_rate=0.0, **KW).num_rows == \
-        demo.market_data(symbols=symbols[:2], include_corrections=False, **KW).num_rows
+    assert (
+        demo.market_data(symbols=symbols[:2], correction_rate=0.0, **KW).num_rows
+        == demo.market_data(symbols=symbols[:2], include_corrections=False, **KW).num_rows
+    )
 
 
 def test_it_files_insider_trades_one_to_three_business_days_later(symbols: list[str]) -> None:
     df = _df(demo.insider_trades(symbols=symbols, start=START, days=60, seed=7))
     assert (df.known_at == df.filing_date).all()
     originals = df[df.form_type == "4"]
-    lag = np.busday_count(originals.time.dt.date.to_numpy().astype("datetime64[D]"),
-                          originals.filing_date.dt.date.to_numpy().astype("datetime64[D]"))
+    lag = np.busday_count(
+        originals.time.dt.date.to_numpy().astype("datetime64[D]"),
+        originals.filing_date.dt.date.to_numpy().astype("datetime64[D]"),
+    )
     assert ((lag >= 1) & (lag <= 3)).all()
     assert (df.shares > 0).all() and set(df.transaction_type) <= {"buy", "sell"}
     assert np.allclose(df.value, (df.shares * df.price).round(2), rtol=0, atol=0.011)
@@ -230,8 +240,7 @@ def test_it_generates_government_events_with_symbols(symbols: list[str], tables:
 
 def test_it_rejects_a_naive_start(symbols: list[str]) -> None:
     naive = datetime(2024, 3, 1)
-    for fn in (demo.market_data, demo.news_events, demo.insider_trades, demo.social_sentiment,
-               demo.government_events):
+    for fn in (demo.market_data, demo.news_events, demo.insider_trades, demo.social_sentiment, demo.government_events):
         with pytest.raises(ValueError, match="start"):
             fn(symbols=symbols[:1], start=naive, days=1)
     with pytest.raises(ValueError, match="start"):
@@ -241,12 +250,11 @@ def test_it_rejects_a_naive_start(symbols: list[str]) -> None:
 def test_it_accepts_non_utc_starts() -> None:
     paris = timezone(timedelta(hours=1))
     a = demo.market_data(symbols=["AAPL"], start=datetime(2024, 3, 1, 1, tzinfo=paris), days=2)
-    b = demo.market_data(symbols=["AAPL"], start=datetime(2024, 3, 1, tzinfo=timezone.utc), days=2)
+    b = demo.market_data(symbols=["AAPL"], start=datetime(2024, 3, 1, tzinfo=UTC), days=2)
     assert a.equals(b)
 
 
-def test_it_round_trips_csv_with_tz_aware_timestamps(tmp_path, tables: dict[str, pa.Table],
-                                                     symbols: list[str]) -> None:
+def test_it_round_trips_csv_with_tz_aware_timestamps(tmp_path, tables: dict[str, pa.Table], symbols: list[str]) -> None:
     path = tmp_path / "market.csv"
     rows = demo.write_csv(demo.market_data_batches(symbols=symbols[:2], batch_rows=500, **KW), path)
     back = pacsv.read_csv(path)

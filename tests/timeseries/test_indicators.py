@@ -38,35 +38,38 @@ def _s(a: np.ndarray) -> pd.Series:
 
 # name -> (ours(bars), reference(bars) computed with ta's default parameters)
 CASES = {
-    "sma": (lambda b: ind.sma(close=b["close"]),
-            lambda b: ta.trend.SMAIndicator(_s(b["close"]), 20).sma_indicator()),
-    "ema": (lambda b: ind.ema(close=b["close"]),
-            lambda b: ta.trend.EMAIndicator(_s(b["close"]), 20).ema_indicator()),
-    "rsi": (lambda b: ind.rsi(close=b["close"]),
-            lambda b: ta.momentum.RSIIndicator(_s(b["close"])).rsi()),
-    "macd": (lambda b: ind.macd(close=b["close"])["macd"],
-             lambda b: ta.trend.MACD(_s(b["close"])).macd()),
-    "macd_signal": (lambda b: ind.macd(close=b["close"])["signal"],
-                    lambda b: ta.trend.MACD(_s(b["close"])).macd_signal()),
-    "macd_hist": (lambda b: ind.macd(close=b["close"])["hist"],
-                  lambda b: ta.trend.MACD(_s(b["close"])).macd_diff()),
-    "bb_mid": (lambda b: ind.bollinger(close=b["close"])["mid"],
-               lambda b: ta.volatility.BollingerBands(_s(b["close"])).bollinger_mavg()),
-    "bb_upper": (lambda b: ind.bollinger(close=b["close"])["upper"],
-                 lambda b: ta.volatility.BollingerBands(_s(b["close"])).bollinger_hband()),
-    "bb_lower": (lambda b: ind.bollinger(close=b["close"])["lower"],
-                 lambda b: ta.volatility.BollingerBands(_s(b["close"])).bollinger_lband()),
-    "vwap": (lambda b: ind.vwap(high=b["high"], low=b["low"], close=b["close"], volume=b["volume"]),
-             lambda b: ta.volume.VolumeWeightedAveragePrice(
-                 _s(b["high"]), _s(b["low"]), _s(b["close"]), _s(b["volume"])
-             ).volume_weighted_average_price()),
+    "sma": (lambda b: ind.sma(close=b["close"]), lambda b: ta.trend.SMAIndicator(_s(b["close"]), 20).sma_indicator()),
+    "ema": (lambda b: ind.ema(close=b["close"]), lambda b: ta.trend.EMAIndicator(_s(b["close"]), 20).ema_indicator()),
+    "rsi": (lambda b: ind.rsi(close=b["close"]), lambda b: ta.momentum.RSIIndicator(_s(b["close"])).rsi()),
+    "macd": (lambda b: ind.macd(close=b["close"])["macd"], lambda b: ta.trend.MACD(_s(b["close"])).macd()),
+    "macd_signal": (
+        lambda b: ind.macd(close=b["close"])["signal"],
+        lambda b: ta.trend.MACD(_s(b["close"])).macd_signal(),
+    ),
+    "macd_hist": (lambda b: ind.macd(close=b["close"])["hist"], lambda b: ta.trend.MACD(_s(b["close"])).macd_diff()),
+    "bb_mid": (
+        lambda b: ind.bollinger(close=b["close"])["mid"],
+        lambda b: ta.volatility.BollingerBands(_s(b["close"])).bollinger_mavg(),
+    ),
+    "bb_upper": (
+        lambda b: ind.bollinger(close=b["close"])["upper"],
+        lambda b: ta.volatility.BollingerBands(_s(b["close"])).bollinger_hband(),
+    ),
+    "bb_lower": (
+        lambda b: ind.bollinger(close=b["close"])["lower"],
+        lambda b: ta.volatility.BollingerBands(_s(b["close"])).bollinger_lband(),
+    ),
+    "vwap": (
+        lambda b: ind.vwap(high=b["high"], low=b["low"], close=b["close"], volume=b["volume"]),
+        lambda b: ta.volume.VolumeWeightedAveragePrice(
+            _s(b["high"]), _s(b["low"]), _s(b["close"]), _s(b["volume"])
+        ).volume_weighted_average_price(),
+    ),
 }
 
 
 def ta_atr(b: dict[str, np.ndarray]) -> np.ndarray:
-    return ta.volatility.AverageTrueRange(
-        _s(b["high"]), _s(b["low"]), _s(b["close"])
-    ).average_true_range().to_numpy()
+    return ta.volatility.AverageTrueRange(_s(b["high"]), _s(b["low"]), _s(b["close"])).average_true_range().to_numpy()
 
 
 def assert_series_match(ours: np.ndarray, ref) -> None:
@@ -95,8 +98,8 @@ def test_it_matches_ta_including_warm_up_at_every_length(name, n):
 
 
 @pytest.mark.parametrize(
-    "name, window", [("sma", 20), ("ema", 20), ("rsi", 14), ("macd", 26), ("macd_signal", 34),
-                     ("bb_upper", 20), ("vwap", 14)],
+    "name, window",
+    [("sma", 20), ("ema", 20), ("rsi", 14), ("macd", 26), ("macd_signal", 34), ("bb_upper", 20), ("vwap", 14)],
 )
 def test_it_is_all_nan_with_fewer_bars_than_the_window(name, window):
     for n in (0, 1, window - 1):
@@ -147,12 +150,15 @@ def test_it_follows_pandas_ewm_across_a_gap():
 
 def test_it_computes_session_vwap_cumulatively():
     bars = make_bars(300)
-    ours = ind.session_vwap(high=bars["high"], low=bars["low"], close=bars["close"],
-                            volume=bars["volume"])
+    ours = ind.session_vwap(high=bars["high"], low=bars["low"], close=bars["close"], volume=bars["volume"])
     # A rolling window as long as the series with min_periods=0 is the cumulative VWAP.
     ref = ta.volume.VolumeWeightedAveragePrice(
-        _s(bars["high"]), _s(bars["low"]), _s(bars["close"]), _s(bars["volume"]),
-        window=300, fillna=True,
+        _s(bars["high"]),
+        _s(bars["low"]),
+        _s(bars["close"]),
+        _s(bars["volume"]),
+        window=300,
+        fillna=True,
     ).volume_weighted_average_price()
     assert_series_match(ours, ref)
 
@@ -170,15 +176,20 @@ def test_it_returns_nan_vwap_while_there_is_no_volume():
 def to_dicts(bars: dict[str, np.ndarray], as_decimal: bool) -> list[dict]:
     conv = (lambda x: Decimal(repr(float(x)))) if as_decimal else float
     keys = ("open", "high", "low", "close", "volume")
-    return [
-        {"time": i, **{k: conv(bars[k][i]) for k in keys}} for i in range(len(bars["close"]))
-    ]
+    return [{"time": i, **{k: conv(bars[k][i]) for k in keys}} for i in range(len(bars["close"]))]
 
 
 LATEST_KEYS = {
-    "sma_20": "sma", "ema_20": "ema", "rsi_14": "rsi", "macd": "macd",
-    "macd_signal": "macd_signal", "macd_hist": "macd_hist", "bb_mid": "bb_mid",
-    "bb_upper": "bb_upper", "bb_lower": "bb_lower", "vwap_14": "vwap",
+    "sma_20": "sma",
+    "ema_20": "ema",
+    "rsi_14": "rsi",
+    "macd": "macd",
+    "macd_signal": "macd_signal",
+    "macd_hist": "macd_hist",
+    "bb_mid": "bb_mid",
+    "bb_upper": "bb_upper",
+    "bb_lower": "bb_lower",
+    "vwap_14": "vwap",
 }
 
 
@@ -198,20 +209,19 @@ def test_it_returns_the_last_value_of_each_indicator_from_decimal_bars():
 
 def test_it_accepts_ints_and_floats_alike():
     bars = {k: np.round(v) for k, v in make_bars(60).items()}
-    as_int = [{k: (int(v) if k != "time" else v) for k, v in d.items()}
-              for d in to_dicts(bars, as_decimal=False)]
-    assert ind.latest_indicators(bars=as_int) == ind.latest_indicators(
-        bars=to_dicts(bars, as_decimal=True)
-    )
+    as_int = [{k: (int(v) if k != "time" else v) for k, v in d.items()} for d in to_dicts(bars, as_decimal=False)]
+    assert ind.latest_indicators(bars=as_int) == ind.latest_indicators(bars=to_dicts(bars, as_decimal=True))
 
 
-@pytest.mark.parametrize("n, missing", [
-    (0, set(LATEST_KEYS) | {"atr_14", "session_vwap"}),
-    (15, {"sma_20", "ema_20", "macd", "macd_signal", "macd_hist", "bb_mid", "bb_upper",
-          "bb_lower"}),
-    (30, {"macd_signal", "macd_hist"}),
-    (34, set()),
-])
+@pytest.mark.parametrize(
+    "n, missing",
+    [
+        (0, set(LATEST_KEYS) | {"atr_14", "session_vwap"}),
+        (15, {"sma_20", "ema_20", "macd", "macd_signal", "macd_hist", "bb_mid", "bb_upper", "bb_lower"}),
+        (30, {"macd_signal", "macd_hist"}),
+        (34, set()),
+    ],
+)
 def test_it_returns_none_where_there_are_not_enough_bars(n, missing):
     out = ind.latest_indicators(bars=to_dicts(make_bars(n), as_decimal=True))
     assert out["bars_used"] == n
@@ -225,8 +235,6 @@ def test_it_rejects_a_non_positive_window():
 
 def test_it_does_not_import_ta():
     tree = ast.parse(Path(ind.__file__).read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
-    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
-                 if isinstance(n, ast.ImportFrom)}
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "ta" not in imported

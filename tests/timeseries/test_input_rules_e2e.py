@@ -6,12 +6,13 @@ every symbol is rendered and linked correctly (timeseries/rules.py, docs/input-r
 A stored symbol the rule does not admit (stored before the rule existed) never makes a page fail: it
 is listed as text without a link.
 """
+
 from __future__ import annotations
 
 import html
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +30,7 @@ from timeseries.tokens import token_create
 
 pytestmark = pytest.mark.django_db
 
-UTC = timezone.utc
+UTC = UTC
 SYM32 = "ABCDEFGHIJKLMNOP/QRSTUVWXYZ01234"
 SYMS = ("BRK/B", "A.B^C=D_E:F-G", SYM32)
 EARLY = datetime(1800, 1, 1, tzinfo=UTC)  # the first admitted instant
@@ -52,25 +53,52 @@ def edge_rows(db):
     for sym in SYMS:
         assert rules.is_symbol(sym)
     assert len(SYM32) == 32
-    ingest_table(dataset="market_data", data=[bar(s, t) for s in SYMS for t in (EARLY, LAST_BAR - timedelta(minutes=1), LAST_BAR)])
-    ingest_table(dataset="news_events", data=[
-        {"time": iso(t), "symbol": s, "title": f"story of {s}", "source": "wire", "url": f"https://example.org/{i}"}
-        for i, (s, t) in enumerate((s, t) for s in SYMS for t in (EARLY, T_LATE - timedelta(hours=1)))
-    ])
-    ingest_table(dataset="insider_trades", data=[
-        {"time": iso(T_LATE - timedelta(days=1)), "symbol": s, "insider_name": "Jo", "transaction_type": "buy",
-         "shares": "10", "price": "10", "filing_date": iso(T_LATE - timedelta(minutes=30))}
-        for s in SYMS
-    ])
-    ingest_table(dataset="social_sentiment", data=[
-        {"time": "2199-12-31T22:00:00Z", "symbol": s, "platform": "x", "mention_count": "5", "sentiment_avg": "0.5"}
-        for s in SYMS
-    ])
-    ingest_table(dataset="government_events", data=[
-        {"time": iso(T_LATE - timedelta(minutes=50)), "event_type": "tariff", "primary_symbol": s,
-         "affected_symbols": list(SYMS), "description": "edge"}
-        for s in SYMS
-    ])
+    ingest_table(
+        dataset="market_data",
+        data=[bar(s, t) for s in SYMS for t in (EARLY, LAST_BAR - timedelta(minutes=1), LAST_BAR)],
+    )
+    ingest_table(
+        dataset="news_events",
+        data=[
+            {"time": iso(t), "symbol": s, "title": f"story of {s}", "source": "wire", "url": f"https://example.org/{i}"}
+            for i, (s, t) in enumerate((s, t) for s in SYMS for t in (EARLY, T_LATE - timedelta(hours=1)))
+        ],
+    )
+    ingest_table(
+        dataset="insider_trades",
+        data=[
+            {
+                "time": iso(T_LATE - timedelta(days=1)),
+                "symbol": s,
+                "insider_name": "Jo",
+                "transaction_type": "buy",
+                "shares": "10",
+                "price": "10",
+                "filing_date": iso(T_LATE - timedelta(minutes=30)),
+            }
+            for s in SYMS
+        ],
+    )
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {"time": "2199-12-31T22:00:00Z", "symbol": s, "platform": "x", "mention_count": "5", "sentiment_avg": "0.5"}
+            for s in SYMS
+        ],
+    )
+    ingest_table(
+        dataset="government_events",
+        data=[
+            {
+                "time": iso(T_LATE - timedelta(minutes=50)),
+                "event_type": "tariff",
+                "primary_symbol": s,
+                "affected_symbols": list(SYMS),
+                "description": "edge",
+            }
+            for s in SYMS
+        ],
+    )
 
 
 @pytest.fixture
@@ -178,7 +206,10 @@ def test_a_legacy_symbol_the_rule_refuses_is_shown_as_text_without_a_link(staff_
     page = response.content.decode()
     for legacy in ("X?Y#Z", "A B"):
         assert f'data-symbol="{html.escape(legacy)}"' in page
-        assert f'<span class="unlinked" title="stored before the symbol rule: no page">{html.escape(legacy)}</span>' in page
+        assert (
+            f'<span class="unlinked" title="stored before the symbol rule: no page">{html.escape(legacy)}</span>'
+            in page
+        )
     for sym in SYMS:
         assert f'href="{html.escape(symbol_link(sym))}?' in page
 
@@ -216,8 +247,13 @@ def test_every_listing_filters_on_edge_symbols(api, edge_rows, listing, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(
     "endpoint, column",
-    [("state", "symbol"), ("news/before", "symbol"), ("insider-trades/before", "symbol"), ("sentiment/before", "symbol"),
-     ("government-events/before", "primary_symbol")],
+    [
+        ("state", "symbol"),
+        ("news/before", "symbol"),
+        ("insider-trades/before", "symbol"),
+        ("sentiment/before", "symbol"),
+        ("government-events/before", "primary_symbol"),
+    ],
 )
 def test_every_point_in_time_endpoint_answers_at_the_last_instant(api, edge_rows, endpoint, column, fmt):
     response = api.get(f"/api/v1/{endpoint}/", {"at": iso(T_LATE), "symbols": ",".join(SYMS), "format": fmt})
@@ -286,7 +322,9 @@ def test_every_admin_changelist_and_change_page_shows_edge_rows(staff_client, ed
 
 def test_the_admin_filters_take_edge_symbols_and_refuse_others(staff_client, edge_rows):
     changelist = reverse("admin:timeseries_marketdata_changelist")
-    response = staff_client.get(changelist, {"symbol": ",".join(SYMS), "time_after": iso(EARLY), "time_before": iso(T_LATE)})
+    response = staff_client.get(
+        changelist, {"symbol": ",".join(SYMS), "time_after": iso(EARLY), "time_before": iso(T_LATE)}
+    )
     assert response.status_code == 200
     assert response.context["cl"].result_count == 9
     refused = staff_client.get(changelist, {"symbol": "A B"}, follow=True)
@@ -302,17 +340,23 @@ def test_the_registry_admins_list_edge_symbols(staff_client, edge_rows, model):
     response = staff_client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"))
     assert response.status_code == 200 and "BRK/B" in response.content.decode()
     obj = model.objects.filter(symbol="BRK/B").first()
-    assert staff_client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])).status_code == 200
+    assert (
+        staff_client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])).status_code == 200
+    )
 
 
 def test_the_symbol_admin_form_applies_the_rules(staff_client, db):
     add = reverse("admin:timeseries_symbol_add")
-    response = staff_client.post(add, {"symbol": "A B", "name": "", "sector": "", "exchange": "", "listed_on": "2200-01-01"})
+    response = staff_client.post(
+        add, {"symbol": "A B", "name": "", "sector": "", "exchange": "", "listed_on": "2200-01-01"}
+    )
     assert response.status_code == 200  # the form again, with errors
     errors = response.context["adminform"].form.errors
     assert "contains ' '" in errors["symbol"][0] and "outside the supported range" in errors["listed_on"][0]
     assert not models.Symbol.objects.exists()
-    response = staff_client.post(add, {"symbol": SYM32, "name": "", "sector": "", "exchange": "", "listed_on": "1800-01-01"})
+    response = staff_client.post(
+        add, {"symbol": SYM32, "name": "", "sector": "", "exchange": "", "listed_on": "1800-01-01"}
+    )
     assert response.status_code == 302
     assert models.Symbol.objects.get().symbol == SYM32
 
@@ -321,7 +365,9 @@ def test_the_symbol_admin_form_applies_the_rules(staff_client, db):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
-@pytest.mark.parametrize("dataset", ["market_data", "news_events", "insider_trades", "social_sentiment", "government_events"])
+@pytest.mark.parametrize(
+    "dataset", ["market_data", "news_events", "insider_trades", "social_sentiment", "government_events"]
+)
 def test_the_asof_export_writes_edge_rows(edge_rows, dataset, fmt):
     out = io.StringIO()
     call_command("asof", dataset, "--at", iso(T_LATE), "--symbols", ",".join(SYMS), "--format", fmt, stdout=out)
@@ -340,21 +386,38 @@ def test_the_consumers_process_edge_rows(edge_rows):
     out = io.StringIO()
     call_command("rollups", "--rebuild", stdout=out)
     rebuilt = json.loads(out.getvalue())
-    assert rebuilt["market_data"]["buckets"] >= 2 * len(SYMS) or rebuilt["market_data"]["buckets"] == 0  # 0: continuous aggregates
+    assert (
+        rebuilt["market_data"]["buckets"] >= 2 * len(SYMS) or rebuilt["market_data"]["buckets"] == 0
+    )  # 0: continuous aggregates
     out = io.StringIO()
     call_command("rollups", "--lag", stdout=out)
     assert all(v["pending"] == 0 for v in json.loads(out.getvalue()).values())
     for dataset in ("market_data", "news_events"):
         out = io.StringIO()
-        call_command("quality_check", dataset, "--start", iso(EARLY), "--end", iso(T_LATE), "--symbols", ",".join(SYMS), stdout=out)
+        call_command(
+            "quality_check",
+            dataset,
+            "--start",
+            iso(EARLY),
+            "--end",
+            iso(T_LATE),
+            "--symbols",
+            ",".join(SYMS),
+            stdout=out,
+        )
         assert json.loads(out.getvalue())["spans"] >= len(SYMS)
         out = io.StringIO()
         call_command("quality_check", dataset, "--pending", stdout=out)
         json.loads(out.getvalue())
 
 
-@pytest.mark.parametrize("command", [("asof", "market_data", "--at", iso(T_LATE)),
-                                     ("quality_check", "market_data", "--start", iso(EARLY), "--end", iso(T_LATE))])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("asof", "market_data", "--at", iso(T_LATE)),
+        ("quality_check", "market_data", "--start", iso(EARLY), "--end", iso(T_LATE)),
+    ],
+)
 def test_the_commands_refuse_a_symbol_the_rule_refuses_naming_the_option(db, command):
     from django.core.management.base import CommandError
 

@@ -1,4 +1,5 @@
 """Both storage lanes: the same tables everywhere; hypertables where TimescaleDB is present."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,9 +69,13 @@ def test_it_loads_and_answers_point_in_time_on_hypertables():
     from decimal import Decimal
 
     ingest_table(dataset="market_data", data=[bar("AAPL", m) for m in range(3)])
-    ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat())])
+    ingest_table(
+        dataset="market_data", data=[bar("AAPL", 0, close="10.25", known_at=(T0 + timedelta(hours=1)).isoformat())]
+    )
     assert pit.market_state(at=T0 + timedelta(minutes=1))[0]["close"] == Decimal("10.5")
-    assert [r["close"] for r in pit.history(dataset="market_data", at=T0 + timedelta(hours=2), symbols=["AAPL"])][0] == Decimal("10.25")
+    assert [r["close"] for r in pit.history(dataset="market_data", at=T0 + timedelta(hours=2), symbols=["AAPL"])][
+        0
+    ] == Decimal("10.25")
 
 
 def test_it_keeps_plain_tables_on_the_plain_lane():
@@ -86,9 +91,13 @@ def test_it_indexes_id_on_hypertables_whose_primary_key_was_dropped():
     needs_timescaledb()
     with connection.cursor() as cur:
         for spec in DATASETS.values():
-            cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s", [spec.table, "%(id)"])
+            cur.execute(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s", [spec.table, "%(id)"]
+            )
             row = cur.fetchone()
             # non-unique: a second unique index would widen every compressed-chunk DML's decompression
             assert row and "UNIQUE" not in row[0], spec.table
-            cur.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE 'CREATE UNIQUE%%'", [spec.table])
+            cur.execute(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE 'CREATE UNIQUE%%'", [spec.table]
+            )
             assert cur.fetchone()[0] == 1, f"{spec.table}: only the version constraint may be unique"

@@ -1,4 +1,5 @@
 """Lifecycle on both lanes: policy settings, compression layout, retention (dry run and apply), the beat task."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -29,8 +30,11 @@ def minute(day, m: int) -> int:
 
 
 def load_two_days(symbol: str = "AAA", *, old: int = 3, new: int = 2) -> None:
-    ingest_table(dataset="market_data", data=[bar(symbol, minute(OLD_DAY, m)) for m in range(old)]
-                 + [bar(symbol, minute(NEW_DAY, m)) for m in range(new)])
+    ingest_table(
+        dataset="market_data",
+        data=[bar(symbol, minute(OLD_DAY, m)) for m in range(old)]
+        + [bar(symbol, minute(NEW_DAY, m)) for m in range(new)],
+    )
 
 
 def generation(dataset: str) -> int:
@@ -49,7 +53,9 @@ def analyze(table: str) -> None:
 def test_it_reads_per_dataset_intervals_with_environment_overrides(monkeypatch):
     monkeypatch.setenv("TSM_RETENTION_MARKET_DATA", "5  Years")
     monkeypatch.setenv("TSM_RETENTION_NEWS_EVENTS", "none")
-    got = env_intervals("TSM_RETENTION", {"market_data": "10 years", "news_events": "10 years", "social_sentiment": "2 years"})
+    got = env_intervals(
+        "TSM_RETENTION", {"market_data": "10 years", "news_events": "10 years", "social_sentiment": "2 years"}
+    )
     assert got == {"market_data": "5 years", "news_events": None, "social_sentiment": "2 years"}
 
 
@@ -135,7 +141,9 @@ def test_it_refuses_a_batch_size_below_one():
 
 def test_it_removes_every_version_of_rows_past_the_horizon_and_keeps_the_rest():
     load_two_days("AAA")
-    ingest_table(dataset="market_data", data=[bar("AAA", 1, close="10.25", known_at=(T0 + timedelta(hours=2)).isoformat())])
+    ingest_table(
+        dataset="market_data", data=[bar("AAA", 1, close="10.25", known_at=(T0 + timedelta(hours=2)).isoformat())]
+    )
     before = generation("market_data")
     result = lifecycle.retention_apply(dataset="market_data", now=NOW)
     assert result.rows_deleted + result.chunks_dropped > 0
@@ -169,14 +177,24 @@ def test_it_leaves_the_series_registry_as_a_superset_the_loader_still_handles():
 
 
 def test_it_applies_each_dataset_its_own_horizon():
-    ingest_table(dataset="social_sentiment", data=[
-        {"time": (T0.replace(minute=0) + timedelta(days=d)).isoformat(), "symbol": "AAA", "platform": "reddit", "mention_count": "3"}
-        for d in (0, 400, 800)
-    ])
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {
+                "time": (T0.replace(minute=0) + timedelta(days=d)).isoformat(),
+                "symbol": "AAA",
+                "platform": "reddit",
+                "mention_count": "3",
+            }
+            for d in (0, 400, 800)
+        ],
+    )
     load_two_days("AAA")
     now = T0 + timedelta(days=800 + 2 * 365)  # sentiment keeps 2 years (cutoff day ~799); market data keeps 10
-    results = {r.dataset: r for r in (lifecycle.retention_apply(dataset=d, now=now)
-                                      for d in ("social_sentiment", "market_data"))}
+    results = {
+        r.dataset: r
+        for r in (lifecycle.retention_apply(dataset=d, now=now) for d in ("social_sentiment", "market_data"))
+    }
     assert results["social_sentiment"].rows_deleted + results["social_sentiment"].chunks_dropped > 0
     assert results["market_data"].rows_deleted + results["market_data"].chunks_dropped == 0
     assert SocialSentiment.objects.count() == 1
@@ -215,8 +233,13 @@ def test_it_runs_retention_for_every_dataset_from_the_task(settings):
     settings.TSM_RETENTION = {**settings.TSM_RETENTION, "market_data": "1 year"}
     load_two_days("AAA")
     out = retention_run.apply().get()
-    assert [r["dataset"] for r in out] == ["market_data", "news_events", "insider_trades", "social_sentiment",
-                                          "government_events"]
+    assert [r["dataset"] for r in out] == [
+        "market_data",
+        "news_events",
+        "insider_trades",
+        "social_sentiment",
+        "government_events",
+    ]
     assert MarketData.objects.count() == 0
 
 

@@ -1,6 +1,7 @@
 """TimescaleDB lane: compression layout and policies from settings, loader merges into compressed
 chunks (new versions, replays, backfills), chunk-wise retention. Skipped with a reason where the
 extension is absent (the plain lane's retention is tested in test_lifecycle.py)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -54,7 +55,9 @@ def policy(table: str, proc: str):
 
 def load_compressed() -> None:
     """Two symbols, three days of 1-minute bars (a few per day), then every chunk compressed."""
-    ingest_table(dataset="market_data", data=[bar(s, d * DAY + m) for s in ("AAA", "BBB") for d in range(3) for m in range(5)])
+    ingest_table(
+        dataset="market_data", data=[bar(s, d * DAY + m) for s in ("AAA", "BBB") for d in range(3) for m in range(5)]
+    )
     assert lifecycle.chunks_compress(dataset="market_data", older_than=T0 + timedelta(days=30)) >= 1
     compressed, total = compressed_chunks()
     assert compressed == total >= 1
@@ -66,8 +69,11 @@ def load_compressed() -> None:
 def test_it_sets_each_hypertables_compression_layout_at_migrate():
     with connection.cursor() as cur:
         for spec in DATASETS.values():
-            cur.execute("SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
-                        "WHERE hypertable = %s::regclass", [spec.table])
+            cur.execute(
+                "SELECT segmentby, orderby FROM timescaledb_information.hypertable_compression_settings "
+                "WHERE hypertable = %s::regclass",
+                [spec.table],
+            )
             segmentby, orderby = cur.fetchone()
             layout = lifecycle.compression_layout(dataset=spec.name)
             assert segmentby.replace('"', "") == ",".join(layout.segmentby), spec.name
@@ -95,8 +101,10 @@ def test_it_changes_only_what_the_settings_changed_and_removes_a_policy_set_to_n
 def test_it_delays_the_first_run_of_a_new_policy_job(settings):
     settings.TSM_RETENTION = {**settings.TSM_RETENTION, "insider_trades": "30 years"}
     lifecycle.lifecycle_apply(datasets=["insider_trades"])
-    wait = sql_one("SELECT min(next_start) - now() FROM timescaledb_information.jobs WHERE hypertable_name = 'insider_trades' "
-                   "AND proc_name = 'policy_retention'")[0]
+    wait = sql_one(
+        "SELECT min(next_start) - now() FROM timescaledb_information.jobs WHERE hypertable_name = 'insider_trades' "
+        "AND proc_name = 'policy_retention'"
+    )[0]
     assert timedelta(minutes=50) < wait <= timedelta(hours=1)
 
 
@@ -124,7 +132,9 @@ def test_it_compresses_only_chunks_older_than_the_setting():
 
 def test_it_ignores_a_replay_into_compressed_chunks():
     load_compressed()
-    again = ingest_table(dataset="market_data", data=[bar(s, d * DAY + m) for s in ("AAA", "BBB") for d in range(3) for m in range(5)])
+    again = ingest_table(
+        dataset="market_data", data=[bar(s, d * DAY + m) for s in ("AAA", "BBB") for d in range(3) for m in range(5)]
+    )
     assert (again.inserted, again.revised, again.duplicates) == (0, 0, 30)
     assert MarketData.objects.count() == 30
 
@@ -135,7 +145,9 @@ def test_it_stores_a_correction_into_a_compressed_chunk_as_a_new_version():
     fix = ingest_table(dataset="market_data", data=[bar("AAA", DAY + 2, close="10.25", known_at=late.isoformat())])
     assert (fix.inserted, fix.revised, fix.duplicates) == (0, 1, 0)
     key_time = T0 + timedelta(days=1, minutes=2)
-    old = pit.history(dataset="market_data", at=late - timedelta(seconds=1), symbols=["AAA"], start=key_time, end=key_time)
+    old = pit.history(
+        dataset="market_data", at=late - timedelta(seconds=1), symbols=["AAA"], start=key_time, end=key_time
+    )
     new = pit.history(dataset="market_data", at=late, symbols=["AAA"], start=key_time, end=key_time)
     assert [r["close"] for r in old] == [Decimal("10.5")]
     assert [r["close"] for r in new] == [Decimal("10.25")]
@@ -152,7 +164,9 @@ def test_it_stores_a_same_known_at_fix_into_a_compressed_chunk_and_replays_it_as
     assert (replay.inserted, replay.revised, replay.duplicates) == (0, 0, 1)
     now = pit.market_state(at=T0 + timedelta(minutes=5), symbols=["BBB"])
     assert [r["close"] for r in now] == [Decimal("10.75")]
-    then = pit.market_state(at=T0 + timedelta(minutes=5), symbols=["BBB"], recorded_by=fix.recorded_at - timedelta(microseconds=1))
+    then = pit.market_state(
+        at=T0 + timedelta(minutes=5), symbols=["BBB"], recorded_by=fix.recorded_at - timedelta(microseconds=1)
+    )
     assert [r["close"] for r in then] == [Decimal("10.5")]
 
 
@@ -169,8 +183,9 @@ def test_it_corrects_one_bar_in_a_compressed_chunk_decompressing_only_that_serie
             cur.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 200")
         fix = ingest_table(dataset="market_data", data=[bar("S07", 3, close="10.25", known_at=late.isoformat())])
     assert (fix.inserted, fix.revised) == (0, 1)
-    got = pit.history(dataset="market_data", at=late, symbols=["S07"], start=T0 + timedelta(minutes=3),
-                      end=T0 + timedelta(minutes=3))
+    got = pit.history(
+        dataset="market_data", at=late, symbols=["S07"], start=T0 + timedelta(minutes=3), end=T0 + timedelta(minutes=3)
+    )
     assert [r["close"] for r in got] == [Decimal("10.25")]
 
 
@@ -179,8 +194,13 @@ def test_it_backfills_new_bars_into_a_compressed_chunk():
     gap = ingest_table(dataset="market_data", data=[bar("AAA", DAY + m) for m in range(10, 20)] + [bar("CCC", 7)])
     assert (gap.inserted, gap.revised, gap.duplicates) == (11, 0, 0)
     assert MarketData.objects.count() == 41
-    got = pit.history(dataset="market_data", at=T0 + timedelta(days=2), symbols=["AAA"],
-                      start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, minutes=30))
+    got = pit.history(
+        dataset="market_data",
+        at=T0 + timedelta(days=2),
+        symbols=["AAA"],
+        start=T0 + timedelta(days=1),
+        end=T0 + timedelta(days=1, minutes=30),
+    )
     assert [r["time"] for r in got] == [T0 + timedelta(days=1, minutes=m) for m in (*range(5), *range(10, 20))]
 
 

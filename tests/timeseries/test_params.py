@@ -1,17 +1,20 @@
 """timeseries/params.py: the one parameter module; where the doors differ, the difference is an argument."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from timeseries import params
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_an_instant_reads_a_decoded_plus_only_where_the_door_asks():
-    assert params.instant("at", "2024-03-01T15:30:00 01:00", **params.API_INSTANT) == datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
+    assert params.instant("at", "2024-03-01T15:30:00 01:00", **params.API_INSTANT) == datetime(
+        2024, 3, 1, 14, 30, tzinfo=UTC
+    )
     with pytest.raises(params.ParameterError, match="at='2024-03-01T15:30:00 01:00'"):
         params.instant("at", "2024-03-01T15:30:00 01:00")
 
@@ -57,8 +60,9 @@ def test_scores_integers_and_numbers():
 
 
 def test_curation_filters_name_the_parameter():
-    out = params.curation_filters({"q": "AAPL MSFT", "source": "a,,b", "quality_min": "0.2"}, dataset="market_data",
-                                  has_source=True, curated=True)
+    out = params.curation_filters(
+        {"q": "AAPL MSFT", "source": "a,,b", "quality_min": "0.2"}, dataset="market_data", has_source=True, curated=True
+    )
     assert out == {"q": ["AAPL", "MSFT"], "source": ["a", "", "b"], "quality_min": 0.2}
     with pytest.raises(params.CurationError, match="source is not a column of insider_trades"):
         params.curation_filters({"source": "x"}, dataset="insider_trades", has_source=False, curated=False)

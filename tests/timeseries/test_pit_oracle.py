@@ -22,6 +22,7 @@ Listings (news, insider trades, government events) are compared in exact order w
 by time, impact_score only), rows are compared group by group of equal ordering keys, and a group cut
 by ``limit`` only has to be a subset of the oracle's group.
 """
+
 from __future__ import annotations
 
 import random
@@ -37,8 +38,36 @@ from psycopg import sql
 
 from ingestion.loader import LoadRejected, ingest_table
 from ingestion.models import Load, RejectedRow
-from tests.helpers import T0, US, assert_listing, assert_same_rows, assert_same_sequence, bar, iso, norm, stored_versions, total_order, wipe_datasets
-from tests.histories import BATCH_ROWS, ROWS, SEEDS, SETTINGS, SYMS, government_row, histories, insider_row, instants, market_row, news_row, record_times, resolved, run_history, sentiment_row
+from tests.helpers import (
+    T0,
+    US,
+    assert_listing,
+    assert_same_rows,
+    assert_same_sequence,
+    bar,
+    iso,
+    norm,
+    stored_versions,
+    total_order,
+    wipe_datasets,
+)
+from tests.histories import (
+    BATCH_ROWS,
+    ROWS,
+    SEEDS,
+    SETTINGS,
+    SYMS,
+    government_row,
+    histories,
+    insider_row,
+    instants,
+    market_row,
+    news_row,
+    record_times,
+    resolved,
+    run_history,
+    sentiment_row,
+)
 from tests.oracle import Oracle, OracleConflict, typed_row
 from timeseries import pit
 from timeseries.datasets import DATASETS
@@ -59,7 +88,17 @@ def sample_pairs(rng: random.Random, ts: list[datetime], ss: list, n: int) -> li
 
 
 def some_symbols(rng: random.Random, universe: list[str]):
-    return rng.choice([None, None, [rng.choice(universe)], rng.sample(universe, min(2, len(universe))), [], ["ZZZ"], rng.choice(universe)])
+    return rng.choice(
+        [
+            None,
+            None,
+            [rng.choice(universe)],
+            rng.sample(universe, min(2, len(universe))),
+            [],
+            ["ZZZ"],
+            rng.choice(universe),
+        ]
+    )
 
 
 def check_history(oracle: Oracle, dataset: str, rng: random.Random, pairs) -> None:
@@ -68,9 +107,15 @@ def check_history(oracle: Oracle, dataset: str, rng: random.Random, pairs) -> No
     times = sorted({r["time"] for r in oracle.versions[dataset]}) or [T0]
     for at, rb in pairs:
         got = pit.history(dataset=dataset, at=at, recorded_by=rb)
-        assert_same_sequence(got, oracle.history(dataset=dataset, at=at, recorded_by=rb), f"history({dataset}, at={at}, rb={rb})")
+        assert_same_sequence(
+            got, oracle.history(dataset=dataset, at=at, recorded_by=rb), f"history({dataset}, at={at}, rb={rb})"
+        )
         if rng.random() < 0.4:
-            symbols = some_symbols(rng, universe) if spec.symbol_column == "symbol" else rng.choice([None, [""], ["AAA"], ["AAA", "BBB"]])
+            symbols = (
+                some_symbols(rng, universe)
+                if spec.symbol_column == "symbol"
+                else rng.choice([None, [""], ["AAA"], ["AAA", "BBB"]])
+            )
             start = rng.choice([None, rng.choice(times), rng.choice(times) + US])
             end = rng.choice([None, rng.choice(times), rng.choice(times) - US])
             if start is not None and end is not None and start > end:
@@ -92,7 +137,9 @@ def check_asof(oracle: Oracle, dataset: str, ts: list[datetime], ss: list, serie
             assert row["at"] == p["time"] and all(row[c] == p[c] for c in spec.series), f"{what}: echoed {row}"
             candidates = oracle.asof_candidates(p, dataset, rb)
             if not candidates:
-                assert all(row[c] is None for c in spec.stored_columns if c not in spec.series), f"{what}: expected no row, got {row}"
+                assert all(row[c] is None for c in spec.stored_columns if c not in spec.series), (
+                    f"{what}: expected no row, got {row}"
+                )
                 continue
             stripped = {c: row[c] for c in spec.stored_columns if c not in spec.series}
             options = [norm({c: r[c] for c in spec.stored_columns if c not in spec.series}) for r in candidates]
@@ -110,7 +157,11 @@ def test_it_matches_the_oracle_for_market_data(db, settings, plans, batch_rows, 
     ts, ss = instants("market_data", plans), record_times(recorded)
     pairs = sample_pairs(rng, ts, ss, 30)
     for at, rb in pairs:
-        assert_same_sequence(pit.market_state(at=at, recorded_by=rb), oracle.market_state(at=at, recorded_by=rb), f"market_state(at={at}, rb={rb})")
+        assert_same_sequence(
+            pit.market_state(at=at, recorded_by=rb),
+            oracle.market_state(at=at, recorded_by=rb),
+            f"market_state(at={at}, rb={rb})",
+        )
     for at, rb in pairs[::3]:
         symbols = some_symbols(rng, list(SYMS))
         assert_same_sequence(
@@ -125,7 +176,9 @@ def test_it_matches_the_oracle_for_market_data(db, settings, plans, batch_rows, 
         columns = list(got[0]) if got else []  # recent_bars returns a subset of the columns
         assert set(columns) <= set(want[0] if want else columns), f"recent_bars: unexpected columns {columns}"
         assert_same_sequence(
-            got, [{c: r[c] for c in columns} for r in want], f"recent_bars(symbol={symbol}, at={at}, bars={bars}, rb={rb})"
+            got,
+            [{c: r[c] for c in columns} for r in want],
+            f"recent_bars(symbol={symbol}, at={at}, bars={bars}, rb={rb})",
         )
     check_history(oracle, "market_data", rng, pairs[::2])
     check_asof(oracle, "market_data", ts, ss, [{"symbol": s} for s in (*SYMS, "ZZZ")])
@@ -154,7 +207,12 @@ def test_it_matches_the_oracle_for_news(db, settings, plans, batch_rows, direct,
 
 
 @hsettings(max_examples=35, **SETTINGS)
-@given(plans=histories("insider_trades", insider_row, pinned=("filing_date",)), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+@given(
+    plans=histories("insider_trades", insider_row, pinned=("filing_date",)),
+    batch_rows=BATCH_ROWS,
+    direct=st.booleans(),
+    seed=SEEDS,
+)
 def test_it_matches_the_oracle_for_insider_trades(db, settings, plans, batch_rows, direct, seed):
     rng = random.Random(seed)
     oracle, recorded = run_history("insider_trades", plans, batch_rows, settings, direct=direct)
@@ -235,7 +293,9 @@ def _conflicting(dataset: str, row: dict) -> dict:
 
 @hsettings(max_examples=20, **SETTINGS)
 @given(data=st.data(), batch_rows=BATCH_ROWS)
-def test_the_direct_path_on_its_own_connection_stores_what_the_oracle_does(transactional_db, settings, data, batch_rows):
+def test_the_direct_path_on_its_own_connection_stores_what_the_oracle_does(
+    transactional_db, settings, data, batch_rows
+):
     """Outside a transaction the direct path runs on a second connection (commit, rollback and the redo
     through staging are its own): the same counts and versions as the oracle, load after load."""
     dataset = data.draw(st.sampled_from(["market_data", "social_sentiment", "news_events"]))

@@ -1,4 +1,5 @@
 """Curation services (timeseries/quality/): audited score changes and the automatic checks."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,10 @@ def test_it_sets_scores_of_a_queryset_and_audits_each_row_with_old_and_new_score
     )
     assert result.changed == 3
     assert sorted(MarketData.objects.values_list("symbol", "quality_score")) == [
-        ("AAPL", 0.25), ("AAPL", 0.25), ("AAPL", 0.25), ("MSFT", 1.0)
+        ("AAPL", 0.25),
+        ("AAPL", 0.25),
+        ("AAPL", 0.25),
+        ("MSFT", 1.0),
     ]
     audits = list(QualityAudit.objects.order_by("time"))
     assert [(a.symbol, a.time, a.old_score, a.new_score, a.reason, a.source, a.user_id, a.batch) for a in audits] == [
@@ -55,7 +59,7 @@ def test_it_sets_scores_in_one_statement_whatever_the_number_of_rows():
     with CaptureQueriesContext(connection) as ctx:
         result = quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.all(), score=0, reason="all")
     assert result.changed == 200 and QualityAudit.objects.count() == 200
-    touching = [q["sql"] for q in ctx.captured_queries if "UPDATE market_data" in q["sql"].replace("\"", "")]
+    touching = [q["sql"] for q in ctx.captured_queries if "UPDATE market_data" in q["sql"].replace('"', "")]
     assert len(touching) == 1 and "UPDATE" in touching[0] and "INSERT INTO timeseries_quality_audit" in touching[0]
     assert len(ctx.captured_queries) <= 5  # savepoint, lock, the statement, generation bump, release
 
@@ -107,7 +111,9 @@ def flags() -> dict[tuple[str, int], str]:
 
 
 def run_checks(symbol: str = "AAPL"):
-    return quality.quality_checks_range(dataset="market_data", symbols=[symbol], start=T0 - timedelta(days=1), end=T0 + timedelta(days=1))
+    return quality.quality_checks_range(
+        dataset="market_data", symbols=[symbol], start=T0 - timedelta(days=1), end=T0 + timedelta(days=1)
+    )
 
 
 def test_it_flags_and_marks_down_a_price_spike_against_its_neighbours():
@@ -195,20 +201,26 @@ def test_it_looks_for_gaps_only_where_the_bars_around_are_one_minute_apart(step_
     missing a minute, or 5-minute bars, have no gap."""
     times = [T0 + timedelta(seconds=step_s * i) for i in range(20)]
     times = times[:8] + times[11:]  # three bars missing
-    ingest_table(dataset="market_data", data=[{**bar("AAPL", 0), "time": t.isoformat()} for t in times],
-                 bar_interval=timedelta(seconds=min(step_s, 60)))
+    ingest_table(
+        dataset="market_data",
+        data=[{**bar("AAPL", 0), "time": t.isoformat()} for t in times],
+        bar_interval=timedelta(seconds=min(step_s, 60)),
+    )
     run_checks()
     assert [k[0] for k in flags() if k[0] == "gap"] == (["gap"] if gap_flagged else [])
 
 
 def test_it_flags_and_marks_down_a_duplicate_news_title():
     story = {"symbol": "AAPL", "source": "wire"}
-    ingest_table(dataset="news_events", data=[
-        {**story, "time": T0.isoformat(), "title": "Apple beats", "url": "a"},
-        {**story, "time": (T0 + timedelta(hours=1)).isoformat(), "title": "apple beats ", "url": "b"},
-        {**story, "time": (T0 + timedelta(days=3)).isoformat(), "title": "Apple beats", "url": "c"},
-        {**story, "time": (T0 + timedelta(hours=2)).isoformat(), "title": "Other", "url": "d"},
-    ])
+    ingest_table(
+        dataset="news_events",
+        data=[
+            {**story, "time": T0.isoformat(), "title": "Apple beats", "url": "a"},
+            {**story, "time": (T0 + timedelta(hours=1)).isoformat(), "title": "apple beats ", "url": "b"},
+            {**story, "time": (T0 + timedelta(days=3)).isoformat(), "title": "Apple beats", "url": "c"},
+            {**story, "time": (T0 + timedelta(hours=2)).isoformat(), "title": "Other", "url": "d"},
+        ],
+    )
     quality.quality_checks_range(dataset="news_events", start=T0 - timedelta(days=1), end=T0 + timedelta(days=5))
     flag = QualityFlag.objects.get()
     assert (flag.check_name, flag.time, flag.applied) == ("duplicate_title", T0 + timedelta(hours=1), True)
@@ -245,8 +257,16 @@ def test_it_refreshes_a_flag_when_the_checks_run_again():
 def test_it_runs_the_checks_from_the_command():
     ingest_table(dataset="market_data", data=bars("AAPL", ["10", "10.1", "13", "10.05", "10.1"]))
     out = StringIO()
-    call_command("quality_check", "market_data", "--start", "2024-03-01T00:00Z", "--end", "2024-03-02T00:00Z", stdout=out)
-    assert json.loads(out.getvalue()) == {"dataset": "market_data", "spans": 1, "flags": 1, "by_check": {"spike": 1}, "lowered": 1}
+    call_command(
+        "quality_check", "market_data", "--start", "2024-03-01T00:00Z", "--end", "2024-03-02T00:00Z", stdout=out
+    )
+    assert json.loads(out.getvalue()) == {
+        "dataset": "market_data",
+        "spans": 1,
+        "flags": 1,
+        "by_check": {"spike": 1},
+        "lowered": 1,
+    }
 
 
 def test_it_refuses_a_bad_command_range():
@@ -262,7 +282,9 @@ def test_it_reports_flags_and_curations_of_a_symbol_day():
     report = quality.quality_report(dataset="market_data", symbol="AAPL", day=T0.date())
     assert report["counts"] == {"spike": 1}
     assert [a.source for a in report["audits"]] == ["check:spike"]
-    assert quality.quality_report(dataset="market_data", symbol="AAPL", day=(T0 + timedelta(days=1)).date())["flags"] == []
+    assert (
+        quality.quality_report(dataset="market_data", symbol="AAPL", day=(T0 + timedelta(days=1)).date())["flags"] == []
+    )
 
 
 def test_it_validates_changelist_filters_naming_the_parameter():

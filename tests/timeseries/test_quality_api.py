@@ -1,4 +1,5 @@
 """min_quality on the read API (point-in-time endpoints, as-of join, listings); curation retires cached answers."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -26,7 +27,9 @@ def closes(response) -> list[str]:
 
 
 def test_it_answers_market_state_with_the_latest_good_bar(api, two_bars):
-    quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0, reason="bad")
+    quality.quality_scores_set(
+        dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0, reason="bad"
+    )
     assert closes(api.get("/api/v1/state/", {"at": AT, "symbols": "AAPL"})) == ["10.500000"]
     assert closes(api.get("/api/v1/state/", {"at": AT, "symbols": "AAPL", "min_quality": "0.5"})) == ["10.000000"]
 
@@ -34,14 +37,18 @@ def test_it_answers_market_state_with_the_latest_good_bar(api, two_bars):
 def test_it_retires_a_cached_answer_when_a_score_is_curated(api, two_bars):
     params = {"at": AT, "symbols": "AAPL", "min_quality": "0.5"}
     assert closes(api.get("/api/v1/state/", params)) == ["10.500000"]
-    quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0, reason="bad")
+    quality.quality_scores_set(
+        dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0, reason="bad"
+    )
     assert closes(api.get("/api/v1/state/", params)) == ["10.000000"]
 
 
 @pytest.mark.parametrize("value", ["high", "1.5", "-1", "nan"])
 def test_it_answers_400_naming_min_quality_for_a_bad_value(api, value):
     for url in ("/api/v1/state/", "/api/v1/news/before/", "/api/v1/market-data/"):
-        response = api.get(url, {"at": AT, "min_quality": value} if "market-data" not in url else {"min_quality": value})
+        response = api.get(
+            url, {"at": AT, "min_quality": value} if "market-data" not in url else {"min_quality": value}
+        )
         assert response.status_code == 400, (url, response.content)
         assert "min_quality" in response.json() and "between 0 and 1" in str(response.json()["min_quality"])
 
@@ -55,7 +62,9 @@ def test_it_refuses_min_quality_on_an_asof_join_of_a_dataset_without_scores(api)
 
 
 def test_it_filters_an_asof_join_and_a_listing_by_min_quality(api, two_bars):
-    quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0.2, reason="bad")
+    quality.quality_scores_set(
+        dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0.2, reason="bad"
+    )
     response = api.post("/api/v1/asof-join/?min_quality=0.5", [{"symbol": "AAPL", "time": AT}], format="json")
     assert closes(response) == ["10.000000"]
     assert closes(api.get("/api/v1/market-data/", {"min_quality": "0.5"})) == ["10.000000"]
@@ -63,7 +72,9 @@ def test_it_filters_an_asof_join_and_a_listing_by_min_quality(api, two_bars):
 
 
 def test_it_reconstructs_with_the_latest_good_bar(api, two_bars):
-    quality.quality_scores_set(dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0, reason="bad")
+    quality.quality_scores_set(
+        dataset="market_data", rows=MarketData.objects.filter(close="10.5"), score=0, reason="bad"
+    )
     response = api.get("/api/v1/reconstruct/AAPL/", {"at": AT, "min_quality": "0.5"})
     assert response.status_code == 200, response.content
     assert response.json()["results"]["market"]["close"] == "10.000000"

@@ -11,6 +11,7 @@ curation instant, 1 µs either side) and min_quality in {None, 0.3, 0.5, 1}:
 * min_quality keeps unscored rows and rows scored >= min_quality, and drops an excluded truth without
   bringing back an older version of its key; market_state then gives the latest *good* bar.
 """
+
 from __future__ import annotations
 
 import random
@@ -106,32 +107,42 @@ def test_it_agrees_with_the_oracle_on_min_quality_and_scores_as_recorded(history
                 what = f"at={at} recorded_by={rb} min_quality={mq}"
                 assert_same_sequence(
                     pit.market_state(at=at, recorded_by=rb, min_quality=mq),
-                    oracle.market_state(at=at, recorded_by=rb, min_quality=mq), f"market_state {what}",
+                    oracle.market_state(at=at, recorded_by=rb, min_quality=mq),
+                    f"market_state {what}",
                 )
                 assert_same_sequence(
                     pit.history(dataset="market_data", at=at, recorded_by=rb, min_quality=mq),
-                    oracle.history(dataset="market_data", at=at, recorded_by=rb, min_quality=mq), f"history {what}",
+                    oracle.history(dataset="market_data", at=at, recorded_by=rb, min_quality=mq),
+                    f"history {what}",
                 )
                 bars_cols = ("time", "open", "high", "low", "close", "volume", "recorded_at")
                 assert_same_sequence(
                     pit.recent_bars(symbol="A", at=at, bars=3, recorded_by=rb, min_quality=mq),
-                    [{c: r[c] for c in bars_cols} for r in oracle.recent_bars(symbol="A", at=at, bars=3, recorded_by=rb, min_quality=mq)],
+                    [
+                        {c: r[c] for c in bars_cols}
+                        for r in oracle.recent_bars(symbol="A", at=at, bars=3, recorded_by=rb, min_quality=mq)
+                    ],
                     f"recent_bars {what}",
                 )
                 assert_same_rows(
                     pit.asof_join(points, recorded_by=rb, min_quality=mq),
-                    oracle.asof_join(points, recorded_by=rb, min_quality=mq), f"asof_join {what}",
+                    oracle.asof_join(points, recorded_by=rb, min_quality=mq),
+                    f"asof_join {what}",
                 )
 
 
 def test_it_excludes_a_suspect_truth_without_bringing_back_its_older_version():
     ingest_table(dataset="market_data", data=[bar("A", 0, close="10"), bar("A", 1, close="10")])
-    ingest_table(dataset="market_data", data=[bar("A", 1, close="10.5", known_at=(T0 + timedelta(minutes=5)).isoformat())])
+    ingest_table(
+        dataset="market_data", data=[bar("A", 1, close="10.5", known_at=(T0 + timedelta(minutes=5)).isoformat())]
+    )
     at = T0 + timedelta(minutes=10)
     corrected = MarketData.objects.get(close="10.5")
     quality.quality_scores_set(dataset="market_data", rows=[corrected.id], score=0, reason="bad correction")
     state = pit.market_state(at=at, min_quality=0.5)
-    assert [(r["time"], r["close"]) for r in state] == [(T0, 10)]  # the latest good bar, not the old version of minute 1
+    assert [(r["time"], r["close"]) for r in state] == [
+        (T0, 10)
+    ]  # the latest good bar, not the old version of minute 1
     assert [r["time"] for r in pit.history(dataset="market_data", at=at, min_quality=0.5)] == [T0]
 
 
@@ -150,11 +161,14 @@ def test_it_replays_the_score_as_it_stood_when_recorded():
 
 def test_it_keeps_unscored_news_and_drops_news_scored_below_min_quality():
     story = {"symbol": "AAPL", "source": "wire"}
-    ingest_table(dataset="news_events", data=[
-        {**story, "time": T0.isoformat(), "title": "a", "url": "a"},
-        {**story, "time": T0.isoformat(), "title": "b", "url": "b", "quality_score": "0.2"},
-        {**story, "time": T0.isoformat(), "title": "c", "url": "c", "quality_score": "0.9"},
-    ])
+    ingest_table(
+        dataset="news_events",
+        data=[
+            {**story, "time": T0.isoformat(), "title": "a", "url": "a"},
+            {**story, "time": T0.isoformat(), "title": "b", "url": "b", "quality_score": "0.2"},
+            {**story, "time": T0.isoformat(), "title": "c", "url": "c", "quality_score": "0.9"},
+        ],
+    )
     titles = [r["title"] for r in pit.news(at=T0 + timedelta(hours=1), min_quality=0.5)]
     assert sorted(titles) == ["a", "c"]
 

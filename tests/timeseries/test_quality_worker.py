@@ -1,5 +1,6 @@
 """The curation tasks in a real Celery worker (Redis broker, the test database): the beat task checks
 what the change log lists after a load; a bulk curation too large for a request runs there."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,15 +18,21 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_it_checks_new_loads_and_runs_bulk_curations_in_a_real_worker():
-    ingest_table(dataset="market_data", data=bars("AAPL", ["10", "10.1", "13", "10.05", "10.1"]) + bars("MSFT", ["5", "5.1"]))
+    ingest_table(
+        dataset="market_data", data=bars("AAPL", ["10", "10.1", "13", "10.05", "10.1"]) + bars("MSFT", ["5", "5.1"])
+    )
     queue = private_queue()
     worker = start_worker(worker_env(), queue)
     try:
         quality_check_pending.apply_async(("market_data",), queue=queue)
-        wait_for(lambda: changes_lag(consumer="quality", dataset="market_data")["pending"] == 0, what="the quality checks")
+        wait_for(
+            lambda: changes_lag(consumer="quality", dataset="market_data")["pending"] == 0, what="the quality checks"
+        )
         assert list(QualityFlag.objects.values_list("check_name", "symbol")) == [("spike", "AAPL")]
         assert MarketData.objects.filter(quality_score=0.2).count() == 1
-        quality_scores_set_filtered.apply_async(("market_data", {"symbol": "MSFT"}, 0.0, "feed down", None), queue=queue)
+        quality_scores_set_filtered.apply_async(
+            ("market_data", {"symbol": "MSFT"}, 0.0, "feed down", None), queue=queue
+        )
         wait_for(lambda: QualityAudit.objects.filter(reason="feed down").count() == 2, what="the bulk curation")
         assert set(MarketData.objects.filter(symbol="MSFT").values_list("quality_score", flat=True)) == {0.0}
     finally:
@@ -61,12 +68,16 @@ def test_a_bounded_run_in_a_worker_continues_until_the_backlog_is_done():
     worker = start_worker(worker_env(TSM_CONSUMER_CHANGES_PER_RUN="100"), queue)
     try:
         rollups_refresh.apply_async(("market_data",), queue=queue)  # first run rebuilds; the next ones are bounded
-        ingest_table(dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2", "10.3"])])
+        ingest_table(
+            dataset="market_data", data=[row for s in symbols for row in bars(s, ["10", "10.1", "10.2", "10.3"])]
+        )
         for consumer, task in (("rollups", rollups_refresh), ("quality", quality_check_pending)):
             assert changes_lag(consumer=consumer, dataset="market_data")["pending"] > 100
             task.apply_async(("market_data",), queue=queue)
-            wait_for(lambda c=consumer: changes_lag(consumer=c, dataset="market_data")["pending"] == 0,
-                     what=f"the {consumer} backlog")
+            wait_for(
+                lambda c=consumer: changes_lag(consumer=c, dataset="market_data")["pending"] == 0,
+                what=f"the {consumer} backlog",
+            )
     finally:
         stop_worker(worker)
 

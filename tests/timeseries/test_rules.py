@@ -1,9 +1,10 @@
 """Properties of the shared input rules (timeseries/rules.py): the symbol rule and the instant ranges."""
+
 from __future__ import annotations
 
 import re
 import string
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -97,7 +98,7 @@ def test_the_reasons_name_what_is_wrong():
     assert rules.symbol_problem(None) == "is not text"
 
 
-UTC = timezone.utc
+UTC = UTC
 stored = st.datetimes(
     min_value=datetime(1800, 1, 1), max_value=datetime(2200, 1, 1) - timedelta(microseconds=1), timezones=st.just(UTC)
 )

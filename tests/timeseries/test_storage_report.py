@@ -1,4 +1,5 @@
 """The storage report: function, command and admin page (both lanes)."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,11 @@ def test_it_never_counts_a_dataset_in_full(loaded):
     with CaptureQueriesContext(connection) as ctx:
         storage_report()
     tables = "|".join(d.table for d in DATASETS.values())
-    full_counts = [q["sql"] for q in ctx.captured_queries
-                   if re.search(rf'count\(\*\)\s+FROM\s+"?({tables})"?(\s|$)', q["sql"], re.IGNORECASE)]
+    full_counts = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if re.search(rf'count\(\*\)\s+FROM\s+"?({tables})"?(\s|$)', q["sql"], re.IGNORECASE)
+    ]
     assert full_counts == []
 
 

@@ -1,4 +1,5 @@
 """API tokens: the admin page (list, create with the key shown once, revoke) and list_tokens / revoke_token."""
+
 from __future__ import annotations
 
 import io
@@ -22,13 +23,21 @@ def bearer(key: str) -> dict:
 
 def test_the_admin_creates_a_token_and_shows_its_key_once(admin_client, django_user_model):
     alice = django_user_model.objects.create_user("alice")
-    response = admin_client.post(reverse("admin:timeseries_apitoken_add"), {"user": alice.pk, "name": "ci job", "scope": "write"})
+    response = admin_client.post(
+        reverse("admin:timeseries_apitoken_add"), {"user": alice.pk, "name": "ci job", "scope": "write"}
+    )
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     key = response.context["key"]
     token = ApiToken.objects.get()
-    assert key.startswith("tsm_") and key in response.content.decode() and "shown only this once" in response.content.decode()
+    assert (
+        key.startswith("tsm_")
+        and key in response.content.decode()
+        and "shown only this once" in response.content.decode()
+    )
     assert (token.user, token.name, token.scope, token.prefix) == (alice, "ci job", "write", key[:8])
-    assert token.digest == tokens.token_digest(key) and key not in str(ApiToken.objects.values().get())  # only the digest
+    assert token.digest == tokens.token_digest(key) and key not in str(
+        ApiToken.objects.values().get()
+    )  # only the digest
     assert LogEntry.objects.filter(object_id=str(token.pk)).exists()
     page = admin_client.get(reverse("admin:timeseries_apitoken_change", args=[token.pk])).content.decode()
     listing = admin_client.get(reverse("admin:timeseries_apitoken_changelist")).content.decode()
@@ -38,7 +47,9 @@ def test_the_admin_creates_a_token_and_shows_its_key_once(admin_client, django_u
 
 def test_the_admin_refuses_a_token_for_an_inactive_user(admin_client, django_user_model):
     gone = django_user_model.objects.create_user("gone", is_active=False)
-    response = admin_client.post(reverse("admin:timeseries_apitoken_add"), {"user": gone.pk, "name": "", "scope": "read"})
+    response = admin_client.post(
+        reverse("admin:timeseries_apitoken_add"), {"user": gone.pk, "name": "", "scope": "read"}
+    )
     assert response.status_code == 200 and "inactive" in response.content.decode()
     assert ApiToken.objects.count() == 0
 
@@ -49,8 +60,10 @@ def test_revoking_from_the_list_or_the_page_refuses_the_token(admin_client, djan
     first, first_key = tokens.token_create(user=alice, name="a")
     second, second_key = tokens.token_create(user=alice, name="b")
     assert client.get(API, **bearer(first_key)).status_code == 200  # and now cached in this process
-    admin_client.post(reverse("admin:timeseries_apitoken_changelist"),
-                      {"action": "revoke_tokens", "index": "0", "_selected_action": [str(first.pk)]})
+    admin_client.post(
+        reverse("admin:timeseries_apitoken_changelist"),
+        {"action": "revoke_tokens", "index": "0", "_selected_action": [str(first.pk)]},
+    )
     assert client.get(API, **bearer(first_key)).status_code == 401
     url = reverse("admin:timeseries_apitoken_change", args=[second.pk])
     assert admin_client.post(url, {"name": "b renamed", "revoked": "on"}).status_code == 302
@@ -62,7 +75,10 @@ def test_revoking_from_the_list_or_the_page_refuses_the_token(admin_client, djan
     assert 'name="revoked"' not in page
     admin_client.post(url, {"name": "b", "revoked": ""})
     assert ApiToken.objects.get(pk=second.pk).revoked
-    assert admin_client.post(reverse("admin:timeseries_apitoken_delete", args=[second.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(reverse("admin:timeseries_apitoken_delete", args=[second.pk]), {"post": "yes"}).status_code
+        == 403
+    )
 
 
 def run(*args) -> tuple[str, str]:
@@ -79,7 +95,10 @@ def test_list_tokens_and_revoke_token(django_user_model):
     out, _ = run("list_tokens")
     lines = out.splitlines()
     assert lines[0].split() == ["id", "key", "user", "scope", "created", "last", "used", "state", "name"]
-    assert any(f"{a.prefix}…" in line and "alice" in line and "write" in line and "nightly" in line and "never" in line for line in lines)
+    assert any(
+        f"{a.prefix}…" in line and "alice" in line and "write" in line and "nightly" in line and "never" in line
+        for line in lines
+    )
     assert a_key not in out
     assert "bob" not in run("list_tokens", "--user", "alice")[0]
     with pytest.raises(CommandError, match="no user 'carol'"):

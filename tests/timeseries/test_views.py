@@ -6,12 +6,13 @@ later known_at, news published late, filings days after the trade, sentiment win
 events) through the loader and into ``tests.oracle.Oracle`` and compare what the page's context and
 HTML show at many T with the oracle's answer at T.
 """
+
 from __future__ import annotations
 
 import random
 import re
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,7 +43,9 @@ def staff_client(client, staff):
 
 
 def symbol_url(symbol: str = "AAA", **params) -> str:
-    return reverse("timeline-symbol", args=[symbol]) + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
+    return reverse("timeline-symbol", args=[symbol]) + (
+        "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
+    )
 
 
 def overview_url(**params) -> str:
@@ -89,7 +92,9 @@ def test_it_lets_in_a_user_with_the_read_permission(client, django_user_model, a
 
 def test_it_logs_a_reader_in_through_the_login_page(client, django_user_model):
     django_user_model.objects.create_user("reader", password="pw-reader-1", is_staff=True)
-    response = client.post("/accounts/login/", {"username": "reader", "password": "pw-reader-1", "next": overview_url(at=AT)})
+    response = client.post(
+        "/accounts/login/", {"username": "reader", "password": "pw-reader-1", "next": overview_url(at=AT)}
+    )
     assert response.status_code == 302 and response["Location"] == overview_url(at=AT)
 
 
@@ -117,7 +122,11 @@ def test_it_answers_400_naming_the_bad_parameter_of_the_symbol_page(staff_client
 
 @pytest.mark.parametrize(
     "params, name",
-    [({"at": "2024-03-01 15:00"}, "at"), ({"at": AT, "sort": "price"}, "sort"), ({"at": AT, "recorded_by": "x"}, "recorded_by")],
+    [
+        ({"at": "2024-03-01 15:00"}, "at"),
+        ({"at": AT, "sort": "price"}, "sort"),
+        ({"at": AT, "recorded_by": "x"}, "recorded_by"),
+    ],
 )
 def test_it_answers_400_naming_the_bad_parameter_of_the_overview(staff_client, params, name):
     response = staff_client.get(reverse("timeline-overview"), params)
@@ -136,14 +145,21 @@ def test_it_redirects_a_page_without_at_to_the_newest_knowledge_time(staff_clien
     assert response.status_code == 302
     query = parse_qs(urlsplit(response["Location"]).query)
     assert query["at"] == [iso(T0 + timedelta(minutes=6))] and query["from"] == ["2024-03-01T00:00:00Z"]
-    assert parse_qs(urlsplit(staff_client.get(overview_url())["Location"]).query)["at"] == [iso(T0 + timedelta(minutes=6))]
+    assert parse_qs(urlsplit(staff_client.get(overview_url())["Location"]).query)["at"] == [
+        iso(T0 + timedelta(minutes=6))
+    ]
 
 
 def test_it_puts_t_in_every_step_link(staff_client, aaa):
     response = staff_client.get(symbol_url("AAA", at=AT))
     steps = dict(response.context["steps"])
-    at = datetime(2024, 3, 1, 15, tzinfo=timezone.utc)
-    for label, delta in (("-1 day", -timedelta(days=1)), ("-1 hour", -timedelta(hours=1)), ("+1 hour", timedelta(hours=1)), ("+1 day", timedelta(days=1))):
+    at = datetime(2024, 3, 1, 15, tzinfo=UTC)
+    for label, delta in (
+        ("-1 day", -timedelta(days=1)),
+        ("-1 hour", -timedelta(hours=1)),
+        ("+1 hour", timedelta(hours=1)),
+        ("+1 day", timedelta(days=1)),
+    ):
         query = parse_qs(urlsplit(steps[label]).query)
         assert query["at"] == [iso(at + delta)]
         assert datetime.fromisoformat(query["since"][0]) <= at + delta  # never a comparison with the future
@@ -169,7 +185,9 @@ def test_it_serves_plotly_from_the_installed_package(client, db):
     response = client.get(reverse("timeline-asset", args=["plotly.min.js"]))
     assert response.status_code == 200 and response["Content-Type"].startswith("text/javascript")
     body = b"".join(response.streaming_content)
-    assert len(body) > 1_000_000 and body == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    assert (
+        len(body) > 1_000_000 and body == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    )
     assert client.get("/timeline/assets/settings.py").status_code == 404
     assert client.get("/timeline/assets/..%2Fpages.py").status_code == 404
 
@@ -182,7 +200,17 @@ def load_symbols(n: int) -> None:
     ingest_table(dataset="market_data", data=rows)
     ingest_table(
         dataset="social_sentiment",
-        data=[{"time": HOUR0.isoformat(), "symbol": f"S{i:03d}", "platform": p, "mention_count": "5", "sentiment_avg": "0.1"} for i in range(n) for p in ("reddit", "x")],
+        data=[
+            {
+                "time": HOUR0.isoformat(),
+                "symbol": f"S{i:03d}",
+                "platform": p,
+                "mention_count": "5",
+                "sentiment_avg": "0.1",
+            }
+            for i in range(n)
+            for p in ("reddit", "x")
+        ],
     )
 
 
@@ -216,10 +244,14 @@ class History:
         if not rows:
             return
         result = ingest_table(dataset=dataset, data=[dict(r) for r in rows])
-        expected = self.oracle.load(dataset, [typed_row(dataset, r) for r in rows], result.recorded_at) if result.recorded_at else None
+        expected = (
+            self.oracle.load(dataset, [typed_row(dataset, r) for r in rows], result.recorded_at)
+            if result.recorded_at
+            else None
+        )
         assert expected is None or expected == result.counts()
 
-    def build(self) -> "History":
+    def build(self) -> History:
         rng = self.rng
         wipe_datasets()
         for round_ in range(3):
@@ -238,30 +270,75 @@ class History:
                     key = (sym, round_, i)
                     title = f"story-{sym}-{round_}-{i}-{rng.randrange(10**6)}"
                     self.news_titles[key] = title
-                    news.append({
-                        "time": t.isoformat(), "symbol": sym, "news_id": f"n-{round_}-{i}", "title": title,
-                        "impact_score": str(rng.choice([0.1, 0.5, 0.9])),
-                        "known_at": (t + timedelta(minutes=rng.choice([0, 0, 30, 300]))).isoformat(),
-                    })
+                    news.append(
+                        {
+                            "time": t.isoformat(),
+                            "symbol": sym,
+                            "news_id": f"n-{round_}-{i}",
+                            "title": title,
+                            "impact_score": str(rng.choice([0.1, 0.5, 0.9])),
+                            "known_at": (t + timedelta(minutes=rng.choice([0, 0, 30, 300]))).isoformat(),
+                        }
+                    )
                 for i in range(rng.randint(0, 3)):
                     t = T0 + timedelta(days=rng.randrange(0, 3), hours=rng.randrange(0, 6))
-                    trades.append({
-                        "time": t.isoformat(), "symbol": sym, "insider_name": f"insider-{sym}-{round_}-{i}",
-                        "transaction_type": rng.choice(["buy", "sell"]), "shares": str(rng.randrange(1, 1000)),
-                        "filing_date": (t + timedelta(hours=rng.randrange(1, 60))).isoformat(),
-                    })
+                    trades.append(
+                        {
+                            "time": t.isoformat(),
+                            "symbol": sym,
+                            "insider_name": f"insider-{sym}-{round_}-{i}",
+                            "transaction_type": rng.choice(["buy", "sell"]),
+                            "shares": str(rng.randrange(1, 1000)),
+                            "filing_date": (t + timedelta(hours=rng.randrange(1, 60))).isoformat(),
+                        }
+                    )
                 for platform in ("reddit", "x"):
                     for h in rng.sample(range(72), 10):
-                        windows.append({
-                            "time": (HOUR0 + timedelta(hours=h)).isoformat(), "symbol": sym, "platform": platform,
-                            "mention_count": str(rng.randrange(1, 50)), "sentiment_avg": str(rng.choice([-0.5, 0.0, 0.25, 0.75])),
-                        })
+                        windows.append(
+                            {
+                                "time": (HOUR0 + timedelta(hours=h)).isoformat(),
+                                "symbol": sym,
+                                "platform": platform,
+                                "mention_count": str(rng.randrange(1, 50)),
+                                "sentiment_avg": str(rng.choice([-0.5, 0.0, 0.25, 0.75])),
+                            }
+                        )
                 t = T0 + timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
-                gov.append({"time": t.isoformat(), "event_type": f"hearing-{round_}", "primary_symbol": sym, "description": f"gov-{sym}-{round_}"})
-            for dataset, rows in (("market_data", bars), ("news_events", news), ("insider_trades", trades), ("social_sentiment", windows), ("government_events", gov)):
+                gov.append(
+                    {
+                        "time": t.isoformat(),
+                        "event_type": f"hearing-{round_}",
+                        "primary_symbol": sym,
+                        "description": f"gov-{sym}-{round_}",
+                    }
+                )
+            for dataset, rows in (
+                ("market_data", bars),
+                ("news_events", news),
+                ("insider_trades", trades),
+                ("social_sentiment", windows),
+                ("government_events", gov),
+            ):
                 seen, unique = set(), []
                 for r in rows:  # one version per (key, known_at) within a load
-                    k = tuple(sorted((c, r[c]) for c in r if c in ("time", "symbol", "news_id", "insider_name", "transaction_type", "platform", "event_type", "primary_symbol", "known_at")))
+                    k = tuple(
+                        sorted(
+                            (c, r[c])
+                            for c in r
+                            if c
+                            in (
+                                "time",
+                                "symbol",
+                                "news_id",
+                                "insider_name",
+                                "transaction_type",
+                                "platform",
+                                "event_type",
+                                "primary_symbol",
+                                "known_at",
+                            )
+                        )
+                    )
                     if k not in seen:
                         seen.add(k)
                         unique.append(r)
@@ -283,7 +360,16 @@ def oracle_daily(rows: list[dict]) -> list[tuple]:
     out = []
     for day, bars in sorted(days.items()):
         bars.sort(key=lambda b: b["time"])
-        out.append((day, bars[0]["open"], max(b["high"] for b in bars), min(b["low"] for b in bars), bars[-1]["close"], sum(b["volume"] for b in bars)))
+        out.append(
+            (
+                day,
+                bars[0]["open"],
+                max(b["high"] for b in bars),
+                min(b["low"] for b in bars),
+                bars[-1]["close"],
+                sum(b["volume"] for b in bars),
+            )
+        )
     return out
 
 
@@ -297,7 +383,9 @@ def oracle_hourly(rows: list[dict]) -> list[tuple]:
     ]
 
 
-def check_symbol_page(client, history: History, symbol: str, at: datetime, *, start: datetime, end: datetime, explicit: bool, rb=None) -> None:
+def check_symbol_page(
+    client, history: History, symbol: str, at: datetime, *, start: datetime, end: datetime, explicit: bool, rb=None
+) -> None:
     o = history.oracle
     params = {"at": iso(at)}
     if explicit:
@@ -316,11 +404,19 @@ def check_symbol_page(client, history: History, symbol: str, at: datetime, *, st
         assert got == oracle_daily(bars), f"daily bars {what}"
     news = [n for n in o.history(dataset="news_events", at=at, symbols=[symbol], start=start, end=end, recorded_by=rb)]
     assert_same_rows(ctx["news"], news, f"news {what}")
-    trades = [t for t in o.insider_trades(at=at, symbols=[symbol], limit=None, recorded_by=rb) if start <= t["filing_date"] <= end]
+    trades = [
+        t
+        for t in o.insider_trades(at=at, symbols=[symbol], limit=None, recorded_by=rb)
+        if start <= t["filing_date"] <= end
+    ]
     assert_same_rows(ctx["filings"], trades, f"filings {what}")
-    gov = [g for g in o.government_events(at=at, symbols=[symbol], limit=None, recorded_by=rb) if start <= g["time"] <= end]
+    gov = [
+        g for g in o.government_events(at=at, symbols=[symbol], limit=None, recorded_by=rb) if start <= g["time"] <= end
+    ]
     assert_same_rows(ctx["government"], gov, f"government {what}")
-    windows = o.history(dataset="social_sentiment", at=at, symbols=[symbol], start=start - timedelta(hours=1), end=end, recorded_by=rb)
+    windows = o.history(
+        dataset="social_sentiment", at=at, symbols=[symbol], start=start - timedelta(hours=1), end=end, recorded_by=rb
+    )
     windows = [w for w in windows if w["time"] + timedelta(hours=1) > start]
     got = [(s["time"], round(s["sentiment"], 9)) for s in ctx["sentiment"]]
     if ctx["resolution"] == "1min":
@@ -329,7 +425,15 @@ def check_symbol_page(client, history: History, symbol: str, at: datetime, *, st
         days = defaultdict(list)
         for w in windows:
             days[w["time"].replace(hour=0)].append(w)
-        want = [(d, round(sum(w["sentiment_avg"] * w["mention_count"] for w in ws) / sum(w["mention_count"] for w in ws), 9)) for d, ws in sorted(days.items())]
+        want = [
+            (
+                d,
+                round(
+                    sum(w["sentiment_avg"] * w["mention_count"] for w in ws) / sum(w["mention_count"] for w in ws), 9
+                ),
+            )
+            for d, ws in sorted(days.items())
+        ]
         assert got == want, f"daily sentiment {what}"
     state = o.market_state(at=at, symbols=[symbol], recorded_by=rb)
     assert_same_rows([ctx["state"]["market"]] if ctx["state"]["market"] else [], state, f"state {what}")
@@ -360,10 +464,21 @@ def test_it_shows_on_the_symbol_page_exactly_what_the_oracle_knew_at_t(staff_cli
         symbol = rng.choice(SYMS)
         rb = rng.choice([None, None, rng.choice(loads)])
         if rng.random() < 0.5:
-            check_symbol_page(staff_client, history, symbol, at, start=at - timedelta(days=2), end=at, explicit=False, rb=rb)
+            check_symbol_page(
+                staff_client, history, symbol, at, start=at - timedelta(days=2), end=at, explicit=False, rb=rb
+            )
         else:
             start = T0 - timedelta(hours=rng.randrange(0, 30))
-            check_symbol_page(staff_client, history, symbol, at, start=start, end=start + timedelta(days=3, hours=1), explicit=True, rb=rb)
+            check_symbol_page(
+                staff_client,
+                history,
+                symbol,
+                at,
+                start=start,
+                end=start + timedelta(days=3, hours=1),
+                explicit=True,
+                rb=rb,
+            )
 
 
 @pytest.mark.parametrize("seed", [4, 5])
@@ -387,7 +502,11 @@ def test_it_shows_on_the_overview_exactly_the_oracle_state_at_t(staff_client):
         windows = history.oracle.sentiment(at=at)
         assert {s for s, r in rows.items() if r["close"] is not None} == set(state)
         for sym, bar_ in state.items():
-            assert (rows[sym]["time"], rows[sym]["close"], rows[sym]["volume"]) == (bar_["time"], bar_["close"], bar_["volume"])
+            assert (rows[sym]["time"], rows[sym]["close"], rows[sym]["volume"]) == (
+                bar_["time"],
+                bar_["close"],
+                bar_["volume"],
+            )
         for sym in {w["symbol"] for w in windows}:
             mine = [w for w in windows if w["symbol"] == sym]
             assert rows[sym]["mentions"] == sum(w["mention_count"] for w in mine)
@@ -397,10 +516,25 @@ def test_it_shows_on_the_overview_exactly_the_oracle_state_at_t(staff_client):
 
 def test_it_escapes_stored_text_and_links_only_http_urls(staff_client):
     wipe_datasets()
-    ingest_table(dataset="news_events", data=[
-        {"time": T0.isoformat(), "symbol": "AAA", "news_id": "x1", "title": "<script>alert(1)</script>", "url": "javascript:alert(2)"},
-        {"time": T0.isoformat(), "symbol": "AAA", "news_id": "x2", "title": "fine & dandy", "url": "https://example.com/a?b=1&c=2"},
-    ])
+    ingest_table(
+        dataset="news_events",
+        data=[
+            {
+                "time": T0.isoformat(),
+                "symbol": "AAA",
+                "news_id": "x1",
+                "title": "<script>alert(1)</script>",
+                "url": "javascript:alert(2)",
+            },
+            {
+                "time": T0.isoformat(),
+                "symbol": "AAA",
+                "news_id": "x2",
+                "title": "fine & dandy",
+                "url": "https://example.com/a?b=1&c=2",
+            },
+        ],
+    )
     html = staff_client.get(symbol_url("AAA", at=iso(T0 + timedelta(minutes=1)))).content.decode()
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "javascript:alert(2)" not in html

@@ -6,6 +6,7 @@ the answer must be exactly the difference between the oracle's state at t1 and a
 current at t2 of every key whose current version was not known at t1, with the version current at t1
 (if any) as ``previous``.
 """
+
 from __future__ import annotations
 
 import random
@@ -43,8 +44,10 @@ def oracle_changes(oracle: Oracle, dataset: str, *, t1, t2, symbols, recorded_by
         if row["known_at"] <= t1 or not matches(dataset, row, symbols):
             continue
         earlier = [
-            v for v in oracle.versions[dataset]
-            if key_of(spec, v) == key_of(spec, row) and v["known_at"] <= t1
+            v
+            for v in oracle.versions[dataset]
+            if key_of(spec, v) == key_of(spec, row)
+            and v["known_at"] <= t1
             and (recorded_by is None or v["recorded_at"] <= recorded_by)
         ]
         previous = dict(max(earlier, key=version_of)) if earlier else None
@@ -65,7 +68,11 @@ def oracle_window(oracle: Oracle, dataset: str, *, at, start, end, symbols, reco
     symbols = _symbols(symbols)
     column = WINDOW_COLUMN.get(dataset, "time")
 
-    rows = [r for r in oracle.current(dataset, at, recorded_by) if start <= r[column] <= end and matches(dataset, r, symbols)]
+    rows = [
+        r
+        for r in oracle.current(dataset, at, recorded_by)
+        if start <= r[column] <= end and matches(dataset, r, symbols)
+    ]
     order = ORDERS.get(dataset, Oracle.government_order)
     rows.sort(key=lambda r: (order(r), key_of(spec, r)))
     return rows
@@ -91,20 +98,35 @@ def check_changes(dataset: str, plans, batch_rows, seed, settings) -> None:
         want = oracle_changes(oracle, dataset, t1=t1, t2=t2, symbols=symbols, recorded_by=rb, limit=limit)
         for row in got[dataset]:
             assert row["previous"] is None or row["previous"]["known_at"] <= t1
-        assert_same_sequence(flat(got[dataset]), flat(want), f"changes_between({dataset}, t1={t1}, t2={t2}, symbols={symbols}, rb={rb}, limit={limit})")
+        assert_same_sequence(
+            flat(got[dataset]),
+            flat(want),
+            f"changes_between({dataset}, t1={t1}, t2={t2}, symbols={symbols}, rb={rb}, limit={limit})",
+        )
         # window_events: the same history, a window [start, end] seen at t2
         start, end = t1 - timedelta(hours=rng.choice([0, 1, 48])), t2 + timedelta(hours=rng.choice([0, 1]))
         kw = dict(dataset=dataset, at=t2, start=start, end=end, symbols=symbols, recorded_by=rb)
         all_rows = oracle_window(oracle, dataset, **{k: v for k, v in kw.items() if k != "dataset"})
         order = ORDERS.get(dataset, Oracle.government_order)
-        assert_listing(pit.window_events(**kw, limit=limit or 1000), all_rows, order, limit or 1000, f"window_events({kw}, limit={limit})", total=total_order(dataset))
+        assert_listing(
+            pit.window_events(**kw, limit=limit or 1000),
+            all_rows,
+            order,
+            limit or 1000,
+            f"window_events({kw}, limit={limit})",
+            total=total_order(dataset),
+        )
 
 
 @pytest.mark.parametrize("dataset", list(ROWS))
 def test_it_matches_the_oracle_difference_between_two_states(dataset, db, settings):
     # conflicting loads are the loader's business (test_pit_oracle); here every load is stored
     @hsettings(max_examples=6, **SETTINGS)
-    @given(plans=histories(dataset, ROWS[dataset], pinned=PINNED.get(dataset, ()), conflicts=False), batch_rows=BATCH_ROWS, seed=SEEDS)
+    @given(
+        plans=histories(dataset, ROWS[dataset], pinned=PINNED.get(dataset, ()), conflicts=False),
+        batch_rows=BATCH_ROWS,
+        seed=SEEDS,
+    )
     def run(plans, batch_rows, seed):
         check_changes(dataset, plans, batch_rows, seed, settings)
 
@@ -134,5 +156,8 @@ def test_it_gives_the_newest_recorded_at_of_the_visible_versions(db):
     second = ingest_table(dataset="market_data", data=[bar("AAA", 10)]).recorded_at
     assert pit.newest_recorded_at(dataset="market_data", at=T0 + timedelta(minutes=5), symbols=["AAA"]) == first
     assert pit.newest_recorded_at(dataset="market_data", at=T0 + timedelta(hours=1), symbols=["AAA"]) == second
-    assert pit.newest_recorded_at(dataset="market_data", at=T0 + timedelta(hours=1), symbols=["AAA"], recorded_by=first) == first
+    assert (
+        pit.newest_recorded_at(dataset="market_data", at=T0 + timedelta(hours=1), symbols=["AAA"], recorded_by=first)
+        == first
+    )
     assert pit.newest_recorded_at(dataset="market_data", at=T0 + timedelta(hours=1), symbols=["BBB"]) is None

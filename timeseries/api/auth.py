@@ -9,6 +9,7 @@
   address for anonymous callers), counted in the default cache (Redis). If the cache is unreachable
   the request is let through with a warning: rate limiting must never take the API down.
 """
+
 from __future__ import annotations
 
 import logging

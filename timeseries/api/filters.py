@@ -19,6 +19,7 @@ costs (a row-value comparison ``(a, b, c) > (x, y, z)`` seeks on the index; no C
 DRF's own CursorPagination only keys on the first ordering column and adds an offset for ties,
 which degrades on (symbol, time) orderings with millions of rows per symbol.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,11 +38,12 @@ from rest_framework import exceptions
 from rest_framework.pagination import BasePagination
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from timeseries import params
 from timeseries.datasets import DATASETS, Dataset
 from timeseries.formats import iso
-from timeseries import params
 from timeseries.params import ParameterError
 from timeseries.rules import END_OF_TIME
+
 
 def _invalid(exc: ParameterError) -> ValidationError:
     return ValidationError(str(exc), code="invalid")
@@ -145,7 +147,9 @@ class ListingForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("recorded_by") is not None and data.get("as_of") is None:
-            self.add_error("recorded_by", "recorded_by needs as_of: give the instant T to replay (as_of=T&recorded_by=S)")
+            self.add_error(
+                "recorded_by", "recorded_by needs as_of: give the instant T to replay (as_of=T&recorded_by=S)"
+            )
         return data
 
 
@@ -206,7 +210,9 @@ class DatasetFilterSet(django_filters.FilterSet):
         queryset = super().filter_queryset(queryset)
         at = self.form.cleaned_data.get("as_of")
         if at is not None:
-            queryset = current_versions(queryset, spec=self.spec, at=at, recorded_by=self.form.cleaned_data.get("recorded_by"))
+            queryset = current_versions(
+                queryset, spec=self.spec, at=at, recorded_by=self.form.cleaned_data.get("recorded_by")
+            )
         return queryset
 
     @property
@@ -218,14 +224,24 @@ class DatasetFilterSet(django_filters.FilterSet):
 def _range(filters: dict, param: str, column: str, kind: str, what: str) -> None:
     if kind == "timestamp":
         filters[f"{param}_after"] = InstantFilter(
-            field_name=column, lookup_expr="gte", param=f"{param}_after", help_text=f"{what} >= this instant (inclusive)."
+            field_name=column,
+            lookup_expr="gte",
+            param=f"{param}_after",
+            help_text=f"{what} >= this instant (inclusive).",
         )
         filters[f"{param}_before"] = InstantFilter(
-            field_name=column, lookup_expr="lte", param=f"{param}_before", help_text=f"{what} <= this instant (inclusive)."
+            field_name=column,
+            lookup_expr="lte",
+            param=f"{param}_before",
+            help_text=f"{what} <= this instant (inclusive).",
         )
     elif kind == "float":
-        filters[f"{param}_min"] = FloatFilter(field_name=column, lookup_expr="gte", param=f"{param}_min", help_text=f"{column} >= this number.")
-        filters[f"{param}_max"] = FloatFilter(field_name=column, lookup_expr="lte", param=f"{param}_max", help_text=f"{column} <= this number.")
+        filters[f"{param}_min"] = FloatFilter(
+            field_name=column, lookup_expr="gte", param=f"{param}_min", help_text=f"{column} >= this number."
+        )
+        filters[f"{param}_max"] = FloatFilter(
+            field_name=column, lookup_expr="lte", param=f"{param}_max", help_text=f"{column} <= this number."
+        )
     else:  # pragma: no cover - a declaration error
         raise TypeError(f"no range filter for kind {kind!r}")
 
@@ -234,7 +250,9 @@ def _symbols_any(spec: Dataset):
     """A filter method: the symbol column or one of the symbols in ``spec.symbols_array`` matches."""
 
     def method(queryset, name, value: str):
-        return queryset.filter(Q(**{f"{spec.symbol_column}__in": value}) | Q(**{f"{spec.symbols_array}__overlap": value}))
+        return queryset.filter(
+            Q(**{f"{spec.symbol_column}__in": value}) | Q(**{f"{spec.symbols_array}__overlap": value})
+        )
 
     return method
 
@@ -250,7 +268,9 @@ def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
             filters[param] = SymbolListFilter(method=_symbols_any(spec), param=param, help_text=symbol_help)
     else:
         for param in ("symbols", "symbol"):
-            filters[param] = SymbolListFilter(field_name=spec.symbol_column, lookup_expr="in", param=param, help_text=symbol_help)
+            filters[param] = SymbolListFilter(
+                field_name=spec.symbol_column, lookup_expr="in", param=param, help_text=symbol_help
+            )
     filters["symbol"].extra["help_text"] = "Alias of symbols."
     _range(filters, "time", "time", "timestamp", "event time")
     _range(filters, "known_at", "known_at", "timestamp", "knowledge time (known_at)")
@@ -258,10 +278,15 @@ def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
     for param, column in spec.api_filters:
         kind = spec.column(column).kind
         if kind == "text":
-            filters[param] = ListFilter(field_name=column, lookup_expr="in", param=param, help_text=f"Comma-separated values of {column}.")
+            filters[param] = ListFilter(
+                field_name=column, lookup_expr="in", param=param, help_text=f"Comma-separated values of {column}."
+            )
         elif kind == "text[]":
             filters[param] = ListFilter(
-                field_name=column, lookup_expr="overlap", param=param, help_text=f"Comma-separated; rows whose {column} contain any."
+                field_name=column,
+                lookup_expr="overlap",
+                param=param,
+                help_text=f"Comma-separated; rows whose {column} contain any.",
             )
         else:
             _range(filters, param, column, kind, column)

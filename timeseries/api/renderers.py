@@ -13,12 +13,14 @@ JSON in an envelope, the tabular formats in ``X-TSM-*`` headers (and in the Arro
 
 Error responses are always JSON (see ``views.ApiView.finalize_response``).
 """
+
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,14 +70,22 @@ class TableResponse(Response):
         max_recorded: datetime | None,
         links: dict[str, str | None] | None = None,
     ):
-        data = {"at": at, "recorded_by": recorded_by, "max_recorded_at": max_recorded, **(links or {}), "results": results}
+        data = {
+            "at": at,
+            "recorded_by": recorded_by,
+            "max_recorded_at": max_recorded,
+            **(links or {}),
+            "results": results,
+        }
         super().__init__(data)
         self.columns = list(columns) if columns is not None else None
         self.links = links or {}
         self[HEADER_AT] = _iso_or_empty(at)
         self[HEADER_RECORDED_BY] = _iso_or_empty(recorded_by)
         self[HEADER_MAX_RECORDED_AT] = _iso_or_empty(max_recorded)
-        link = ", ".join(f'<{url}>; rel="{"prev" if rel == "previous" else rel}"' for rel, url in self.links.items() if url)
+        link = ", ".join(
+            f'<{url}>; rel="{"prev" if rel == "previous" else rel}"' for rel, url in self.links.items() if url
+        )
         if link:
             self["Link"] = link
 

@@ -8,13 +8,14 @@
 * ``points_table`` turns an as-of-join body (JSON array, CSV, Parquet or Arrow) into a validated Arrow
   table for ``pit.asof_join``.
 """
+
 from __future__ import annotations
 
 import io
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -37,7 +38,9 @@ class InstantField(serializers.Field):
     """ISO 8601 with an offset, e.g. 2024-03-01T15:30:00Z; naive or malformed -> 400 naming the field."""
 
     def _required(self) -> ValidationError:
-        return ValidationError(f"{self.field_name} is required: an ISO 8601 instant with offset, e.g. 2024-03-01T15:30:00Z")
+        return ValidationError(
+            f"{self.field_name} is required: an ISO 8601 instant with offset, e.g. 2024-03-01T15:30:00Z"
+        )
 
     def run_validation(self, data=serializers.empty):
         if data is serializers.empty and self.required:
@@ -96,9 +99,13 @@ def _limit_field(default: int) -> serializers.IntegerField:
 class PitQuery(serializers.Serializer):
     at = InstantField(help_text="The instant T: what was knowable then (ISO 8601 with offset).")
     recorded_by = InstantField(
-        required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant (default: everything recorded)."
+        required=False,
+        allow_null=True,
+        help_text="Replay what tsm had recorded by this instant (default: everything recorded).",
     )
-    symbols = SymbolListField(required=False, allow_null=True, help_text=f"Comma-separated symbols (at most {MAX_LIST_ITEMS}).")
+    symbols = SymbolListField(
+        required=False, allow_null=True, help_text=f"Comma-separated symbols (at most {MAX_LIST_ITEMS})."
+    )
 
 
 @extend_schema_field(OpenApiTypes.FLOAT)
@@ -117,7 +124,8 @@ class MinQualityField(serializers.Field):
 
 def _min_quality_field() -> MinQualityField:
     return MinQualityField(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="Leave out rows whose quality score (as it stood at recorded_by) is below this number in [0, 1]; "
         "unscored rows are kept. The latest bar is then the latest good bar.",
     )
@@ -141,20 +149,30 @@ class InsiderQuery(PitQuery):
 
 
 class GovernmentQuery(PitQuery):
-    sectors = CommaListField(required=False, allow_null=True, help_text="Comma-separated sectors (an event matching a symbol or a sector is returned).")
+    sectors = CommaListField(
+        required=False,
+        allow_null=True,
+        help_text="Comma-separated sectors (an event matching a symbol or a sector is returned).",
+    )
     limit = _limit_field(1000)
 
 
 class ReconstructQuery(serializers.Serializer):
     at = InstantField(help_text="The instant T (ISO 8601 with offset).")
-    recorded_by = InstantField(required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant.")
-    bars = serializers.IntegerField(required=False, default=200, min_value=1, max_value=5000, help_text="Bars used for the indicators.")
+    recorded_by = InstantField(
+        required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant."
+    )
+    bars = serializers.IntegerField(
+        required=False, default=200, min_value=1, max_value=5000, help_text="Bars used for the indicators."
+    )
     min_quality = _min_quality_field()
 
 
 class AsofJoinQuery(serializers.Serializer):
     dataset = serializers.ChoiceField(choices=list(DATASETS), default="market_data", required=False)
-    recorded_by = InstantField(required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant.")
+    recorded_by = InstantField(
+        required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant."
+    )
     min_quality = _min_quality_field()
 
     def validate(self, attrs):
@@ -226,7 +244,8 @@ def envelope_serializer(name: str, results) -> type[serializers.Serializer]:
         "at": serializers.DateTimeField(allow_null=True, help_text="The instant T of the answer."),
         "recorded_by": serializers.DateTimeField(allow_null=True, help_text="The system-time bound S, if any."),
         "max_recorded_at": serializers.DateTimeField(
-            allow_null=True, help_text="Newest recorded_at among the rows: pass it as recorded_by to replay this answer."
+            allow_null=True,
+            help_text="Newest recorded_at among the rows: pass it as recorded_by to replay this answer.",
         ),
         "results": results,
     }

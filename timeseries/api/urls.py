@@ -1,4 +1,5 @@
 """/api/v1/: dataset listings, point-in-time endpoints, the OpenAPI schema and its documentation pages."""
+
 from __future__ import annotations
 
 from django.urls import path

@@ -12,19 +12,27 @@ queryset) and hand plain rows to the renderers.
 Every answer that depends on ``at`` states ``at``, ``recorded_by`` and ``max_recorded_at`` (JSON
 envelope or ``X-TSM-*`` headers) so it can be replayed exactly with ``recorded_by``.
 """
+
 from __future__ import annotations
 
 import hashlib
 
 from django.conf import settings
-from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpResponse, UnreadablePostError
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import HttpResponse, UnreadablePostError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.exceptions import APIException, ParseError, ValidationError
-from rest_framework.views import APIView, exception_handler as drf_exception_handler
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from timeseries import pit
 from timeseries.api import renderers as r
@@ -139,7 +147,12 @@ class ApiView(APIView):
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             raise ValidationError(
-                {name[:64]: [f"{name[:64]} is not a parameter of this endpoint: expected one of {', '.join(sorted(allowed))}"] for name in unknown}
+                {
+                    name[:64]: [
+                        f"{name[:64]} is not a parameter of this endpoint: expected one of {', '.join(sorted(allowed))}"
+                    ]
+                    for name in unknown
+                }
             )
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -285,7 +298,11 @@ def _pit_schema(spec: Dataset, query, summary: str, description: str):
     rows = row_serializer(spec, name=f"{_camel(spec.name)}PitRow")
     envelope = envelope_serializer(f"{_camel(spec.name)}PitAnswer", rows(many=True))
     return extend_schema(
-        tags=["point in time"], summary=summary, description=description, parameters=[query], responses=tabular_responses(envelope)
+        tags=["point in time"],
+        summary=summary,
+        description=description,
+        parameters=[query],
+        responses=tabular_responses(envelope),
     )
 
 
@@ -300,7 +317,10 @@ class StateView(PitView):
 
     def select(self, query):
         return pit.market_state(
-            at=query["at"], symbols=query.get("symbols"), recorded_by=query.get("recorded_by"), min_quality=query.get("min_quality")
+            at=query["at"],
+            symbols=query.get("symbols"),
+            recorded_by=query.get("recorded_by"),
+            min_quality=query.get("min_quality"),
         )
 
 
@@ -310,7 +330,10 @@ class NewsBeforeView(PitView):
 
     def select(self, query):
         return pit.news(
-            at=query["at"], symbols=query.get("symbols"), limit=query["limit"], recorded_by=query.get("recorded_by"),
+            at=query["at"],
+            symbols=query.get("symbols"),
+            limit=query["limit"],
+            recorded_by=query.get("recorded_by"),
             min_quality=query.get("min_quality"),
         )
 
@@ -383,15 +406,24 @@ class ReconstructView(ApiView):
 
         def answer() -> r.TableResponse:
             state = pit.reconstruct(
-                at=query["at"], symbol=symbol, recorded_by=query.get("recorded_by"), bars=query["bars"],
+                at=query["at"],
+                symbol=symbol,
+                recorded_by=query.get("recorded_by"),
+                bars=query["bars"],
                 min_quality=query.get("min_quality"),
             )
             results = {"symbol": state["symbol"], **{part: state[part] for part in self.parts}}
             return r.TableResponse(
-                results, columns=None, at=state["at"], recorded_by=state["recorded_by"], max_recorded=state["max_recorded_at"]
+                results,
+                columns=None,
+                at=state["at"],
+                recorded_by=state["recorded_by"],
+                max_recorded=state["max_recorded_at"],
             )
 
-        return self.cached_answer(request, "reconstruct", list(DATASETS), {"symbol": symbol, **cache_params(query)}, answer)
+        return self.cached_answer(
+            request, "reconstruct", list(DATASETS), {"symbol": symbol, **cache_params(query)}, answer
+        )
 
 
 @extend_schema(
@@ -419,17 +451,30 @@ class ReconstructView(ApiView):
         r.PARQUET_MEDIA_TYPE: OpenApiTypes.BINARY,
         r.ARROW_MEDIA_TYPE: OpenApiTypes.BINARY,
     },
-    responses=tabular_responses(envelope_serializer("AsofJoinAnswer", serializers.ListField(child=serializers.DictField()))),
+    responses=tabular_responses(
+        envelope_serializer("AsofJoinAnswer", serializers.ListField(child=serializers.DictField()))
+    ),
     examples=[
         OpenApiExample(
-            "two points", value=[{"symbol": "AAPL", "time": "2024-03-01T15:30:00Z"}, {"symbol": "MSFT", "time": "2024-03-01T16:00:00Z"}],
+            "two points",
+            value=[
+                {"symbol": "AAPL", "time": "2024-03-01T15:30:00Z"},
+                {"symbol": "MSFT", "time": "2024-03-01T16:00:00Z"},
+            ],
             request_only=True,
         )
     ],
 )
 class AsofJoinView(ApiView):
     query_class = AsofJoinQuery
-    parser_classes = [r.PointsJSONParser, r.CSVParser, r.ParquetParser, r.LegacyParquetParser, r.ArrowParser, r.ArrowFileParser]
+    parser_classes = [
+        r.PointsJSONParser,
+        r.CSVParser,
+        r.ParquetParser,
+        r.LegacyParquetParser,
+        r.ArrowParser,
+        r.ArrowFileParser,
+    ]
 
     def perform_content_negotiation(self, request, force=False):
         # no explicit choice: answer in the format of the body
@@ -458,7 +503,13 @@ class AsofJoinView(ApiView):
 
         if table.num_rows <= ASOF_CACHE_MAX_POINTS:
             digest = hashlib.sha256(points_digest_source(table)).hexdigest()
-            params = {"dataset": spec.name, "recorded_by": recorded_by, "points": digest, "columnar": columnar, "min_quality": min_quality}
+            params = {
+                "dataset": spec.name,
+                "recorded_by": recorded_by,
+                "points": digest,
+                "columnar": columnar,
+                "min_quality": min_quality,
+            }
             rows = cached("asof_join", datasets=[spec.name], params=params, compute=compute, timeout=DEFAULT_TIMEOUT)
         else:
             rows = compute()

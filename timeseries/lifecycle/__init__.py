@@ -24,20 +24,46 @@ layouts and policy jobs), ``retention``, ``report`` (the storage report) and ``f
 display strings). This package re-exports their public names: ``from timeseries import lifecycle;
 lifecycle.retention_apply(...)``.
 """
+
 from timeseries.lifecycle.formatting import bytes_human, storage_report_lines
 from timeseries.lifecycle.jobs import FIRST_RUN_DELAY, chunks_compress, lifecycle_apply, lifecycle_remove
 from timeseries.lifecycle.policies import (
-    CompressionLayout, compress_after, compression_layout, datasets_selected, retention_horizon,
+    CompressionLayout,
+    compress_after,
+    compression_layout,
+    datasets_selected,
+    retention_horizon,
 )
 from timeseries.lifecycle.report import backup_source_register, storage_report
 from timeseries.lifecycle.retention import (
-    RetentionPreview, RetentionResult, retention_apply, retention_cutoff, retention_preview, retention_run,
+    RetentionPreview,
+    RetentionResult,
+    retention_apply,
+    retention_cutoff,
+    retention_preview,
+    retention_run,
     series_time_range,
 )
 
 __all__ = [
-    "FIRST_RUN_DELAY", "CompressionLayout", "RetentionPreview", "RetentionResult", "backup_source_register", "bytes_human",
-    "chunks_compress", "compress_after", "compression_layout", "datasets_selected", "lifecycle_apply", "lifecycle_remove",
-    "retention_apply", "retention_cutoff", "retention_horizon", "retention_preview", "retention_run", "series_time_range",
-    "storage_report", "storage_report_lines",
+    "FIRST_RUN_DELAY",
+    "CompressionLayout",
+    "RetentionPreview",
+    "RetentionResult",
+    "backup_source_register",
+    "bytes_human",
+    "chunks_compress",
+    "compress_after",
+    "compression_layout",
+    "datasets_selected",
+    "lifecycle_apply",
+    "lifecycle_remove",
+    "retention_apply",
+    "retention_cutoff",
+    "retention_horizon",
+    "retention_preview",
+    "retention_run",
+    "series_time_range",
+    "storage_report",
+    "storage_report_lines",
 ]

@@ -1,7 +1,8 @@
 """The storage report as display strings (the ``storage_report`` command and the admin's Storage page)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -18,7 +19,7 @@ def bytes_human(n: int | None) -> str:
 
 def _short(iso: str | None) -> str:
     """An ISO timestamp from the report as 'YYYY-MM-DD HH:MM:SS' (UTC), '-' for none."""
-    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
 
 
 def storage_report_lines(*, report: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -32,7 +33,9 @@ def storage_report_lines(*, report: list[dict[str, Any]]) -> list[dict[str, str]
             compression = "off"
         else:
             ratio = f"{comp['ratio']:.1f}:1" if comp["ratio"] else "-"
-            compression = f"{ratio} ({comp['compressed_chunks']}/{comp['chunks']} chunks, after {comp['compress_after']})"
+            compression = (
+                f"{ratio} ({comp['compressed_chunks']}/{comp['chunks']} chunks, after {comp['compress_after']})"
+            )
         agg = r["aggregates_lag"]
         backup = r["backup_lag"]
         if "error" in backup:
@@ -45,17 +48,24 @@ def storage_report_lines(*, report: list[dict[str, Any]]) -> list[dict[str, str]
             pending = backup.get("pending_changes", backup.get("pending", 0))
             lag = backup.get("lag_seconds")
             backup_text = f"{pending} change(s) pending" + (f", {lag:.0f} s behind" if lag else "")
-        lines.append({
-            "dataset": r["dataset"],
-            "rows": f"~{r['rows_estimate']:,}",
-            "time_range": f"{_short(r['time_min'])} .. {_short(r['time_max'])} UTC" if r["time_min"] else "-",
-            "bytes": bytes_human(r["bytes"]["total"]),
-            "bytes_per_row": f"{r['bytes_per_row']:.1f}" if r["bytes_per_row"] is not None else "-",
-            "compression": compression,
-            "aggregates": f"{agg['pending']} change(s) pending"
-            + (f" since {_short(agg['oldest_pending_recorded_at'])} UTC" if agg.get("oldest_pending_recorded_at") else ""),
-            "retention": f"{r['retention']['horizon']} (before {r['retention']['cutoff'][:10]})"
-            if r["retention"]["horizon"] else "kept forever",
-            "backup": backup_text,
-        })
+        lines.append(
+            {
+                "dataset": r["dataset"],
+                "rows": f"~{r['rows_estimate']:,}",
+                "time_range": f"{_short(r['time_min'])} .. {_short(r['time_max'])} UTC" if r["time_min"] else "-",
+                "bytes": bytes_human(r["bytes"]["total"]),
+                "bytes_per_row": f"{r['bytes_per_row']:.1f}" if r["bytes_per_row"] is not None else "-",
+                "compression": compression,
+                "aggregates": f"{agg['pending']} change(s) pending"
+                + (
+                    f" since {_short(agg['oldest_pending_recorded_at'])} UTC"
+                    if agg.get("oldest_pending_recorded_at")
+                    else ""
+                ),
+                "retention": f"{r['retention']['horizon']} (before {r['retention']['cutoff'][:10]})"
+                if r["retention"]["horizon"]
+                else "kept forever",
+                "backup": backup_text,
+            }
+        )
     return lines

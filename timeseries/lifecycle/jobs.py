@@ -1,11 +1,12 @@
 """TimescaleDB lane: each hypertable's compression layout and its compression and retention policy
 jobs kept in line with the settings (``lifecycle_apply``, run by the migration and by
 ``manage.py lifecycle_apply``; ``lifecycle_remove`` undoes it), and compression on demand."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from django.db import connection, transaction
 from psycopg import sql
@@ -97,13 +98,31 @@ def lifecycle_apply(*, datasets: Iterable[str] | None = None) -> list[dict]:
         for spec in datasets_selected(datasets):
             if spec.table not in caps.hypertables:
                 continue
-            actions = [a for a in (
-                _sync_layout(cur, spec) if compress_after(dataset=spec.name) is not None else None,
-                _sync_policy(cur, spec, proc="policy_compression", wanted=compress_after(dataset=spec.name),
-                             add="add_compression_policy", remove="remove_compression_policy", arg="compress_after"),
-                _sync_policy(cur, spec, proc="policy_retention", wanted=retention_horizon(dataset=spec.name),
-                             add="add_retention_policy", remove="remove_retention_policy", arg="drop_after"),
-            ) if a]
+            actions = [
+                a
+                for a in (
+                    _sync_layout(cur, spec) if compress_after(dataset=spec.name) is not None else None,
+                    _sync_policy(
+                        cur,
+                        spec,
+                        proc="policy_compression",
+                        wanted=compress_after(dataset=spec.name),
+                        add="add_compression_policy",
+                        remove="remove_compression_policy",
+                        arg="compress_after",
+                    ),
+                    _sync_policy(
+                        cur,
+                        spec,
+                        proc="policy_retention",
+                        wanted=retention_horizon(dataset=spec.name),
+                        add="add_retention_policy",
+                        remove="remove_retention_policy",
+                        arg="drop_after",
+                    ),
+                )
+                if a
+            ]
             done.append({"dataset": spec.name, "actions": actions})
     return done
 
@@ -129,7 +148,9 @@ def lifecycle_remove() -> None:
                 [spec.table],
             )
             if cur.fetchone()[0]:
-                cur.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress = false)").format(sql.Identifier(spec.table)))
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} SET (timescaledb.compress = false)").format(sql.Identifier(spec.table))
+                )
 
 
 def chunks_compress(*, dataset: str, older_than: datetime | None = None) -> int:

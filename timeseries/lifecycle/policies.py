@@ -1,9 +1,10 @@
 """Lifecycle policies: per dataset, the age after which chunks are compressed (``TSM_COMPRESS_AFTER``,
 TimescaleDB lane) and rows removed (``TSM_RETENTION``), and the compression layout of each hypertable."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from django.conf import settings
 

@@ -4,10 +4,12 @@ aggregate freshness, retention horizon and backup lag — without a full COUNT o
 The backup section shows the backup registered with ``backup_source_register`` (``ingestion`` registers
 its InfluxDB backup when its app is ready: timeseries never imports ingestion).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from django.db import connection, transaction
 from psycopg import sql
@@ -34,8 +36,10 @@ def _estimated_rows(cur, spec: Dataset, hypertable: bool) -> int:
 
 def _sizes(cur, spec: Dataset, hypertable: bool) -> dict[str, int]:
     if hypertable:
-        cur.execute("SELECT table_bytes, index_bytes, toast_bytes, total_bytes FROM hypertable_detailed_size(%s::regclass)",
-                    [spec.table])
+        cur.execute(
+            "SELECT table_bytes, index_bytes, toast_bytes, total_bytes FROM hypertable_detailed_size(%s::regclass)",
+            [spec.table],
+        )
     else:
         cur.execute(
             "SELECT pg_relation_size(c.oid), pg_indexes_size(c.oid), "
@@ -124,18 +128,23 @@ def storage_report(*, datasets: Iterable[str] | None = None) -> list[dict[str, A
             sizes = _sizes(cur, spec, hypertable)
             oldest, newest, series = series_time_range(dataset=spec.name)
             horizon = retention_horizon(dataset=spec.name)
-            out.append({
-                "dataset": spec.name,
-                "lane": caps.lane,
-                "rows_estimate": rows,
-                "series": series,
-                "time_min": oldest.isoformat() if oldest else None,
-                "time_max": newest.isoformat() if newest else None,
-                "bytes": sizes,
-                "bytes_per_row": round(sizes["total"] / rows, 1) if rows else None,
-                "compression": _compression(cur, spec) if hypertable else None,
-                "retention": {"horizon": horizon, "cutoff": retention_cutoff(cur, horizon, None).isoformat() if horizon else None},
-                "aggregates_lag": _plain(changes_lag(consumer="rollups", dataset=spec.name)),
-                "backup_lag": _backup_lag(spec.name, backup),
-            })
+            out.append(
+                {
+                    "dataset": spec.name,
+                    "lane": caps.lane,
+                    "rows_estimate": rows,
+                    "series": series,
+                    "time_min": oldest.isoformat() if oldest else None,
+                    "time_max": newest.isoformat() if newest else None,
+                    "bytes": sizes,
+                    "bytes_per_row": round(sizes["total"] / rows, 1) if rows else None,
+                    "compression": _compression(cur, spec) if hypertable else None,
+                    "retention": {
+                        "horizon": horizon,
+                        "cutoff": retention_cutoff(cur, horizon, None).isoformat() if horizon else None,
+                    },
+                    "aggregates_lag": _plain(changes_lag(consumer="rollups", dataset=spec.name)),
+                    "backup_lag": _backup_lag(spec.name, backup),
+                }
+            )
     return out

@@ -5,12 +5,14 @@ TimescaleDB lane: whole chunks ending by the cutoff are dropped. Plain lane: row
 cutoff are deleted per series in bounded batches, each its own short transaction under the dataset's
 merge lock. Either way the dataset generation is bumped, so cached answers drop at once.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -104,18 +106,29 @@ def retention_preview(*, dataset: str, now: datetime | None = None) -> Retention
         cutoff = retention_cutoff(cur, horizon, now)
         if spec.table in caps.hypertables:
             chunks = _expired_chunks(cur, spec, cutoff)
-            preview = RetentionPreview(spec.name, caps.lane, horizon, cutoff, "drop_chunks (whole chunks ending by the cutoff)",
-                                       chunks=[c for c, _ in chunks])
+            preview = RetentionPreview(
+                spec.name,
+                caps.lane,
+                horizon,
+                cutoff,
+                "drop_chunks (whole chunks ending by the cutoff)",
+                chunks=[c for c, _ in chunks],
+            )
             if not chunks:
                 return preview
             bound = max(end for _, end in chunks)
-            cur.execute("SELECT coalesce(sum(approximate_row_count(c::regclass)), 0) FROM unnest(%s::text[]) c",
-                        [preview.chunks])
+            cur.execute(
+                "SELECT coalesce(sum(approximate_row_count(c::regclass)), 0) FROM unnest(%s::text[]) c",
+                [preview.chunks],
+            )
             preview.rows_estimate = int(cur.fetchone()[0])
         else:
             bound = cutoff
             preview = RetentionPreview(
-                spec.name, caps.lane, horizon, cutoff,
+                spec.name,
+                caps.lane,
+                horizon,
+                cutoff,
                 f"batched DELETE ({settings.TSM_RETENTION_BATCH_ROWS} rows per statement)",
             )
             preview.rows_estimate = _planner_rows(

@@ -22,22 +22,54 @@ This package re-exports their public names: ``from timeseries import pit; pit.ma
 Constants are read where they are used: patch ``timeseries.pit.asof.PARALLEL_ASOF_POINTS``, not
 the copy here.
 """
+
 from timeseries.pit._sql import NaiveDatetime, aware
 from timeseries.pit.asof import ASOF_CONNECTIONS, PARALLEL_ASOF_POINTS, asof_join, asof_join_table
 from timeseries.pit.diff import changes_between
 from timeseries.pit.events import government_events, insider_trades, news, window_events
 from timeseries.pit.history import (
-    INSIDER_SUMMARY_DAYS, RECENT_BARS_SQL, RECENT_GOOD_BARS_SQL, history, reconstruct, recent_bars,
+    INSIDER_SUMMARY_DAYS,
+    RECENT_BARS_SQL,
+    RECENT_GOOD_BARS_SQL,
+    history,
+    recent_bars,
+    reconstruct,
 )
 from timeseries.pit.rollups import daily_bars, daily_sentiment, hourly_sentiment
 from timeseries.pit.state import (
-    SELECTOR_FOR_DATASET, market_state, newest_recorded_at, sentiment, state_as_of, symbol_known,
+    SELECTOR_FOR_DATASET,
+    market_state,
+    newest_recorded_at,
+    sentiment,
+    state_as_of,
+    symbol_known,
 )
 
 __all__ = [
-    "ASOF_CONNECTIONS", "INSIDER_SUMMARY_DAYS", "PARALLEL_ASOF_POINTS", "RECENT_BARS_SQL", "RECENT_GOOD_BARS_SQL",
-    "SELECTOR_FOR_DATASET", "NaiveDatetime", "asof_join", "asof_join_table", "aware", "changes_between",
-    "daily_bars", "daily_sentiment", "government_events", "history", "hourly_sentiment", "insider_trades",
-    "market_state", "news", "newest_recorded_at", "reconstruct", "recent_bars", "sentiment", "state_as_of",
-    "symbol_known", "window_events",
+    "ASOF_CONNECTIONS",
+    "INSIDER_SUMMARY_DAYS",
+    "PARALLEL_ASOF_POINTS",
+    "RECENT_BARS_SQL",
+    "RECENT_GOOD_BARS_SQL",
+    "SELECTOR_FOR_DATASET",
+    "NaiveDatetime",
+    "asof_join",
+    "asof_join_table",
+    "aware",
+    "changes_between",
+    "daily_bars",
+    "daily_sentiment",
+    "government_events",
+    "history",
+    "hourly_sentiment",
+    "insider_trades",
+    "market_state",
+    "news",
+    "newest_recorded_at",
+    "reconstruct",
+    "recent_bars",
+    "sentiment",
+    "state_as_of",
+    "symbol_known",
+    "window_events",
 ]

@@ -7,11 +7,13 @@ version does not exist (the time model: timeseries/datasets.py). All the queries
 ``known_at >= time`` (the loader rejects rows that break it), so ``time <= T`` is added to let the
 indexes bound each scan.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone as dt_timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from django.db import connection
 from psycopg import sql
@@ -37,7 +39,7 @@ def aware(name: str, value: datetime | None, *, required: bool = True) -> dateti
         raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise NaiveDatetime(f"{name}={value.isoformat()} is naive: give a time zone (e.g. +00:00)")
-    return value.astimezone(dt_timezone.utc)
+    return value.astimezone(UTC)
 
 
 def symbols_clean(symbols: Iterable[str] | None) -> list[str] | None:
@@ -86,8 +88,12 @@ def is_current(spec: Dataset, alias: str = "a", inner: Sequence[sql.Composable] 
         "{a}.known_at <= %(at)s AND {a}.recorded_at <= %(rb)s AND {a}.time <= %(at)s AND NOT EXISTS ("
         "SELECT 1 FROM {t} b WHERE {same_key} AND b.known_at <= %(at)s AND b.recorded_at <= %(rb)s"
         " AND (b.known_at, b.recorded_at) > ({a}.known_at, {a}.recorded_at){inner})"
-    ).format(a=sql.Identifier(alias), t=sql.Identifier(spec.table), same_key=same_key,
-             inner=sql.SQL("").join(sql.SQL(" AND ") + c for c in inner))
+    ).format(
+        a=sql.Identifier(alias),
+        t=sql.Identifier(spec.table),
+        same_key=same_key,
+        inner=sql.SQL("").join(sql.SQL(" AND ") + c for c in inner),
+    )
 
 
 def current_rows(
@@ -165,7 +171,8 @@ def stored_cols(spec: Dataset, alias: str, params: dict) -> sql.Composable:
     if not (spec.curated and is_replay(params)):
         return identifiers(spec.stored_columns, alias)
     return sql.SQL(", ").join(
-        sql.SQL("{} AS quality_score").format(score_as_recorded(spec, alias, params)) if c == "quality_score"
+        sql.SQL("{} AS quality_score").format(score_as_recorded(spec, alias, params))
+        if c == "quality_score"
         else sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c))
         for c in spec.stored_columns
     )

@@ -1,11 +1,13 @@
 """The as-of join: for each decision point (series, time), the latest row known at that time."""
+
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pgpq
@@ -36,7 +38,14 @@ def _points_table(points, series: Sequence[str]) -> pa.Table:
             rows = list(points)
             if rows and not isinstance(rows[0], dict):
                 rows = [dict(zip([*series, "time"], r)) for r in rows]
-            table = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in series} | {"time": pa.array([], pa.timestamp("us", tz="UTC"))})
+            table = (
+                pa.Table.from_pylist(rows)
+                if rows
+                else pa.table(
+                    {c: pa.array([], pa.string()) for c in series}
+                    | {"time": pa.array([], pa.timestamp("us", tz="UTC"))}
+                )
+            )
     for c in [*series, "time"]:
         if c not in table.column_names:
             raise ValueError(f"points need a {c!r} column")
@@ -140,9 +149,7 @@ def _asof_result_schema(spec: Dataset) -> list[tuple[str, pa.DataType]]:
 def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime, min_quality: float | None = None) -> pa.Table:
     """One connection's share: COPY the points in, probe, COPY the answer out as CSV."""
     names = ["idx", *(f"s{i + 1}" for i in range(len(spec.series))), "at"]
-    cur.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS tsm_asof_points (idx bigint, s1 text, s2 text, at timestamptz)"
-    )
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS tsm_asof_points (idx bigint, s1 text, s2 text, at timestamptz)")
     cur.execute("TRUNCATE tsm_asof_points")
     renamed = points.rename_columns(names)
     encoder = pgpq.ArrowToPostgresBinaryEncoder(renamed.schema)
@@ -157,7 +164,7 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime, min_quality:
     arrays = {c.name for c in spec.columns if c.kind == "text[]"}
     row_cols = sql.SQL(", ").join(
         sql.SQL("to_json(x.{c})::text" if name in arrays else "x.{c}").format(c=sql.Identifier(name))
-        for name, _ in schema[len(spec.series) + 2:]
+        for name, _ in schema[len(spec.series) + 2 :]
     )
     series_as = sql.SQL(", ").join(
         sql.SQL("p.{} AS {}").format(sql.Identifier(f"s{i + 1}"), sql.Identifier(c)) for i, c in enumerate(spec.series)
@@ -170,7 +177,12 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime, min_quality:
     query = sql.SQL(
         "SELECT p.idx, {series_out}, p.at, {row_cols} FROM (SELECT idx, at, {series_as} FROM tsm_asof_points p) p"
         " LEFT JOIN LATERAL ({lateral}) x ON true"
-    ).format(series_out=series_out, row_cols=row_cols, series_as=series_as, lateral=latest_lateral(spec, "p", "p.at", quality, stored_cols(spec, "m", params)))
+    ).format(
+        series_out=series_out,
+        row_cols=row_cols,
+        series_as=series_as,
+        lateral=latest_lateral(spec, "p", "p.at", quality, stored_cols(spec, "m", params)),
+    )
     cur.execute("SET TimeZone = 'UTC'")
     buffer = io.BytesIO()
     statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)
@@ -180,14 +192,21 @@ def _asof_probe(cur, spec: Dataset, points: pa.Table, rb: datetime, min_quality:
     cur.execute("TRUNCATE tsm_asof_points")
     buffer.seek(0)
     types = {name: (pa.string() if name in arrays else kind) for name, kind in schema}
-    result = pcsv.read_csv(
-        buffer,
-        read_options=pcsv.ReadOptions(column_names=[name for name, _ in schema]),
-        convert_options=pcsv.ConvertOptions(
-            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
-            true_values=["t"], false_values=["f"],
-        ),
-    ) if buffer.getbuffer().nbytes else pa.table({name: pa.array([], kind) for name, kind in schema})
+    result = (
+        pcsv.read_csv(
+            buffer,
+            read_options=pcsv.ReadOptions(column_names=[name for name, _ in schema]),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
+        if buffer.getbuffer().nbytes
+        else pa.table({name: pa.array([], kind) for name, kind in schema})
+    )
     for name in arrays:
         values = [None if v is None else json.loads(v) for v in result.column(name).to_pylist()]
         result = result.set_column(result.schema.get_field_index(name), name, pa.array(values, pa.list_(pa.string())))

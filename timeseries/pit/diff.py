@@ -1,8 +1,9 @@
 """The timeline diff: what became known between two instants, per dataset."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from psycopg import sql
 
@@ -51,7 +52,8 @@ def _changes(spec: Dataset, t1: datetime, t2: datetime, symbols, recorded_by, li
     ).format(
         cols=stored_cols(spec, "a", params),
         prev=sql.SQL(", ").join(
-            sql.SQL("p.{} AS {}").format(sql.Identifier(c), sql.Identifier(p)) for c, p in zip(spec.stored_columns, previous)
+            sql.SQL("p.{} AS {}").format(sql.Identifier(c), sql.Identifier(p))
+            for c, p in zip(spec.stored_columns, previous)
         ),
         pcols=stored_cols(spec, "p", params),
         t=sql.Identifier(spec.table),

@@ -1,14 +1,22 @@
 """Event lists as of T: news, insider trades, government events, and the events placed in a window."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from psycopg import sql
 
 from timeseries.datasets import DATASETS, get_dataset
 from timeseries.pit._sql import (
-    aware, current_rows, min_quality_clean, quality_ok, series_match, symbol_filter, symbols_any, symbols_clean,
+    aware,
+    current_rows,
+    min_quality_clean,
+    quality_ok,
+    series_match,
+    symbol_filter,
+    symbols_any,
+    symbols_clean,
     time_params,
 )
 

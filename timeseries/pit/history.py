@@ -1,9 +1,10 @@
 """History as of T: a dataset's rows over a time range, a symbol's recent bars, and everything known
 about one symbol at T (``reconstruct``)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
@@ -11,7 +12,14 @@ from timeseries import indicators
 from timeseries.datasets import MARKET_DATA, get_dataset
 from timeseries.params import positive_int
 from timeseries.pit._sql import (
-    aware, current_rows, fetch_dicts, min_quality_clean, quality_ok, symbol_filter, symbols_clean, time_params,
+    aware,
+    current_rows,
+    fetch_dicts,
+    min_quality_clean,
+    quality_ok,
+    symbol_filter,
+    symbols_clean,
+    time_params,
 )
 from timeseries.pit.events import government_events, insider_trades, news
 from timeseries.pit.state import market_state, sentiment
@@ -123,9 +131,17 @@ def reconstruct(
     at = aware("at", at)
     state = market_state(at=at, symbols=[symbol], recorded_by=recorded_by, min_quality=min_quality)
     recent = recent_bars(symbol=symbol, at=at, bars=bars, recorded_by=recorded_by, min_quality=min_quality)
-    earliest = datetime.min.replace(tzinfo=dt_timezone.utc)
-    since = max(earliest, at - timedelta(days=INSIDER_SUMMARY_DAYS)) if at - earliest > timedelta(days=INSIDER_SUMMARY_DAYS) else earliest
-    trades = [t for t in insider_trades(at=at, symbols=[symbol], limit=500, recorded_by=recorded_by) if t["filing_date"] >= since]
+    earliest = datetime.min.replace(tzinfo=UTC)
+    since = (
+        max(earliest, at - timedelta(days=INSIDER_SUMMARY_DAYS))
+        if at - earliest > timedelta(days=INSIDER_SUMMARY_DAYS)
+        else earliest
+    )
+    trades = [
+        t
+        for t in insider_trades(at=at, symbols=[symbol], limit=500, recorded_by=recorded_by)
+        if t["filing_date"] >= since
+    ]
     parts = {
         "market": state[0] if state else None,
         "news": news(at=at, symbols=[symbol], limit=10, recorded_by=recorded_by, min_quality=min_quality),

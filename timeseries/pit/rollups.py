@@ -1,6 +1,7 @@
 """Rollups as of T, thin over timeseries/aggregates.py (rollups / continuous aggregates, exact point in
 time): stored buckets whose every version is visible as of T are read from the rollup, the rest
 aggregated live."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,15 +1,24 @@
 """State as of T: the latest row per series (market state, sentiment), a dataset's declared "state as
 of T" selector, whether a symbol is known, and the newest recorded_at behind an answer."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from psycopg import sql
 
 from timeseries.datasets import DATASETS, MARKET_DATA, SOCIAL_SENTIMENT, Dataset, get_dataset
 from timeseries.pit._sql import (
-    aware, fetch_dicts, latest_lateral, min_quality_clean, quality_ok, series_match, stored_cols, symbols_clean,
+    aware,
+    fetch_dicts,
+    latest_lateral,
+    min_quality_clean,
+    quality_ok,
+    series_match,
+    stored_cols,
+    symbols_clean,
     time_params,
 )
 from timeseries.pit.events import government_events, insider_trades, news
@@ -18,7 +27,9 @@ from timeseries.pit.events import government_events, insider_trades, news
 SELECTOR_FOR_DATASET = {name: spec.state_selector for name, spec in DATASETS.items()}
 
 
-def _latest_per_series(spec: Dataset, at: datetime, recorded_by: datetime | None, symbols, min_quality=None) -> list[dict]:
+def _latest_per_series(
+    spec: Dataset, at: datetime, recorded_by: datetime | None, symbols, min_quality=None
+) -> list[dict]:
     params = time_params(at, recorded_by)
     symbols = symbols_clean(symbols)
     min_quality = min_quality_clean(spec, min_quality)
@@ -42,7 +53,11 @@ def _latest_per_series(spec: Dataset, at: datetime, recorded_by: datetime | None
 
 
 def market_state(
-    *, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None, min_quality: float | None = None
+    *,
+    at: datetime,
+    symbols: Iterable[str] | None = None,
+    recorded_by: datetime | None = None,
+    min_quality: float | None = None,
 ) -> list[dict]:
     """Per symbol, its latest bar known at ``at`` (a bar is known when it closes), by symbol.
 
@@ -106,7 +121,11 @@ def newest_recorded_at(
 
 
 def state_as_of(
-    *, dataset: str, at: datetime, symbols: Iterable[str] | None = None, recorded_by: datetime | None = None,
+    *,
+    dataset: str,
+    at: datetime,
+    symbols: Iterable[str] | None = None,
+    recorded_by: datetime | None = None,
     limit: int | None = None,
 ) -> list[dict]:
     """The dataset's "state as of T" (its declared ``state_selector``): the latest row per series, or
@@ -121,6 +140,4 @@ def state_as_of(
     return rows[:limit] if limit is not None else rows
 
 
-_STATE_SELECTORS = {
-    f.__name__: f for f in (market_state, news, insider_trades, sentiment, government_events)
-}
+_STATE_SELECTORS = {f.__name__: f for f in (market_state, news, insider_trades, sentiment, government_events)}

@@ -7,11 +7,13 @@ Automatic checks (``quality_checks_run``) are SQL over the current versions of t
 (``Dataset.quality_checks``) also lower the row's score (never raise it), audited with the check's
 name as source; the others only propose a score for a curator to accept.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Max, Min, QuerySet
@@ -51,8 +53,8 @@ def spans_merge(spans: Iterable[tuple[str, datetime, datetime]], *, whole_days: 
     by_symbol: dict[str, list[tuple[datetime, datetime]]] = {}
     for symbol, lo, hi in spans:
         if whole_days:
-            lo = lo.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-            hi = hi.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+            lo = lo.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            hi = hi.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         by_symbol.setdefault(symbol, []).append((lo, hi))
     out: list[Span] = []
     for symbol in sorted(by_symbol):
@@ -149,7 +151,9 @@ WHERE (r_ohlc IS NOT NULL OR r_spike IS NOT NULL OR r_stale IS NOT NULL OR r_vol
 ORDER BY id, v.check_name
 """
 
-NEWS_CHECKS_SQL = SPANS_CTE + """,
+NEWS_CHECKS_SQL = (
+    SPANS_CTE
+    + """,
 cur AS (
     SELECT c.* FROM spans s CROSS JOIN LATERAL (
         SELECT DISTINCT ON (n.time, n.news_id) n.id, n.symbol, n.time, n.news_id, n.title
@@ -163,15 +167,27 @@ cur AS (
 SELECT id, symbol, time, 'duplicate_title', format('same title as story %%s published %%s', prev_id, prev_time)
 FROM w WHERE prev_id IS NOT NULL AND prev_id <> news_id AND time - prev_time <= %(window)s
 """
+)
 
 
 # the SQL of each suite a dataset may declare (Dataset.quality_checks.suite), and its parameters
 SUITES: dict[str, tuple[str, dict[str, Any]]] = {
-    "bars": (MARKET_CHECKS_SQL, {
-        "tz": SESSION[2], "open": SESSION[0], "close": SESSION[1], "jump": SPIKE_JUMP, "agree": SPIKE_NEIGHBOURS_AGREE,
-        "stale": STALE_BARS, "stale_prev": STALE_BARS - 1, "stale_frame": STALE_BARS - 2, "vol_factor": VOLUME_FACTOR,
-        "eval": EVAL_MARGIN, "ctx": CONTEXT_MARGIN,
-    }),
+    "bars": (
+        MARKET_CHECKS_SQL,
+        {
+            "tz": SESSION[2],
+            "open": SESSION[0],
+            "close": SESSION[1],
+            "jump": SPIKE_JUMP,
+            "agree": SPIKE_NEIGHBOURS_AGREE,
+            "stale": STALE_BARS,
+            "stale_prev": STALE_BARS - 1,
+            "stale_frame": STALE_BARS - 2,
+            "vol_factor": VOLUME_FACTOR,
+            "eval": EVAL_MARGIN,
+            "ctx": CONTEXT_MARGIN,
+        },
+    ),
     "stories": (NEWS_CHECKS_SQL, {"window": DUPLICATE_TITLE_WINDOW}),
 }
 
@@ -198,7 +214,9 @@ def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, dat
     if not merged:
         return result
     params: dict[str, Any] = {
-        "symbols": [s for s, _, _ in merged], "los": [lo for _, lo, _ in merged], "his": [hi for _, _, hi in merged],
+        "symbols": [s for s, _, _ in merged],
+        "los": [lo for _, lo, _ in merged],
+        "his": [hi for _, _, hi in merged],
     }
     query, suite_params = SUITES[declared.suite]
     params.update(suite_params)
@@ -219,8 +237,14 @@ def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, dat
                 applied = timeseries_quality_flag.applied OR EXCLUDED.applied
             """,
             [
-                spec.name, [r[0] for r in found], [r[1] for r in found], [r[2] for r in found], [r[3] for r in found],
-                [r[4] for r in found], [checks[r[3]][0] for r in found], [checks[r[3]][1] for r in found],
+                spec.name,
+                [r[0] for r in found],
+                [r[1] for r in found],
+                [r[2] for r in found],
+                [r[3] for r in found],
+                [r[4] for r in found],
+                [checks[r[3]][0] for r in found],
+                [checks[r[3]][1] for r in found],
             ],
         )
         result.flags = len(found)
@@ -252,7 +276,9 @@ def quality_checks_rows(*, dataset: str, rows: QuerySet) -> CheckResult:
     return quality_checks_run(dataset=spec.name, spans=[(r[spec.symbol_column], r["lo"], r["hi"]) for r in spans])
 
 
-def quality_changes_process(*, dataset: str, limit: int = 10_000, retry: bool = True, force_retry: bool = False) -> CheckResult:
+def quality_changes_process(
+    *, dataset: str, limit: int = 10_000, retry: bool = True, force_retry: bool = False
+) -> CheckResult:
     """On ingest: check the spans the change log lists after the "quality" cursor, then move it.
 
     Runs in one transaction with the cursor locked: a crash keeps neither the flags nor the move.
@@ -277,9 +303,13 @@ def quality_changes_process(*, dataset: str, limit: int = 10_000, retry: bool = 
         add(quality_checks_run(dataset=spec.name, spans=_span_now(spec, change)))
 
     if retry or force_retry:
-        retried = failures_retry(consumer=QUALITY_CONSUMER, dataset=spec.name, process_one=process_one, force=force_retry)
+        retried = failures_retry(
+            consumer=QUALITY_CONSUMER, dataset=spec.name, process_one=process_one, force=force_retry
+        )
         result.retried, result.resolved = retried.retried, retried.resolved
-    run = changes_run(consumer=QUALITY_CONSUMER, dataset=spec.name, limit=limit, process=process, process_one=process_one)
+    run = changes_run(
+        consumer=QUALITY_CONSUMER, dataset=spec.name, limit=limit, process=process, process_one=process_one
+    )
     result.failed = len(run.failed)
     return result
 
@@ -289,7 +319,8 @@ def _span_now(spec: Dataset, change) -> list[Span]:
     with connection.cursor() as cur:
         cur.execute(
             sql.SQL("SELECT min(time), max(time) FROM {} WHERE {} = %s AND time BETWEEN %s AND %s").format(
-                sql.Identifier(spec.table), sql.Identifier(spec.symbol_column)),
+                sql.Identifier(spec.table), sql.Identifier(spec.symbol_column)
+            ),
             [change.symbol, change.first_time, change.last_time],
         )
         lo, hi = cur.fetchone()

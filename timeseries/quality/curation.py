@@ -12,11 +12,13 @@ on a selector keeps a row whose score is NULL or >= q, and with ``recorded_by=S`
 the one the row had at S: ``old_score`` of its earliest audit with ``changed_at > S``, else its
 current score. A row excluded that way is not replaced by an older version of the same key.
 """
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
@@ -26,7 +28,11 @@ from psycopg import sql
 from timeseries.cache import generation_bump
 from timeseries.datasets import DATASETS, Dataset
 from timeseries.params import (
-    CURATION_FILTER_PARAMS, CURATION_RANGE_FILTERS, CurationError, curation_filters, score_check,
+    CURATION_FILTER_PARAMS,
+    CURATION_RANGE_FILTERS,
+    CurationError,
+    curation_filters,
+    score_check,
 )
 
 CURATED_DATASETS = tuple(name for name, spec in DATASETS.items() if spec.curated)
@@ -104,7 +110,12 @@ def quality_scores_set(
         INSERT INTO timeseries_quality_audit ({audit})
         SELECT %s, id, symbol, time, known_at, recorded_at, old, %s, %s, %s, %s, clock_timestamp(), %s FROM upd
         """
-    ).format(t=sql.Identifier(spec.table), ids=ids_sql, sym=sql.Identifier("t", spec.symbol_column), audit=sql.SQL(AUDIT_COLUMNS))
+    ).format(
+        t=sql.Identifier(spec.table),
+        ids=ids_sql,
+        sym=sql.Identifier("t", spec.symbol_column),
+        audit=sql.SQL(AUDIT_COLUMNS),
+    )
     params = [*ids_params, score, score, spec.name, score, reason, source, getattr(user, "pk", user), batch]
     with transaction.atomic(), connection.cursor() as cur:
         _lock(cur, spec)
@@ -143,13 +154,17 @@ def quality_scores_apply(
         SELECT %s, id, symbol, time, known_at, recorded_at, old, score, reason, %s, %s, clock_timestamp(), %s FROM upd
         """
     ).format(
-        t=sql.Identifier(spec.table), sym=sql.Identifier("t", spec.symbol_column), audit=sql.SQL(AUDIT_COLUMNS),
+        t=sql.Identifier(spec.table),
+        sym=sql.Identifier("t", spec.symbol_column),
+        audit=sql.SQL(AUDIT_COLUMNS),
         change=sql.SQL(change),
     )
     ids, scores, reasons = zip(*findings)
     with transaction.atomic(), connection.cursor() as cur:
         _lock(cur, spec)
-        cur.execute(statement, [list(ids), list(scores), list(reasons), spec.name, source, getattr(user, "pk", user), batch])
+        cur.execute(
+            statement, [list(ids), list(scores), list(reasons), spec.name, source, getattr(user, "pk", user), batch]
+        )
         changed = cur.rowcount
         if changed:
             generation_bump(datasets=[spec.name])
@@ -165,7 +180,11 @@ def quality_flags_accept(*, flags: QuerySet, user) -> int:
     """A curator accepts checks' proposals: each flagged row gets its flag's proposed score (audited
     as the user's, with the check's reason); flags without a proposed score are skipped. Returns rows changed."""
     changed = 0
-    rows = flags.exclude(proposed_score=None).order_by().values_list("dataset", "row_id", "proposed_score", "check_name", "reason")
+    rows = (
+        flags.exclude(proposed_score=None)
+        .order_by()
+        .values_list("dataset", "row_id", "proposed_score", "check_name", "reason")
+    )
     by_dataset: dict[str, list[tuple[int, float, str]]] = {}
     for dataset, row_id, score, check, reason in rows:
         by_dataset.setdefault(dataset, []).append((row_id, score, f"accepted {check}: {reason}"))
@@ -211,8 +230,14 @@ def curation_queryset(*, dataset: str, params: dict[str, Any]) -> QuerySet:
     return curation_filters_apply(DATASETS[dataset].model.objects.all(), dataset=dataset, filters=filters)
 
 
-def quality_scores_set_filtered(*, dataset: str, params: dict[str, Any], score: Any, reason: str, user_id: int | None) -> Curation:
+def quality_scores_set_filtered(
+    *, dataset: str, params: dict[str, Any], score: Any, reason: str, user_id: int | None
+) -> Curation:
     """``quality_scores_set`` over every row matching the changelist filters (the Celery path)."""
     return quality_scores_set(
-        dataset=dataset, rows=curation_queryset(dataset=dataset, params=params), score=score, reason=reason, user=user_id
+        dataset=dataset,
+        rows=curation_queryset(dataset=dataset, params=params),
+        score=score,
+        reason=reason,
+        user=user_id,
     )

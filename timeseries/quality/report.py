@@ -1,7 +1,8 @@
 """The per-symbol-day quality report: what was flagged and curated."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, date, datetime, timedelta
 
 from timeseries.models import QualityAudit, QualityFlag
 from timeseries.quality.curation import curated_spec
@@ -10,14 +11,17 @@ from timeseries.quality.curation import curated_spec
 def quality_report(*, dataset: str, symbol: str, day: date) -> dict:
     """What was flagged and curated for ``symbol`` on ``day`` (UTC): flags, audit entries, counts."""
     spec = curated_spec(dataset)
-    lo = datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc)
+    lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
     hi = lo + timedelta(days=1)
     flags = list(
-        QualityFlag.objects.filter(dataset=spec.name, symbol=symbol, time__gte=lo, time__lt=hi).order_by("time", "check_name")
+        QualityFlag.objects.filter(dataset=spec.name, symbol=symbol, time__gte=lo, time__lt=hi).order_by(
+            "time", "check_name"
+        )
     )
     audits = list(
         QualityAudit.objects.filter(dataset=spec.name, symbol=symbol, time__gte=lo, time__lt=hi)
-        .select_related("user").order_by("-changed_at", "-id")[:1000]
+        .select_related("user")
+        .order_by("-changed_at", "-id")[:1000]
     )
     counts: dict[str, int] = {}
     for f in flags:

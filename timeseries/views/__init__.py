@@ -10,6 +10,7 @@ through ``timeseries/pit/``).
 Pages need a logged-in user who is staff or has ``timeseries.view_marketdata``; anonymous users are
 sent to the login page. A bad parameter answers 400 with a message naming it.
 """
+
 from timeseries.views.pages import asset, timeline_overview, timeline_symbol
 
 __all__ = ["asset", "timeline_overview", "timeline_symbol"]

@@ -1,5 +1,6 @@
 """Query parameters of the timeline pages: parsed strictly by ``timeseries.params`` (the rules of
 the API, the admin and the commands), every error names its parameter."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ def _instant(params, name: str) -> datetime | None:
 def _only_known(params, known: set[str]) -> None:
     unknown = sorted(set(params) - known)
     if unknown:
-        raise BadParameter(unknown[0], f"{unknown[0]} is not a parameter of this page (expected: {', '.join(sorted(known))})")
+        raise BadParameter(
+            unknown[0], f"{unknown[0]} is not a parameter of this page (expected: {', '.join(sorted(known))})"
+        )
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,14 @@ def symbol_query_parse(*, symbol: str, params) -> SymbolQuery:
     if since is not None and since > at:
         raise BadParameter("since", "since must not be after at (the page shows nothing known after at)")
     return SymbolQuery(
-        symbol=symbol, at=at, recorded_by=recorded_by, start=start, end=end,
-        since=since if since is not None else at - DEFAULT_SINCE, explicit_range=explicit, explicit_since=since is not None,
+        symbol=symbol,
+        at=at,
+        recorded_by=recorded_by,
+        start=start,
+        end=end,
+        since=since if since is not None else at - DEFAULT_SINCE,
+        explicit_range=explicit,
+        explicit_since=since is not None,
     )
 
 
@@ -102,5 +111,9 @@ def overview_query_parse(*, params) -> OverviewQuery:
     sort = (params.get("sort") or "symbol").strip()
     descending = sort.startswith("-")
     if sort.lstrip("-") not in OVERVIEW_SORTS:
-        raise BadParameter("sort", f"sort={sort!r}: expected one of {', '.join(OVERVIEW_SORTS)} (prefix - for descending)")
-    return OverviewQuery(at=at, recorded_by=_instant(params, "recorded_by"), sort=sort.lstrip("-"), descending=descending)
+        raise BadParameter(
+            "sort", f"sort={sort!r}: expected one of {', '.join(OVERVIEW_SORTS)} (prefix - for descending)"
+        )
+    return OverviewQuery(
+        at=at, recorded_by=_instant(params, "recorded_by"), sort=sort.lstrip("-"), descending=descending
+    )

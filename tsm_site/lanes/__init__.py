@@ -8,6 +8,7 @@ the process opens its first database connection, never at settings import: setti
 chose back into the connection's settings (``tsm_site/lanes/base.py``).
 At run time, ``timeseries.capabilities`` reports what the connected database can do.
 """
+
 from __future__ import annotations
 
 import logging

@@ -10,6 +10,7 @@ engine) and becomes that engine's wrapper. django-timescaledb's wrapper is a sub
 PostgreSQL's that adds only its schema editor and ``CREATE EXTENSION`` on ``prepare_database``, so the
 switch keeps every attribute the wrapper built so far.
 """
+
 from __future__ import annotations
 
 import threading

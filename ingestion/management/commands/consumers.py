@@ -9,6 +9,7 @@ InfluxDB backup of market_data). A span a consumer cannot process is recorded as
 so the others go on; see docs/operations.md for finding and removing the bad version behind one.
 It lives in the ingestion app because the InfluxDB backup does (ingestion depends on timeseries).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,11 @@ from timeseries.changes import changes_lag, failures_open
 
 
 def consumer_datasets() -> list[tuple[str, str]]:
-    return ([(aggregates.CONSUMER, d) for d in aggregates.BY_DATASET]
-            + [(quality.QUALITY_CONSUMER, d) for d in quality.CURATED_DATASETS]
-            + [(influx.CONSUMER, influx.DATASET)])
+    return (
+        [(aggregates.CONSUMER, d) for d in aggregates.BY_DATASET]
+        + [(quality.QUALITY_CONSUMER, d) for d in quality.CURATED_DATASETS]
+        + [(influx.CONSUMER, influx.DATASET)]
+    )
 
 
 def retry_all() -> dict:
@@ -53,13 +56,30 @@ class Command(BaseCommand):
         lag = []
         for consumer, dataset in consumer_datasets():
             state = changes_lag(consumer=consumer, dataset=dataset)
-            lag.append({"consumer": consumer, "dataset": dataset, "pending": state["pending"],
-                        "oldest_pending_recorded_at": state["oldest_pending_recorded_at"],
-                        "open_failures": failures_open(consumer=consumer, dataset=dataset).count()})
+            lag.append(
+                {
+                    "consumer": consumer,
+                    "dataset": dataset,
+                    "pending": state["pending"],
+                    "oldest_pending_recorded_at": state["oldest_pending_recorded_at"],
+                    "open_failures": failures_open(consumer=consumer, dataset=dataset).count(),
+                }
+            )
         failures = [
-            {"id": f.id, "consumer": f.consumer, "dataset": f.dataset, "change_id": f.change_id, "symbol": f.symbol,
-             "subkey": f.subkey, "span": f.span, "attempts": f.attempts, "first_attempt_at": f.first_attempt_at,
-             "last_attempt_at": f.last_attempt_at, "next_attempt_at": f.next_attempt_at, "error": f.error}
+            {
+                "id": f.id,
+                "consumer": f.consumer,
+                "dataset": f.dataset,
+                "change_id": f.change_id,
+                "symbol": f.symbol,
+                "subkey": f.subkey,
+                "span": f.span,
+                "attempts": f.attempts,
+                "first_attempt_at": f.first_attempt_at,
+                "last_attempt_at": f.last_attempt_at,
+                "next_attempt_at": f.next_attempt_at,
+                "error": f.error,
+            }
             for f in failures_open()[:200]
         ]
         if json:
@@ -72,8 +92,10 @@ class Command(BaseCommand):
         self.stdout.write(f"{'consumer':<9} {'dataset':<17} {'pending':>8}  {'oldest pending':<25} open failures")
         for row in lag:
             oldest = row["oldest_pending_recorded_at"]
-            self.stdout.write(f"{row['consumer']:<9} {row['dataset']:<17} {row['pending']:>8}  "
-                              f"{oldest.isoformat(timespec='seconds') if oldest else '-':<25} {row['open_failures']}")
+            self.stdout.write(
+                f"{row['consumer']:<9} {row['dataset']:<17} {row['pending']:>8}  "
+                f"{oldest.isoformat(timespec='seconds') if oldest else '-':<25} {row['open_failures']}"
+            )
         if not failures:
             self.stdout.write("No open failures.")
             return
@@ -85,8 +107,10 @@ class Command(BaseCommand):
                 f" {f['first_attempt_at']:%Y-%m-%d %H:%M:%S}, next {f['next_attempt_at']:%Y-%m-%d %H:%M:%S} UTC\n"
                 f"      {f['error']}"
             )
-        self.stdout.write("Find the bad version (docs/operations.md) and remove it: "
-                          "manage.py remove_versions DATASET --id ROW_ID --reason TEXT; then manage.py consumers --retry")
+        self.stdout.write(
+            "Find the bad version (docs/operations.md) and remove it: "
+            "manage.py remove_versions DATASET --id ROW_ID --reason TEXT; then manage.py consumers --retry"
+        )
 
 
 def _json(value) -> str:

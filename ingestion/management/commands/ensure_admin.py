@@ -1,4 +1,5 @@
 """Make sure a staff superuser exists for local use; its password comes from the environment or is generated."""
+
 import os
 import secrets
 from pathlib import Path

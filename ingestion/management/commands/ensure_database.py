@@ -1,4 +1,5 @@
 """Create the configured database when it does not exist yet (used by `make run` / `make test`)."""
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 

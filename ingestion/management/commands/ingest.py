@@ -4,6 +4,7 @@ With --format json the last line of stdout is one JSON object with the summed co
 {"inserted": …, "revised": …, "duplicates": …, "rejected": …, "rows_read": …, "errors": [...]}.
 Exits non-zero when a file is rejected (on --on-error reject) or cannot be read.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,10 @@ class Command(BaseCommand):
             bar = self._progress(path, format)
             try:
                 result = ingest_file(
-                    dataset=dataset, path=path, bar_interval=interval, on_error=on_error,
+                    dataset=dataset,
+                    path=path,
+                    bar_interval=interval,
+                    on_error=on_error,
                     progress=bar.update_to if bar else None,
                 )
             except LoadRejected as exc:
@@ -58,7 +62,7 @@ class Command(BaseCommand):
                     bar.close()
             for k in totals:
                 totals[k] += getattr(result, k)
-            if not (path in failed):
+            if path not in failed:
                 errors += [f"{path}: {e}" for e in result.errors]
             self._say(format, self._summary(path, result, rejected=path in failed))
         if format == "json":

@@ -3,6 +3,7 @@
 The points go through the normal loader (ingestion.loader.ingest_table), in their original order,
 so restoring twice stores nothing the second time. Prints the counts (--format json: one JSON line).
 """
+
 from __future__ import annotations
 
 import json

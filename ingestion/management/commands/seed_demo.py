@@ -6,6 +6,7 @@ Loads through the normal loader, so running it twice stores nothing new (every r
 Market data includes a share of late corrections (new versions known hours later); insider trades
 include form 4/A amendments.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--start", default=DEFAULT_START, help="first day (ISO 8601 with offset)")
         parser.add_argument("--format", choices=("text", "json"), default="text")
         parser.add_argument(
-            "--export", metavar="DIR",
+            "--export",
+            metavar="DIR",
             help="write the demo data as CSV files (one per dataset) into DIR instead of loading it",
         )
 
@@ -70,8 +72,10 @@ class Command(BaseCommand):
 
     def _export(self, folder: Path, kw: dict) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.stdout.write(f"{folder / 'market_data.csv'}: {demo.write_csv(demo.market_data_batches(**kw), folder / 'market_data.csv')} rows"
-                          " (the demo window: loaded by seed_demo already, so an upload of it stores nothing new)")
+        self.stdout.write(
+            f"{folder / 'market_data.csv'}: {demo.write_csv(demo.market_data_batches(**kw), folder / 'market_data.csv')} rows"
+            " (the demo window: loaded by seed_demo already, so an upload of it stores nothing new)"
+        )
         follow_ups = (
             ("market_data_next_session.csv", demo.market_data_next_session(**kw), "the next session's bars: inserted"),
             ("market_data_fixes.csv", demo.market_data_fixes(**kw), "closes re-sent with other values: revised"),

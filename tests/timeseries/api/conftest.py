@@ -4,6 +4,7 @@ The API caches in the real Redis. Each test gets its own KEY_PREFIX so that answ
 (whose rolled-back transaction resets the dataset generations) can never be served to another, and
 so that nothing here ever clears keys other people use.
 """
+
 from __future__ import annotations
 
 import uuid

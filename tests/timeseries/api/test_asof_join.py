@@ -1,4 +1,5 @@
 """POST /api/v1/asof-join/: points as JSON, CSV, Parquet or Arrow; one row per point, same format back."""
+
 from __future__ import annotations
 
 import io
@@ -22,7 +23,10 @@ URL = "/api/v1/asof-join/"
 
 @pytest.fixture
 def bars():
-    ingest_table(dataset="market_data", data=[bar(s, m, close=f"{10 + m / 100:.2f}") for s in ("AAPL", "MSFT") for m in range(60)])
+    ingest_table(
+        dataset="market_data",
+        data=[bar(s, m, close=f"{10 + m / 100:.2f}") for s in ("AAPL", "MSFT") for m in range(60)],
+    )
 
 
 POINTS = [
@@ -73,7 +77,9 @@ def test_it_answers_a_csv_body_in_csv(api, bars):
 
 
 def test_it_answers_a_parquet_body_in_typed_parquet(api, bars):
-    points = pa.table({"symbol": [s for s, _ in POINTS], "time": pa.array([t for _, t in POINTS], pa.timestamp("ms", tz="UTC"))})
+    points = pa.table(
+        {"symbol": [s for s, _ in POINTS], "time": pa.array([t for _, t in POINTS], pa.timestamp("ms", tz="UTC"))}
+    )
     response = api.generic("POST", URL, _parquet(points), content_type="application/vnd.apache.parquet")
     assert response.status_code == 200, response.content
     assert response["Content-Type"] == "application/vnd.apache.parquet"
@@ -89,9 +95,13 @@ def test_it_answers_an_arrow_body_in_arrow_unless_asked_otherwise(api, bars):
     arrow = api.generic("POST", URL, _arrow(points), content_type="application/vnd.apache.arrow.stream")
     assert arrow["Content-Type"] == "application/vnd.apache.arrow.stream"
     assert ipc.open_stream(pa.py_buffer(arrow.content)).read_all().column("close").to_pylist() == [Decimal("10.09")]
-    as_json = api.generic("POST", URL, _arrow(points), content_type="application/vnd.apache.arrow.stream", HTTP_ACCEPT="application/json")
+    as_json = api.generic(
+        "POST", URL, _arrow(points), content_type="application/vnd.apache.arrow.stream", HTTP_ACCEPT="application/json"
+    )
     assert as_json.json()["results"][0]["close"] == "10.090000"
-    as_csv = api.generic("POST", URL + "?format=csv", _arrow(points), content_type="application/vnd.apache.arrow.stream")
+    as_csv = api.generic(
+        "POST", URL + "?format=csv", _arrow(points), content_type="application/vnd.apache.arrow.stream"
+    )
     assert as_csv["Content-Type"].startswith("text/csv")
 
 
@@ -107,9 +117,13 @@ def test_it_replays_a_join_as_recorded_by_s(api):
 
 def test_it_joins_sentiment_points_by_symbol_and_platform(api):
     hour = T0.replace(minute=0)
-    ingest_table(dataset="social_sentiment", data=[
-        {"time": iso(hour), "symbol": "AAPL", "platform": p, "mention_count": str(n)} for p, n in (("reddit", 5), ("x", 7))
-    ])
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {"time": iso(hour), "symbol": "AAPL", "platform": p, "mention_count": str(n)}
+            for p, n in (("reddit", 5), ("x", 7))
+        ],
+    )
     body = [{"symbol": "AAPL", "platform": "x", "time": iso(hour + timedelta(hours=2))}]
     rows = api.post(f"{URL}?dataset=social_sentiment", body, format="json").json()["results"]
     assert [(r["symbol"], r["platform"], r["mention_count"]) for r in rows] == [("AAPL", "x", 7)]
@@ -190,7 +204,9 @@ def test_it_truncates_nanosecond_points_to_microseconds(api, bars):
     closed = T0 + timedelta(minutes=1)  # the first bar is known from here on
     ns = pa.array([int(closed.timestamp()) * 10**9 + 500], pa.timestamp("ns", tz="UTC"))
     points = pa.table({"symbol": ["AAPL"], "time": ns})
-    table = pq.read_table(io.BytesIO(api.generic("POST", URL, _parquet(points), content_type="application/vnd.apache.parquet").content))
+    table = pq.read_table(
+        io.BytesIO(api.generic("POST", URL, _parquet(points), content_type="application/vnd.apache.parquet").content)
+    )
     assert table.column("at").to_pylist() == [closed]
     assert table.column("time").to_pylist() == [T0]
 

@@ -1,4 +1,5 @@
 """Token and session authentication, scopes, anonymous access, rate limiting, create_token."""
+
 from __future__ import annotations
 
 import io

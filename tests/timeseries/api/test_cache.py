@@ -1,4 +1,5 @@
 """Caching of point-in-time answers in Redis: invalidated by ingestion, never required to answer."""
+
 from __future__ import annotations
 
 import socket
@@ -69,7 +70,19 @@ def private_redis():
     """A redis-server of our own on a free loopback port (killed by its pid at the end)."""
     port = _free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -127,5 +140,7 @@ def test_it_shares_one_cache_entry_between_equivalent_requests(api):
     at = "2024-03-01T14:40:00Z"
     first = api.get("/api/v1/state/", {"at": at, "symbols": "AAPL,MSFT"}).json()
     MarketData.objects.filter(symbol="AAPL").update(close="10.9")  # behind the cache's back
-    same = api.get("/api/v1/state/", {"at": "2024-03-01T15:40:00+01:00", "symbols": "MSFT, AAPL,AAPL", "recorded_by": ""}).json()
+    same = api.get(
+        "/api/v1/state/", {"at": "2024-03-01T15:40:00+01:00", "symbols": "MSFT, AAPL,AAPL", "recorded_by": ""}
+    ).json()
     assert same["results"] == first["results"]

@@ -1,4 +1,5 @@
 """Dataset listings: filters, as_of / recorded_by, keyset pagination, formats, query counts."""
+
 from __future__ import annotations
 
 import io
@@ -31,7 +32,9 @@ def worked_example():
     t = T0.replace(hour=15, minute=30)
     minute = int((t - T0).total_seconds() // 60)
     first = ingest_table(dataset="market_data", data=[bar("AAPL", minute, close="10.7")])
-    ingest_table(dataset="market_data", data=[bar("AAPL", minute, close="10.2", known_at=z(t.replace(hour=18, minute=0)))])
+    ingest_table(
+        dataset="market_data", data=[bar("AAPL", minute, close="10.2", known_at=z(t.replace(hour=18, minute=0)))]
+    )
     fix = ingest_table(dataset="market_data", data=[bar("AAPL", minute, close="10.4")])
     return t, first.recorded_at, fix.recorded_at
 
@@ -76,20 +79,28 @@ def test_it_agrees_with_pit_history_as_of_any_t(api):
 
 
 def test_it_filters_by_symbols_event_time_source_and_quality(api):
-    ingest_table(dataset="market_data", data=[
-        bar("AAPL", 0, source="x", quality_score="0.2"),
-        bar("AAPL", 1, source="y", quality_score="0.9"),
-        bar("MSFT", 2, source="x", quality_score="0.5"),
-        bar("IBM", 3, source="x", quality_score="1"),
-    ])
+    ingest_table(
+        dataset="market_data",
+        data=[
+            bar("AAPL", 0, source="x", quality_score="0.2"),
+            bar("AAPL", 1, source="y", quality_score="0.9"),
+            bar("MSFT", 2, source="x", quality_score="0.5"),
+            bar("IBM", 3, source="x", quality_score="1"),
+        ],
+    )
 
     def minutes(**params):
         return [(r["symbol"], r["time"]) for r in api.get(URL, params).json()["results"]]
 
-    assert minutes(symbols="MSFT, AAPL") == [("AAPL", z(T0)), ("AAPL", z(T0 + timedelta(minutes=1))), ("MSFT", z(T0 + timedelta(minutes=2)))]
+    assert minutes(symbols="MSFT, AAPL") == [
+        ("AAPL", z(T0)),
+        ("AAPL", z(T0 + timedelta(minutes=1))),
+        ("MSFT", z(T0 + timedelta(minutes=2))),
+    ]
     assert minutes(symbol="IBM") == [("IBM", z(T0 + timedelta(minutes=3)))]
     assert minutes(time_after=z(T0 + timedelta(minutes=1)), time_before=z(T0 + timedelta(minutes=2))) == [
-        ("AAPL", z(T0 + timedelta(minutes=1))), ("MSFT", z(T0 + timedelta(minutes=2)))
+        ("AAPL", z(T0 + timedelta(minutes=1))),
+        ("MSFT", z(T0 + timedelta(minutes=2))),
     ]
     assert minutes(source="x", quality_min="0.4", quality_max="0.99") == [("MSFT", z(T0 + timedelta(minutes=2)))]
     assert minutes(known_at_after=z(T0 + timedelta(minutes=4))) == [("IBM", z(T0 + timedelta(minutes=3)))]
@@ -97,27 +108,49 @@ def test_it_filters_by_symbols_event_time_source_and_quality(api):
 
 def test_it_filters_each_dataset_by_its_own_columns(api):
     day = T0.replace(minute=0)
-    ingest_table(dataset="social_sentiment", data=[
-        {"time": z(day), "symbol": "AAPL", "platform": p, "mention_count": "1"} for p in ("reddit", "twitter", "x")
-    ])
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {"time": z(day), "symbol": "AAPL", "platform": p, "mention_count": "1"} for p in ("reddit", "twitter", "x")
+        ],
+    )
     got = api.get("/api/v1/sentiment/", {"platform": "reddit,x"}).json()["results"]
     assert sorted(r["platform"] for r in got) == ["reddit", "x"]
 
     base = {"time": z(T0), "country": "US"}
-    ingest_table(dataset="government_events", data=[
-        {**base, "event_type": "contract_award", "primary_symbol": "LMT", "affected_symbols": '["BA"]', "sectors": '["Industrials"]'},
-        {**base, "event_type": "regulation", "primary_symbol": "AAPL", "sectors": '["Technology"]'},
-    ])
+    ingest_table(
+        dataset="government_events",
+        data=[
+            {
+                **base,
+                "event_type": "contract_award",
+                "primary_symbol": "LMT",
+                "affected_symbols": '["BA"]',
+                "sectors": '["Industrials"]',
+            },
+            {**base, "event_type": "regulation", "primary_symbol": "AAPL", "sectors": '["Technology"]'},
+        ],
+    )
     url = "/api/v1/government-events/"
     assert [e["event_type"] for e in api.get(url, {"symbols": "BA"}).json()["results"]] == ["contract_award"]
     assert [e["event_type"] for e in api.get(url, {"sector": "Technology"}).json()["results"]] == ["regulation"]
     assert [e["event_type"] for e in api.get(url, {"event_type": "regulation"}).json()["results"]] == ["regulation"]
 
-    trade = {"time": z(T0), "symbol": "AAPL", "title": "CEO", "shares": "10", "price": "1", "filing_date": z(T0 + timedelta(days=2))}
-    ingest_table(dataset="insider_trades", data=[
-        {**trade, "insider_name": "A", "transaction_type": "buy", "form_type": "4"},
-        {**trade, "insider_name": "B", "transaction_type": "sell", "form_type": "4/A"},
-    ])
+    trade = {
+        "time": z(T0),
+        "symbol": "AAPL",
+        "title": "CEO",
+        "shares": "10",
+        "price": "1",
+        "filing_date": z(T0 + timedelta(days=2)),
+    }
+    ingest_table(
+        dataset="insider_trades",
+        data=[
+            {**trade, "insider_name": "A", "transaction_type": "buy", "form_type": "4"},
+            {**trade, "insider_name": "B", "transaction_type": "sell", "form_type": "4/A"},
+        ],
+    )
     url = "/api/v1/insider-trades/"
     assert [t["insider_name"] for t in api.get(url, {"transaction_type": "sell"}).json()["results"]] == ["B"]
     assert [t["insider_name"] for t in api.get(url, {"form_type": "4"}).json()["results"]] == ["A"]
@@ -180,7 +213,9 @@ def test_it_seeks_on_the_index_instead_of_counting_or_offsetting(api):
     listing = [q["sql"] for q in queries if 'FROM "market_data"' in q["sql"]]
     assert len(listing) == 1
     sql = listing[0]
-    assert '("market_data"."symbol", "market_data"."time", "market_data"."known_at", "market_data"."recorded_at") >' in sql
+    assert (
+        '("market_data"."symbol", "market_data"."time", "market_data"."known_at", "market_data"."recorded_at") >' in sql
+    )
     assert "OFFSET" not in sql and "COUNT(" not in sql.upper()
     assert sql.rstrip().endswith("LIMIT 2")
 
@@ -244,10 +279,19 @@ def test_it_refuses_a_cursor_made_for_another_ordering(api):
 
 
 def test_it_keeps_the_number_of_queries_flat_whatever_the_page_size(api, django_assert_num_queries):
-    ingest_table(dataset="insider_trades", data=[
-        {"time": z(T0), "symbol": "AAPL", "insider_name": f"N{i}", "transaction_type": "buy", "filing_date": z(T0 + timedelta(days=1))}
-        for i in range(60)
-    ])
+    ingest_table(
+        dataset="insider_trades",
+        data=[
+            {
+                "time": z(T0),
+                "symbol": "AAPL",
+                "insider_name": f"N{i}",
+                "transaction_type": "buy",
+                "filing_date": z(T0 + timedelta(days=1)),
+            }
+            for i in range(60)
+        ],
+    )
     api.get("/api/v1/insider-trades/")  # the token is looked up (and remembered) on first use
     for size in (5, 60):
         # the page itself (rate-limit counters live in Redis, the token was remembered)

@@ -1,4 +1,5 @@
 """Point-in-time endpoints: /state/, /<dataset>/before/, /reconstruct/<symbol>/."""
+
 from __future__ import annotations
 
 import io
@@ -21,7 +22,9 @@ def z(dt) -> str:
 
 
 def test_it_answers_the_market_state_at_t_like_pit_market_state(api):
-    ingest_table(dataset="market_data", data=[bar(s, m, close=f"10.{m}") for s in ("AAPL", "IBM", "MSFT") for m in range(5)])
+    ingest_table(
+        dataset="market_data", data=[bar(s, m, close=f"10.{m}") for s in ("AAPL", "IBM", "MSFT") for m in range(5)]
+    )
     at = T0 + timedelta(minutes=3, seconds=30)
     response = api.get("/api/v1/state/", {"at": z(at), "symbols": "MSFT,AAPL"})
     assert response.status_code == 200
@@ -87,10 +90,14 @@ def test_it_refuses_an_unparseable_parameter_of_a_pit_endpoint_naming_it(api, ur
 
 
 def test_it_lists_news_known_at_t_newest_first_with_a_limit(api):
-    ingest_table(dataset="news_events", data=[
-        {"time": z(T0 + timedelta(minutes=m)), "symbol": s, "title": f"{s}{m}", "url": f"u{s}{m}"}
-        for m in range(5) for s in ("AAPL", "MSFT")
-    ])
+    ingest_table(
+        dataset="news_events",
+        data=[
+            {"time": z(T0 + timedelta(minutes=m)), "symbol": s, "title": f"{s}{m}", "url": f"u{s}{m}"}
+            for m in range(5)
+            for s in ("AAPL", "MSFT")
+        ],
+    )
     at = z(T0 + timedelta(minutes=3))
     titles = [n["title"] for n in api.get("/api/v1/news/before/", {"at": at, "symbols": "AAPL"}).json()["results"]]
     assert titles == ["AAPL3", "AAPL2", "AAPL1", "AAPL0"]
@@ -104,15 +111,21 @@ def test_it_lists_insider_trades_only_once_filed(api):
     url = "/api/v1/insider-trades/before/"
     assert api.get(url, {"at": z(T0 + timedelta(days=1))}).json()["results"] == []
     filed = api.get(url, {"at": z(T0 + timedelta(days=3)), "symbols": "AAPL"}).json()["results"]
-    assert [(t["insider_name"], t["shares"], t["filing_date"]) for t in filed] == [("Jane Roe", 100, z(T0 + timedelta(days=2)))]
+    assert [(t["insider_name"], t["shares"], t["filing_date"]) for t in filed] == [
+        ("Jane Roe", 100, z(T0 + timedelta(days=2)))
+    ]
 
 
 def test_it_lists_the_latest_closed_sentiment_window_per_platform(api):
     hour = T0.replace(minute=0)
-    ingest_table(dataset="social_sentiment", data=[
-        {"time": z(hour + timedelta(hours=h)), "symbol": "AAPL", "platform": p, "mention_count": str(h)}
-        for h in range(3) for p in ("reddit", "twitter")
-    ])
+    ingest_table(
+        dataset="social_sentiment",
+        data=[
+            {"time": z(hour + timedelta(hours=h)), "symbol": "AAPL", "platform": p, "mention_count": str(h)}
+            for h in range(3)
+            for p in ("reddit", "twitter")
+        ],
+    )
     url = "/api/v1/sentiment/before/"
     at = z(hour + timedelta(hours=2, minutes=30))
     rows = api.get(url, {"at": at}).json()["results"]
@@ -122,11 +135,20 @@ def test_it_lists_the_latest_closed_sentiment_window_per_platform(api):
 
 def test_it_lists_government_events_by_symbol_or_sector(api):
     base = {"time": z(T0), "country": "US"}
-    ingest_table(dataset="government_events", data=[
-        {**base, "event_type": "contract_award", "primary_symbol": "LMT", "affected_symbols": '["BA"]', "sectors": '["Industrials"]'},
-        {**base, "event_type": "regulation", "primary_symbol": "AAPL", "sectors": '["Technology"]'},
-        {**base, "event_type": "fed_rate_decision", "primary_symbol": "", "sectors": '["Financials"]'},
-    ])
+    ingest_table(
+        dataset="government_events",
+        data=[
+            {
+                **base,
+                "event_type": "contract_award",
+                "primary_symbol": "LMT",
+                "affected_symbols": '["BA"]',
+                "sectors": '["Industrials"]',
+            },
+            {**base, "event_type": "regulation", "primary_symbol": "AAPL", "sectors": '["Technology"]'},
+            {**base, "event_type": "fed_rate_decision", "primary_symbol": "", "sectors": '["Financials"]'},
+        ],
+    )
     url, at = "/api/v1/government-events/before/", z(T0 + timedelta(minutes=1))
     events = api.get(url, {"at": at, "symbols": "AAPL", "sectors": "Industrials"}).json()["results"]
     assert {e["event_type"] for e in events} == {"regulation", "contract_award"}
@@ -137,10 +159,13 @@ def test_it_lists_government_events_by_symbol_or_sector(api):
 
 def test_it_reconstructs_a_symbol_at_t_with_indicators_and_without_look_ahead(api):
     ingest_table(dataset="market_data", data=[bar("AAPL", m, close=f"10.{m:02d}") for m in range(40)])
-    ingest_table(dataset="news_events", data=[
-        {"time": z(T0 + timedelta(minutes=5)), "symbol": "AAPL", "title": "past", "url": "a"},
-        {"time": z(T0 + timedelta(minutes=50)), "symbol": "AAPL", "title": "future", "url": "b"},
-    ])
+    ingest_table(
+        dataset="news_events",
+        data=[
+            {"time": z(T0 + timedelta(minutes=5)), "symbol": "AAPL", "title": "past", "url": "a"},
+            {"time": z(T0 + timedelta(minutes=50)), "symbol": "AAPL", "title": "future", "url": "b"},
+        ],
+    )
     at = T0 + timedelta(minutes=30)
     response = api.get("/api/v1/reconstruct/AAPL/", {"at": z(at)})
     assert response.status_code == 200
@@ -190,7 +215,9 @@ def test_it_states_a_null_max_recorded_at_when_nothing_was_known(api):
     assert body == {"at": "2024-03-01T15:30:00Z", "recorded_by": None, "max_recorded_at": None, "results": []}
 
 
-def test_it_answers_the_state_in_a_fixed_number_of_queries_whatever_the_number_of_symbols(api, django_assert_num_queries):
+def test_it_answers_the_state_in_a_fixed_number_of_queries_whatever_the_number_of_symbols(
+    api, django_assert_num_queries
+):
     symbols = [f"S{i:02d}" for i in range(30)]
     ingest_table(dataset="market_data", data=[bar(s, m) for s in symbols for m in range(3)])
     api.get("/api/v1/state/", {"at": z(T0)})  # the token is looked up (and remembered) on first use

@@ -1,12 +1,13 @@
 """The OpenAPI schema, its documentation pages, and a schemathesis run against it (zero 5xx)."""
+
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
+import hypothesis
 import pytest
 from django.contrib.staticfiles import finders
-import hypothesis
 from hypothesis import HealthCheck
 from schemathesis.generation.modes import GenerationMode
 
@@ -17,9 +18,18 @@ from timeseries.formats import iso
 pytestmark = pytest.mark.django_db
 
 ENDPOINTS = {
-    "/api/v1/market-data/", "/api/v1/news/", "/api/v1/insider-trades/", "/api/v1/sentiment/", "/api/v1/government-events/",
-    "/api/v1/state/", "/api/v1/news/before/", "/api/v1/insider-trades/before/", "/api/v1/sentiment/before/",
-    "/api/v1/government-events/before/", "/api/v1/reconstruct/{symbol}/", "/api/v1/asof-join/",
+    "/api/v1/market-data/",
+    "/api/v1/news/",
+    "/api/v1/insider-trades/",
+    "/api/v1/sentiment/",
+    "/api/v1/government-events/",
+    "/api/v1/state/",
+    "/api/v1/news/before/",
+    "/api/v1/insider-trades/before/",
+    "/api/v1/sentiment/before/",
+    "/api/v1/government-events/before/",
+    "/api/v1/reconstruct/{symbol}/",
+    "/api/v1/asof-join/",
 }
 
 
@@ -30,12 +40,23 @@ def test_it_serves_an_openapi_3_schema_of_every_endpoint(anonymous):
     assert schema["openapi"].startswith("3.")
     assert ENDPOINTS <= set(schema["paths"])
     assert schema["components"]["securitySchemes"]["tokenAuth"] == {
-        "type": "http", "scheme": "bearer", "description": schema["components"]["securitySchemes"]["tokenAuth"]["description"]
+        "type": "http",
+        "scheme": "bearer",
+        "description": schema["components"]["securitySchemes"]["tokenAuth"]["description"],
     }
     state = {p["name"]: p for p in schema["paths"]["/api/v1/state/"]["get"]["parameters"]}
     assert state["at"]["required"] is True and state["at"]["schema"]["format"] == "date-time"
     listing = {p["name"] for p in schema["paths"]["/api/v1/market-data/"]["get"]["parameters"]}
-    assert {"as_of", "recorded_by", "symbols", "time_after", "time_before", "quality_min", "cursor", "ordering"} <= listing
+    assert {
+        "as_of",
+        "recorded_by",
+        "symbols",
+        "time_after",
+        "time_before",
+        "quality_min",
+        "cursor",
+        "ordering",
+    } <= listing
     content = schema["paths"]["/api/v1/asof-join/"]["post"]["requestBody"]["content"]
     assert {"application/json", "text/csv", "application/vnd.apache.parquet"} <= set(content)
 
@@ -59,11 +80,24 @@ def api_schema(db, settings):
     settings.TSM_API_RATE = None
     ingest_table(dataset="market_data", data=[bar(s, m) for s in ("AAPL", "MSFT") for m in range(30)])
     ingest_table(dataset="news_events", data=[{"time": iso(T0), "symbol": "AAPL", "title": "t", "url": "u"}])
-    ingest_table(dataset="insider_trades", data=[{
-        "time": iso(T0), "symbol": "AAPL", "insider_name": "A", "transaction_type": "buy", "filing_date": iso(T0 + timedelta(days=1)),
-    }])
-    ingest_table(dataset="social_sentiment", data=[{"time": iso(T0.replace(minute=0)), "symbol": "AAPL", "platform": "x"}])
-    ingest_table(dataset="government_events", data=[{"time": iso(T0), "event_type": "regulation", "primary_symbol": "AAPL"}])
+    ingest_table(
+        dataset="insider_trades",
+        data=[
+            {
+                "time": iso(T0),
+                "symbol": "AAPL",
+                "insider_name": "A",
+                "transaction_type": "buy",
+                "filing_date": iso(T0 + timedelta(days=1)),
+            }
+        ],
+    )
+    ingest_table(
+        dataset="social_sentiment", data=[{"time": iso(T0.replace(minute=0)), "symbol": "AAPL", "platform": "x"}]
+    )
+    ingest_table(
+        dataset="government_events", data=[{"time": iso(T0), "event_type": "regulation", "primary_symbol": "AAPL"}]
+    )
     with api_schema_in_process() as loaded:
         yield loaded
 
@@ -86,6 +120,8 @@ def test_it_never_answers_with_a_server_error(api_schema, read_key, method, path
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
         response = case.call(headers=headers)
-        assert response.status_code < 500, f"{case.as_curl_command(headers)} -> {response.status_code}: {response.text[:500]}"
+        assert response.status_code < 500, (
+            f"{case.as_curl_command(headers)} -> {response.status_code}: {response.text[:500]}"
+        )
 
     run()

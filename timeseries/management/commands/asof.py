@@ -6,6 +6,7 @@ government_events -> government_events.
 JSON: a list of objects, timestamps ISO 8601 UTC, every stored column plus time, known_at, recorded_at
 (exact decimals as strings).
 """
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError

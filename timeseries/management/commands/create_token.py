@@ -3,6 +3,7 @@
 Prints the new key once on standard output (only its digest is stored); details go to standard error,
 so ``KEY=$(python manage.py create_token alice --scope read)`` captures just the key.
 """
+
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
@@ -17,11 +18,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--scope", choices=ApiToken.Scope.values, default=ApiToken.Scope.READ,
-                            help="read (default) or write (write implies read)")
+        parser.add_argument(
+            "--scope",
+            choices=ApiToken.Scope.values,
+            default=ApiToken.Scope.READ,
+            help="read (default) or write (write implies read)",
+        )
         parser.add_argument("--name", default="", help="a label to recognise the token by")
-        parser.add_argument("--create-user", action="store_true",
-                            help="create USERNAME (active, without a password) when it does not exist")
+        parser.add_argument(
+            "--create-user",
+            action="store_true",
+            help="create USERNAME (active, without a password) when it does not exist",
+        )
 
     def handle(self, *args, username, scope, name, create_user, **options):
         User = get_user_model()
@@ -36,5 +44,7 @@ class Command(BaseCommand):
         if not user.is_active:
             raise CommandError(f"user {username!r} is inactive: its tokens would not authenticate")
         token, key = token_create(user=user, scope=scope, name=name)
-        self.stderr.write(f"{scope} token {token.prefix}… for {username!r} (id {token.pk}); the key is shown only once:")
+        self.stderr.write(
+            f"{scope} token {token.prefix}… for {username!r} (id {token.pk}); the key is shown only once:"
+        )
         self.stdout.write(key)

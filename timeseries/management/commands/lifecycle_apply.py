@@ -8,8 +8,10 @@ from timeseries.lifecycle import lifecycle_apply
 
 
 class Command(BaseCommand):
-    help = ("Bring compression layouts and compression/retention policies in line with TSM_COMPRESS_AFTER "
-            "and TSM_RETENTION (TimescaleDB lane; on plain PostgreSQL retention is the beat task).")
+    help = (
+        "Bring compression layouts and compression/retention policies in line with TSM_COMPRESS_AFTER "
+        "and TSM_RETENTION (TimescaleDB lane; on plain PostgreSQL retention is the beat task)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", action="append", choices=list(DATASETS), help="only this dataset (repeatable)")
@@ -21,8 +23,10 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps({"lane": capabilities().lane, "datasets": done}))
             return
         if not capabilities().timescaledb:
-            self.stdout.write("plain PostgreSQL lane: no TimescaleDB policies to apply "
-                              "(retention runs as the Celery beat task timeseries.tasks.retention_run)")
+            self.stdout.write(
+                "plain PostgreSQL lane: no TimescaleDB policies to apply "
+                "(retention runs as the Celery beat task timeseries.tasks.retention_run)"
+            )
             return
         for item in done:
             self.stdout.write(f"{item['dataset']}: " + ("; ".join(item["actions"]) or "up to date"))

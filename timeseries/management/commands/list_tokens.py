@@ -3,6 +3,7 @@
 One line per API token: id, key prefix, user, scope, created, last used, state, name. Keys are never
 shown (only their SHA-256 digest is stored); the prefix recognises a token (``revoke_token PREFIX``).
 """
+
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
@@ -34,8 +35,16 @@ class Command(BaseCommand):
             tokens = tokens.filter(revoked=revoked)
         header = ("id", "key", "user", "scope", "created", "last used", "state", "name")
         lines = [
-            (str(t.pk), f"{t.prefix}…", t.user.username, t.scope, _when(t.created_at), _when(t.last_used_at),
-             "revoked" if t.revoked else "active", t.name)
+            (
+                str(t.pk),
+                f"{t.prefix}…",
+                t.user.username,
+                t.scope,
+                _when(t.created_at),
+                _when(t.last_used_at),
+                "revoked" if t.revoked else "active",
+                t.name,
+            )
             for t in tokens
         ]
         if not lines:

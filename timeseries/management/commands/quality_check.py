@@ -5,6 +5,7 @@
 
 Prints one JSON object: spans checked, flags written (per check), scores lowered.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,6 +44,14 @@ class Command(BaseCommand):
             except params.ParameterError as exc:
                 raise CommandError(str(exc)) from None
             result = quality.quality_checks_range(dataset=dataset, symbols=symbol_list, start=lo, end=hi)
-        self.stdout.write(json.dumps(
-            {"dataset": dataset, "spans": result.spans, "flags": result.flags, "by_check": result.by_check, "lowered": result.lowered}
-        ))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "dataset": dataset,
+                    "spans": result.spans,
+                    "flags": result.flags,
+                    "by_check": result.by_check,
+                    "lowered": result.lowered,
+                }
+            )
+        )

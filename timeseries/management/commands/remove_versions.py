@@ -8,6 +8,7 @@ the shell). Appends a change-log entry so rollups, quality checks, the InfluxDB 
 answers follow, recomputes the series registry and lets the consumers' open failures on those
 symbols be retried at once. Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -25,8 +26,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("dataset", choices=list(DATASETS))
-        parser.add_argument("--id", dest="ids", action="append", required=True, metavar="ROW_ID",
-                            help="id of a version row (admin list, first column); repeat for several")
+        parser.add_argument(
+            "--id",
+            dest="ids",
+            action="append",
+            required=True,
+            metavar="ROW_ID",
+            help="id of a version row (admin list, first column); repeat for several",
+        )
         parser.add_argument("--reason", required=True, help="why (kept in the audit)")
         parser.add_argument("--user", help="the tsm user doing it (recorded in the audit)")
 

@@ -7,8 +7,10 @@ from timeseries.lifecycle import retention_apply, retention_preview
 
 
 class Command(BaseCommand):
-    help = ("Show (--dry-run, the default) or remove (--apply) the rows past each dataset's retention "
-            "horizon (TSM_RETENTION): whole chunks on TimescaleDB, batched deletes on plain PostgreSQL.")
+    help = (
+        "Show (--dry-run, the default) or remove (--apply) the rows past each dataset's retention "
+        "horizon (TSM_RETENTION): whole chunks on TimescaleDB, batched deletes on plain PostgreSQL."
+    )
 
     def add_arguments(self, parser):
         mode = parser.add_mutually_exclusive_group()
@@ -25,9 +27,12 @@ class Command(BaseCommand):
         for name in names:
             if options["apply"]:
                 out = retention_apply(dataset=name, batch_rows=options["batch_rows"]).as_dict()
-                text = (f"{name}: nothing to do (kept forever)" if out["horizon"] is None else
-                        f"{name}: removed {out['rows_deleted']} row(s) in {out['batches']} batch(es), "
-                        f"{out['chunks_dropped']} chunk(s) dropped (time before {out['cutoff']}, horizon {out['horizon']})")
+                text = (
+                    f"{name}: nothing to do (kept forever)"
+                    if out["horizon"] is None
+                    else f"{name}: removed {out['rows_deleted']} row(s) in {out['batches']} batch(es), "
+                    f"{out['chunks_dropped']} chunk(s) dropped (time before {out['cutoff']}, horizon {out['horizon']})"
+                )
             else:
                 out = retention_preview(dataset=name).as_dict()
                 if out["horizon"] is None:
@@ -35,8 +40,10 @@ class Command(BaseCommand):
                 elif not out["series"]:
                     text = f"{name}: nothing would be removed (time before {out['cutoff']}, horizon {out['horizon']})"
                 else:
-                    text = (f"{name}: would remove ~{out['rows_estimate']} row(s) of {out['series']} series, "
-                            f"time {out['oldest']} .. {out['newest']} (before {out['cutoff']}, horizon "
-                            f"{out['horizon']}) by {out['method']}"
-                            + (f", {len(out['chunks'])} chunk(s)" if out["chunks"] else ""))
+                    text = (
+                        f"{name}: would remove ~{out['rows_estimate']} row(s) of {out['series']} series, "
+                        f"time {out['oldest']} .. {out['newest']} (before {out['cutoff']}, horizon "
+                        f"{out['horizon']}) by {out['method']}"
+                        + (f", {len(out['chunks'])} chunk(s)" if out["chunks"] else "")
+                    )
             self.stdout.write(json.dumps(out, default=str) if options["json"] else text)

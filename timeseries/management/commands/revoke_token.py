@@ -5,6 +5,7 @@ the key's first 8 characters, e.g. ``tsm_AbCd``; a whole key is found by its dig
 refused (name the id). The token is refused at once by this process and by the others within
 TSM_TOKEN_CACHE_SECONDS.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -35,7 +36,9 @@ class Command(BaseCommand):
         else:
             raise CommandError(f"token={token!r}: give the token's id or at least 4 characters of its key prefix")
         if not matches:
-            raise CommandError(f"no token {token!r}" + (f" of user {user!r}" if user else "") + " (see manage.py list_tokens --all)")
+            raise CommandError(
+                f"no token {token!r}" + (f" of user {user!r}" if user else "") + " (see manage.py list_tokens --all)"
+            )
         active = [t for t in matches if not t.revoked]
         if len(active) > 1:
             ids = ", ".join(str(t.pk) for t in active)

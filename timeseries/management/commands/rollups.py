@@ -7,6 +7,7 @@
 
 Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import json

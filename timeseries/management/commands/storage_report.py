@@ -5,14 +5,24 @@ from django.core.management.base import BaseCommand
 from timeseries.datasets import DATASETS
 from timeseries.lifecycle import storage_report, storage_report_lines
 
-COLUMNS = (("dataset", "dataset"), ("rows", "rows (est.)"), ("time_range", "time range"), ("bytes", "on disk"),
-           ("bytes_per_row", "bytes/row"), ("compression", "compression"), ("aggregates", "aggregates"),
-           ("retention", "retention"), ("backup", "backup"))
+COLUMNS = (
+    ("dataset", "dataset"),
+    ("rows", "rows (est.)"),
+    ("time_range", "time range"),
+    ("bytes", "on disk"),
+    ("bytes_per_row", "bytes/row"),
+    ("compression", "compression"),
+    ("aggregates", "aggregates"),
+    ("retention", "retention"),
+    ("backup", "backup"),
+)
 
 
 class Command(BaseCommand):
-    help = ("Per dataset: estimated rows, time range, bytes on disk, bytes per row, compression ratio "
-            "(TimescaleDB lane), aggregate freshness, retention horizon and backup lag.")
+    help = (
+        "Per dataset: estimated rows, time range, bytes on disk, bytes per row, compression ratio "
+        "(TimescaleDB lane), aggregate freshness, retention horizon and backup lag."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
