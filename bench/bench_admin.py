@@ -80,7 +80,8 @@ def build(rows: int) -> dict:
         recreate_database()
         stored_rows()
     constraints = q(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'market_data'::regclass AND contype IN ('p', 'u')"
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'market_data'::regclass AND contype IN ('p', 'u')"
     )
     indexes = q(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'market_data' AND indexname NOT IN "
@@ -98,7 +99,8 @@ def build(rows: int) -> dict:
         # (time, symbol) order like a live feed; 0.1% of the bars carry a suspect score
         q(
             """
-            INSERT INTO market_data (time, symbol, open, high, low, close, volume, source, quality_score, known_at, recorded_at)
+            INSERT INTO market_data
+                (time, symbol, open, high, low, close, volume, source, quality_score, known_at, recorded_at)
             SELECT t, sym, p, p + 0.05, p - 0.05, p + 0.01, 100 + (i * 7 + m) %% 900, 'bench',
                    CASE WHEN random() < 0.001 THEN 0.3 ELSE 1.0 END, t + interval '1 minute', t + interval '2 minutes'
             FROM generate_series(%s::int, %s::int) d, generate_series(0, 389) m,
@@ -268,7 +270,10 @@ def main() -> None:
     samples = []
     for k in range(args.runs + 1):
         day = START + timedelta(days=k)
-        params = f"?symbol=S{(k * 37) % SYMBOLS:04d}&time_after={iso(day - timedelta(hours=1))}&time_before={iso(day + timedelta(hours=7))}"
+        params = (
+            f"?symbol=S{(k * 37) % SYMBOLS:04d}"
+            f"&time_after={iso(day - timedelta(hours=1))}&time_before={iso(day + timedelta(hours=7))}"
+        )
         t = time.perf_counter()
         response = client.post(
             base + params,

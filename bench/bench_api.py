@@ -183,10 +183,9 @@ class Server:
 
     @property
     def command(self) -> str:
-        env = "DATABASE_URL=%s DEBUG=false SECRET_KEY=… ALLOWED_HOSTS=%s TSM_API_RATE=none TSM_CACHE_PREFIX=%s" % (
-            DB_URL,
-            HOST,
-            CACHE_PREFIX,
+        env = (
+            f"DATABASE_URL={DB_URL} DEBUG=false SECRET_KEY=… ALLOWED_HOSTS={HOST}"
+            f" TSM_API_RATE=none TSM_CACHE_PREFIX={CACHE_PREFIX}"
         )
         return env + " " + " ".join(shlex.quote(c) for c in self.cmd)
 

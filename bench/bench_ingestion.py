@@ -386,7 +386,8 @@ def profiled_ingest(path: Path, *, replay_keys: bool = False) -> dict:
     from ingestion import loader, replay
     from ingestion.loader import batches, copying, direct, merge, staging
 
-    # the loader's phases by module (ingestion/loader/): the profile follows its internals and says which it could not find
+    # the loader's phases by module (ingestion/loader/): the profile follows its internals and says which it
+    # could not find
     modules = {
         "direct": direct,
         "staging": staging,
@@ -600,7 +601,7 @@ def ingest_cli_measured(path: Path, run_dir: Path) -> dict:
         "json",
     ]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - t
     measured = {}
     for line in time_log.read_text().splitlines():
@@ -717,7 +718,7 @@ def api_bodies(args, symbols, run_dir: Path, fmt: str, start: datetime) -> list[
         if fmt == "json":
             make = lambda chunk: b"[" + b",".join(chunk) + b"]"  # noqa: E731
         else:
-            make = lambda chunk: b"\n".join(header + chunk) + b"\n"  # noqa: E731
+            make = lambda chunk, header=header: b"\n".join(header + chunk) + b"\n"  # noqa: E731
         out.append([(len(lines[i : i + n]), make(lines[i : i + n])) for i in range(0, len(lines), n)])
     return out
 
@@ -890,7 +891,7 @@ def api_run(args, bodies, fmt: str, base: str, key: str, server: Proc, worker: P
     acc_rows = sum(a[2] for a in accepted)
     post_s = [a[1] - a[0] for a in accepted]
     thirds = [0, 0, 0]
-    for sent, answered, rows in accepted:
+    for _sent, answered, rows in accepted:
         thirds[min(2, int(3 * (answered - window_start) / window))] += rows
     lat = poller.latencies
     loads = sql_rows(

@@ -236,7 +236,10 @@ class RejectedRowInline(admin.TabularInline):
 
 @admin.register(Load)
 class LoadAdmin(admin.ModelAdmin):
-    """Loads are written by the loader: read-only here (view_load). The quarantined rows inline needs view_rejectedrow."""
+    """Loads are written by the loader: read-only here (view_load).
+
+    The quarantined rows inline needs view_rejectedrow.
+    """
 
     list_display = (
         "started_at",

@@ -2,10 +2,11 @@
 
 A batch is validated with the same rules and messages as files, then stored in PostgreSQL
 (``IngestBatch.payload``) before the caller gets its 202: Redis is never the only copy of an accepted
-row. A flush (a Celery task the write API sends by size or age, ``flush_countdown``) merges pending batches in arrival order through
-the normal loader, inside one transaction with marking them merged — so a crash leaves them pending
-and a re-flush merges them exactly once. Batches are combined into one load unless two of them hold
-the same (key, known_at), in which case each is merged on its own, as if they had arrived serially.
+row. A flush (a Celery task the write API sends by size or age, ``flush_countdown``) merges pending
+batches in arrival order through the normal loader, inside one transaction with marking them merged
+— so a crash leaves them pending and a re-flush merges them exactly once. Batches are combined into
+one load unless two of them hold the same (key, known_at), in which case each is merged on its own,
+as if they had arrived serially.
 """
 
 from __future__ import annotations

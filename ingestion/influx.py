@@ -201,7 +201,8 @@ class _Client:
                     if "error" in result:
                         if result["error"].startswith("database not found"):
                             raise InfluxError(
-                                f"InfluxDB database {self.config.database!r} does not exist: nothing was backed up there"
+                                f"InfluxDB database {self.config.database!r} does not exist:"
+                                " nothing was backed up there"
                             )
                         raise InfluxError(f"InfluxDB: {result['error']}")
                     yield from result.get("series", [])

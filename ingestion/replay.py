@@ -240,7 +240,10 @@ def replay_blocker(*, cur, dataset: str, earlier: Load) -> str | None:
     if horizon:
         cur.execute("SELECT min(lo) < now() - %s::interval FROM unnest(%s::timestamptz[]) AS lo", [horizon, args[2]])
         if cur.fetchone()[0]:
-            return f"part of load {earlier.pk}'s rows is past the {horizon} retention horizon (retention may have removed them)"
+            return (
+                f"part of load {earlier.pk}'s rows is past the {horizon} retention horizon"
+                " (retention may have removed them)"
+            )
     cur.execute(
         """
         SELECT n.symbol, n.subkey FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])

@@ -39,7 +39,7 @@ def ingest_upload(self, upload_id: int) -> dict | None:
         upload = uploads.upload_process(upload_id=upload_id)
     except TRANSIENT as exc:
         uploads.upload_requeue(upload_id=upload_id, reason=f"{type(exc).__name__}: {exc}")
-        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1)))
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
     if upload is None:
         return None
     if upload.status == "done":
@@ -89,7 +89,7 @@ def flush_buffer(self, dataset: str) -> dict:
     try:
         result = buffer.buffer_flush(dataset=dataset)
     except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+        raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1))) from exc
     # No rollups refresh per flush: a feed flushes every second or so, and each refresh re-aggregates
     # every bucket the flush touched (a whole day of bars per symbol), which halved the write API's
     # throughput. Beat's 5 s refresh batches them; reads stay exact meanwhile (pending changes are
@@ -123,4 +123,4 @@ def influx_backup(self) -> dict:
     try:
         return influx.influx_backup_run().as_dict()
     except (influx.InfluxUnavailable, *TRANSIENT) as exc:
-        raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 2)))
+        raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 2))) from exc

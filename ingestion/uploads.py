@@ -126,7 +126,10 @@ def _silent_reason(upload: Upload, now) -> str:
         return f"attempt {upload.attempts} never reported"
     age = (now - upload.heartbeat_at).total_seconds()
     if age >= limit:
-        return f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting ({int(age)} s without a heartbeat; limit {limit} s)"
+        return (
+            f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting"
+            f" ({int(age)} s without a heartbeat; limit {limit} s)"
+        )
     if upload.worker and _worker_gone(upload.worker):
         return f"attempt {upload.attempts} on {upload.worker}: that process is gone (killed or crashed)"
     return ""
@@ -363,7 +366,10 @@ def uploads_reclaim_stale(*, older_than: timedelta | None = None) -> list[int]:
                 continue
             now = timezone.now()
             if upload.heartbeat_at is not None and now - upload.heartbeat_at >= limit:
-                reason = f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting ({int((now - upload.heartbeat_at).total_seconds())} s without a heartbeat)"
+                reason = (
+                    f"attempt {upload.attempts} on {upload.worker or 'an unknown worker'} stopped reporting"
+                    f" ({int((now - upload.heartbeat_at).total_seconds())} s without a heartbeat)"
+                )
             else:
                 reason = _silent_reason(upload, now)
             if not reason:

@@ -13,7 +13,7 @@ import io
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
@@ -36,7 +36,7 @@ US = timedelta(microseconds=1)
 
 
 def iso(d: datetime) -> str:
-    return d.astimezone(timezone.utc).isoformat()  # always with +00:00
+    return d.astimezone(UTC).isoformat()  # always with +00:00
 
 
 # --- rows and tables ------------------------------------------------------------------------------------
@@ -114,7 +114,8 @@ def assert_same_rows(actual: list[dict], expected: list[dict], what: str) -> Non
         missing = list((e - a).elements())
         extra = list((a - e).elements())
         raise AssertionError(
-            f"{what}: rows differ\n  missing (oracle has, tsm lacks): {missing}\n  extra (tsm has, oracle lacks): {extra}"
+            f"{what}: rows differ\n  missing (oracle has, tsm lacks): {missing}\n"
+            f"  extra (tsm has, oracle lacks): {extra}"
         )
 
 
@@ -366,7 +367,8 @@ def versions(symbols=FAST) -> list[tuple]:
     with connection.cursor() as cur:
         cur.execute(
             """
-            SELECT symbol, time, known_at, open, high, low, close, volume, vwap, trades, market_cap, source, quality_score
+            SELECT symbol, time, known_at, open, high, low, close, volume, vwap, trades, market_cap, source,
+                quality_score
             FROM market_data WHERE symbol = ANY(%s) ORDER BY symbol, time, recorded_at, known_at
             """,
             [list(symbols)],

@@ -154,14 +154,14 @@ MARKET_KNOWN = [
 @st.composite
 def market_row(draw, n_syms: int, like: dict | None = None) -> dict:
     time = _time(draw, like, st.integers(0, 4).map(lambda m: T0 + timedelta(minutes=m)))
-    o, h, l, c = draw(st.sampled_from(MARKET_PRICES))
+    o, h, lo, c = draw(st.sampled_from(MARKET_PRICES))
     known = draw(st.sampled_from(MARKET_KNOWN))
     return {
         "time": iso(time),
         "symbol": _same(draw, like, "symbol", st.sampled_from(SYMS[:n_syms])),
         "open": o,
         "high": h,
-        "low": l,
+        "low": lo,
         "close": c,
         "volume": draw(st.sampled_from(["100", "250"])),
         "vwap": draw(st.sampled_from([None, "10.4", "10.400"])),

@@ -350,7 +350,8 @@ class CuratedAdmin(TimeSeriesAdmin):
         messages.success(
             request,
             f"Checked {result.spans} symbol span(s): {result.flags} flag(s) "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(result.by_check.items())) or 'nothing found'}), {result.lowered} score(s) lowered.",
+            f"({', '.join(f'{k} {v}' for k, v in sorted(result.by_check.items())) or 'nothing found'}),"
+            f" {result.lowered} score(s) lowered.",
         )
 
 
@@ -625,7 +626,8 @@ class QualityFlagAdmin(ReadOnlyAdmin):
         if missing:
             messages.error(
                 request,
-                f"Nothing accepted: the selection includes flags of datasets you may not change ({', '.join(missing)}).",
+                "Nothing accepted: the selection includes flags of datasets you may not change"
+                f" ({', '.join(missing)}).",
             )
             return
         changed = quality.quality_flags_accept(flags=queryset, user=request.user)

@@ -780,8 +780,9 @@ def _sentiment_rows(rows: list[dict]) -> list[dict]:
 
 
 DAILY_SENTIMENT_SQL = (
-    "SELECT date_bin(interval '1 day', h.time, %(origin)s) AS time, sum(h.weighted) AS weighted, sum(h.weight) AS weight,"
-    " sum(h.mentions) AS mentions, max(h.platforms) AS platforms FROM ({}) h GROUP BY 1 ORDER BY 1"
+    "SELECT date_bin(interval '1 day', h.time, %(origin)s) AS time, sum(h.weighted) AS weighted,"
+    " sum(h.weight) AS weight, sum(h.mentions) AS mentions, max(h.platforms) AS platforms"
+    " FROM ({}) h GROUP BY 1 ORDER BY 1"
 )
 
 

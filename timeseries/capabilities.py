@@ -1,4 +1,7 @@
-"""What the connected database can do: the one place the rest of the code asks (docs/architecture.md, "Storage lanes")."""
+"""What the connected database can do: the one place the rest of the code asks.
+
+See docs/architecture.md, "Storage lanes".
+"""
 
 from __future__ import annotations
 

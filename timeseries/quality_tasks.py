@@ -41,7 +41,7 @@ def quality_check_pending(self, dataset: str | None = None, continued: bool = Fa
                     "pending": changes_lag(consumer=quality.QUALITY_CONSUMER, dataset=name)["pending"],
                 }
         except TRANSIENT as exc:
-            raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+            raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1))) from exc
         return out, any(done["pending"] for done in out.values())
 
     return consumer_run(self, dataset, continued=continued, work=work)
@@ -57,5 +57,5 @@ def quality_scores_set_filtered(
             dataset=dataset, params=params, score=score, reason=reason, user_id=user_id
         )
     except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1)))
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
     return {"batch": str(result.batch), "changed": result.changed}

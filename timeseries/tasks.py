@@ -32,7 +32,7 @@ def rollups_refresh(self, dataset: str | None = None, continued: bool = False) -
         try:  # bounded per run, so a write burst's backlog never holds a worker process for long
             report = aggregates.rollups_refresh(dataset=dataset, batch=100, max_batches=max_batches)
         except TRANSIENT as exc:
-            raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1)))
+            raise self.retry(exc=exc, countdown=min(30, 2 ** (self.request.retries + 1))) from exc
         return report, any(isinstance(done, dict) and done.get("batches", 0) >= max_batches for done in report.values())
 
     return consumer_run(self, dataset, continued=continued, work=work)
@@ -44,4 +44,4 @@ def retention_run(self) -> list[dict]:
     try:
         return [r.as_dict() for r in lifecycle.retention_run()]
     except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 4)))
+        raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 4))) from exc

@@ -53,7 +53,7 @@ def lone_surrogates(rows: list) -> Iterator[tuple[int, str]]:
 
 
 def sanitized(value: Any) -> Any:
-    """``value`` (JSON data) with lone surrogates replaced by their escapes: safe to store as a quarantined raw value."""
+    """``value`` (JSON data) with lone surrogates replaced by escapes: safe to store as a quarantined raw value."""
     if not _contains(value):
         return value
     if isinstance(value, str):

@@ -24,6 +24,7 @@ def test_it_reports_a_blank_screenshot_as_blank(browser_page):
 def test_it_reports_assets_from_another_host(browser_page, live_url, foreign_assets):
     browser_page.goto(live_url("/admin/login/"))
     browser_page.evaluate(
-        "() => { const s = document.createElement('link'); s.rel = 'x-none'; s.href = 'https://cdn.example.com/a.css'; document.head.appendChild(s); }"
+        "() => { const s = document.createElement('link'); s.rel = 'x-none';"
+        " s.href = 'https://cdn.example.com/a.css'; document.head.appendChild(s); }"
     )
     assert foreign_assets(browser_page) == ["https://cdn.example.com/a.css"]

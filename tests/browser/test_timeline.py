@@ -147,7 +147,8 @@ def test_it_moves_t_with_the_slider_and_keeps_the_window(history, live_url, staf
     assert LATE_TITLE not in page.content()
     with page.expect_navigation():
         page.evaluate(
-            "() => { const s = document.getElementById('slider'); s.value = '1000'; s.dispatchEvent(new Event('change')); }"
+            "() => { const s = document.getElementById('slider'); s.value = '1000';"
+            " s.dispatchEvent(new Event('change')); }"
         )
     wait_chart(page)
     query = parse_qs(urlsplit(page.url).query)
@@ -227,7 +228,8 @@ def test_every_axis_label_of_the_chart_is_inside_the_chart(history, live_url, st
     wait_chart(page)
     boxes = page.evaluate("""() => {
         const chart = document.getElementById('chart').getBoundingClientRect();
-        return Array.from(document.querySelectorAll('#chart .yaxislayer-above text, #chart .g-ytitle text, #chart .g-y3title text, #chart .g-y4title text'))
+        return Array.from(document.querySelectorAll(
+            '#chart .yaxislayer-above text, #chart .g-ytitle text, #chart .g-y3title text, #chart .g-y4title text'))
           .map(t => { const r = t.getBoundingClientRect(); return {text: t.textContent, left: r.left - chart.left}; });
     }""")
     labels = {b["text"] for b in boxes}

@@ -53,7 +53,8 @@ BAD_BAR_CASES = [
     ({"close": "10.1234567"}, "row 2, column 'close': '10.1234567' has more than 6 decimal places"),
     (
         {"time": "2024-03-01T14:31:00"},
-        "row 2, column 'time': '2024-03-01T14:31:00' has no UTC offset: naive timestamps are ambiguous, add Z or +00:00",
+        "row 2, column 'time': '2024-03-01T14:31:00' has no UTC offset:"
+        " naive timestamps are ambiguous, add Z or +00:00",
     ),
     ({"time": "yesterday"}, "row 2, column 'time': 'yesterday' is not an ISO 8601 timestamp with an offset"),
     ({"symbol": "  "}, "row 2, column 'symbol': symbol is required"),
@@ -66,7 +67,8 @@ BAD_BAR_CASES = [
     ),
     (
         {"known_at": (T0 + timedelta(seconds=90)).isoformat()},
-        "row 2, column 'known_at': known_at is earlier than this dataset allows (bar close: time + bar interval (default 1 minute))",
+        "row 2, column 'known_at': known_at is earlier than this dataset allows"
+        " (bar close: time + bar interval (default 1 minute))",
     ),
 ]
 

@@ -135,7 +135,8 @@ def test_it_reads_json_numbers_as_the_columns_types(writer):
 @pytest.mark.django_db
 def test_it_names_the_row_and_column_of_a_nan_literal_or_an_integer_beyond_64_bits(writer):
     body = (
-        b'[{"time": "2024-03-01T14:30:00+00:00", "symbol": "A", "open": 10, "high": 11, "low": 9, "close": NaN, "volume": 1},'
+        b'[{"time": "2024-03-01T14:30:00+00:00", "symbol": "A", "open": 10, "high": 11, "low": 9, "close": NaN,'
+        b' "volume": 1},'
         b' {"time": "2024-03-01T14:31:00+00:00", "symbol": "A", "open": 10, "high": 11, "low": 9, "close": 10,'
         b' "volume": 123456789012345678901234}]'
     )
@@ -385,7 +386,8 @@ def test_it_gives_concurrent_writers_the_state_of_their_arrival_order_without_du
         cur.execute("SELECT count(*) FROM market_data")
         assert cur.fetchone()[0] == sum(len(v) for v in versions.values())
         cur.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM market_data GROUP BY symbol, time, known_at, close HAVING count(*) > 1) d"
+            "SELECT count(*) FROM (SELECT 1 FROM market_data"
+            " GROUP BY symbol, time, known_at, close HAVING count(*) > 1) d"
         )
         assert cur.fetchone()[0] == 0  # no duplicate versions
 

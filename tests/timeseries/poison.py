@@ -24,8 +24,8 @@ def poison(dataset: str, row: dict, *, known_after: str = "1 minute", span_first
         (recorded_at,) = cur.fetchone()
         cur.execute(
             sql.SQL(
-                "INSERT INTO {t} ({cols}, known_at, recorded_at) VALUES ({vals}, %(time)s::timestamptz + %(after)s::interval,"
-                " %(rec)s) RETURNING id"
+                "INSERT INTO {t} ({cols}, known_at, recorded_at)"
+                " VALUES ({vals}, %(time)s::timestamptz + %(after)s::interval, %(rec)s) RETURNING id"
             ).format(
                 t=sql.Identifier(spec.table),
                 cols=sql.SQL(", ").join(map(sql.Identifier, cols)),

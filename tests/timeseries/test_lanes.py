@@ -56,7 +56,8 @@ def test_it_makes_every_dataset_a_hypertable_partitioned_by_time():
     assert caps.hypertables == {d.table for d in DATASETS.values()}
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions WHERE hypertable_name = ANY(%s)",
+            "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions"
+            " WHERE hypertable_name = ANY(%s)",
             [[d.table for d in DATASETS.values()]],
         )
         assert {column for _, column in cur.fetchall()} == {"time"}

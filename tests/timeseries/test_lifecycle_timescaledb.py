@@ -39,7 +39,8 @@ def sql_one(query: str, params=None):
 def compressed_chunks(table: str = "market_data") -> tuple[int, int]:
     """(compressed, all) chunks of ``table``."""
     return sql_one(
-        "SELECT count(*) FILTER (WHERE is_compressed), count(*) FROM timescaledb_information.chunks WHERE hypertable_name = %s",
+        "SELECT count(*) FILTER (WHERE is_compressed), count(*) FROM timescaledb_information.chunks"
+        " WHERE hypertable_name = %s",
         [table],
     )
 

@@ -80,7 +80,7 @@ def run(history) -> tuple[Oracle, list]:
         audits = {a.row_id: a.changed_at for a in QualityAudit.objects.filter(batch=done.batch)}
         changed = 0
         for row in MarketData.objects.filter(id__in=chosen):
-            version = ("%s" % row.symbol, row.time, row.known_at, row.recorded_at)
+            version = (str(row.symbol), row.time, row.known_at, row.recorded_at)
             changed_at = audits.get(row.id)
             if changed_at is not None:
                 instants.append(changed_at)

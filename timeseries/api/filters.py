@@ -292,7 +292,9 @@ def filterset_for(spec: Dataset) -> type[DatasetFilterSet]:
             _range(filters, param, column, kind, column)
     if spec.curated:
         filters["min_quality"] = MinQualityFilter(
-            help_text="Leave out rows whose current quality_score is below this number in [0, 1] (unscored rows are kept)."
+            help_text=(
+                "Leave out rows whose current quality_score is below this number in [0, 1] (unscored rows are kept)."
+            )
         )
     meta = type("Meta", (), {"model": model, "fields": [], "form": ListingForm})
     attrs = {**filters, "Meta": meta, "spec": spec, "__module__": __name__}

@@ -176,7 +176,10 @@ class CSVRenderer(_TabularRenderer):
 
 
 def arrow_table(rows: list[dict] | pa.Table, columns: Columns, metadata: dict[str, str] | None = None) -> pa.Table:
-    """Rows (or an Arrow table already) -> an Arrow table typed from the column kinds (timestamps UTC, exact decimals)."""
+    """Rows (or an Arrow table already) -> an Arrow table typed from the column kinds.
+
+    Timestamps are UTC, decimals exact.
+    """
     fields = [pa.field(name, KINDS[kind][0]) for name, kind in columns]
     if isinstance(rows, pa.Table):
         arrays = [rows.column(f.name).cast(f.type) for f in fields]

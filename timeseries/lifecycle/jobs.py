@@ -167,7 +167,8 @@ def chunks_compress(*, dataset: str, older_than: datetime | None = None) -> int:
             cur.execute("SELECT now() - %s::interval", [after])
             older_than = cur.fetchone()[0]
         cur.execute(
-            "SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks(%s::regclass, older_than => %s) c",
+            "SELECT count(compress_chunk(c, if_not_compressed => true))"
+            " FROM show_chunks(%s::regclass, older_than => %s) c",
             [spec.table, older_than],
         )
         return cur.fetchone()[0]

@@ -156,7 +156,8 @@ def score_as_recorded(spec: Dataset, alias: str, params: dict) -> sql.Composable
     params["mq_dataset"] = spec.name
     return sql.SQL(
         "(COALESCE((SELECT ARRAY[q.old_score] FROM timeseries_quality_audit q WHERE q.dataset = %(mq_dataset)s"
-        " AND q.row_id = {a}.id AND q.changed_at > %(rb)s ORDER BY q.changed_at, q.id LIMIT 1), ARRAY[{a}.quality_score]))[1]"
+        " AND q.row_id = {a}.id AND q.changed_at > %(rb)s ORDER BY q.changed_at, q.id LIMIT 1),"
+        " ARRAY[{a}.quality_score]))[1]"
     ).format(a=a)
 
 

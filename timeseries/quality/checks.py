@@ -70,7 +70,10 @@ def spans_merge(spans: Iterable[tuple[str, datetime, datetime]], *, whole_days: 
     return out
 
 
-SPANS_CTE = "WITH spans AS (SELECT * FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi))"
+SPANS_CTE = (
+    "WITH spans AS (SELECT * FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[])"
+    " AS s(symbol, lo, hi))"
+)
 
 # Bars whose verdict a change can move: its own and those within EVAL_MARGIN bars of it (the widest
 # window is 30 bars either side, plus the previous bar's time for the gap step); each of them is
@@ -80,7 +83,8 @@ EVAL_MARGIN = 32
 CONTEXT_MARGIN = 64
 
 MARKET_CHECKS_SQL = """WITH spans AS (
-    SELECT row_number() OVER () AS span_no, s.* FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi)
+    SELECT row_number() OVER () AS span_no, s.*
+    FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi)
 ), bounds AS (
     SELECT s.span_no, s.symbol, coalesce(cb.t, s.lo) AS ctx_lo, coalesce(eb.t, s.lo) AS eval_lo,
            coalesce(ca.t, s.hi) AS ctx_hi, coalesce(ea.t, s.hi) AS eval_hi
@@ -102,7 +106,8 @@ MARKET_CHECKS_SQL = """WITH spans AS (
 ), w1 AS (
     SELECT cur.*,
         lag(close) OVER w AS prev_close, lead(close) OVER w AS next_close, lag(time) OVER w AS prev_time,
-        (open, high, low, close) = (lag(open) OVER w, lag(high) OVER w, lag(low) OVER w, lag(close) OVER w) AS same_as_prev,
+        (open, high, low, close) = (lag(open) OVER w, lag(high) OVER w, lag(low) OVER w, lag(close) OVER w)
+            AS same_as_prev,
         sum(volume) OVER around AS vol_sum, count(*) OVER around AS vol_n
     FROM cur
     WINDOW w AS (PARTITION BY span_no ORDER BY time),
@@ -123,9 +128,12 @@ MARKET_CHECKS_SQL = """WITH spans AS (
 SELECT DISTINCT ON (id, v.check_name) id, symbol, time, v.check_name, v.reason FROM (
 SELECT id, symbol, time,
     CASE
-        WHEN least(open, high, low, close) <= 0 THEN format('a price is not positive (open %%s, high %%s, low %%s, close %%s)', open, high, low, close)
-        WHEN vwap IS NOT NULL AND (vwap < low OR vwap > high) THEN format('vwap %%s is outside [low %%s, high %%s]', vwap, low, high)
-        WHEN high < greatest(open, close) OR low > least(open, close) THEN format('open/close outside [low %%s, high %%s]', low, high)
+        WHEN least(open, high, low, close) <= 0
+            THEN format('a price is not positive (open %%s, high %%s, low %%s, close %%s)', open, high, low, close)
+        WHEN vwap IS NOT NULL AND (vwap < low OR vwap > high)
+            THEN format('vwap %%s is outside [low %%s, high %%s]', vwap, low, high)
+        WHEN high < greatest(open, close) OR low > least(open, close)
+            THEN format('open/close outside [low %%s, high %%s]', low, high)
     END AS r_ohlc,
     CASE WHEN prev_close > 0 AND next_close > 0
         AND abs(close::float8 / prev_close::float8 - 1) > 0.999 * %(jump)s
@@ -141,11 +149,14 @@ SELECT id, symbol, time,
                     round(volume / ((vol_sum - volume)::numeric / (vol_n - 1)), 1), vol_n - 1) END AS r_volume,
     CASE WHEN time - prev_time > interval '1 minute' AND minute_steps > 0 AND shorter_steps = 0
         AND (time AT TIME ZONE %(tz)s)::date = (prev_time AT TIME ZONE %(tz)s)::date
-        AND (prev_time AT TIME ZONE %(tz)s)::time >= %(open)s::time AND (time AT TIME ZONE %(tz)s)::time <= %(close)s::time
+        AND (prev_time AT TIME ZONE %(tz)s)::time >= %(open)s::time
+        AND (time AT TIME ZONE %(tz)s)::time <= %(close)s::time
         THEN format('no bar for %%s minutes before this one during trading hours (previous bar %%s)',
                     extract(epoch FROM time - prev_time)::bigint / 60 - 1, prev_time) END AS r_gap
 FROM w2 WHERE time >= eval_lo AND time <= eval_hi
-) x CROSS JOIN LATERAL (VALUES ('ohlc', r_ohlc), ('spike', r_spike), ('stale', r_stale), ('volume', r_volume), ('gap', r_gap)) AS v(check_name, reason)
+) x CROSS JOIN LATERAL (
+    VALUES ('ohlc', r_ohlc), ('spike', r_spike), ('stale', r_stale), ('volume', r_volume), ('gap', r_gap)
+) AS v(check_name, reason)
 WHERE (r_ohlc IS NOT NULL OR r_spike IS NOT NULL OR r_stale IS NOT NULL OR r_volume IS NOT NULL OR r_gap IS NOT NULL)
   AND v.reason IS NOT NULL
 ORDER BY id, v.check_name
@@ -228,7 +239,8 @@ def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, dat
             return result
         cur.execute(
             """
-            INSERT INTO timeseries_quality_flag (dataset, row_id, symbol, time, check_name, reason, proposed_score, applied, created_at)
+            INSERT INTO timeseries_quality_flag
+                (dataset, row_id, symbol, time, check_name, reason, proposed_score, applied, created_at)
             SELECT %s, f.id, f.symbol, f.time, f.check_name, f.reason, f.score, f.applied, clock_timestamp()
             FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::float8[], %s::bool[])
                  AS f(id, symbol, time, check_name, reason, score, applied)

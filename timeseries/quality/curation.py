@@ -74,7 +74,10 @@ def _ids_source(spec: Dataset, rows: QuerySet | Iterable[int]) -> tuple[sql.Comp
     return sql.SQL("SELECT unnest(%s::bigint[])"), [ids]
 
 
-AUDIT_COLUMNS = "dataset, row_id, symbol, time, known_at, recorded_at, old_score, new_score, reason, source, user_id, changed_at, batch"
+AUDIT_COLUMNS = (
+    "dataset, row_id, symbol, time, known_at, recorded_at, old_score, new_score, reason, source, user_id,"
+    " changed_at, batch"
+)
 
 
 def quality_scores_set(
@@ -141,7 +144,8 @@ def quality_scores_apply(
     statement = sql.SQL(
         """
         WITH f AS (
-            SELECT DISTINCT ON (id) id, score, reason FROM unnest(%s::bigint[], %s::float8[], %s::text[]) AS f(id, score, reason)
+            SELECT DISTINCT ON (id) id, score, reason
+            FROM unnest(%s::bigint[], %s::float8[], %s::text[]) AS f(id, score, reason)
             ORDER BY id, score
         ), target AS (
             SELECT t.id, t.quality_score AS old, f.score, f.reason FROM {t} t JOIN f ON f.id = t.id

@@ -34,7 +34,10 @@ def news_rows_html(rows: list[dict]) -> SafeString:
 
     return format_html_join(
         "\n",
-        '<tr data-news-id="{}" data-time="{}"><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>',
+        (
+            '<tr data-news-id="{}" data-time="{}"><td>{}</td><td>{}</td><td>{}</td>'
+            '<td class="num">{}</td><td class="num">{}</td></tr>'
+        ),
         (
             (
                 n["news_id"],

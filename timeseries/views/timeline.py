@@ -77,7 +77,10 @@ def _events_chart(news: list[dict], filings: list[dict], government: list[dict],
             "x": [chart_time(n["time"]) for n in news],
             "impact": [n["impact_score"] for n in news],
             "text": [
-                f"{n['title']} ({n['source'] or 'news'}, impact {n['impact_score'] if n['impact_score'] is not None else '?'})"
+                (
+                    f"{n['title']} ({n['source'] or 'news'},"
+                    f" impact {n['impact_score'] if n['impact_score'] is not None else '?'})"
+                )
                 for n in news
             ],
         },
@@ -92,7 +95,10 @@ def _events_chart(news: list[dict], filings: list[dict], government: list[dict],
         out[f"insider_{side}"] = {
             "x": [chart_time(f["filing_date"]) for f in rows],
             "text": [
-                f"{f['insider_name']} {f['transaction_type']} {f['shares'] or '?'} sh, traded {f['time']:%Y-%m-%d}, filed {f['filing_date']:%Y-%m-%d %H:%M}"
+                (
+                    f"{f['insider_name']} {f['transaction_type']} {f['shares'] or '?'} sh,"
+                    f" traded {f['time']:%Y-%m-%d}, filed {f['filing_date']:%Y-%m-%d %H:%M}"
+                )
                 for f in rows
             ],
         }

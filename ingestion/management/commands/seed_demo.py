@@ -73,7 +73,8 @@ class Command(BaseCommand):
     def _export(self, folder: Path, kw: dict) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.stdout.write(
-            f"{folder / 'market_data.csv'}: {demo.write_csv(demo.market_data_batches(**kw), folder / 'market_data.csv')} rows"
+            f"{folder / 'market_data.csv'}: "
+            f"{demo.write_csv(demo.market_data_batches(**kw), folder / 'market_data.csv')} rows"
             " (the demo window: loaded by seed_demo already, so an upload of it stores nothing new)"
         )
         follow_ups = (

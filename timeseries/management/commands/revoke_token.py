@@ -1,9 +1,9 @@
 """manage.py revoke_token ID_OR_PREFIX [--user USERNAME]
 
 Revokes one API token, named by its id or its key prefix (``list_tokens`` shows both; a prefix is
-the key's first 8 characters, e.g. ``tsm_AbCd``; a whole key is found by its digest). A prefix that matches several active tokens is
-refused (name the id). The token is refused at once by this process and by the others within
-TSM_TOKEN_CACHE_SECONDS.
+the key's first 8 characters, e.g. ``tsm_AbCd``; a whole key is found by its digest). A prefix that
+matches several active tokens is refused (name the id). The token is refused at once by this process
+and by the others within TSM_TOKEN_CACHE_SECONDS.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import pytest
 
 from ingestion.loader import ingest_table
 from tests.helpers import T0, bar
-from tests.timeseries.api.conftest import api, private_cache, read_key, user  # noqa: F401 (fixtures)
 from timeseries import quality
 from timeseries.models import MarketData
 
