@@ -56,6 +56,7 @@ lint: install  ## ruff (lint + format check) and the import-linter contracts of 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(PY) bin/import-cycles
 
 test: install system-packages services lint
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
