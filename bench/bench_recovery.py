@@ -73,12 +73,16 @@ import django
 django.setup()
 from datetime import timedelta
 from django.core.files import File
-from ingestion.tasks import upload_enqueue
 from ingestion.uploads import upload_create
+try:  # trees since tasks and services were split: the caller enqueues
+    from ingestion.tasks import upload_enqueue
+except ImportError:  # older trees (a baseline): upload_create enqueued the load itself
+    upload_enqueue = None
 with open(sys.argv[1], "rb") as fh:
     upload = upload_create(dataset="market_data", file=File(fh, name=os.path.basename(sys.argv[1])),
                            bar_interval=timedelta(minutes=1), on_error="reject", user=None)
-upload_enqueue(upload_id=upload.pk)
+if upload_enqueue is not None:
+    upload_enqueue(upload_id=upload.pk)
 print(json.dumps({"id": upload.pk}))
 """
 
