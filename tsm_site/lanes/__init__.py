@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
+
 PLAIN_ENGINE = "django.db.backends.postgresql"
 TIMESCALE_ENGINE = "timescale.db.backends.postgresql"
 AUTO_ENGINE = "tsm_site.lanes"  # TSM_TIMESCALEDB=auto: resolved to one of the two on first connection
@@ -21,14 +23,12 @@ logger = logging.getLogger(__name__)
 
 PROBE_SQL = """
 SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
-   AND current_setting('shared_preload_libraries') LIKE '%%timescaledb%%'
+   AND current_setting('shared_preload_libraries') LIKE '%timescaledb%'
 """
 
 
 def server_can_load_timescaledb(db: dict) -> bool:
     """True when the server has the extension installed and preloaded. False if unreachable."""
-    import psycopg  # third-party, needed only by the probe: settings import this package without it
-
     try:
         with psycopg.connect(
             host=db.get("HOST") or None,
@@ -38,7 +38,7 @@ def server_can_load_timescaledb(db: dict) -> bool:
             dbname="postgres",
             connect_timeout=3,
         ) as conn:
-            row = conn.execute(PROBE_SQL.replace("%%", "%")).fetchone()
+            row = conn.execute(PROBE_SQL).fetchone()  # no parameters: its % are literal
             return bool(row and row[0])
     except psycopg.Error as exc:
         logger.warning("could not probe for TimescaleDB (%s); using plain PostgreSQL", exc)
