@@ -349,17 +349,8 @@ SLOW = "MINUTE"  # one-minute bars: not backed up in "subminute" mode
 
 
 def tick(symbol: str, second: int, *, close: str = "10.5", **extra) -> dict:
-    row = {
-        "time": (T0 + second * SECOND).isoformat(),
-        "symbol": symbol,
-        "open": "10",
-        "high": "11",
-        "low": "9",
-        "close": close,
-        "volume": "100",
-    }
-    row.update(extra)
-    return row
+    """``bar`` placed ``second`` seconds after T0 (one-second bars)."""
+    return bar(symbol, 0, close=close, **{"time": (T0 + second * SECOND).isoformat(), **extra})
 
 
 def versions(symbols=FAST) -> list[tuple]:
