@@ -20,6 +20,18 @@ class Load(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     dataset = models.CharField(max_length=32)
     source = models.TextField(help_text="file name, or a description of the caller")
+    feed = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="the source the rows come from (a vendor, curation), ranked by TSM_FEED_PRECEDENCE; '' = unnamed",
+    )
+    reassert = models.BooleanField(
+        default=False, help_text="rows equal to a superseded version were stored again as current (deliberate)"
+    )
+    requested_by = models.CharField(
+        max_length=150, blank=True, default="", help_text="who asked for the load (user, token, command)"
+    )
     on_error = models.CharField(max_length=8, default="reject")
     bar_interval = models.DurationField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.LOADING)
@@ -28,6 +40,12 @@ class Load(models.Model):
     revised = models.BigIntegerField(default=0)
     duplicates = models.BigIntegerField(default=0)
     rejected = models.BigIntegerField(default=0)
+    resent = models.BigIntegerField(
+        default=0, help_text="of the duplicates: rows equal to a superseded or outranked version, not the current one"
+    )
+    outranked = models.BigIntegerField(
+        default=0, help_text="rows kept as outranked versions: a higher-ranked feed's version stays current"
+    )
     recorded_at = models.DateTimeField(null=True, blank=True, help_text="recorded_at of the versions it stored")
     error = models.TextField(blank=True, default="")
     started_at = models.DateTimeField(auto_now_add=True)
@@ -62,9 +80,35 @@ class Load(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        # a version's load (its feed, file, who): the load of the same dataset and recorded_at
+        indexes = [models.Index(fields=["dataset", "recorded_at"], name="ingestion_load_recorded")]
 
     def __str__(self) -> str:
         return f"{self.dataset} {self.source} ({self.status})"
+
+
+class ResentRow(models.Model):
+    """An input row that equalled a superseded or outranked version of its (key, known_at): not stored.
+
+    Tells staff that a feed re-sent values they had fixed (or that a higher-ranked feed overrides)."""
+
+    class Kind(models.TextChoices):
+        SUPERSEDED = "superseded"
+        OUTRANKED = "outranked"
+
+    load = models.ForeignKey(Load, on_delete=models.CASCADE, related_name="resent_rows")
+    key = models.JSONField(help_text="the row's key columns")
+    known_at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    current_recorded_at = models.DateTimeField(
+        null=True, blank=True, help_text="recorded_at of the version current for the (key, known_at)"
+    )
+
+    class Meta:
+        ordering = ["load", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.key} known {self.known_at:%Y-%m-%d %H:%M:%S} ({self.kind})"
 
 
 class RejectedRow(models.Model):

@@ -298,6 +298,31 @@ class ChangeCursor(models.Model):
         return f"{self.consumer}/{self.dataset} through {self.last_id}"
 
 
+class OutrankedVersion(models.Model):
+    """A version a feed sent for a (key, known_at) whose current version comes from a higher-ranked feed
+    (TSM_FEED_PRECEDENCE). Kept, never current: it lives beside the dataset table, so no as-of answer
+    (as recorded by any time) can see it. ``row``: every column of the dataset as sent."""
+
+    id = models.BigAutoField(primary_key=True)
+    dataset = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=32, help_text="the row's symbol column ('' when it has none)")
+    time = models.DateTimeField(help_text="event time of the row")
+    known_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(help_text="when tsm received it (the load's recorded_at)")
+    feed = models.CharField(max_length=64, blank=True, default="")
+    load_id = models.UUIDField(help_text="the load that sent it")
+    outranked_by = models.DateTimeField(help_text="recorded_at of the current version that outranked it")
+    row = models.JSONField()
+
+    class Meta:
+        db_table = "timeseries_outranked_version"
+        indexes = [models.Index(fields=["dataset", "symbol", "time", "known_at"], name="outranked_version_key")]
+
+    def __str__(self) -> str:
+        when = f"{self.time:%Y-%m-%d %H:%M} known {self.known_at:%Y-%m-%d %H:%M}"
+        return f"{self.dataset} {self.symbol} {when} ({self.feed or 'unnamed feed'})"
+
+
 class QualityAudit(models.Model):
     """One curated row: who (user, or the check that did it), when, which row, old and new score, why.
 

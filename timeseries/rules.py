@@ -133,3 +133,16 @@ RANGE_TEXT = "between 1000-01-01 and 9998-12-31"
 # "recorded by the end of time": the system-time bound of a query that gives no recorded_by (above
 # every query instant, so that selectors may compare and add to it)
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+# --- feeds: the sources a load's rows come from (ranked by TSM_FEED_PRECEDENCE) ---------------------
+
+FEED_RULE_TEXT = "1-64 ASCII characters: letters, digits and _ . : -, the first a letter or digit"
+_FEED_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def feed_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a feed name ("" is allowed: an unnamed feed), or None."""
+    if value == "" or _FEED_RE.fullmatch(value):
+        return None
+    return f"{value[:80]!r} is not a feed name ({FEED_RULE_TEXT})"

@@ -77,6 +77,20 @@ def env_intervals(prefix: str, defaults: dict[str, str | None]) -> dict[str, str
     return out
 
 
+def env_feed_ranks(prefix: str, datasets: list[str]) -> dict[str, tuple[str, ...]]:
+    """Per-dataset feed precedence from ``{prefix}_{DATASET}`` (e.g. TSM_FEED_PRECEDENCE_MARKET_DATA=
+    "curation,vendor_x": highest first); unset or "" = no precedence (the newest version wins). The
+    names are checked against timeseries.rules' feed rule by a system check (ingestion.apps)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for dataset in datasets:
+        name = f"{prefix}_{dataset.upper()}"
+        feeds = tuple(f.strip() for f in os.environ.get(name, "").split(",") if f.strip())
+        if len(set(feeds)) != len(feeds):
+            raise ImproperlyConfigured(f"{name}={os.environ[name]!r} names a feed twice")
+        out[dataset] = feeds
+    return out
+
+
 def development_secret_key(path: Path) -> str:
     """A random key generated once into ``path`` (mode 0600, under var/: never committed), so that
     manage.py and the tests work in a fresh shell. Serving in production sets SECRET_KEY instead."""
@@ -212,6 +226,12 @@ TSM_INGEST_DIRECT = env_bool(
 TSM_INGEST_REPLAY_SHORTCUT = env_bool(
     "TSM_INGEST_REPLAY_SHORTCUT", True
 )  # a file re-sent unchanged skips staging (ingestion/replay.py)
+# source precedence (docs/ingestion.md, "Re-deliveries and source precedence"): for one (key, known_at),
+# a version from a feed ranked higher stays current when a lower-ranked feed later sends other values
+TSM_FEED_PRECEDENCE = env_feed_ranks(
+    "TSM_FEED_PRECEDENCE",
+    ["market_data", "news_events", "insider_trades", "social_sentiment", "government_events"],
+)
 TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
 # docs/workers.md: an upload's attempt heartbeats from a background thread; one silent for
 # TSM_UPLOAD_STALE_SECONDS (or whose process is gone) is taken over by a redelivered task or re-queued by beat

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from ingestion.checks import RowError
 from ingestion.models import Load, RejectedRow
+from timeseries.rules import feed_problem
 
 ON_ERROR_MODES = ("reject", "skip")
 MAX_REPORTED_ERRORS = 1000
@@ -23,6 +24,8 @@ class LoadResult:
     revised: int = 0
     duplicates: int = 0
     rejected: int = 0
+    resent: int = 0  # of ``duplicates``: rows equal to a superseded or outranked version, not the current one
+    outranked: int = 0  # rows kept as outranked versions (a higher-ranked feed's version stays current)
     errors: list[RowError] = field(default_factory=list)  # the first MAX_REPORTED_ERRORS
     recorded_at: datetime | None = None
     replay_of: uuid.UUID | None = None  # the replay shortcut was taken: the earlier load of the same bytes
@@ -38,7 +41,24 @@ class LoadResult:
             "revised": self.revised,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
+            "resent": self.resent,
+            "outranked": self.outranked,
         }
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a load treats rows equal to older versions, and whose word it carries (``loader.merge``)."""
+
+    feed: str = ""
+    reassert: bool = False
+    requested_by: str = ""
+    overrule: bool = False
+
+    def check(self) -> None:
+        problem = feed_problem(self.feed)
+        if problem:
+            raise ValueError(f"feed: {problem}")
 
 
 class LoadRejected(Exception):

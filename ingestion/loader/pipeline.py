@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from ingestion import parsers, replay
 from ingestion.checks import InputError
 from ingestion.loader import direct, staging
-from ingestion.loader.outcome import ON_ERROR_MODES, LoadRejected, LoadResult
+from ingestion.loader.outcome import ON_ERROR_MODES, LoadOptions, LoadRejected, LoadResult
 from ingestion.loader.run import LoadRun
 from ingestion.models import Load
 from timeseries.datasets import CheckContext, Dataset, get_dataset
@@ -32,8 +32,15 @@ def ingest_file(
     progress: Callable[[int], None] | None = None,
     source: str | None = None,
     on_phase: Callable[[str, uuid.UUID], None] | None = None,
+    feed: str = "",
+    reassert: bool = False,
+    requested_by: str = "",
 ) -> LoadResult:
     """Load a CSV / Parquet / NDJSON file (optionally gzip-compressed) into ``dataset``.
+
+    ``feed``: the source the rows come from, ranked by TSM_FEED_PRECEDENCE; ``reassert``: rows equal
+    to a superseded version of their (key, known_at) become current again instead of being duplicates
+    (see ``loader.merge``); ``requested_by``: who asked (kept on the Load, the audit of a re-assertion).
 
     ``progress(rows_read)`` is called after each chunk; ``on_phase(phase, load_id)`` with
     "validating" when the load starts and "loading" when rows start going into the dataset: when the
@@ -65,6 +72,7 @@ def ingest_file(
             on_phase=on_phase,
             digest=digest,
             reread=reread if rereadable else None,
+            options=LoadOptions(feed=feed, reassert=reassert, requested_by=requested_by),
         )
     finally:
         if opened is not None:
@@ -79,13 +87,19 @@ def ingest_table(
     on_error: str = "reject",
     source: str = "table",
     validated: bool = False,
+    feed: str = "",
+    reassert: bool = False,
+    requested_by: str = "",
+    overrule: bool = False,
 ) -> LoadResult:
     """Load an in-memory Arrow table, pandas DataFrame or list of dicts into ``dataset``.
 
     ``validated=True``: ``data`` holds good rows exactly as ``checks.prepare_batch`` made them (typed
     columns, known_at filled in) — the write API's buffered batches, checked when they were accepted,
     with the bar interval the client gave then. They are staged as they are: checking them again
-    would cost a tenth of a flush and judge them by this call's ``bar_interval``."""
+    would cost a tenth of a flush and judge them by this call's ``bar_interval``. ``feed``,
+    ``reassert``, ``requested_by``: as for :func:`ingest_file`; ``overrule=True``: feed precedence
+    does not apply (an admin making a version current again)."""
     spec = get_dataset(dataset)
     table = parsers.as_table(data)  # converted once: a second pass (see loader.direct) reads it again
 
@@ -101,6 +115,7 @@ def ingest_table(
         progress=None,
         validated=validated,
         reread=batches,
+        options=LoadOptions(feed=feed, reassert=reassert, requested_by=requested_by, overrule=overrule),
     )
 
 
@@ -116,6 +131,7 @@ def _ingest(
     digest: replay.Digest | None = None,
     validated: bool = False,
     reread: Callable[[], Iterator[pa.RecordBatch]] | None = None,
+    options: LoadOptions,
 ) -> LoadResult:
     """``reread()``: the input's batches again from the start (None: the input cannot be read twice,
     so only the staged path is taken)."""
@@ -123,7 +139,16 @@ def _ingest(
         raise ValueError(f"on_error={on_error!r}: expected one of {', '.join(ON_ERROR_MODES)}")
     if bar_interval <= timedelta(0):
         raise ValueError(f"bar_interval={bar_interval} must be positive")
-    load = Load.objects.create(dataset=spec.name, source=source, on_error=on_error, bar_interval=bar_interval)
+    options.check()
+    load = Load.objects.create(
+        dataset=spec.name,
+        source=source,
+        on_error=on_error,
+        bar_interval=bar_interval,
+        feed=options.feed,
+        reassert=options.reassert,
+        requested_by=options.requested_by[:150],
+    )
     run = LoadRun(
         spec=spec,
         load=load,
@@ -133,6 +158,8 @@ def _ingest(
         progress=progress,
         on_phase=on_phase,
         validated=validated,
+        reassert=options.reassert,
+        overrule=options.overrule,
     )
     result = run.result
     try:
@@ -167,6 +194,9 @@ def _replay_shortcut(run: LoadRun, digest: replay.Digest) -> bool:
     """Finish the load as a replay of an earlier load without staging anything, when provably safe
     (ingestion/replay.py says when). Returns whether it did; records why or why not either way."""
     spec, result = run.spec, run.result
+    if run.reassert:
+        result.replay_note = "replay shortcut not tried: a re-assertion stores rows a replay would not"
+        return False
     if not replay.replay_enabled():
         result.replay_note = "replay shortcut off (TSM_INGEST_REPLAY_SHORTCUT=false)"
         return False
@@ -184,6 +214,8 @@ def _replay_shortcut(run: LoadRun, digest: replay.Digest) -> bool:
             result.replay_note = f"replay shortcut not taken: {blocker}"
             return False
         result.rows_read = result.duplicates = earlier.rows_read
+        # rows the earlier load found re-sent or outranked equal a superseded or outranked version now
+        result.resent = earlier.resent + earlier.outranked
         result.replay_of = earlier.pk
         result.spans = earlier.replay_spans
         result.change_watermark = replay.change_watermark(cur=cur, dataset=spec.name)

@@ -23,7 +23,9 @@ STAGING_PREFIX = "ingest_stage_"
 @dataclass
 class LoadRun:
     """A load in progress. ``stage`` names its private staging table (created only when rows need the
-    merge); ``validated``: the input holds rows ``checks.prepare_batch`` made already (not checked again)."""
+    merge); ``validated``: the input holds rows ``checks.prepare_batch`` made already (not checked again);
+    ``reassert``: a row equal to a superseded version of its (key, known_at) is stored again as current;
+    ``overrule``: feed precedence does not apply (an admin's "make this version current again")."""
 
     spec: Dataset
     load: Load
@@ -33,6 +35,8 @@ class LoadRun:
     progress: Callable[[int], None] | None = None
     on_phase: Callable[[str, uuid.UUID], None] | None = None
     validated: bool = False
+    reassert: bool = False
+    overrule: bool = False
 
     @property
     def stage(self) -> str:
@@ -76,6 +80,8 @@ class LoadRun:
             revised=result.revised,
             duplicates=result.duplicates,
             rejected=result.rejected,
+            resent=result.resent,
+            outranked=result.outranked,
             recorded_at=result.recorded_at,
             finished_at=timezone.now(),
         )
@@ -85,6 +91,7 @@ class LoadRun:
         RejectedRow.objects.filter(load=self.load).delete()
         result = self.result
         result.rows_read = result.inserted = result.revised = result.duplicates = result.rejected = result.copied = 0
+        result.resent = result.outranked = 0
         result.errors.clear()
 
 
