@@ -306,7 +306,14 @@ class Oracle:
                 new_versions.append({**row, "recorded_at": recorded_at})
         self.versions[dataset].extend(new_versions)
         self.loads.append(recorded_at)
-        return {"inserted": inserted, "revised": revised, "duplicates": duplicates, "rejected": rejected}
+        return {
+            "inserted": inserted,
+            "revised": revised,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "resent": 0,
+            "outranked": 0,
+        }
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -194,21 +194,21 @@ def test_it_is_a_no_op_to_replay_the_same_rows():
     rows = [bar(s, m) for s in ("AAPL", "MSFT") for m in range(5)]
     first = ingest_table(dataset="market_data", data=rows)
     again = ingest_table(dataset="market_data", data=rows)
-    assert first.counts() == {"inserted": 10, "revised": 0, "duplicates": 0, "rejected": 0}
-    assert again.counts() == {"inserted": 0, "revised": 0, "duplicates": 10, "rejected": 0}
+    assert first.counts() == {"inserted": 10, "revised": 0, "duplicates": 0, "rejected": 0, "resent": 0, "outranked": 0}
+    assert again.counts() == {"inserted": 0, "revised": 0, "duplicates": 10, "rejected": 0, "resent": 0, "outranked": 0}
     assert MarketData.objects.count() == 10
 
 
 def test_it_counts_exact_duplicates_inside_one_file():
     result = ingest_table(dataset="market_data", data=[bar("AAPL", 0), bar("AAPL", 0), bar("AAPL", 1)])
-    assert result.counts() == {"inserted": 2, "revised": 0, "duplicates": 1, "rejected": 0}
+    assert result.counts() == {"inserted": 2, "revised": 0, "duplicates": 1, "rejected": 0, "resent": 0, "outranked": 0}
 
 
 def test_it_stores_a_correction_as_a_new_version_and_keeps_the_old_one():
     ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10.5")])
     late = (T0 + timedelta(hours=3)).isoformat()
     result = ingest_table(dataset="market_data", data=[bar("AAPL", 0, close="10.7", known_at=late)])
-    assert result.counts() == {"inserted": 0, "revised": 1, "duplicates": 0, "rejected": 0}
+    assert result.counts() == {"inserted": 0, "revised": 1, "duplicates": 0, "rejected": 0, "resent": 0, "outranked": 0}
     closes = sorted(MarketData.objects.values_list("close", flat=True))
     assert closes == [Decimal("10.5"), Decimal("10.7")]
     before = pit.market_state(at=T0 + timedelta(hours=1), symbols=["AAPL"])
@@ -262,7 +262,14 @@ def test_it_loads_csv_gzip_parquet_and_ndjson_to_the_same_rows(tmp_path):
     assert first.inserted == 6
     for name in ("a.csv.gz", "a.parquet", "a.ndjson"):
         result = ingest_file(dataset="market_data", path=tmp_path / name)
-        assert result.counts() == {"inserted": 0, "revised": 0, "duplicates": 6, "rejected": 0}, name
+        assert result.counts() == {
+            "inserted": 0,
+            "revised": 0,
+            "duplicates": 6,
+            "rejected": 0,
+            "resent": 0,
+            "outranked": 0,
+        }, name
 
 
 def test_it_recognises_the_format_by_content_not_by_name(tmp_path):

@@ -77,7 +77,7 @@ def test_it_takes_the_shortcut_for_the_same_file_sent_again(tracked, bars_file, 
     monkeypatch.setattr(staging, "stage_batches", no_staging)
     again = tracked.ingest(ROWS, bars_file)
 
-    assert again.counts() == {"inserted": 0, "revised": 0, "duplicates": 60, "rejected": 0}
+    assert again.counts() == {"inserted": 0, "revised": 0, "duplicates": 60, "rejected": 0, "resent": 0, "outranked": 0}
     assert again.rows_read == 60 and again.recorded_at is None and again.replay_of == first.load_id
     replayed = load_of(again)
     assert replayed.status == "done" and replayed.replay_of_id == first.load_id
@@ -115,7 +115,14 @@ def test_it_takes_the_normal_path_after_a_correction_with_a_later_known_at(track
 
     again = tracked.ingest(ROWS, bars_file)  # conservative: normal path, which finds only duplicates
 
-    assert again.replay_of is None and again.counts() == {"inserted": 0, "revised": 0, "duplicates": 60, "rejected": 0}
+    assert again.replay_of is None and again.counts() == {
+        "inserted": 0,
+        "revised": 0,
+        "duplicates": 60,
+        "rejected": 0,
+        "resent": 0,
+        "outranked": 0,
+    }
     assert "MSFT" in load_of(again).replay_note
 
 
