@@ -3,8 +3,10 @@ lock, one ``recorded_at`` for every row stored.
 
 * fast path: the staged rows *proven new* are appended as they are (``_append``);
 * revision path: the others keep one row per (key, known_at), drop rows equal to the version current
-  for their (key, known_at) ("duplicates") and are inserted as new versions ("inserted" for keys never
-  seen, "revised" for keys that already had a version) — ``MERGE_SQL``.
+  for their (key, known_at) ("duplicates") or to another version of it, superseded or outranked ("re-sent":
+  duplicates too, listed as ResentRow), keep as an OutrankedVersion a row whose (key, known_at) has a
+  current version from a feed ranked above the load's, and insert the rest as new versions ("inserted"
+  for keys never seen, "revised" for keys that already had a version) — ``MERGE_SQL``.
 
 The series registry, the change log, the cache generation and the replay record are updated in the
 same transaction.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 from psycopg import sql
 
@@ -49,8 +52,12 @@ def merge_begin(cur, run: LoadRun) -> datetime:
     cur.execute("SET LOCAL work_mem = '256MB'")
     cur.execute("SET LOCAL jit = off")
     cur.execute("SET LOCAL enable_memoize = off")
+    cur.execute("SET LOCAL TimeZone = 'UTC'")  # the JSON of kept rows and keys: timestamps in UTC
     cur.execute("SELECT clock_timestamp()")
     result.recorded_at = cur.fetchone()[0]
+    # the load's recorded_at commits with its versions: a version's feed (the load of the same dataset
+    # and recorded_at) is known to the next merge, which may start before this load's outcome is written
+    cur.execute("UPDATE ingestion_load SET recorded_at = %s WHERE id = %s", [result.recorded_at, run.load.id])
     return result.recorded_at
 
 
@@ -71,10 +78,7 @@ def merge_staged(
             # row counts for the version merge's planner (it would guess ~34k rows); an append
             # needs no plan choice, and a 90k-row write-API flush spent 12 % of its time here
             cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
-            inserted, result.revised, result.duplicates = _merge_versions(
-                cur, spec, stage, recorded_at, subset, keys_repeat=ranges.any_multi or bool(straddling)
-            )
-            result.inserted += inserted
+            _merge_versions(cur, run, stage, recorded_at, subset, keys_repeat=ranges.any_multi or bool(straddling))
         if not everything:
             result.inserted += _append(cur, spec, stage, recorded_at, subset)
         register_series(cur, spec, ranges)
@@ -199,21 +203,41 @@ def conflicting_rows(cur, spec: Dataset, stage: str, subset: sql.Composable) -> 
 
 MERGE_SQL = """
 WITH {rows}, p AS (
-    SELECT l.*, {is_dup} AS is_dup, {is_revision} AS is_revision
+    SELECT l.*, cur.known_at AS cur_known, cur.recorded_at AS cur_recorded,
+           {is_dup} AS is_dup, {is_revision} AS is_revision, {stored_ref} AS stored_ref
     FROM l LEFT JOIN LATERAL (
-        SELECT t.known_at, ROW({t_vals}) AS vals FROM {t} t
+        SELECT t.known_at, t.recorded_at, ROW({t_vals}) AS vals FROM {t} t
         WHERE {t_key} AND t.known_at <= l.known_at
         ORDER BY t.known_at DESC, t.recorded_at DESC LIMIT 1
     ) cur ON true
+), q AS (
+    SELECT p.*, CASE WHEN p.is_dup OR NOT p.stored_ref THEN NULL {resent_tests} END AS resent FROM p
+), r AS (
+    SELECT q.*, (NOT q.is_dup AND q.resent IS NULL AND {outranks}) AS outranked FROM q
 ), ins AS (
-    INSERT INTO {t} ({cols}, recorded_at) SELECT {cols}, %(recorded_at)s FROM p WHERE NOT is_dup
-)
-SELECT count(*) FILTER (WHERE NOT is_dup AND NOT is_revision),
-       count(*) FILTER (WHERE NOT is_dup AND is_revision),
-       count(*) FILTER (WHERE is_dup),
+    INSERT INTO {t} ({cols}, recorded_at)
+    SELECT {cols}, %(recorded_at)s FROM r WHERE NOT is_dup AND resent IS NULL AND NOT outranked
+){keep}
+SELECT count(*) FILTER (WHERE NOT is_dup AND resent IS NULL AND NOT outranked AND NOT is_revision),
+       count(*) FILTER (WHERE NOT is_dup AND resent IS NULL AND NOT outranked AND is_revision),
+       count(*) FILTER (WHERE is_dup OR resent IS NOT NULL),
+       count(*) FILTER (WHERE resent IS NOT NULL),
+       count(*) FILTER (WHERE outranked),
        (SELECT count(*) FROM {s} s WHERE {subset}) - count(*)
-FROM p
+FROM r
 """
+# the rows kept aside (only when the load can have such rows: precedence applies / equals are searched)
+KEEP_OUTRANKED = """, kept AS (
+    INSERT INTO timeseries_outranked_version
+        (dataset, symbol, time, known_at, recorded_at, feed, load_id, outranked_by, row)
+    SELECT %(dataset)s, {symbol}, time, known_at, %(recorded_at)s, %(feed)s, %(load_id)s, cur_recorded,
+           jsonb_build_object({row_json})
+    FROM r WHERE outranked
+)"""
+KEEP_RESENT = """, told AS (
+    INSERT INTO ingestion_resentrow (load_id, key, known_at, kind, current_recorded_at)
+    SELECT %(load_id)s, jsonb_build_object({key_json}), known_at, resent, cur_recorded FROM r WHERE resent IS NOT NULL
+)"""
 
 # Keys may repeat in the input: keep one row per (key, known_at) and compare each row with the
 # version before it in the input too (an earlier-known row of the same load).
@@ -228,22 +252,49 @@ REPEATED_KEY_DUP = """CASE WHEN l.prev_known IS NOT NULL AND (cur.known_at IS NU
                 WHEN cur.known_at IS NOT NULL THEN cur.vals IS NOT DISTINCT FROM ROW({l_vals})
                 ELSE false END"""
 REPEATED_KEY_REVISION = "(l.prev_known IS NOT NULL OR EXISTS (SELECT 1 FROM {t} x WHERE {x_key}))"
+# the row is compared with a stored version (not with an earlier-known row of the same load)
+REPEATED_KEY_STORED_REF = "(cur.known_at IS NOT NULL AND (l.prev_known IS NULL OR l.prev_known < cur.known_at))"
 
 # Every key occurs once in the input (a replay, or corrections of stored rows): no sort, no window.
 UNIQUE_KEY_ROWS = "l AS (SELECT {cols}, row_no FROM {s} s WHERE {subset})"
 UNIQUE_KEY_DUP = "(cur.known_at IS NOT NULL AND cur.vals IS NOT DISTINCT FROM ROW({l_vals}))"
 UNIQUE_KEY_REVISION = "(cur.known_at IS NOT NULL OR EXISTS (SELECT 1 FROM {t} x WHERE {x_key}))"
+UNIQUE_KEY_STORED_REF = "(cur.known_at IS NOT NULL)"
+
+# A row that is not the current version of the (key, known_at) it is compared with, but equals another
+# version of it: one stored and superseded since, or one kept as outranked. Evaluated (a CASE branch)
+# only for rows that differ from the current version.
+SUPERSEDED_TEST = """WHEN EXISTS (
+        SELECT 1 FROM {t} x
+        WHERE {xp_key} AND x.known_at = p.cur_known AND ROW({x_vals}) IS NOT DISTINCT FROM ROW({p_vals})
+    ) THEN 'superseded'"""
+OUTRANKED_TEST = """WHEN EXISTS (
+        SELECT 1 FROM timeseries_outranked_version o CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, o.row) v
+        WHERE o.dataset = %(dataset)s AND o.symbol = {p_symbol} AND o.time = p.time AND o.known_at = p.cur_known
+          AND {vp_key} AND ROW({v_vals}) IS NOT DISTINCT FROM ROW({p_vals})
+    ) THEN 'outranked'"""
+# The version current for the row's own (key, known_at) comes from a feed ranked above the load's:
+# ``ranks`` lists the dataset's feeds best first; an unlisted feed (or a version no load recorded)
+# ranks last.
+OUTRANKS = """(q.cur_known = q.known_at AND coalesce((
+        SELECT array_position(%(ranks)s::text[], ld.feed::text) FROM ingestion_load ld
+        WHERE ld.dataset = %(dataset)s AND ld.recorded_at = q.cur_recorded LIMIT 1
+    ), %(unranked)s) < %(load_rank)s)"""
 
 
 def _merge_versions(
-    cur, spec: Dataset, stage: str, recorded_at: datetime, subset: sql.Composable, *, keys_repeat: bool
-) -> tuple[int, int, int]:
+    cur, run: LoadRun, stage: str, recorded_at: datetime, subset: sql.Composable, *, keys_repeat: bool
+) -> None:
+    """The version merge of the staged rows in ``subset`` (docs/ingestion.md, "Re-deliveries"): adds to
+    the result's inserted / revised / duplicates / resent / outranked."""
+    spec, result = run.spec, run.result
     cols = [*spec.column_names, "known_at"]
     vals = spec.value_columns
+    rest_of_key = [k for k in spec.key if k not in (spec.symbol_column, "time")]
     parts = (
-        (REPEATED_KEY_ROWS, REPEATED_KEY_DUP, REPEATED_KEY_REVISION)
+        (REPEATED_KEY_ROWS, REPEATED_KEY_DUP, REPEATED_KEY_REVISION, REPEATED_KEY_STORED_REF)
         if keys_repeat
-        else (UNIQUE_KEY_ROWS, UNIQUE_KEY_DUP, UNIQUE_KEY_REVISION)
+        else (UNIQUE_KEY_ROWS, UNIQUE_KEY_DUP, UNIQUE_KEY_REVISION, UNIQUE_KEY_STORED_REF)
     )
     names = dict(
         s=sql.Identifier(stage),
@@ -253,12 +304,68 @@ def _merge_versions(
         vals=identifiers(vals),
         l_vals=identifiers(vals, "l"),
         t_vals=identifiers(vals, "t"),
+        x_vals=identifiers(vals, "x"),
+        p_vals=identifiers(vals, "p"),
+        v_vals=identifiers(vals, "v"),
         t_key=key_match(spec, "t", "l"),
         x_key=key_match(spec, "x", "l"),
+        xp_key=key_match(spec, "x", "p"),
+        vp_key=sql.SQL(" AND ").join(
+            [sql.SQL("true")] + [sql.SQL("v.{c} = p.{c}").format(c=sql.Identifier(c)) for c in rest_of_key]
+        ),
+        p_symbol=sql.SQL("p.{}").format(sql.Identifier(spec.symbol_column)),
+        symbol=sql.Identifier(spec.symbol_column),
         subset=subset,
+        row_json=_json_pairs(cols),
+        key_json=_json_pairs(spec.key),
     )
-    rows, is_dup, is_revision = (sql.SQL(part).format(**names) for part in parts)
-    query = sql.SQL(MERGE_SQL).format(rows=rows, is_dup=is_dup, is_revision=is_revision, **names)
-    cur.execute(query, {"recorded_at": recorded_at})
-    inserted, revised, duplicates, same_version_repeats = cur.fetchone()
-    return inserted, revised, duplicates + same_version_repeats
+    rows, is_dup, is_revision, stored_ref = (sql.SQL(part).format(**names) for part in parts)
+    tests = [] if run.reassert else [SUPERSEDED_TEST]
+    if not run.reassert and _has_outranked(cur, spec):
+        tests.append(OUTRANKED_TEST)
+    ranks = list(settings.TSM_FEED_PRECEDENCE.get(spec.name, ()))
+    load_rank = ranks.index(run.load.feed) + 1 if run.load.feed in ranks else len(ranks) + 1
+    precedence = bool(ranks) and load_rank > 1 and not run.overrule
+    query = sql.SQL(MERGE_SQL).format(
+        rows=rows,
+        is_dup=is_dup,
+        is_revision=is_revision,
+        stored_ref=stored_ref,
+        resent_tests=sql.SQL(" ").join(sql.SQL(test).format(**names) for test in tests),
+        outranks=sql.SQL(OUTRANKS if precedence else "false"),
+        keep=sql.SQL("").join(
+            sql.SQL(part).format(**names)
+            for part, wanted in ((KEEP_OUTRANKED, precedence), (KEEP_RESENT, tests))
+            if wanted
+        ),
+        **names,
+    )
+    cur.execute(
+        query,
+        {
+            "recorded_at": recorded_at,
+            "dataset": spec.name,
+            "feed": run.load.feed,
+            "load_id": run.load.id,
+            "ranks": ranks,
+            "unranked": len(ranks) + 1,
+            "load_rank": load_rank,
+        },
+    )
+    inserted, revised, duplicates, resent, outranked, same_version_repeats = cur.fetchone()
+    result.inserted += inserted
+    result.revised += revised
+    result.duplicates += duplicates + same_version_repeats
+    result.resent += resent
+    result.outranked += outranked
+
+
+def _json_pairs(columns) -> sql.Composable:
+    """``'a', "a", 'b', "b"``: the arguments of jsonb_build_object for these columns of the row."""
+    return sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in columns)
+
+
+def _has_outranked(cur, spec: Dataset) -> bool:
+    """Whether any outranked version of the dataset is kept (else the merge need not look for one)."""
+    cur.execute("SELECT EXISTS (SELECT 1 FROM timeseries_outranked_version WHERE dataset = %s)", [spec.name])
+    return cur.fetchone()[0]

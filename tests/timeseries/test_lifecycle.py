@@ -13,7 +13,7 @@ from ingestion.loader import ingest_table
 from tests.helpers import T0, bar
 from timeseries import lifecycle, pit
 from timeseries.capabilities import capabilities
-from timeseries.models import DatasetGeneration, MarketData, Series, SocialSentiment
+from timeseries.models import DatasetGeneration, MarketData, OutrankedVersion, Series, SocialSentiment
 from timeseries.tasks import retention_run
 from tsm_site.celery import app
 from tsm_site.settings import env_intervals
@@ -153,6 +153,18 @@ def test_it_removes_every_version_of_rows_past_the_horizon_and_keeps_the_rest():
     assert [r["time"] for r in pit.market_state(at=NEW_DAY + timedelta(hours=1), symbols=["AAA"])] == [
         NEW_DAY + timedelta(minutes=1)
     ]
+
+
+def test_it_removes_the_outranked_versions_of_rows_past_the_horizon_with_them(settings):
+    settings.TSM_FEED_PRECEDENCE = {**settings.TSM_FEED_PRECEDENCE, "market_data": ("curation",)}
+    ingest_table(dataset="market_data", data=[bar("AAA", minute(d, 0)) for d in (OLD_DAY, NEW_DAY)], feed="curation")
+    sent = ingest_table(
+        dataset="market_data", data=[bar("AAA", minute(d, 0), close="10.25") for d in (OLD_DAY, NEW_DAY)], feed="v"
+    )
+    assert sent.outranked == 2
+    result = lifecycle.retention_apply(dataset="market_data", now=NOW)
+    assert result.outranked_deleted == 1
+    assert list(OutrankedVersion.objects.values_list("time", flat=True)) == [NEW_DAY]
 
 
 def test_it_changes_nothing_when_run_again():

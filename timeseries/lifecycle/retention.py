@@ -148,6 +148,7 @@ class RetentionResult:
     cutoff: datetime | None
     rows_deleted: int = 0
     chunks_dropped: int = 0
+    outranked_deleted: int = 0  # outranked versions (timeseries.models.OutrankedVersion) past the horizon
     batches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,6 +179,10 @@ def retention_apply(*, dataset: str, batch_rows: int | None = None, now: datetim
     result = RetentionResult(spec.name, caps.lane, horizon, cutoff)
     if cutoff is None:
         return result
+    with transaction.atomic(), connection.cursor() as cur:  # the versions kept beside the table go too
+        _merge_lock(cur, spec)
+        cur.execute("DELETE FROM timeseries_outranked_version WHERE dataset = %s AND time < %s", [spec.name, cutoff])
+        result.outranked_deleted = cur.rowcount
     if spec.table in caps.hypertables:
         with transaction.atomic(), connection.cursor() as cur:
             _merge_lock(cur, spec)
