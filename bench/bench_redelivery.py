@@ -54,7 +54,7 @@ from timeseries import demo  # noqa: E402  (numpy and pyarrow only, no Django)
 FIX_EVERY = 100  # 1 % of the rows are fixed
 STEPS = ("first_load", "replay_unchanged", "fix", "redelivery", "replay_after_redelivery")
 
-# One run in one tree: argv[1] is JSON {"original", "fix", "precedence"}; prints one JSON line last.
+# One run in one tree: argv[1] is JSON {"original", "fix"} (paths); prints one JSON line last.
 CHILD = r"""
 import inspect, json, os, sys, time
 sys.path.insert(0, os.getcwd())
