@@ -48,6 +48,7 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from ingestion.models import Load
+from timeseries.datasets import Dataset
 from timeseries.lifecycle import retention_horizon
 
 RULES_VERSION = "1"  # bump when ingestion.checks / known_at rules change: old digests then never match
@@ -277,3 +278,20 @@ def replay_blocker(*, cur, dataset: str, earlier: Load) -> str | None:
             f"{earlier.pk} and overlaps its span"
         )
     return None
+
+
+def resent_carry(*, cur, spec: Dataset, earlier: Load, load_id) -> None:
+    """List on a load answered by the shortcut the rows of ``earlier`` that were re-sends or were kept
+    as outranked: replayed, each is a re-send of that superseded or outranked version (no change since
+    means the same versions are current), so staff see the same keys."""
+    cur.execute(
+        """
+        INSERT INTO ingestion_resentrow (load_id, key, known_at, kind, current_recorded_at)
+        SELECT %(load)s, key, known_at, kind, current_recorded_at FROM ingestion_resentrow WHERE load_id = %(earlier)s
+        UNION ALL
+        SELECT %(load)s, (SELECT jsonb_object_agg(k, o.row -> k) FROM unnest(%(key)s::text[]) k), known_at,
+               'outranked', outranked_by
+        FROM timeseries_outranked_version o WHERE dataset = %(dataset)s AND load_id = %(earlier)s
+        """,
+        {"load": load_id, "earlier": earlier.pk, "dataset": earlier.dataset, "key": list(spec.key)},
+    )

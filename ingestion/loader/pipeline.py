@@ -216,6 +216,8 @@ def _replay_shortcut(run: LoadRun, digest: replay.Digest) -> bool:
         result.rows_read = result.duplicates = earlier.rows_read
         # rows the earlier load found re-sent or outranked equal a superseded or outranked version now
         result.resent = earlier.resent + earlier.outranked
+        if result.resent:
+            replay.resent_carry(cur=cur, spec=spec, earlier=earlier, load_id=run.load.id)
         result.replay_of = earlier.pk
         result.spans = earlier.replay_spans
         result.change_watermark = replay.change_watermark(cur=cur, dataset=spec.name)
