@@ -226,6 +226,9 @@ def test_make_current_again_stores_the_values_anew_and_audits_who_and_what(clien
     assert "Made current again for known_at" in page.content.decode()
     assert page.content.decode().count('data-status="current"') == 2
 
+    row_history = client.get(reverse("admin:timeseries_marketdata_history", args=[stored.pk])).content.decode()
+    assert "Made current again: the version known at" in row_history  # the admin's history of the new row
+
 
 def test_an_already_current_version_is_refused_and_nothing_is_stored(client, fixed):
     _, fix, _ = fixed
@@ -340,6 +343,18 @@ def test_key_parsing_follows_each_key_column_rule():
         version_key_parse("news_events", {"time": "2024-03-01T14:30:00Z", "symbol": "AAPL"})
     with pytest.raises(ValueError, match="platform is too long"):
         version_key_parse("social_sentiment", {"time": "2024-03-01T14:00:00Z", "symbol": "A", "platform": "x" * 65})
+
+
+def test_a_market_wide_event_has_a_history_under_its_empty_primary_symbol():
+    event = {"time": T0.isoformat(), "event_type": "fomc", "description": "rates held"}
+    first = ingest_table(dataset="government_events", data=[event], feed="vendor_x")
+    fix = ingest_table(dataset="government_events", data=[event | {"description": "rates cut"}], feed="curation")
+    key = version_key_parse("government_events", {"time": "2024-03-01T14:30:00Z", "event_type": "fomc"})
+    history = version_history("government_events", key)
+    assert [(v.recorded_at, v.status, v.values["description"]) for v in history] == [
+        (fix.recorded_at, CURRENT, "rates cut"),
+        (first.recorded_at, SUPERSEDED, "rates held"),
+    ]
 
 
 # --- escaping -------------------------------------------------------------------------------------
