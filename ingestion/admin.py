@@ -9,9 +9,10 @@ from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
-from ingestion import quarantine, tasks, uploads
-from ingestion.models import Load, RejectedRow, Upload
+from ingestion import admin_versions, quarantine, tasks, uploads
+from ingestion.models import Load, RejectedRow, ResentRow, Upload
 from timeseries.datasets import DATASETS
 from timeseries.timeparse import parse_interval
 
@@ -238,23 +239,49 @@ class RejectedRowInline(admin.TabularInline):
 class LoadAdmin(admin.ModelAdmin):
     """Loads are written by the loader: read-only here (view_load).
 
-    The quarantined rows inline needs view_rejectedrow.
+    The quarantined rows inline needs view_rejectedrow; the link to the re-sent rows view_resentrow.
+    Its URLs also hold a key's version history (ingestion/admin_versions.py).
     """
 
     list_display = (
         "started_at",
         "dataset",
         "source",
+        "feed",
         "status",
         "rows_read",
         "inserted",
         "revised",
         "duplicates",
+        "resent",
+        "outranked",
         "rejected",
     )
-    list_filter = ("dataset", "status")
-    readonly_fields = [f.name for f in Load._meta.fields]
+    list_filter = ("dataset", "status", "reassert")
+    readonly_fields = [
+        name for f in Load._meta.fields for name in ((f.name, "resent_rows") if f.name == "resent" else (f.name,))
+    ]
     inlines = [RejectedRowInline]
+
+    @admin.display(description="re-sent rows")
+    def resent_rows(self, obj: Load) -> str:
+        if not obj.resent:
+            return "none"
+        url = reverse("admin:ingestion_resentrow_changelist") + "?" + urlencode({"load__id__exact": str(obj.pk)})
+        return format_html('<a href="{}">{} row(s): their keys and the versions they equal</a>', url, obj.resent)
+
+    @admin.display(description="re-sent rows")
+    def resent_rows_count(self, obj: Load) -> str:
+        """Shown instead of ``resent_rows`` to staff who may not read the re-sent rows."""
+        return f"{obj.resent} (their keys need the permission ingestion.view_resentrow)" if obj.resent else "none"
+
+    def get_readonly_fields(self, request, obj=None):
+        if self.admin_site._registry[ResentRow].has_view_permission(request):
+            return self.readonly_fields
+        return ["resent_rows_count" if f == "resent_rows" else f for f in self.readonly_fields]
+
+    def get_urls(self):
+        return admin_versions.history_urls(self.admin_site) + super().get_urls()
 
     def has_add_permission(self, request):
         return False

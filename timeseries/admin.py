@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 
 from django import forms
 from django.conf import settings
@@ -45,6 +45,7 @@ from timeseries.admin_storage import dataset_permission
 from timeseries.datasets import DATASETS, dataset_of_model
 from timeseries.params import CURATION_FILTER_PARAMS
 from timeseries.removal import versions_outside_range
+from timeseries.rules import format_instant
 
 
 class EstimatedCountPaginator(Paginator):
@@ -198,7 +199,16 @@ class TimeSeriesAdmin(admin.ModelAdmin):
         return (first, TimeRangeFilter, KnownAtRangeFilter)
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.concrete_fields if f.name not in ("id", "quality_score")]
+        fields = [f.name for f in self.model._meta.concrete_fields if f.name not in ("id", "quality_score")]
+        return [*fields, "version_history"]
+
+    @admin.display(description="versions")
+    def version_history(self, obj):
+        """The key's version history (sources, status, why), an ingestion admin page: linked by URL name only."""
+        key = {name: getattr(obj, name) for name in self.spec.key}
+        key = {name: format_instant(v) if isinstance(v, datetime) else v for name, v in key.items()}
+        url = reverse("admin:ingestion_load_versions", args=[self.spec.name]) + "?" + urlencode(key)
+        return format_html('<a href="{}">every version of this key, its source and status</a>', url)
 
     def has_add_permission(self, request) -> bool:
         return False  # rows are versions written by the loader (Admin › Ingestion › Uploads)
