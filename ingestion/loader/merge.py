@@ -201,30 +201,39 @@ def conflicting_rows(cur, spec: Dataset, stage: str, subset: sql.Composable) -> 
     return [row[0] for row in cur.fetchall()]
 
 
+# Each row's outcome is one CASE, evaluated once per row and in this order, so a row equal to the
+# version it follows (most rows of a re-delivery) costs one comparison: DUPLICATE; then, for rows
+# compared with a stored version, the searches for an equal superseded (SUPERSEDED) or outranked
+# (OUTRANKED_EQUAL) version and the precedence test (OUTRANKED); the rest are new versions. The
+# outcome is a small integer; ``p`` is read twice (as by the merge before re-sends were told apart):
+# by the counts, and to pick the rows not duplicates (``n``) that the inserts read.
+OUTCOMES = dict(DUPLICATE=0, INSERTED=1, REVISED=2, SUPERSEDED=3, OUTRANKED_EQUAL=4, OUTRANKED=5)
+_CODES = {name: sql.SQL(str(code)) for name, code in OUTCOMES.items()}
 MERGE_SQL = """
 WITH {rows}, p AS (
-    SELECT l.*, cur.known_at AS cur_known, cur.recorded_at AS cur_recorded,
-           {is_dup} AS is_dup, {is_revision} AS is_revision, {stored_ref} AS stored_ref
+    SELECT l.*, cur.recorded_at AS cur_recorded,
+           CASE WHEN {is_dup} THEN {DUPLICATE}
+                WHEN {stored_ref} THEN {stored_outcome}
+                WHEN {is_revision} THEN {REVISED}
+                ELSE {INSERTED} END AS outcome
     FROM l LEFT JOIN LATERAL (
         SELECT t.known_at, t.recorded_at, ROW({t_vals}) AS vals FROM {t} t
         WHERE {t_key} AND t.known_at <= l.known_at
         ORDER BY t.known_at DESC, t.recorded_at DESC LIMIT 1
     ) cur ON true
-), q AS (
-    SELECT p.*, CASE WHEN p.is_dup OR NOT p.stored_ref THEN NULL {resent_tests} END AS resent FROM p
-), r AS (
-    SELECT q.*, (NOT q.is_dup AND q.resent IS NULL AND {outranks}) AS outranked FROM q
+), n AS (
+    SELECT * FROM p WHERE outcome <> {DUPLICATE}
 ), ins AS (
     INSERT INTO {t} ({cols}, recorded_at)
-    SELECT {cols}, %(recorded_at)s FROM r WHERE NOT is_dup AND resent IS NULL AND NOT outranked
+    SELECT {cols}, %(recorded_at)s FROM n WHERE outcome IN ({INSERTED}, {REVISED})
 ){keep}
-SELECT count(*) FILTER (WHERE NOT is_dup AND resent IS NULL AND NOT outranked AND NOT is_revision),
-       count(*) FILTER (WHERE NOT is_dup AND resent IS NULL AND NOT outranked AND is_revision),
-       count(*) FILTER (WHERE is_dup OR resent IS NOT NULL),
-       count(*) FILTER (WHERE resent IS NOT NULL),
-       count(*) FILTER (WHERE outranked),
+SELECT count(*) FILTER (WHERE outcome = {INSERTED}),
+       count(*) FILTER (WHERE outcome = {REVISED}),
+       count(*) FILTER (WHERE outcome IN ({DUPLICATE}, {SUPERSEDED}, {OUTRANKED_EQUAL})),
+       count(*) FILTER (WHERE outcome IN ({SUPERSEDED}, {OUTRANKED_EQUAL})),
+       count(*) FILTER (WHERE outcome = {OUTRANKED}),
        (SELECT count(*) FROM {s} s WHERE {subset}) - count(*)
-FROM r
+FROM p
 """
 # the rows kept aside (only when the load can have such rows: precedence applies / equals are searched)
 KEEP_OUTRANKED = """, kept AS (
@@ -232,11 +241,13 @@ KEEP_OUTRANKED = """, kept AS (
         (dataset, symbol, time, known_at, recorded_at, feed, load_id, outranked_by, row)
     SELECT %(dataset)s, {symbol}, time, known_at, %(recorded_at)s, %(feed)s, %(load_id)s, cur_recorded,
            jsonb_build_object({row_json})
-    FROM r WHERE outranked
+    FROM n WHERE outcome = {OUTRANKED}
 )"""
 KEEP_RESENT = """, told AS (
     INSERT INTO ingestion_resentrow (load_id, key, known_at, kind, current_recorded_at)
-    SELECT %(load_id)s, jsonb_build_object({key_json}), known_at, resent, cur_recorded FROM r WHERE resent IS NOT NULL
+    SELECT %(load_id)s, jsonb_build_object({key_json}), known_at,
+           CASE outcome WHEN {SUPERSEDED} THEN 'superseded' ELSE 'outranked' END, cur_recorded
+    FROM n WHERE outcome IN ({SUPERSEDED}, {OUTRANKED_EQUAL})
 )"""
 
 # Keys may repeat in the input: keep one row per (key, known_at) and compare each row with the
@@ -266,20 +277,20 @@ UNIQUE_KEY_STORED_REF = "(cur.known_at IS NOT NULL)"
 # only for rows that differ from the current version.
 SUPERSEDED_TEST = """WHEN EXISTS (
         SELECT 1 FROM {t} x
-        WHERE {xp_key} AND x.known_at = p.cur_known AND ROW({x_vals}) IS NOT DISTINCT FROM ROW({p_vals})
-    ) THEN 'superseded'"""
+        WHERE {x_key} AND x.known_at = cur.known_at AND ROW({x_vals}) IS NOT DISTINCT FROM ROW({l_vals})
+    ) THEN {SUPERSEDED}"""
 OUTRANKED_TEST = """WHEN EXISTS (
         SELECT 1 FROM timeseries_outranked_version o CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, o.row) v
-        WHERE o.dataset = %(dataset)s AND o.symbol = {p_symbol} AND o.time = p.time AND o.known_at = p.cur_known
-          AND {vp_key} AND ROW({v_vals}) IS NOT DISTINCT FROM ROW({p_vals})
-    ) THEN 'outranked'"""
+        WHERE o.dataset = %(dataset)s AND o.symbol = {l_symbol} AND o.time = l.time AND o.known_at = cur.known_at
+          AND {vl_key} AND ROW({v_vals}) IS NOT DISTINCT FROM ROW({l_vals})
+    ) THEN {OUTRANKED_EQUAL}"""
 # The version current for the row's own (key, known_at) comes from a feed ranked above the load's:
 # ``ranks`` lists the dataset's feeds best first; an unlisted feed (or a version no load recorded)
 # ranks last.
-OUTRANKS = """(q.cur_known = q.known_at AND coalesce((
+OUTRANKS = """WHEN cur.known_at = l.known_at AND coalesce((
         SELECT array_position(%(ranks)s::text[], ld.feed::text) FROM ingestion_load ld
-        WHERE ld.dataset = %(dataset)s AND ld.recorded_at = q.cur_recorded LIMIT 1
-    ), %(unranked)s) < %(load_rank)s)"""
+        WHERE ld.dataset = %(dataset)s AND ld.recorded_at = cur.recorded_at LIMIT 1
+    ), %(unranked)s) < %(load_rank)s THEN {OUTRANKED}"""
 
 
 def _merge_versions(
@@ -305,19 +316,18 @@ def _merge_versions(
         l_vals=identifiers(vals, "l"),
         t_vals=identifiers(vals, "t"),
         x_vals=identifiers(vals, "x"),
-        p_vals=identifiers(vals, "p"),
         v_vals=identifiers(vals, "v"),
         t_key=key_match(spec, "t", "l"),
         x_key=key_match(spec, "x", "l"),
-        xp_key=key_match(spec, "x", "p"),
-        vp_key=sql.SQL(" AND ").join(
-            [sql.SQL("true")] + [sql.SQL("v.{c} = p.{c}").format(c=sql.Identifier(c)) for c in rest_of_key]
+        vl_key=sql.SQL(" AND ").join(
+            [sql.SQL("true")] + [sql.SQL("v.{c} = l.{c}").format(c=sql.Identifier(c)) for c in rest_of_key]
         ),
-        p_symbol=sql.SQL("p.{}").format(sql.Identifier(spec.symbol_column)),
+        l_symbol=sql.SQL("l.{}").format(sql.Identifier(spec.symbol_column)),
         symbol=sql.Identifier(spec.symbol_column),
         subset=subset,
         row_json=_json_pairs(cols),
         key_json=_json_pairs(spec.key),
+        **_CODES,
     )
     rows, is_dup, is_revision, stored_ref = (sql.SQL(part).format(**names) for part in parts)
     tests = [] if run.reassert else [SUPERSEDED_TEST]
@@ -326,13 +336,20 @@ def _merge_versions(
     ranks = list(settings.TSM_FEED_PRECEDENCE.get(spec.name, ()))
     load_rank = ranks.index(run.load.feed) + 1 if run.load.feed in ranks else len(ranks) + 1
     precedence = bool(ranks) and load_rank > 1 and not run.overrule
+    branches = [sql.SQL(test).format(**names) for test in tests] + (
+        [sql.SQL(OUTRANKS).format(**_CODES)] if precedence else []
+    )
+    stored_outcome = (
+        sql.SQL("CASE {} ELSE {} END").format(sql.SQL(" ").join(branches), _CODES["REVISED"])
+        if branches
+        else _CODES["REVISED"]
+    )
     query = sql.SQL(MERGE_SQL).format(
         rows=rows,
         is_dup=is_dup,
         is_revision=is_revision,
         stored_ref=stored_ref,
-        resent_tests=sql.SQL(" ").join(sql.SQL(test).format(**names) for test in tests),
-        outranks=sql.SQL(OUTRANKS if precedence else "false"),
+        stored_outcome=stored_outcome,
         keep=sql.SQL("").join(
             sql.SQL(part).format(**names)
             for part, wanted in ((KEEP_OUTRANKED, precedence), (KEEP_RESENT, tests))
