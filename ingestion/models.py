@@ -150,6 +150,12 @@ class Upload(models.Model):
         max_length=8, default="reject", choices=[("reject", "reject the file"), ("skip", "quarantine bad rows")]
     )
     uploaded_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    feed = models.CharField(
+        max_length=64, blank=True, default="", help_text="the source the rows come from (TSM_FEED_PRECEDENCE)"
+    )
+    reassert = models.BooleanField(
+        default=False, help_text="rows equal to a superseded version become current again (deliberate)"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows_read = models.BigIntegerField(default=0, help_text="rows processed so far (validated, and stored or staged)")
     rows_total = models.BigIntegerField(
@@ -165,6 +171,12 @@ class Upload(models.Model):
     revised = models.BigIntegerField(default=0)
     duplicates = models.BigIntegerField(default=0)
     rejected = models.BigIntegerField(default=0)
+    resent = models.BigIntegerField(
+        default=0, help_text="of the duplicates: re-sends of superseded (or outranked) versions, not stored"
+    )
+    outranked = models.BigIntegerField(
+        default=0, help_text="rows kept as outranked versions: a higher-ranked feed's version stays current"
+    )
     error = models.TextField(blank=True, default="")
     load = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
     attempts = models.PositiveIntegerField(default=0)
@@ -188,7 +200,8 @@ class IngestBatch(models.Model):
     """Rows accepted by the write API, durable in PostgreSQL until a flush merges them.
 
     ``payload`` holds the validated rows as an Arrow IPC stream (known_at already resolved), so an
-    accepted row never lives only in Redis or in a worker's memory.
+    accepted row never lives only in Redis or in a worker's memory. A flush merges batches with the
+    same ``feed`` and ``reassert`` into one load (``buffer._groups``).
     """
 
     class Status(models.TextChoices):
@@ -204,6 +217,13 @@ class IngestBatch(models.Model):
     rejected = models.IntegerField(default=0, help_text="rows quarantined (on_error=skip)")
     payload = models.BinaryField()
     submitted_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    feed = models.CharField(
+        max_length=64, blank=True, default="", help_text="the source the rows come from (the token's feed, or ?feed=)"
+    )
+    reassert = models.BooleanField(default=False, help_text="?reassert=true: merged as a deliberate re-assertion")
+    requested_by = models.CharField(
+        max_length=150, blank=True, default="", help_text="who sent it: the token (prefix and user) or the session"
+    )
     quarantine = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     load = models.ForeignKey(Load, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches")
     error = models.TextField(blank=True, default="")

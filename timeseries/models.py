@@ -248,6 +248,13 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(max_length=8, editable=False, help_text="first characters, to recognise a token")
     scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
+    feed = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="a write token bound to a feed sends rows only as that feed (TSM_FEED_PRECEDENCE); "
+        "blank: the caller names the feed (?feed=), or none",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked = models.BooleanField(default=False)

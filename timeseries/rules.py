@@ -138,7 +138,8 @@ END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
 # --- feeds: the sources a load's rows come from (ranked by TSM_FEED_PRECEDENCE) ---------------------
 
 FEED_RULE_TEXT = "1-64 ASCII characters: letters, digits and _ . : -, the first a letter or digit"
-_FEED_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+FEED_SHAPE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"  # also the write API's OpenAPI pattern for ``feed``
+_FEED_RE = re.compile(FEED_SHAPE)
 
 
 def feed_problem(value: str) -> str | None:
