@@ -45,7 +45,7 @@ from timeseries.admin_storage import dataset_permission
 from timeseries.datasets import DATASETS, dataset_of_model
 from timeseries.params import CURATION_FILTER_PARAMS
 from timeseries.removal import versions_outside_range
-from timeseries.rules import format_instant
+from timeseries.rules import FEED_RULE_TEXT, feed_problem, format_instant
 
 
 class EstimatedCountPaginator(Paginator):
@@ -412,7 +412,24 @@ class SeriesAdmin(admin.ModelAdmin):
 class ApiTokenForm(forms.ModelForm):
     class Meta:
         model = models.ApiToken
-        fields = ("user", "name", "scope", "revoked")
+        fields = ("user", "name", "scope", "feed", "revoked")
+        help_texts = {
+            "feed": "write tokens only: bind the token to this feed (e.g. vendor_x); the write API then "
+            f"stores its rows as this feed and refuses another. Blank: the caller may name any feed. {FEED_RULE_TEXT}."
+        }
+
+    def clean_feed(self):
+        feed = self.cleaned_data.get("feed", "")
+        problem = feed_problem(feed)
+        if problem:
+            raise forms.ValidationError(problem)
+        return feed
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("feed") and cleaned.get("scope") and cleaned["scope"] != models.ApiToken.Scope.WRITE:
+            self.add_error("feed", "only a write token can be bound to a feed: choose scope write, or leave it blank")
+        return cleaned
 
     def clean_user(self):
         user = self.cleaned_data["user"]
@@ -430,11 +447,12 @@ class ApiTokenForm(forms.ModelForm):
 @admin.register(models.ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """List, create (the key is shown once, on the page after "Save"; only its SHA-256 digest and first
-    8 characters are stored) and revoke API tokens. Revoking takes effect in this process at once and in
-    the others within TSM_TOKEN_CACHE_SECONDS. Tokens are not deleted (their record stays)."""
+    8 characters are stored; scope and feed binding are fixed then) and revoke API tokens. Revoking
+    takes effect in this process at once and in the others within TSM_TOKEN_CACHE_SECONDS. Tokens are
+    not deleted (their record stays)."""
 
     form = ApiTokenForm
-    list_display = ("prefix_shown", "user", "name", "scope", "created_at", "last_used_at", "revoked")
+    list_display = ("prefix_shown", "user", "name", "scope", "feed", "created_at", "last_used_at", "revoked")
     list_filter = ("scope", "revoked")
     list_select_related = ("user",)
     search_fields = ("=user__username", "name", "=prefix")
@@ -449,20 +467,22 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("user", "name", "scope")
-        return ("prefix_shown", "user", "name", "scope", "created_at", "last_used_at", "revoked")
+            return ("user", "name", "scope", "feed")
+        return ("prefix_shown", "user", "name", "scope", "feed", "created_at", "last_used_at", "revoked")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("prefix_shown", "user", "scope", "created_at", "last_used_at", *(("revoked",) if obj.revoked else ()))
+        # scope and feed are what the key may do: fixed at creation (create a new token to change them)
+        fixed = ("prefix_shown", "user", "scope", "feed", "created_at", "last_used_at")
+        return (*fixed, *(("revoked",) if obj.revoked else ()))
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # revoke instead: the record (who, when, last used) stays
 
     def save_model(self, request, obj, form, change):
         if not change:
-            token, key = tokens.token_create(user=obj.user, scope=obj.scope, name=obj.name)
+            token, key = tokens.token_create(user=obj.user, scope=obj.scope, name=obj.name, feed=obj.feed)
             obj.pk, obj.prefix, obj.digest, obj.created_at = token.pk, token.prefix, token.digest, token.created_at
             obj._state.adding = False
             request._tsm_new_token_key = key  # shown once by response_add, never stored

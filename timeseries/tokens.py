@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from timeseries.models import ApiToken
+from timeseries.rules import feed_problem
 
 
 def token_digest(key: str) -> str:
@@ -17,12 +18,21 @@ def token_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def token_create(*, user, scope: str = ApiToken.Scope.READ, name: str = "") -> tuple[ApiToken, str]:
-    """Create a token; returns it and the plain key, which is shown once and never stored."""
+def token_create(*, user, scope: str = ApiToken.Scope.READ, name: str = "", feed: str = "") -> tuple[ApiToken, str]:
+    """Create a token; returns it and the plain key, which is shown once and never stored.
+
+    ``feed``: a write token bound to it sends rows only as that feed (the write API refuses another)."""
     if scope not in ApiToken.Scope.values:
         raise ValueError(f"scope={scope!r}: expected one of {', '.join(ApiToken.Scope.values)}")
+    problem = feed_problem(feed)
+    if problem:
+        raise ValueError(f"feed: {problem}")
+    if feed and scope != ApiToken.Scope.WRITE:
+        raise ValueError(f"feed={feed!r}: only a write token can be bound to a feed (it binds what the token sends)")
     key = "tsm_" + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, scope=scope, name=name, digest=token_digest(key), prefix=key[:8])
+    token = ApiToken.objects.create(
+        user=user, scope=scope, name=name, feed=feed, digest=token_digest(key), prefix=key[:8]
+    )
     return token, key
 
 

@@ -1,4 +1,4 @@
-"""manage.py create_token USERNAME --scope read|write [--name N] [--create-user]
+"""manage.py create_token USERNAME --scope read|write [--name N] [--feed F] [--create-user]
 
 Prints the new key once on standard output (only its digest is stored); details go to standard error,
 so ``KEY=$(python manage.py create_token alice --scope read)`` captures just the key.
@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from timeseries.models import ApiToken
+from timeseries.rules import feed_problem
 from timeseries.tokens import token_create
 
 
@@ -26,12 +27,20 @@ class Command(BaseCommand):
         )
         parser.add_argument("--name", default="", help="a label to recognise the token by")
         parser.add_argument(
+            "--feed", default="", help="write tokens: bind the token to this feed (the write API refuses another)"
+        )
+        parser.add_argument(
             "--create-user",
             action="store_true",
             help="create USERNAME (active, without a password) when it does not exist",
         )
 
-    def handle(self, *args, username, scope, name, create_user, **options):
+    def handle(self, *args, username, scope, name, feed, create_user, **options):
+        problem = feed_problem(feed)
+        if problem:
+            raise CommandError(f"--feed {problem}")
+        if feed and scope != ApiToken.Scope.WRITE:
+            raise CommandError("--feed binds what a write token sends: add --scope write")
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:
@@ -43,8 +52,9 @@ class Command(BaseCommand):
             self.stderr.write(f"created user {username!r}")
         if not user.is_active:
             raise CommandError(f"user {username!r} is inactive: its tokens would not authenticate")
-        token, key = token_create(user=user, scope=scope, name=name)
+        token, key = token_create(user=user, scope=scope, name=name, feed=feed)
+        bound = f" bound to feed {feed!r}" if feed else ""
         self.stderr.write(
-            f"{scope} token {token.prefix}… for {username!r} (id {token.pk}); the key is shown only once:"
+            f"{scope} token {token.prefix}…{bound} for {username!r} (id {token.pk}); the key is shown only once:"
         )
         self.stdout.write(key)
