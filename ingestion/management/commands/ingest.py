@@ -1,12 +1,20 @@
-"""manage.py ingest DATASET FILE [FILE ...] — the same loader the Celery workers run.
+"""manage.py ingest DATASET FILE [FILE ...] [--feed NAME] [--reassert] — the same loader the Celery workers run.
+
+``--feed NAME``: the source the rows come from (ranked by TSM_FEED_PRECEDENCE; names follow
+timeseries.rules.FEED_RULE_TEXT). ``--reassert``: rows equal to a superseded version of their
+(key, known_at) become current again instead of counting as re-sends (deliberate: it can undo fixes).
+Every load records who asked: "manage.py ingest (<OS user>)".
 
 With --format json the last line of stdout is one JSON object with the summed counts:
-{"inserted": …, "revised": …, "duplicates": …, "rejected": …, "rows_read": …, "errors": [...]}.
-Exits non-zero when a file is rejected (on --on-error reject) or cannot be read.
+{"inserted": …, "revised": …, "duplicates": …, "rejected": …, "resent": …, "outranked": …,
+"rows_read": …, "errors": [...]} ("resent" is part of "duplicates": rows equal to a superseded or
+outranked version, not stored). Exits non-zero when a file is rejected (on --on-error reject) or
+cannot be read.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 
@@ -16,6 +24,18 @@ from ingestion.checks import InputError
 from ingestion.loader import ON_ERROR_MODES, LoadRejected, ingest_file
 from timeseries import params
 from timeseries.datasets import DATASETS
+from timeseries.rules import feed_problem
+
+COUNTS = ("inserted", "revised", "duplicates", "rejected", "resent", "outranked", "rows_read")
+
+
+def requested_by() -> str:
+    """Who runs the command, as the Load records it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no password-file entry (a bare container)
+        user = "unknown OS user"
+    return f"manage.py ingest ({user})"
 
 
 class Command(BaseCommand):
@@ -27,13 +47,25 @@ class Command(BaseCommand):
         parser.add_argument("--bar-interval", default="1min", help="market_data bar length (default 1min)")
         parser.add_argument("--on-error", choices=ON_ERROR_MODES, default="reject")
         parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--feed", default="", help="the source the rows come from, e.g. vendor_x (ranked by TSM_FEED_PRECEDENCE)"
+        )
+        parser.add_argument(
+            "--reassert",
+            action="store_true",
+            help="rows equal to a superseded version become current again (deliberate: undoes later fixes)",
+        )
 
-    def handle(self, *args, dataset, files, bar_interval, on_error, format, **options):
+    def handle(self, *args, dataset, files, bar_interval, on_error, format, feed, reassert, **options):
         try:
             interval = params.interval("--bar-interval", bar_interval)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        totals = {"inserted": 0, "revised": 0, "duplicates": 0, "rejected": 0, "rows_read": 0}
+        problem = feed_problem(feed)
+        if problem:
+            raise CommandError(f"--feed {problem}")
+        who = requested_by()
+        totals = dict.fromkeys(COUNTS, 0)
         errors: list[str] = []
         failed: list[str] = []
         for path in files:
@@ -45,6 +77,9 @@ class Command(BaseCommand):
                     bar_interval=interval,
                     on_error=on_error,
                     progress=bar.update_to if bar else None,
+                    feed=feed,
+                    reassert=reassert,
+                    requested_by=who,
                 )
             except LoadRejected as exc:
                 result = exc.result
@@ -84,6 +119,17 @@ class Command(BaseCommand):
             head += f" (bad rows quarantined with load {result.load_id})"
         if result.replay_of:
             head += f" — {result.replay_note}"
+        listed = result.replay_of or result.load_id  # a replay stores nothing: the earlier load lists the keys
+        if result.resent:
+            head += (
+                f"\n  {result.resent} re-sends of superseded versions: rows equal to a version since fixed or"
+                f" outranked, not stored (the keys: load {listed} in the admin)"
+            )
+        if result.outranked:
+            head += (
+                f"\n  {result.outranked} rows outranked: a higher-ranked feed's version stays current; kept as"
+                f" outranked versions of load {result.load_id}"
+            )
         return head
 
     def _progress(self, path: str, format: str):
