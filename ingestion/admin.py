@@ -14,6 +14,7 @@ from django.utils.http import urlencode
 from ingestion import admin_versions, quarantine, tasks, uploads
 from ingestion.models import Load, RejectedRow, ResentRow, Upload
 from timeseries.datasets import DATASETS
+from timeseries.rules import FEED_RULE_TEXT, feed_problem
 from timeseries.timeparse import parse_interval
 
 
@@ -25,10 +26,24 @@ class UploadForm(forms.ModelForm):
     on_error = forms.ChoiceField(
         choices=[("reject", "reject the whole file if any row is bad"), ("skip", "load good rows, quarantine bad ones")]
     )
+    feed = forms.CharField(
+        label="Feed",
+        required=False,
+        max_length=64,
+        help_text="where the rows come from, e.g. vendor_x or curation (ranked by TSM_FEED_PRECEDENCE); "
+        f"blank: unnamed. {FEED_RULE_TEXT}.",
+    )
+    reassert = forms.BooleanField(
+        label="Re-assert",
+        required=False,
+        help_text="rows equal to an older version of their key that was since fixed become current again, "
+        "undoing the fix. Leave it off for re-deliveries: re-sent old values are then skipped and counted "
+        "as re-sends.",
+    )
 
     class Meta:
         model = Upload
-        fields = ("dataset", "file", "on_error")
+        fields = ("dataset", "file", "on_error", "feed", "reassert")
 
     def clean_bar_interval_text(self):
         text = self.cleaned_data.get("bar_interval_text") or "1min"
@@ -36,6 +51,13 @@ class UploadForm(forms.ModelForm):
             return parse_interval("bar interval", text)
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
+
+    def clean_feed(self):
+        feed = self.cleaned_data.get("feed") or ""
+        problem = feed_problem(feed)
+        if problem:
+            raise forms.ValidationError(problem)
+        return feed
 
     def clean_file(self):
         file = self.cleaned_data["file"]
@@ -56,9 +78,12 @@ class UploadAdmin(admin.ModelAdmin):
         "dataset",
         "status",
         "percent_done",
+        "feed",
         "inserted",
         "revised",
         "duplicates",
+        "resent",
+        "outranked",
         "rejected",
         "uploaded_by",
     )
@@ -70,6 +95,8 @@ class UploadAdmin(admin.ModelAdmin):
         "size",
         "bar_interval",
         "on_error",
+        "feed",
+        "reassert",
         "uploaded_by",
         "status",
         "percent",
@@ -79,6 +106,8 @@ class UploadAdmin(admin.ModelAdmin):
         "inserted",
         "revised",
         "duplicates",
+        "resent_keys",
+        "outranked",
         "rejected",
         "error",
         "quarantine",
@@ -115,10 +144,28 @@ class UploadAdmin(admin.ModelAdmin):
             return "none"
         return f"{obj.rejected} rows (reading them needs the permission ingestion.view_rejectedrow)"
 
+    @admin.display(description="re-sends of superseded versions")
+    def resent_keys(self, obj: Upload) -> str:
+        """Rows equal to a version since fixed (or outranked): not stored; their keys are on the load's page."""
+        if not obj.load_id or not obj.resent:
+            return str(obj.resent)
+        page = reverse("admin:ingestion_load_change", args=[obj.load_id])
+        return format_html('{} rows, not stored · <a href="{}">their keys (load {})</a>', obj.resent, page, obj.load_id)
+
+    @admin.display(description="re-sends of superseded versions")
+    def resent_count(self, obj: Upload) -> str:
+        """Shown instead of ``resent_keys`` to staff who may not view loads."""
+        if not obj.resent:
+            return str(obj.resent)
+        return f"{obj.resent} rows, not stored (their keys are on load {obj.load_id}: needs ingestion.view_load)"
+
     def _shown_fields(self, request, obj: Upload) -> tuple[str, ...]:
-        if self._may_read_quarantine(request, obj):
-            return tuple(self.readonly_fields)
-        return tuple("quarantine_count" if f == "quarantine" else f for f in self.readonly_fields)
+        swaps = {}
+        if not self._may_read_quarantine(request, obj):
+            swaps["quarantine"] = "quarantine_count"
+        if not self.admin_site._registry[Load].has_view_permission(request):
+            swaps["resent_keys"] = "resent_count"
+        return tuple(swaps.get(f, f) for f in self.readonly_fields)
 
     @admin.display(description="replay shortcut")
     def replay(self, obj: Upload) -> str:
@@ -126,7 +173,7 @@ class UploadAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("dataset", "file", "bar_interval_text", "on_error")
+            return ("dataset", "file", "bar_interval_text", "on_error", "feed", "reassert")
         return self._shown_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
@@ -146,6 +193,8 @@ class UploadAdmin(admin.ModelAdmin):
             bar_interval=form.cleaned_data["bar_interval_text"],
             on_error=form.cleaned_data["on_error"],
             user=request.user,
+            feed=form.cleaned_data["feed"],
+            reassert=form.cleaned_data["reassert"],
         )
         tasks.upload_enqueue(upload_id=created.pk)
         obj.pk = created.pk
@@ -192,9 +241,13 @@ class UploadAdmin(admin.ModelAdmin):
             "inserted",
             "revised",
             "duplicates",
+            "resent",
+            "outranked",
             "rejected",
             "error",
             "attempts",
+            "feed",
+            "reassert",
         )
         return JsonResponse(
             {f: getattr(upload, f) for f in fields}

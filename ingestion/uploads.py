@@ -29,6 +29,7 @@ from ingestion.loader import LoadRejected, ingest_file
 from ingestion.models import Load, Upload
 from ingestion.processes import pid_gone
 from timeseries.datasets import get_dataset
+from timeseries.rules import feed_problem
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 1.0
@@ -83,14 +84,29 @@ def upload_check_file(*, file: UploadedFile) -> str:
     return fmt
 
 
-def upload_create(*, dataset: str, file: UploadedFile, bar_interval: timedelta | None, on_error: str, user) -> Upload:
-    """Store the file; the caller enqueues its load (``ingestion.tasks.upload_enqueue``)."""
+def upload_create(
+    *,
+    dataset: str,
+    file: UploadedFile,
+    bar_interval: timedelta | None,
+    on_error: str,
+    user,
+    feed: str = "",
+    reassert: bool = False,
+) -> Upload:
+    """Store the file; the caller enqueues its load (``ingestion.tasks.upload_enqueue``). ``feed`` and
+    ``reassert``: as for ``ingestion.loader.ingest_file``; the load records the uploader as requested_by."""
     get_dataset(dataset)
+    problem = feed_problem(feed)
+    if problem:
+        raise UploadError(f"feed: {problem}")
     upload_check_file(file=file)
     upload = Upload(
         dataset=dataset,
         bar_interval=bar_interval,
         on_error=on_error,
+        feed=feed,
+        reassert=reassert,
         uploaded_by=user,
         original_name=getattr(file, "name", "") or "",
         size=file.size or 0,
@@ -254,7 +270,7 @@ def upload_process(*, upload_id: int) -> Upload | None:
     attempt = _claim(upload_id)
     if attempt is None:
         return None
-    upload = Upload.objects.get(pk=upload_id)
+    upload = Upload.objects.select_related("uploaded_by").get(pk=upload_id)
     mine = Upload.objects.filter(pk=upload_id, attempts=attempt)  # every write of this attempt
     rows_total, count_later = None, upload.size > COUNT_ROWS_INLINE_BYTES
     if not count_later:  # a small file: its rows are counted before the load (milliseconds)
@@ -303,6 +319,9 @@ def _load(upload: Upload, attempt: int, mine, heartbeat: _Heartbeat) -> Upload |
                 progress=progress,
                 on_phase=on_phase,
                 source=f"{_load_source_prefix(upload_id)}{upload.original_name}",
+                feed=upload.feed,
+                reassert=upload.reassert,
+                requested_by=upload.uploaded_by.get_username() if upload.uploaded_by_id else "",
             )
         except AttemptSuperseded:
             logger.warning("upload %s: attempt %s stopped: another attempt took over", upload_id, attempt)
@@ -327,6 +346,8 @@ def _finish(mine, result, status: str, error: str = "", rows_total: int | None =
         revised=result.revised,
         duplicates=result.duplicates,
         rejected=result.rejected,
+        resent=result.resent,
+        outranked=result.outranked,
         load_id=result.load_id,
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
