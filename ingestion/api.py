@@ -8,7 +8,7 @@ from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ParseError
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -18,6 +18,7 @@ from ingestion import buffer, tasks
 from timeseries import rules
 from timeseries.api.auth import TokenRateThrottle, WriteScope
 from timeseries.datasets import DATASETS, UnknownDataset
+from timeseries.models import ApiToken
 from timeseries.timeparse import parse_interval
 
 _JSON_KINDS = {
@@ -83,6 +84,50 @@ def content_length(request) -> int:
     return int(text) if text.isascii() and text.isdigit() else 0
 
 
+def _one(request, name: str) -> str | None:
+    """Query parameter ``name`` given at most once (None: absent)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise ParseError(f"{name} is given {len(values)} times: give it once")
+    return values[0] if values else None
+
+
+def batch_feed(request) -> str:
+    """The feed the batch's rows come from: a token bound to a feed sends only as that feed (another
+    ``feed`` → 403); otherwise ``feed`` as given, or "" (unnamed)."""
+    given = _one(request, "feed")
+    if given is not None:
+        problem = rules.feed_problem(given)
+        if problem:
+            raise ParseError(f"feed: {problem}")
+    token = request.auth if isinstance(request.auth, ApiToken) else None
+    bound = token.feed if token is not None else ""
+    if not bound:
+        return given or ""
+    if given is not None and given != bound:
+        raise PermissionDenied(
+            f"this token is bound to feed {bound!r}: it cannot send rows as feed {given!r} "
+            "(leave feed out, or use a token of that feed)"
+        )
+    return bound
+
+
+def batch_reassert(request) -> bool:
+    text = _one(request, "reassert")
+    if text is None:
+        return False
+    if text not in ("true", "false"):
+        raise ParseError(f"reassert={text[:40]!r}: expected true or false")
+    return text == "true"
+
+
+def requested_by(request) -> str:
+    """Who sends the batch, as its load records it."""
+    if isinstance(request.auth, ApiToken):
+        return f"token {request.auth.prefix}… ({request.auth.user.get_username()})"
+    return f"staff session ({request.user.get_username()})"
+
+
 class IngestView(APIView):
     permission_classes = [WriteScope]
     throttle_classes = [IngestRateThrottle]
@@ -106,10 +151,25 @@ class IngestView(APIView):
             OpenApiParameter(
                 "bar_interval", str, description="market_data bar length (default 1min): a bar is known when it closes"
             ),
+            OpenApiParameter(
+                "feed",
+                str,
+                pattern=rf"^{rules.FEED_SHAPE}$",
+                description="the source the rows come from, ranked by TSM_FEED_PRECEDENCE (default: the token's "
+                f"feed, else unnamed); a token bound to a feed gets 403 for another. {rules.FEED_RULE_TEXT}",
+            ),
+            OpenApiParameter(
+                "reassert",
+                str,
+                enum=["true", "false"],
+                description="true: rows equal to a superseded version of their (key, known_at) become current "
+                "again (deliberate; undoes fixes); false (default): such rows are re-sends, not stored",
+            ),
         ],
         responses={
             202: OpenApiTypes.OBJECT,
             400: OpenApiTypes.OBJECT,
+            403: OpenApiTypes.OBJECT,
             413: OpenApiTypes.OBJECT,
             415: OpenApiTypes.OBJECT,
             429: OpenApiTypes.OBJECT,
@@ -131,6 +191,7 @@ class IngestView(APIView):
             interval = parse_interval("bar_interval", request.query_params.get("bar_interval", "1min"))
         except ValueError as exc:
             raise ParseError(str(exc)) from None
+        feed, reassert = batch_feed(request), batch_reassert(request)
         try:
             accepted = buffer.batch_accept(
                 dataset=dataset,
@@ -139,6 +200,9 @@ class IngestView(APIView):
                 on_error=on_error,
                 bar_interval=interval,
                 user=request.user if request.user.is_authenticated else None,
+                feed=feed,
+                reassert=reassert,
+                requested_by=requested_by(request),
             )
         except buffer.UnsupportedBody as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
@@ -168,6 +232,8 @@ class IngestView(APIView):
             "status": batch.status,
             "accepted": batch.rows,
             "rejected": batch.rejected,
+            "feed": batch.feed,
+            "reassert": batch.reassert,
             "status_url": reverse("ingest-batch", args=[batch.id], request=request),
         }
         return Response(body, status=status.HTTP_202_ACCEPTED)

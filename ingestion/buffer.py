@@ -5,8 +5,9 @@ A batch is validated with the same rules and messages as files, then stored in P
 row. A flush (a Celery task the write API sends by size or age, ``flush_countdown``) merges pending
 batches in arrival order through the normal loader, inside one transaction with marking them merged
 — so a crash leaves them pending and a re-flush merges them exactly once. Batches are combined into
-one load unless two of them hold the same (key, known_at), in which case each is merged on its own,
-as if they had arrived serially.
+one load per (feed, reassert) — a load has one feed and one re-assertion option — unless two of them
+hold the same (key, known_at), in which case each is merged on its own, as if they had arrived
+serially.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ingestion.loader import LoadRejected, ingest_table, rejected_rows_save, rep
 from ingestion.models import IngestBatch, Load
 from timeseries import textrules
 from timeseries.datasets import CheckContext, Dataset, get_dataset
+from timeseries.rules import feed_problem
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +178,20 @@ def batch_accept(
     on_error: str = "reject",
     bar_interval: timedelta = timedelta(minutes=1),
     user=None,
+    feed: str = "",
+    reassert: bool = False,
+    requested_by: str = "",
 ) -> Accepted:
     """Validate a body and store its good rows durably; raises BatchRejected / BadBody / Backpressure.
-    The caller sends the flush once the batch is committed (``ingestion.tasks.flush_schedule``)."""
+    The caller sends the flush once the batch is committed (``ingestion.tasks.flush_schedule``).
+    ``feed``, ``reassert``, ``requested_by``: what the flush's load records and how it merges the rows
+    (``ingestion.loader.ingest_table``); the caller decides them (a token bound to a feed: the API)."""
     spec = get_dataset(dataset)
     if on_error not in ("reject", "skip"):
         raise ValueError(f"on_error={on_error!r}: expected reject or skip")
+    problem = feed_problem(feed)
+    if problem:
+        raise ValueError(f"feed: {problem}")
     waiting = pending_rows(dataset=dataset)
     if waiting > settings.TSM_INGEST_BUFFER_MAX_ROWS:
         raise Backpressure(waiting, settings.TSM_INGEST_BUFFER_MAX_ROWS)
@@ -207,7 +217,7 @@ def batch_accept(
         good = good.filter(pc.invert(pc.is_in(good.column("row_no"), value_set=bad)))
     good = good.drop_columns(["row_no"])
     with transaction.atomic():
-        quarantine = _quarantine(spec, errors, rejected) if rejected else None
+        quarantine = _quarantine(spec, errors, rejected, feed=feed, requested_by=requested_by) if rejected else None
         batch = _batch_insert(
             IngestBatch(
                 dataset=spec.name,
@@ -215,6 +225,9 @@ def batch_accept(
                 rejected=rejected,
                 payload=_ipc(good),
                 submitted_by=user,
+                feed=feed,
+                reassert=reassert,
+                requested_by=requested_by[:150],
                 quarantine=quarantine,
                 status=IngestBatch.Status.PENDING if good.num_rows else IngestBatch.Status.MERGED,
             )
@@ -250,10 +263,12 @@ def _hashable(value):
     return tuple(value) if isinstance(value, list) else value  # text[] columns (categories, sectors)
 
 
-def _quarantine(spec: Dataset, errors: list[RowError], rejected: int) -> Load:
+def _quarantine(spec: Dataset, errors: list[RowError], rejected: int, *, feed: str, requested_by: str) -> Load:
     load = Load.objects.create(
         dataset=spec.name,
         source="write API",
+        feed=feed,
+        requested_by=requested_by[:150],
         on_error="skip",
         status=Load.Status.DONE,
         rejected=rejected,
@@ -368,11 +383,15 @@ def _merge_group(dataset: str, group: list[tuple[IngestBatch, pa.Table]], out: F
     every later batch."""
     try:
         with transaction.atomic():
+            first = group[0][0]  # every batch of a group has its feed and reassert (_groups)
             result = ingest_table(  # one chunk: one sort, one range scan, one COPY for the group
                 dataset=dataset,
                 data=pa.concat_tables([t for _, t in group]).combine_chunks(),
-                source=f"write API: {len(group)} batch(es) from #{group[0][0].seq}",
+                source=f"write API: {len(group)} batch(es) from #{first.seq}",
                 validated=True,  # checked at accept (batch_accept), with the client's bar_interval
+                feed=first.feed,
+                reassert=first.reassert,
+                requested_by=_requesters([b for b, _ in group]),
             )
             IngestBatch.objects.filter(seq__in=[b.seq for b, _ in group]).update(
                 status=IngestBatch.Status.MERGED, load_id=result.load_id, merged_at=timezone.now()
@@ -406,14 +425,43 @@ def _next_batches(dataset: str, max_rows: int) -> list[IngestBatch]:
 
 
 def _groups(spec: Dataset, batches: list[IngestBatch], tables: list[pa.Table]):
-    """One group when no (key, known_at) repeats across the batches, else one group per batch."""
+    """The loads to merge the batches as, in order. A load carries one feed and one re-assertion
+    option, so batches with different (feed, reassert) never share one. When a (key, known_at)
+    repeats across the batches: one load per batch, in arrival order, as if they had come serially.
+    Else one load per (feed, reassert), in the order of each group's first batch, when no key occurs in
+    two groups (merging a group before another's earlier batch then changes no answer: their rows
+    meet in no key); else one load per run of consecutive batches with the same options (arrival
+    order kept, as a single group would be merged)."""
     pairs = list(zip(batches, tables))
     if len(pairs) == 1:
         return [pairs]
-    combined = pa.concat_tables(tables)
-    if repeated_keys(combined, (*spec.key, "known_at")):
+    if repeated_keys(pa.concat_tables(tables), (*spec.key, "known_at")):
         return [[p] for p in pairs]
-    return [pairs]
+    groups: dict[tuple[str, bool], list[tuple[IngestBatch, pa.Table]]] = {}
+    for batch, table in pairs:
+        groups.setdefault((batch.feed, batch.reassert), []).append((batch, table))
+    if len(groups) == 1:
+        return [pairs]
+    keys = list(spec.key)
+    distinct = [pa.concat_tables([t.select(keys) for _, t in g]).group_by(keys).aggregate([]) for g in groups.values()]
+    if not repeated_keys(pa.concat_tables(distinct), spec.key):
+        return list(groups.values())
+    runs: list[list[tuple[IngestBatch, pa.Table]]] = []
+    for batch, table in pairs:
+        if runs and (runs[-1][0][0].feed, runs[-1][0][0].reassert) == (batch.feed, batch.reassert):
+            runs[-1].append((batch, table))
+        else:
+            runs.append([(batch, table)])
+    return runs
+
+
+def _requesters(batches: list[IngestBatch]) -> str:
+    """Who sent a group's batches, as its load records it (each batch keeps its own ``requested_by``)."""
+    names = list(dict.fromkeys(b.requested_by for b in batches if b.requested_by))
+    text = "; ".join(names)
+    if len(text) <= 150:
+        return text
+    return (f"{len(names)} senders: {text}")[:149] + "…"
 
 
 def batch_status(*, batch_id) -> dict | None:
@@ -430,13 +478,17 @@ def batch_status(*, batch_id) -> dict | None:
         "merged_at": batch.merged_at,
         "queryable": batch.status == IngestBatch.Status.MERGED,
         "error": batch.error,
+        "feed": batch.feed,
+        "reassert": batch.reassert,
     }
-    if batch.load:
+    if batch.load:  # the counts are the whole load's: a flush may merge several batches as one load
         info["load"] = {
             "id": str(batch.load.id),
             "inserted": batch.load.inserted,
             "revised": batch.load.revised,
             "duplicates": batch.load.duplicates,
+            "resent": batch.load.resent,
+            "outranked": batch.load.outranked,
             "recorded_at": batch.load.recorded_at,
         }
     return info
