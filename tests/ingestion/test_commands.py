@@ -6,11 +6,14 @@ Their names, arguments and JSON output are a public contract: `ingest`, `asof`, 
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,19 +21,25 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from ingestion.loader import LoadResult
+from ingestion.management.commands import ingest
+from ingestion.models import Load, ResentRow
 from tests.helpers import T0, bar
+from timeseries import pit
 from timeseries.datasets import DATASETS
+from timeseries.models import MarketData, OutrankedVersion
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def manage(*args: str) -> subprocess.CompletedProcess:
+def manage(*args: str, **more_env: str) -> subprocess.CompletedProcess:
     db = connection.settings_dict
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "TSM_TIMESCALEDB": "off" if "timescale" not in db["ENGINE"] else "on",
+        **more_env,
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -204,3 +213,95 @@ def max_time_stored():
     with connection.cursor() as cur:
         cur.execute("SELECT max(time) FROM market_data")
         return cur.fetchone()[0]
+
+
+# --- feeds and re-assertion (issue #16) ------------------------------------------------------------
+
+
+def loads_by_start() -> list[Load]:
+    return list(Load.objects.order_by("started_at"))
+
+
+def test_it_records_the_feed_the_reassert_option_and_who_asked_on_the_load(tmp_path):
+    path = write_csv(tmp_path / "bars.csv", [bar("AAPL", m) for m in range(3)])
+    run = manage("ingest", "market_data", str(path), "--feed", "vendor_x", "--reassert", "--format", "json")
+    assert run.returncode == 0, run.stderr
+    counts = last_json(run.stdout)
+    assert (counts["inserted"], counts["resent"], counts["outranked"]) == (3, 0, 0)  # a new file: nothing re-sent
+    plain = manage("ingest", "market_data", str(write_csv(tmp_path / "more.csv", [bar("MSFT", 0)])))
+    assert plain.returncode == 0, plain.stderr
+    first, second = loads_by_start()
+    who = f"manage.py ingest ({getpass.getuser()})"
+    assert (first.feed, first.reassert, first.requested_by) == ("vendor_x", True, who)
+    assert (second.feed, second.reassert, second.requested_by) == ("", False, who)
+
+
+@pytest.mark.parametrize("feed", ["vendor x", "-vendor", "x" * 65, "vendör"])
+def test_it_refuses_a_bad_feed_name_naming_the_option_and_stores_nothing(tmp_path, feed):
+    path = write_csv(tmp_path / "bars.csv", [bar("AAPL", 0)])
+    run = manage("ingest", "market_data", str(path), f"--feed={feed}")
+    assert run.returncode != 0
+    assert "--feed" in run.stderr and "is not a feed name" in run.stderr and "letters, digits" in run.stderr
+    assert not Load.objects.exists() and not MarketData.objects.exists()
+
+
+def test_the_summary_names_re_sends_and_outranked_rows_and_the_load_that_lists_their_keys():
+    load_id, earlier = uuid.uuid4(), uuid.uuid4()
+    command = ingest.Command()
+    text = command._summary(
+        "bars.csv", LoadResult(load_id=load_id, dataset="market_data", duplicates=5, resent=2), rejected=False
+    )
+    assert "resent 2" in text and "2 re-sends of superseded versions" in text and f"load {load_id}" in text
+    assert "outranked:" not in text
+    text = command._summary("bars.csv", LoadResult(load_id=load_id, dataset="market_data", outranked=3), rejected=False)
+    assert "re-sends" not in text and "3 rows outranked" in text and str(load_id) in text
+    replay = LoadResult(load_id=load_id, dataset="market_data", duplicates=5, resent=2, replay_of=earlier)
+    assert f"load {earlier}" in command._summary("bars.csv", replay, rejected=False)  # the replay stored no keys
+    quiet = command._summary("bars.csv", LoadResult(load_id=load_id, dataset="market_data", inserted=4), rejected=False)
+    assert "re-sends" not in quiet and "outranked:" not in quiet
+
+
+def test_a_re_delivery_after_fixes_is_reported_as_re_sends_and_re_assertion_makes_the_file_current_again(tmp_path):
+    """NEEDS THE LEAD'S MERGE RULE (ingestion/loader/merge.py). A vendor file, two of its closes fixed
+    by curation, the file re-delivered: nothing stored, two re-sends named with the load listing their
+    keys; a lower-ranked feed's other value is outranked; --reassert makes the file's values current."""
+    original = write_csv(tmp_path / "vendor.csv", [bar("AAPL", m) for m in range(3)])
+    fixes = write_csv(tmp_path / "fixes.csv", [bar("AAPL", m, close="10.75") for m in range(2)])
+    late = write_csv(tmp_path / "late.csv", [bar("AAPL", 0, close="10.9")])
+    ranks = {"TSM_FEED_PRECEDENCE_MARKET_DATA": "curation,vendor_x"}
+
+    def ingest_json(path, *args, **env):
+        run = manage("ingest", "market_data", str(path), *args, "--format", "json", **env)
+        assert run.returncode == 0, run.stderr
+        return last_json(run.stdout)
+
+    assert ingest_json(original, "--feed", "vendor_x")["inserted"] == 3
+    assert ingest_json(fixes, "--feed", "curation")["revised"] == 2
+    again = ingest_json(original, "--feed", "vendor_x")
+    assert {k: again[k] for k in ("inserted", "revised", "duplicates", "resent", "outranked")} == {
+        "inserted": 0,
+        "revised": 0,
+        "duplicates": 3,
+        "resent": 2,
+        "outranked": 0,
+    }
+    text = manage("ingest", "market_data", str(original), "--feed", "vendor_x")
+    assert text.returncode == 0 and "2 re-sends of superseded versions" in text.stdout, text.stdout
+    named = re.search(r"the keys: load ([0-9a-f-]{36})", text.stdout).group(1)
+    assert ResentRow.objects.filter(load_id=named, kind="superseded").count() == 2
+    assert closes() == ["10.75", "10.75", "10.5"]
+
+    outranked = manage("ingest", "market_data", str(late), "--feed", "vendor_x", **ranks)
+    assert outranked.returncode == 0 and "1 rows outranked" in outranked.stdout, outranked.stdout
+    assert closes() == ["10.75", "10.75", "10.5"] and OutrankedVersion.objects.count() == 1
+
+    reasserted = ingest_json(original, "--feed", "vendor_x", "--reassert")
+    assert (reasserted["revised"], reasserted["duplicates"], reasserted["resent"]) == (2, 1, 0)
+    assert closes() == ["10.5", "10.5", "10.5"]
+    assert loads_by_start()[-1].reassert is True
+
+
+def closes() -> list[str]:
+    """The current close of each AAPL bar (market_state long after the bars)."""
+    state = pit.history(dataset="market_data", at=T0 + timedelta(days=1))
+    return [f"{r['close'].normalize()}" for r in sorted(state, key=lambda r: r["time"]) if r["symbol"] == "AAPL"]
