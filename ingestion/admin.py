@@ -28,8 +28,7 @@ class UploadForm(forms.ModelForm):
     )
     feed = forms.CharField(
         label="Feed",
-        required=False,
-        max_length=64,
+        required=False,  # its length too is checked by clean_feed (one rule, one message)
         help_text="where the rows come from, e.g. vendor_x or curation (ranked by TSM_FEED_PRECEDENCE); "
         f"blank: unnamed. {FEED_RULE_TEXT}.",
     )

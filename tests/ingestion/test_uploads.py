@@ -13,10 +13,11 @@ from django.db import connection
 from django.urls import reverse
 
 from ingestion import tasks, uploads
-from ingestion.models import RejectedRow, Upload
-from tests.helpers import bar, csv_bytes, post_upload
+from ingestion.models import RejectedRow, ResentRow, Upload
+from tests.helpers import T0, bar, csv_bytes, post_upload
 from tests.ingestion import workers
 from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, stop_worker, wait_for
+from timeseries import pit
 from tsm_site.celery import app as celery_app
 
 
@@ -195,3 +196,92 @@ def test_it_loads_a_gzipped_parquet_upload(media):
     )
     done = uploads.upload_process(upload_id=upload.pk)
     assert (done.status, done.inserted) == ("done", 20), done.error
+
+
+# --- feeds and re-assertion (issue #16) ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_form_passes_the_feed_and_the_re_assert_option_to_the_load_with_the_uploader_as_requester(
+    staff_client, media, django_capture_on_commit_callbacks
+):
+    form = staff_client.get(reverse("admin:ingestion_upload_add")).content.decode()
+    assert 'name="feed"' in form and 'name="reassert"' in form and "Re-assert" in form and "undoing the fix" in form
+    with django_capture_on_commit_callbacks(execute=False):
+        post_upload(staff_client, csv_bytes([bar("AAPL", m) for m in range(3)]), feed="vendor_x", reassert="on")
+        post_upload(staff_client, csv_bytes([bar("MSFT", 0)]))
+    first, second = Upload.objects.order_by("created_at")
+    assert (first.feed, first.reassert, second.feed, second.reassert) == ("vendor_x", True, "", False)
+    for upload in (first, second):
+        uploads.upload_process(upload_id=upload.pk)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.load.feed, first.load.reassert, first.load.requested_by) == ("vendor_x", True, "staff")
+    assert (second.load.feed, second.load.reassert, second.load.requested_by) == ("", False, "staff")
+    progress = staff_client.get(reverse("admin:ingestion_upload_progress", args=[first.pk])).json()
+    shown = (progress["feed"], progress["reassert"], progress["resent"], progress["outranked"])
+    assert shown == ("vendor_x", True, 0, 0)
+    page = staff_client.get(reverse("admin:ingestion_upload_change", args=[first.pk])).content.decode()
+    assert "vendor_x" in page and "re-sends of superseded versions" in page and 'data-field="outranked"' in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("feed", ["vendor x", "-x", "é", "x" * 65, "<b>x</b>"])
+def test_the_form_refuses_a_bad_feed_name_and_stores_nothing(staff_client, media, feed):
+    response = post_upload(staff_client, csv_bytes([bar("AAPL", 0)]), feed=feed)
+    page = response.content.decode()
+    assert response.status_code == 200 and "is not a feed name" in page and "letters, digits" in page
+    assert "<b>x</b>" not in page  # the value is shown escaped
+    assert Upload.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_upload_create_refuses_a_bad_feed(media):
+    with pytest.raises(uploads.UploadError, match="feed: 'a b' is not a feed name"):
+        uploads.upload_create(
+            dataset="market_data",
+            file=SimpleUploadedFile("a.csv", csv_bytes([bar("AAPL", 0)])),
+            bar_interval=None,
+            on_error="reject",
+            user=None,
+            feed="a b",
+        )
+    assert Upload.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_re_upload_after_fixes_shows_its_re_sends_and_a_re_assertion_makes_the_file_current(
+    staff_client, media, django_capture_on_commit_callbacks, settings
+):
+    """NEEDS THE LEAD'S MERGE RULE (ingestion/loader/merge.py). A vendor file; curation fixes two
+    closes; the vendor file uploaded again stores nothing and its page counts two re-sends with a link
+    to the load listing their keys; a lower-ranked feed's other value is outranked; the file uploaded
+    with "Re-assert" makes its values current again."""
+    original = csv_bytes([bar("AAPL", m) for m in range(3)])
+    fixes = csv_bytes([bar("AAPL", m, close="10.75") for m in range(2)])
+
+    def upload(content, **fields) -> Upload:
+        with django_capture_on_commit_callbacks(execute=False):
+            post_upload(staff_client, content, **fields)
+        return uploads.upload_process(upload_id=Upload.objects.order_by("-created_at").first().pk)
+
+    assert upload(original, feed="vendor_x").inserted == 3
+    assert upload(fixes, feed="curation").revised == 2
+    again = upload(original, feed="vendor_x")
+    assert (again.inserted, again.revised, again.duplicates, again.resent, again.outranked) == (0, 0, 3, 2, 0)
+    assert ResentRow.objects.filter(load=again.load, kind="superseded").count() == 2
+    page = staff_client.get(reverse("admin:ingestion_upload_change", args=[again.pk])).content.decode()
+    assert "2 rows, not stored" in page and reverse("admin:ingestion_load_change", args=[again.load_id]) in page
+    progress = staff_client.get(reverse("admin:ingestion_upload_progress", args=[again.pk])).json()
+    assert (progress["resent"], progress["duplicates"]) == (2, 3)
+
+    settings.TSM_FEED_PRECEDENCE = {**settings.TSM_FEED_PRECEDENCE, "market_data": ("curation", "vendor_x")}
+    late = upload(csv_bytes([bar("AAPL", 0, close="10.9")]), feed="vendor_x")
+    assert (late.outranked, late.revised) == (1, 0)
+    settings.TSM_FEED_PRECEDENCE = {**settings.TSM_FEED_PRECEDENCE, "market_data": ()}
+
+    reasserted = upload(original, feed="vendor_x", reassert="on")
+    assert (reasserted.revised, reasserted.duplicates, reasserted.resent) == (2, 1, 0)
+    assert reasserted.load.reassert is True and reasserted.load.requested_by == "staff"
+    state = pit.history(dataset="market_data", at=T0 + timedelta(days=1))
+    assert sorted(str(r["close"].normalize()) for r in state) == ["10.5", "10.5", "10.5"]
