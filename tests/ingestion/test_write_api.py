@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import defaultdict
 from datetime import timedelta
@@ -11,6 +12,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.test import override_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -18,7 +20,7 @@ from rest_framework.test import APIClient
 
 from ingestion import buffer
 from ingestion.checks import prepare_batch
-from ingestion.models import IngestBatch, RejectedRow
+from ingestion.models import IngestBatch, Load, RejectedRow, ResentRow
 from ingestion.parsers import rows_to_table
 from tests.helpers import T0, bar
 from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, worker_env
@@ -439,3 +441,171 @@ def test_it_keeps_batches_pending_when_a_flushing_worker_is_killed_and_merges_th
     result = buffer.buffer_flush(dataset="market_data")
     assert (result.batches, result.rows) == (4, 40)
     assert MarketData.objects.count() == 40 and IngestBatch.objects.filter(status="merged").count() == 4
+
+
+# --- feeds and re-assertion (issue #16) ------------------------------------------------------------
+
+
+def token_client(username: str, *, feed: str = "") -> tuple[APIClient, str]:
+    """A client holding a new write token of a new user (bound to ``feed`` when given), and the token's
+    prefix."""
+    token, key = token_create(user=User.objects.create_user(username), scope="write", feed=feed)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client, token.prefix
+
+
+@pytest.mark.django_db
+def test_the_feed_and_the_re_assert_option_reach_the_load_with_the_token_as_requester():
+    client, prefix = token_client("vendor-bot")
+    response = post(client, [bar("AAPL", m) for m in range(3)], feed="vendor_x", reassert="true")
+    assert response.status_code == 202, response.content
+    assert (response.json()["feed"], response.json()["reassert"]) == ("vendor_x", True)
+    batch = IngestBatch.objects.get(id=response.json()["batch_id"])
+    assert (batch.feed, batch.reassert, batch.requested_by) == ("vendor_x", True, f"token {prefix}… (vendor-bot)")
+    assert buffer.buffer_flush(dataset="market_data").loads == 1
+    batch.refresh_from_db()
+    assert (batch.load.feed, batch.load.reassert, batch.load.requested_by) == (
+        "vendor_x",
+        True,
+        f"token {prefix}… (vendor-bot)",
+    )
+    status = client.get(response.json()["status_url"]).json()
+    assert (status["feed"], status["reassert"]) == ("vendor_x", True)
+    assert (status["load"]["inserted"], status["load"]["resent"], status["load"]["outranked"]) == (3, 0, 0)
+    plain = post(client, [bar("MSFT", 0)], reassert="false")
+    assert (plain.json()["feed"], plain.json()["reassert"]) == ("", False)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"feed": "vendor x"}, "feed: 'vendor x' is not a feed name"),
+        ({"feed": "x" * 65}, "is not a feed name (1-64 ASCII characters"),
+        ({"feed": "-x"}, "feed: '-x' is not a feed name"),
+        ({"reassert": "yes"}, "reassert='yes': expected true or false"),
+        ({"reassert": "TRUE"}, "reassert='TRUE': expected true or false"),
+        ({"reassert": ""}, "reassert='': expected true or false"),
+    ],
+)
+def test_it_answers_400_naming_a_bad_feed_or_reassert_and_stores_nothing(writer, params, message):
+    response = post(writer, [bar("AAPL", 0)], **params)
+    assert response.status_code == 400, response.content
+    assert message in response.json()["detail"]
+    assert IngestBatch.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_answers_400_for_a_feed_given_twice(writer):
+    body = json.dumps([bar("AAPL", 0)])
+    url = "/api/v1/ingest/market_data/?feed=a&feed=b"
+    response = writer.generic("POST", url, body, content_type="application/json")
+    assert response.status_code == 400 and "feed is given 2 times" in response.json()["detail"]
+    assert IngestBatch.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_token_bound_to_a_feed_sends_only_as_that_feed():
+    client, _ = token_client("vendor-bot", feed="vendor_x")
+    assert post(client, [bar("AAPL", 0)]).json()["feed"] == "vendor_x"  # no feed given: the token's
+    assert post(client, [bar("AAPL", 1)], feed="vendor_x").json()["feed"] == "vendor_x"
+    for other in ("curation", ""):
+        refused = post(client, [bar("AAPL", 2)], feed=other)
+        assert refused.status_code == 403, refused.content
+        detail = refused.json()["detail"]
+        assert "bound to feed 'vendor_x'" in detail and f"cannot send rows as feed {other!r}" in detail
+    assert sorted(IngestBatch.objects.values_list("feed", flat=True)) == ["vendor_x", "vendor_x"]
+    assert IngestBatch.objects.filter(rows=1).count() == 2  # the refused batches were not stored
+
+
+@pytest.mark.django_db
+def test_a_staff_session_names_the_feed_and_is_recorded_as_the_requester(staff_client):
+    staff_client.handler.enforce_csrf_checks = False
+    response = post(staff_client, [bar("AAPL", 0)], feed="curation")
+    assert response.status_code == 202, response.content
+    batch = IngestBatch.objects.get()
+    assert (batch.feed, batch.requested_by) == ("curation", "staff session (staff)")
+
+
+@pytest.mark.django_db
+def test_a_flush_merges_only_batches_with_the_same_feed_and_re_assert_option_into_one_load():
+    vendor, vendor_prefix = token_client("vendor-bot")
+    curator, curator_prefix = token_client("curator")
+    post(vendor, [bar("AAPL", m) for m in range(3)], feed="vendor_x")
+    post(curator, [bar("MSFT", m) for m in range(2)], feed="curation")
+    post(vendor, [bar("IBM", m) for m in range(2)], feed="vendor_x")
+    post(curator, [bar("ORCL", 0)], feed="vendor_x")
+    post(vendor, [bar("SAP", 0)], feed="vendor_x", reassert="true")
+    result = buffer.buffer_flush(dataset="market_data")
+    assert (result.batches, result.loads, result.rows) == (5, 3, 9)  # no key in two groups: one load per option
+    loads = {}
+    for batch in IngestBatch.objects.select_related("load").order_by("seq"):
+        loads.setdefault(batch.load_id, []).append(batch.seq)
+        assert (batch.load.feed, batch.load.reassert) == (batch.feed, batch.reassert)
+    assert sorted(map(len, loads.values())) == [1, 1, 3]
+    vendor_load = IngestBatch.objects.filter(feed="vendor_x", reassert=False).first().load
+    assert vendor_load.requested_by == f"token {vendor_prefix}… (vendor-bot); token {curator_prefix}… (curator)"
+    assert vendor_load.inserted == 6
+
+
+@pytest.mark.django_db
+def test_batches_of_different_feeds_sharing_a_key_merge_in_arrival_order():
+    """The same bar from two feeds at two known_at: merged run by run in arrival order (one load per run
+    of consecutive batches with the same feed), not feed by feed."""
+    later = (T0 + timedelta(minutes=5)).isoformat()
+    vendor, _ = token_client("vendor-bot")
+    post(vendor, [bar("AAPL", 0), bar("MSFT", 0)], feed="vendor_x")
+    post(vendor, [bar("AAPL", 0, close="10.75", known_at=later)], feed="curation")
+    post(vendor, [bar("IBM", 0)], feed="vendor_x")
+    post(vendor, [bar("ORCL", 0)], feed="vendor_x")
+    result = buffer.buffer_flush(dataset="market_data")
+    assert (result.batches, result.loads) == (4, 3)
+    order = [(b.feed, b.load_id) for b in IngestBatch.objects.order_by("seq")]
+    assert [feed for feed, _ in order] == ["vendor_x", "curation", "vendor_x", "vendor_x"]
+    assert order[2][1] == order[3][1] != order[0][1]  # the last two, consecutive, share a load
+    first, fix, rest = (Load.objects.get(pk=order[i][1]) for i in (0, 1, 2))
+    assert first.recorded_at < fix.recorded_at < rest.recorded_at
+    assert pit.market_state(at=T0 + timedelta(minutes=6))[0]["close"] == Decimal("10.75")
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_feed_and_reassert_parameters(writer):
+    schema = writer.get("/api/v1/schema/", {"format": "json"}).json()
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/ingest/{dataset}/"]["post"]["parameters"]}
+    assert sorted(parameters["reassert"]["schema"]["enum"]) == ["false", "true"]
+    pattern = re.compile(parameters["feed"]["schema"]["pattern"])
+    assert pattern.search("vendor_x") and pattern.search("NYSE:ibm.1-a")
+    assert not pattern.search("vendor x") and not pattern.search("-x") and not pattern.search("x" * 65)
+    assert "403" in schema["paths"]["/api/v1/ingest/{dataset}/"]["post"]["responses"]
+
+
+@pytest.mark.django_db
+def test_a_re_send_of_fixed_rows_is_counted_on_the_batch_status_and_re_assertion_makes_it_current():
+    """NEEDS THE LEAD'S MERGE RULE (ingestion/loader/merge.py). A vendor's bars, two closes fixed by a
+    curation token, the vendor's bars sent again: nothing stored, the status counts two re-sends; a
+    feed ranked below curation sending another value is outranked; reassert=true makes the vendor's
+    values current again."""
+    vendor, _ = token_client("vendor-bot", feed="vendor_x")
+    curator, _ = token_client("curator", feed="curation")
+    original = [bar("AAPL", m) for m in range(3)]
+
+    def send(client, rows, **params) -> dict:
+        response = post(client, rows, **params)
+        assert response.status_code == 202, response.content
+        buffer.buffer_flush(dataset="market_data")
+        return client.get(response.json()["status_url"]).json()["load"]
+
+    assert send(vendor, original)["inserted"] == 3
+    assert send(curator, [bar("AAPL", m, close="10.75") for m in range(2)])["revised"] == 2
+    again = send(vendor, original)
+    counts = {k: again[k] for k in ("inserted", "revised", "duplicates", "resent", "outranked")}
+    assert counts == {"inserted": 0, "revised": 0, "duplicates": 3, "resent": 2, "outranked": 0}
+    assert ResentRow.objects.filter(load_id=again["id"], kind="superseded").count() == 2
+    with override_settings(TSM_FEED_PRECEDENCE={"market_data": ("curation", "vendor_x")}):
+        late = send(vendor, [bar("AAPL", 0, close="10.9")])
+    assert (late["outranked"], late["revised"]) == (1, 0)
+    reasserted = send(vendor, original, reassert="true")
+    assert (reasserted["revised"], reasserted["duplicates"], reasserted["resent"]) == (2, 1, 0)
+    state = pit.history(dataset="market_data", at=T0 + timedelta(days=1))
+    assert sorted(r["close"] for r in state) == [Decimal("10.5")] * 3
