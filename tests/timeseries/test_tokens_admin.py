@@ -130,3 +130,59 @@ def test_revoke_token_refuses_what_it_cannot_name_exactly(django_user_model):
         run("revoke_token", str(one.pk), "--user", "bob")
     run("revoke_token", one_key)  # the whole key: found by its digest
     assert list(ApiToken.objects.filter(revoked=True)) == [one]
+
+
+# --- a write token bound to a feed (issue #16) ------------------------------------------------------
+
+
+def test_the_admin_binds_a_new_write_token_to_a_feed_fixed_from_then_on(admin_client, django_user_model):
+    bot = django_user_model.objects.create_user("vendor-bot")
+    form = admin_client.get(reverse("admin:timeseries_apitoken_add")).content.decode()
+    assert 'name="feed"' in form and "write tokens only" in form
+    response = admin_client.post(
+        reverse("admin:timeseries_apitoken_add"),
+        {"user": bot.pk, "name": "vendor", "scope": "write", "feed": "vendor_x"},
+    )
+    assert response.status_code == 200 and "bound to feed <strong>vendor_x</strong>" in response.content.decode()
+    token = ApiToken.objects.get()
+    assert token.feed == "vendor_x"
+    assert tokens.token_authenticate(key=response.context["key"]).feed == "vendor_x"
+    listing = admin_client.get(reverse("admin:timeseries_apitoken_changelist")).content.decode()
+    assert "vendor_x" in listing
+    url = reverse("admin:timeseries_apitoken_change", args=[token.pk])
+    page = admin_client.get(url).content.decode()
+    assert "vendor_x" in page and 'name="feed"' not in page  # read-only once created
+    admin_client.post(url, {"name": "renamed", "feed": "curation"})
+    token.refresh_from_db()
+    assert (token.name, token.feed) == ("renamed", "vendor_x")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"scope": "write", "feed": "vendor x"}, "&#x27;vendor x&#x27; is not a feed name"),
+        ({"scope": "write", "feed": "<i>x</i>"}, "&#x27;&lt;i&gt;x&lt;/i&gt;&#x27; is not a feed name"),
+        ({"scope": "read", "feed": "vendor_x"}, "only a write token can be bound to a feed"),
+    ],
+)
+def test_the_admin_refuses_a_bad_feed_or_a_feed_on_a_read_token(admin_client, django_user_model, fields, message):
+    bot = django_user_model.objects.create_user("vendor-bot")
+    response = admin_client.post(reverse("admin:timeseries_apitoken_add"), {"user": bot.pk, "name": "", **fields})
+    assert response.status_code == 200 and message in response.content.decode()
+    assert ApiToken.objects.count() == 0
+
+
+def test_token_create_and_create_token_bind_a_feed_and_refuse_a_bad_one(django_user_model):
+    bot = django_user_model.objects.create_user("vendor-bot")
+    with pytest.raises(ValueError, match="feed: 'a b' is not a feed name"):
+        tokens.token_create(user=bot, scope="write", feed="a b")
+    with pytest.raises(ValueError, match="only a write token can be bound to a feed"):
+        tokens.token_create(user=bot, scope="read", feed="vendor_x")
+    out, err = run("create_token", "vendor-bot", "--scope", "write", "--feed", "vendor_x")
+    assert "bound to feed 'vendor_x'" in err
+    assert tokens.token_authenticate(key=out.strip()).feed == "vendor_x"
+    with pytest.raises(CommandError, match="--feed 'a b' is not a feed name"):
+        run("create_token", "vendor-bot", "--scope", "write", "--feed", "a b")
+    with pytest.raises(CommandError, match="add --scope write"):
+        run("create_token", "vendor-bot", "--feed", "vendor_x")
+    assert ApiToken.objects.count() == 1
