@@ -1,5 +1,6 @@
 """Settings hygiene: importing the settings (and setting Django up) opens no database connection; the
-storage lane of TSM_TIMESCALEDB=auto is resolved once, on the first connection (tsm_site/lanes)."""
+storage lane of TSM_TIMESCALEDB=auto is resolved once, on the first connection (tsm_site/lanes); the
+system check refuses a feed precedence naming something that cannot be a feed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core import checks
 from django.db import connections
+from django.test import override_settings
 
 from tsm_site.lanes import AUTO_ENGINE, PLAIN_ENGINE, TIMESCALE_ENGINE, engine_setting
 
@@ -101,3 +104,47 @@ print("after", len(attempts), type(db).__module__, type(editor).__name__, settin
     assert run.returncode == 0, run.stderr[-3000:]
     assert "before tsm_site.lanes.base" in run.stdout, run.stdout
     assert f"after 0 {TIMESCALE_ENGINE}.base TimescaleSchemaEditor {TIMESCALE_ENGINE}" in run.stdout, run.stdout
+
+
+# --- TSM_FEED_PRECEDENCE: the system check of its feed names ---------------------------------------
+
+
+def feed_errors() -> list[str]:
+    return [m.msg for m in checks.run_checks() if m.id and m.id.startswith("ingestion.")]
+
+
+def test_the_system_check_passes_well_formed_feed_ranks():
+    with override_settings(TSM_FEED_PRECEDENCE={"market_data": ("curation", "vendor_x", "NYSE:feed.2-b")}):
+        assert feed_errors() == []
+    with override_settings(TSM_FEED_PRECEDENCE={"market_data": ()}):
+        assert feed_errors() == []
+
+
+@pytest.mark.parametrize(
+    "ranks, message",
+    [
+        ({"market_data": ("curation", "vendor x")}, "TSM_FEED_PRECEDENCE_MARKET_DATA: 'vendor x' is not a feed name"),
+        ({"news_events": ("-wire",)}, "TSM_FEED_PRECEDENCE_NEWS_EVENTS: '-wire' is not a feed name"),
+        ({"market_data": ("x" * 65,)}, "TSM_FEED_PRECEDENCE_MARKET_DATA: 'xxxxxxxx"),
+        ({"market_data": ("a", "b", "a")}, "TSM_FEED_PRECEDENCE_MARKET_DATA names 'a' more than once"),
+        ({"prices": ("a",)}, "TSM_FEED_PRECEDENCE ranks feeds for 'prices', which is not a dataset"),
+    ],
+)
+def test_the_system_check_names_the_variable_of_a_bad_feed_rank(ranks, message):
+    with override_settings(TSM_FEED_PRECEDENCE=ranks):
+        errors = feed_errors()
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+
+
+def test_manage_py_refuses_to_run_with_a_bad_feed_name_in_the_environment():
+    def check(ranks: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "TSM_FEED_PRECEDENCE_MARKET_DATA": ranks}
+        return subprocess.run(
+            [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    bad = check("curation, vendor x")
+    assert bad.returncode != 0
+    assert "TSM_FEED_PRECEDENCE_MARKET_DATA: 'vendor x' is not a feed name" in bad.stderr, bad.stderr[-2000:]
+    good = check("curation, vendor_x")
+    assert good.returncode == 0, good.stderr[-2000:]
