@@ -104,7 +104,7 @@ def settings_environment() -> dict[str, object]:
                 continue
             if isinstance(func, ast.Name) and func.id in ENV_HELPERS:
                 found[first.value] = literal(node.args[1] if len(node.args) > 1 else None)
-            elif isinstance(func, ast.Name) and func.id == "env_intervals":
+            elif isinstance(func, ast.Name) and func.id in ("env_intervals", "env_feed_ranks"):
                 found[f"{first.value}_<DATASET>"] = None
             elif isinstance(func, ast.Attribute) and func.attr == "get" and ast.unparse(func.value) == "os.environ":
                 found[first.value] = literal(node.args[1] if len(node.args) > 1 else None)
