@@ -59,11 +59,19 @@ def write_requests(draw):
         optional={
             "on_error": st.sampled_from(["reject", "skip"]),
             "bar_interval": st.sampled_from(["1min", "5min", "1h", "1d", "366d"]),
+            "feed": st.sampled_from(["vendor_x", "curation", "NYSE:feed.2-b"]),
+            "reassert": st.sampled_from(["true", "false"]),
         },
     )
     bad = st.fixed_dictionaries(
         {},
-        optional={"on_error": st.sampled_from(["SKIP", "", "\x00"]), "bar_interval": s.intervals, "x": s.hostile_text},
+        optional={
+            "on_error": st.sampled_from(["SKIP", "", "\x00"]),
+            "bar_interval": s.intervals,
+            "feed": s.hostile_text,
+            "reassert": st.one_of(st.sampled_from(["TRUE", "1", "", "\x00"]), s.hostile_text),
+            "x": s.hostile_text,
+        },
     )
     params = draw(st.one_of(good, good, good, bad))
     return dataset, content_type, body if body is not None else encode(rows), params
@@ -226,6 +234,8 @@ def test_the_timeline_pages_never_answer_a_server_error(staff, some_data):
             "dataset": st.sampled_from([*DATASETS, "nope", ""]),
             "on_error": st.sampled_from(["reject", "skip", "x"]),
             "bar_interval_text": s.intervals,
+            "feed": st.one_of(st.sampled_from(["vendor_x", ""]), s.hostile_text),
+            "reassert": st.sampled_from(["on", "", "\x00"]),
         },
     ),
     name=st.one_of(

@@ -88,6 +88,30 @@ def test_the_upload_form_refuses_an_interval_beyond_the_maximum(admin_client, in
     assert "longer than the longest interval accepted (366d)" in body_of(response)
 
 
+# --- feed and reassert -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query, name",
+    [
+        ("feed=a%00b", "feed"),
+        ("feed=%ED%A0%80", "feed"),  # the UTF-8 bytes of a lone surrogate
+        ("feed=" + "x" * 5000, "feed"),
+        ("feed=%3Cscript%3E", "feed"),
+        ("reassert=%00", "reassert"),
+        ("reassert=" + "t" * 5000, "reassert"),
+        ("reassert=true&reassert=false", "reassert"),
+    ],
+)
+def test_the_write_api_refuses_a_malformed_feed_or_reassert_by_name(writer, query, name):
+    response = writer.post(f"{INGEST}?{query}", [bar("AAPL", 0)], format="json")
+    assert response.status_code == 400, body_of(response)
+    detail = response.json()["detail"]
+    assert detail.startswith(name) and len(detail) < 400
+    assert response["Content-Type"].startswith("application/json")  # the value echoed as data, never as markup
+    assert nothing_stored()
+
+
 # --- lone surrogates -----------------------------------------------------------------------------
 
 LONE = '"\\ud800"'  # a JSON string escape that names half of a UTF-16 pair: not a character
