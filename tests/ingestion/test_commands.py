@@ -256,7 +256,7 @@ def test_the_summary_names_re_sends_and_outranked_rows_and_the_load_that_lists_t
     text = command._summary("bars.csv", LoadResult(load_id=load_id, dataset="market_data", outranked=3), rejected=False)
     assert "re-sends" not in text and "3 rows outranked" in text and str(load_id) in text
     replay = LoadResult(load_id=load_id, dataset="market_data", duplicates=5, resent=2, replay_of=earlier)
-    assert f"load {earlier}" in command._summary("bars.csv", replay, rejected=False)  # the replay stored no keys
+    assert f"load {load_id}" in command._summary("bars.csv", replay, rejected=False)  # a replay lists them too
     quiet = command._summary("bars.csv", LoadResult(load_id=load_id, dataset="market_data", inserted=4), rejected=False)
     assert "re-sends" not in quiet and "outranked:" not in quiet
 

@@ -119,11 +119,10 @@ class Command(BaseCommand):
             head += f" (bad rows quarantined with load {result.load_id})"
         if result.replay_of:
             head += f" — {result.replay_note}"
-        listed = result.replay_of or result.load_id  # a replay stores nothing: the earlier load lists the keys
-        if result.resent:
+        if result.resent:  # the load lists their keys (ResentRow), a replay's too (carried from its earlier load)
             head += (
                 f"\n  {result.resent} re-sends of superseded versions: rows equal to a version since fixed or"
-                f" outranked, not stored (the keys: load {listed} in the admin)"
+                f" outranked, not stored (the keys: load {result.load_id} in the admin)"
             )
         if result.outranked:
             head += (
