@@ -145,24 +145,24 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.display(description="re-sends of superseded versions")
     def resent_keys(self, obj: Upload) -> str:
-        """Rows equal to a version since fixed (or outranked): not stored; their keys are on the load's page."""
+        """Rows equal to a version since fixed (or outranked): not stored; the load lists their keys."""
         if not obj.load_id or not obj.resent:
             return str(obj.resent)
-        page = reverse("admin:ingestion_load_change", args=[obj.load_id])
-        return format_html('{} rows, not stored · <a href="{}">their keys (load {})</a>', obj.resent, page, obj.load_id)
+        listing = reverse("admin:ingestion_resentrow_changelist") + "?" + urlencode({"load__id__exact": obj.load_id})
+        return format_html('{} rows, not stored · <a href="{}">their keys</a>', obj.resent, listing)
 
     @admin.display(description="re-sends of superseded versions")
     def resent_count(self, obj: Upload) -> str:
-        """Shown instead of ``resent_keys`` to staff who may not view loads."""
+        """Shown instead of ``resent_keys`` to staff who may not read the re-sent rows."""
         if not obj.resent:
             return str(obj.resent)
-        return f"{obj.resent} rows, not stored (their keys are on load {obj.load_id}: needs ingestion.view_load)"
+        return f"{obj.resent} rows, not stored (their keys need the permission ingestion.view_resentrow)"
 
     def _shown_fields(self, request, obj: Upload) -> tuple[str, ...]:
         swaps = {}
         if not self._may_read_quarantine(request, obj):
             swaps["quarantine"] = "quarantine_count"
-        if not self.admin_site._registry[Load].has_view_permission(request):
+        if not self.admin_site._registry[ResentRow].has_view_permission(request):
             swaps["resent_keys"] = "resent_count"
         return tuple(swaps.get(f, f) for f in self.readonly_fields)
 

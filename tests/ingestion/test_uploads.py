@@ -271,7 +271,8 @@ def test_a_re_upload_after_fixes_shows_its_re_sends_and_a_re_assertion_makes_the
     assert (again.inserted, again.revised, again.duplicates, again.resent, again.outranked) == (0, 0, 3, 2, 0)
     assert ResentRow.objects.filter(load=again.load, kind="superseded").count() == 2
     page = staff_client.get(reverse("admin:ingestion_upload_change", args=[again.pk])).content.decode()
-    assert "2 rows, not stored" in page and reverse("admin:ingestion_load_change", args=[again.load_id]) in page
+    listing = reverse("admin:ingestion_resentrow_changelist") + f"?load__id__exact={again.load_id}"
+    assert "2 rows, not stored" in page and listing in page
     progress = staff_client.get(reverse("admin:ingestion_upload_progress", args=[again.pk])).json()
     assert (progress["resent"], progress["duplicates"]) == (2, 3)
 
@@ -285,3 +286,25 @@ def test_a_re_upload_after_fixes_shows_its_re_sends_and_a_re_assertion_makes_the
     assert reasserted.load.reassert is True and reasserted.load.requested_by == "staff"
     state = pit.history(dataset="market_data", at=T0 + timedelta(days=1))
     assert sorted(str(r["close"].normalize()) for r in state) == ["10.5", "10.5", "10.5"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("may_read_keys", [True, False])
+def test_the_upload_page_links_its_re_sent_keys_for_staff_who_may_read_them(client, media, may_read_keys):
+    from django.contrib.auth.models import Permission
+
+    from ingestion.models import Load
+
+    viewer = User.objects.create_user("viewer", is_staff=True)
+    codenames = ["view_upload", *(["view_resentrow"] if may_read_keys else [])]
+    viewer.user_permissions.add(*Permission.objects.filter(content_type__app_label="ingestion", codename__in=codenames))
+    client.force_login(viewer)
+    load = Load.objects.create(dataset="market_data", source="upload", resent=2, duplicates=3)
+    upload = Upload.objects.create(
+        dataset="market_data", file=SimpleUploadedFile("a.csv", b"x"), status="done", load=load, resent=2
+    )
+    page = client.get(reverse("admin:ingestion_upload_change", args=[upload.pk])).content.decode()
+    listing = reverse("admin:ingestion_resentrow_changelist") + f"?load__id__exact={load.pk}"
+    assert "2 rows, not stored" in page
+    assert (listing in page) is may_read_keys
+    assert ("need the permission ingestion.view_resentrow" in page) is not may_read_keys
