@@ -341,6 +341,25 @@ def is_redelivery(plans: list[Plan], results: list, i: int) -> bool:
     )
 
 
+def held_above(oracle: Oracle, dataset: str, plans, challenger: str | None, ranks) -> list[dict]:
+    """Input rows of ``plans`` whose (key, known_at) has a stored version, the current one of which comes
+    from a feed ranked above ``challenger`` (None: any)."""
+    spec = DATASETS[dataset]
+    out = []
+    for r in (r for p in plans for r in p.rows):
+        row = resolved(dataset, r)
+        at_k = [
+            v
+            for v in oracle.versions[dataset]
+            if (key_of(spec, v), v["known_at"]) == (key_of(spec, row), row["known_at"])
+        ]
+        if at_k:
+            cur = max(at_k, key=lambda v: v["recorded_at"])
+            if challenger is None or oracle.rank(challenger, ranks) > oracle.rank(oracle.feed_of(dataset, cur), ranks):
+                out.append(r)
+    return out
+
+
 def assert_stores_nothing(runner: Runner, dataset: str, i: int, plan: Plan, pairs) -> None:
     """Loads ``plan`` (a re-delivery): nothing stored, no change logged, every answer unchanged."""
     before, changes, seen = stored_versions(dataset), change_count(dataset), answers(dataset, pairs)
@@ -358,120 +377,109 @@ def assert_stores_nothing(runner: Runner, dataset: str, i: int, plan: Plan, pair
 
 
 @pytest.mark.parametrize("dataset", sorted(ROWS))
-def test_extended_histories_match_the_oracle(dataset, db, settings):
+@hsettings(max_examples=20, **SETTINGS)
+@given(data=st.data(), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_extended_histories_match_the_oracle(dataset, db, settings, data, batch_rows, direct, seed):
     """(i) Histories with feeds and a feed precedence, re-deliveries, re-assertions and curation fixes
     (market data: some loads as CSV files, so the replay shortcut answers some re-deliveries): counts,
     stored, outranked and re-sent rows load by load, then every selector as of many T and as recorded
     by every load, against the oracle."""
-
-    @hsettings(max_examples=20, **SETTINGS)
-    @given(
-        plans=histories(
-            dataset,
-            ROWS[dataset],
-            pinned=PINNED.get(dataset, ()),
-            max_loads=7,
-            extended=True,
-            files=dataset == "market_data",
-        ),
-        batch_rows=BATCH_ROWS,
-        direct=st.booleans(),
-        seed=SEEDS,
-    )
-    def run(plans, batch_rows, direct, seed):
-        oracle, recorded = run_history(dataset, plans, batch_rows, settings, direct=direct)
-        CHECKS[dataset](oracle, plans, recorded, random.Random(seed))
-
-    run()
+    pinned = PINNED.get(dataset, ())
+    files = dataset == "market_data"
+    plans = data.draw(histories(dataset, ROWS[dataset], pinned=pinned, max_loads=7, extended=True, files=files))
+    oracle, recorded = run_history(dataset, plans, batch_rows, settings, direct=direct)
+    CHECKS[dataset](oracle, plans, recorded, random.Random(seed))
 
 
 @pytest.mark.parametrize("dataset", sorted(ROWS))
-def test_re_delivering_any_earlier_file_stores_nothing_and_changes_no_answer(dataset, db, settings):
+@hsettings(max_examples=15, **SETTINGS)
+@given(data=st.data(), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_re_delivering_any_earlier_file_stores_nothing_and_changes_no_answer(
+    dataset, db, settings, data, batch_rows, direct, seed
+):
     """(ii) The issue's promise. Where each key has one known_at (vendor files: known_at from the event
     time), re-delivering any earlier file without re-assertion, at any point of the history (after
     curation fixes, vendor updates, under any feed precedence), stores nothing (inserted = revised =
     outranked = 0), logs no change, and every answer as of any T, as recorded by now or by any earlier
     instant, stays what it was."""
-
-    @hsettings(max_examples=15, **SETTINGS)
-    @given(
-        plans=vendor_histories(dataset, ROWS[dataset], files=dataset == "market_data"),
-        batch_rows=BATCH_ROWS,
-        seed=SEEDS,
-        data=st.data(),
-    )
-    def run(plans, batch_rows, seed, data):
-        rng = random.Random(seed)
-        note(describe(plans))
-        runner = Runner(dataset, batch_rows, settings, direct=data.draw(st.booleans()))
-        ts = instants(dataset, plans)
-        for i, plan in enumerate(plans):
-            if is_redelivery(plans, runner.results, i):
-                assert_stores_nothing(runner, dataset, i, plan, answer_pairs(rng, ts, runner.recorded))
-            else:
-                runner.load(i, plan)
-        # then every earlier load again, in any order
-        for j in data.draw(st.permutations(range(len(plans)))):
-            if runner.results[j] is not None:  # (a load rejected for a conflict loaded nothing)
-                pairs = answer_pairs(rng, ts, runner.recorded)
-                assert_stores_nothing(runner, dataset, len(runner.results), plans[j], pairs)
-        CHECKS[dataset](runner.oracle, plans, runner.recorded, rng)
-
-    run()
+    plans = data.draw(vendor_histories(dataset, ROWS[dataset], files=dataset == "market_data"))
+    rng = random.Random(seed)
+    note(f"batch_rows={batch_rows} direct={direct}\n{describe(plans)}")
+    runner = Runner(dataset, batch_rows, settings, direct=direct)
+    ts = instants(dataset, plans)
+    for i, plan in enumerate(plans):
+        if is_redelivery(plans, runner.results, i):
+            assert_stores_nothing(runner, dataset, i, plan, answer_pairs(rng, ts, runner.recorded))
+        else:
+            runner.load(i, plan)
+    # then every earlier load again, in any order
+    for j in data.draw(st.permutations(range(len(plans)))):
+        if runner.results[j] is not None:  # (a load rejected for a conflict loaded nothing)
+            pairs = answer_pairs(rng, ts, runner.recorded)
+            assert_stores_nothing(runner, dataset, len(runner.results), plans[j], pairs)
+    CHECKS[dataset](runner.oracle, plans, runner.recorded, rng)
 
 
 @pytest.mark.parametrize("dataset", sorted(ROWS))
-def test_re_asserting_a_fixed_file_makes_its_values_current_again(dataset, db, settings):
+@hsettings(max_examples=10, **SETTINGS)
+@given(data=st.data(), batch_rows=BATCH_ROWS, direct=st.booleans(), seed=SEEDS)
+def test_re_asserting_a_fixed_file_makes_its_values_current_again(
+    dataset, db, settings, data, batch_rows, direct, seed
+):
     """(iii) A vendor file, then curation fixes of its rows, then the file re-delivered with
     reassert=True (overruling the precedence where the vendor ranks below): every row of the file is
-    current again (as of any T after its known_at), and every answer, as recorded by any instant,
-    equals the oracle's (as recorded before the re-assertion: the fixes)."""
+    current again (as of its known_at and after), and every answer, as recorded by any instant, equals
+    the oracle's (as recorded before the re-assertion: the fixes)."""
     spec = DATASETS[dataset]
     keep = (*spec.key, "known_at", *PINNED.get(dataset, ()))
+    plans = data.draw(vendor_histories(dataset, ROWS[dataset], max_loads=4))
+    note(f"batch_rows={batch_rows} direct={direct}\n{describe(plans)}")
+    runner = Runner(dataset, batch_rows, settings, direct=direct)
+    for i, plan in enumerate(plans):
+        runner.load(i, plan)
+    vendor_loads = [j for j, p in enumerate(plans) if p.feed != CURATION and runner.results[j] is not None]
+    if not vendor_loads:
+        event("no vendor load was stored")
+        return
+    file = plans[data.draw(st.sampled_from(vendor_loads))]
+    fixes = [fixed(dataset, r, data.draw(ROWS[dataset](3, like=r)), keep) for r in file.rows]
+    fix = Plan(remove_conflicts(dataset, fixes), "reject", CURATION, ranks=file.ranks)
+    outranked = bool(file.ranks) and runner.oracle.rank(file.feed, file.ranks) > 0
+    overrule = outranked or data.draw(st.booleans())
+    again = Plan([dict(r) for r in file.rows], file.on_error, file.feed, True, overrule, file.ranks)
+    again.as_file = file.as_file and not overrule
+    note(f"fix:\n{describe([fix])}\nre-asserted:\n{describe([again])}")
+    runner.load(len(plans), fix)
+    result = runner.load(len(plans) + 1, again)
+    assert result is not None and result.resent == 0 and result.outranked == 0, result.counts()
+    event("the re-assertion stored versions" if result.revised else "the fixes equalled the file")
 
-    @hsettings(max_examples=10, **SETTINGS)
-    @given(
-        plans=vendor_histories(dataset, ROWS[dataset], max_loads=4), batch_rows=BATCH_ROWS, seed=SEEDS, data=st.data()
-    )
-    def run(plans, batch_rows, seed, data):
-        note(describe(plans))
-        runner = Runner(dataset, batch_rows, settings, direct=data.draw(st.booleans()))
-        for i, plan in enumerate(plans):
-            runner.load(i, plan)
-        vendor_loads = [j for j, p in enumerate(plans) if p.feed != CURATION and runner.results[j] is not None]
-        if not vendor_loads:
-            event("no vendor load was stored")
-            return
-        file = plans[data.draw(st.sampled_from(vendor_loads))]
-        fixes = [fixed(dataset, r, data.draw(ROWS[dataset](3, like=r)), keep) for r in file.rows]
-        fix = Plan(remove_conflicts(dataset, fixes), "reject", CURATION, ranks=file.ranks)
-        outranked = bool(file.ranks) and runner.oracle.rank(file.feed, file.ranks) > 0
-        overrule = outranked or data.draw(st.booleans())
-        again = Plan([dict(r) for r in file.rows], file.on_error, file.feed, True, overrule, file.ranks)
-        again.as_file = file.as_file and not overrule
-        note(f"fix:\n{describe([fix])}\nre-asserted:\n{describe([again])}")
-        runner.load(len(plans), fix)
-        result = runner.load(len(plans) + 1, again)
-        assert result is not None and result.resent == 0 and result.outranked == 0, result.counts()
-
-        given_rows = file_rows(file.rows) if file.as_file else file.rows
-        sent, _, _ = runner.oracle.collapse(dataset, [typed_row(dataset, r) for r in given_rows], on_error="skip")
-        for (key, known_at), row in sent.items():
-            now = {key_of(spec, r): r for r in pit.history(dataset=dataset, at=known_at)}
-            assert key in now and values_of(spec, now[key]) == values_of(spec, row), (
-                f"as of {known_at}: {now.get(key)}, the re-asserted file says {row}"
-            )
-        end = instants(dataset, plans)[-1]
-        latest = {key_of(spec, r): r for r in pit.history(dataset=dataset, at=end)}
-        for (key, _), row in sent.items():
-            assert values_of(spec, latest[key]) == values_of(spec, row), f"as of {end}: {latest[key]}, file {row}"
-        CHECKS[dataset](runner.oracle, [*plans, fix, again], runner.recorded, random.Random(seed))
-
-    run()
+    given_rows = file_rows(file.rows) if file.as_file else file.rows
+    sent, _, _ = runner.oracle.collapse(dataset, [typed_row(dataset, r) for r in given_rows], on_error="skip")
+    for (key, known_at), row in sent.items():
+        now = {key_of(spec, r): r for r in pit.history(dataset=dataset, at=known_at)}
+        assert key in now and values_of(spec, now[key]) == values_of(spec, row), (
+            f"as of {known_at}: {now.get(key)}, the re-asserted file says {row}"
+        )
+    end = instants(dataset, plans)[-1]
+    latest = {key_of(spec, r): r for r in pit.history(dataset=dataset, at=end)}
+    for (key, _), row in sent.items():
+        assert values_of(spec, latest[key]) == values_of(spec, row), f"as of {end}: {latest[key]}, file {row}"
+    CHECKS[dataset](runner.oracle, [*plans, fix, again], runner.recorded, random.Random(seed))
 
 
 @pytest.mark.parametrize("dataset", sorted(ROWS))
-def test_a_lower_ranked_feed_never_changes_an_answer_and_is_kept_as_outranked(dataset, db, settings):
+@hsettings(max_examples=12, **SETTINGS)
+@given(
+    data=st.data(),
+    ranks=st.sampled_from([r for r in RANKS if r]),
+    batch_rows=BATCH_ROWS,
+    direct=st.booleans(),
+    seed=SEEDS,
+)
+def test_a_lower_ranked_feed_never_changes_an_answer_and_is_kept_as_outranked(
+    dataset, db, settings, data, ranks, batch_rows, direct, seed
+):
     """(iv) Under a feed precedence, a feed ranked lower sends other values for (key, known_at)s whose
     current version comes from a feed ranked higher: nothing is stored in the dataset, no change is
     logged, no answer changes (as of any T, as recorded by any instant); the rows are kept as outranked
@@ -479,58 +487,52 @@ def test_a_lower_ranked_feed_never_changes_an_answer_and_is_kept_as_outranked(da
     equals the oracle's."""
     spec = DATASETS[dataset]
     keep = (*spec.key, "known_at", *PINNED.get(dataset, ()))
-
-    @hsettings(max_examples=12, **SETTINGS)
-    @given(
-        plans=histories(dataset, ROWS[dataset], pinned=PINNED.get(dataset, ()), max_loads=5, extended=True),
-        ranks=st.sampled_from([r for r in RANKS if r]),
-        challenger=st.sampled_from(VENDORS),
-        batch_rows=BATCH_ROWS,
-        seed=SEEDS,
-        data=st.data(),
-    )
-    def run(plans, ranks, challenger, batch_rows, seed, data):
-        plans = [dataclasses.replace(p, ranks=ranks) for p in plans]
-        note(describe(plans))
-        rng = random.Random(seed)
-        runner = Runner(dataset, batch_rows, settings, direct=data.draw(st.booleans()))
-        for i, plan in enumerate(plans):
-            runner.load(i, plan)
-        oracle = runner.oracle
-        targets = []
-        for r in (r for p in plans for r in p.rows):
-            row = resolved(dataset, r)
-            at_k = [
-                v
-                for v in oracle.versions[dataset]
-                if (key_of(spec, v), v["known_at"]) == (key_of(spec, row), row["known_at"])
-            ]
-            if at_k:
-                cur = max(at_k, key=lambda v: v["recorded_at"])
-                if oracle.rank(challenger, ranks) > oracle.rank(oracle.feed_of(dataset, cur), ranks):
-                    targets.append(r)
-        if not targets:
-            event("no (key, known_at) is held by a feed ranked above the challenger")
+    drawn = data.draw(histories(dataset, ROWS[dataset], pinned=PINNED.get(dataset, ()), max_loads=5, extended=True))
+    plans = [dataclasses.replace(p, ranks=ranks) for p in drawn]
+    challenger = data.draw(st.sampled_from([f for f in (*VENDORS, CURATION) if f != ranks[0]]), label="challenger")
+    note(f"batch_rows={batch_rows} direct={direct}\n{describe(plans)}")
+    rng = random.Random(seed)
+    runner = Runner(dataset, batch_rows, settings, direct=direct)
+    for i, plan in enumerate(plans):
+        runner.load(i, plan)
+    oracle = runner.oracle
+    targets = held_above(oracle, dataset, plans, challenger, ranks)
+    if not targets:  # the top-ranked feed takes over some (key, known_at)s first
+        stored = held_above(oracle, dataset, plans, None, ranks)
+        if not stored:
+            event("nothing stored")
             return
-        picked = data.draw(st.lists(st.sampled_from(targets), min_size=1, max_size=5))
-        rows = remove_conflicts(dataset, [fixed(dataset, r, data.draw(ROWS[dataset](3, like=r)), keep) for r in picked])
-        challenge = Plan(rows, "reject", challenger, ranks=ranks)
-        note(f"challenge:\n{describe([challenge])}")
-        pairs = answer_pairs(rng, instants(dataset, plans), runner.recorded)
-        before, changes, seen = stored_versions(dataset), change_count(dataset), answers(dataset, pairs)
-        kept_before = len(oracle.outranked[dataset])
-        result = runner.load(len(plans), challenge)
-        assert (result.inserted, result.revised) == (0, 0), result.counts()
-        assert result.outranked + result.duplicates == result.rows_read, result.counts()
-        assert len(oracle.outranked[dataset]) == kept_before + result.outranked
-        assert_same_rows(stored_versions(dataset), before, "a lower-ranked feed changed the dataset table")
-        assert change_count(dataset) == changes, "a lower-ranked feed logged a change"
-        for (at, rb), old, new in zip(pairs, seen, answers(dataset, pairs)):
-            assert_same_sequence(new, old, f"history({dataset}, at={at}, rb={rb}) after the lower-ranked feed")
-        event("rows were outranked" if result.outranked else "the lower-ranked rows were all re-sends")
-        CHECKS[dataset](oracle, [*plans, challenge], runner.recorded, rng)
-
-    run()
+        picked = data.draw(st.lists(st.sampled_from(stored), min_size=1, max_size=4))
+        top = Plan(
+            remove_conflicts(dataset, [fixed(dataset, r, data.draw(ROWS[dataset](3, like=r)), keep) for r in picked]),
+            "reject",
+            ranks[0],
+            ranks=ranks,
+        )
+        note(f"the top-ranked feed:\n{describe([top])}")
+        runner.load(len(plans), top)
+        plans = [*plans, top]
+        targets = held_above(oracle, dataset, plans, challenger, ranks)
+        if not targets:
+            event("the top-ranked feed sent only what was current")
+            return
+    picked = data.draw(st.lists(st.sampled_from(targets), min_size=1, max_size=5))
+    rows = remove_conflicts(dataset, [fixed(dataset, r, data.draw(ROWS[dataset](3, like=r)), keep) for r in picked])
+    challenge = Plan(rows, "reject", challenger, ranks=ranks)
+    note(f"challenge:\n{describe([challenge])}")
+    pairs = answer_pairs(rng, instants(dataset, plans), runner.recorded)
+    before, changes, seen = stored_versions(dataset), change_count(dataset), answers(dataset, pairs)
+    kept_before = len(oracle.outranked[dataset])
+    result = runner.load(len(plans), challenge)
+    assert (result.inserted, result.revised) == (0, 0), result.counts()
+    assert result.outranked + result.duplicates == result.rows_read, result.counts()
+    assert len(oracle.outranked[dataset]) == kept_before + result.outranked
+    assert_same_rows(stored_versions(dataset), before, "a lower-ranked feed changed the dataset table")
+    assert change_count(dataset) == changes, "a lower-ranked feed logged a change"
+    for (at, rb), old, new in zip(pairs, seen, answers(dataset, pairs)):
+        assert_same_sequence(new, old, f"history({dataset}, at={at}, rb={rb}) after the lower-ranked feed")
+    event("rows were outranked" if result.outranked else "the lower-ranked rows were all re-sends")
+    CHECKS[dataset](oracle, [*plans, challenge], runner.recorded, rng)
 
 
 # --- conflicts -------------------------------------------------------------------------------------
