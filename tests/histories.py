@@ -489,6 +489,11 @@ class Runner:
                 raise AssertionError(f"load {i} took the shortcut although it has a conflict: {exc}") from None
             assert probe.versions[dataset] == oracle.versions[dataset], f"load {i}: shortcut, but the oracle stores"
             assert probe.outranked[dataset] == oracle.outranked[dataset], f"load {i}: shortcut, oracle outranks"
+            assert_same_rows(
+                resent_rows(dataset, result.load_id),
+                probe.resent_rows[(dataset, last + US)],
+                f"re-sent rows of load {i} (the replay shortcut)",
+            )
             event("the replay shortcut was taken")
         else:
             try:
