@@ -477,8 +477,7 @@ class Runner:
             event("a load was rejected for a conflict")
             self.results.append(None)
             return None
-        kw = dict(on_error=plan.on_error, feed=plan.feed, reassert=plan.reassert, overrule=plan.overrule)
-        kw["ranks"] = plan.ranks
+        kw = dict(options, overrule=plan.overrule, ranks=plan.ranks)
         if result.recorded_at is None:  # nothing merged (the replay shortcut): the oracle must store nothing
             assert plan.as_file and result.replay_of is not None, f"load {i}: no recorded_at, {result}"
             probe = copy.deepcopy(oracle)

@@ -5,10 +5,12 @@ corrections with the same known_at, late corrections, out-of-order rows, same-ti
 it one load at a time through ``ingestion.loader.ingest_table`` and into ``tests.oracle.Oracle`` with
 the load's ``recorded_at``, then compares
 
-* the loader's counts (inserted / revised / duplicates / rejected) with the oracle's, load by load,
-  and a conflicting load (same key and known_at, different values): LoadRejected and nothing
-  stored with on_error="reject", the conflicting rows rejected and the rest loaded with "skip",
-* the stored versions (every row with its known_at and recorded_at) with the oracle's,
+* the loader's counts (inserted / revised / duplicates / rejected / resent / outranked) with the
+  oracle's, load by load, and a conflicting load (same key and known_at, different values):
+  LoadRejected and nothing stored with on_error="reject", the conflicting rows rejected and the rest
+  loaded with "skip",
+* the stored versions (every row with its known_at and recorded_at), the outranked versions and the
+  load's re-sent rows with the oracle's,
 * ``timeseries.pit`` selectors (market_state, recent_bars, news, insider_trades, sentiment,
   government_events, history, asof_join) with the oracle for many T (every event, filing and
   knowledge time, 1 µs either side of each, before and after everything) and many S (None, before
@@ -16,6 +18,12 @@ the load's ``recorded_at``, then compares
 
 Loads go through the loader in batches of 1, 2, 3 or 250,000 rows, so that the append-as-is path
 (keys proven new) and the version merge both run, alone and mixed within one load.
+
+Issue #16's properties (section "re-deliveries, re-assertion, feed precedence"): extended histories
+(feeds under a precedence, re-deliveries, re-assertions, curation fixes, CSV files) against the
+oracle; re-delivering any earlier file of a vendor-file history (one known_at per key) stores nothing
+and changes no answer; a re-asserted file is current again; a lower-ranked feed changes no answer and
+is kept as outranked.
 
 Listings (news, insider trades, government events) are compared in exact order when the dataset's
 ``order_newest`` is total (names every key column, ties broken by key); where it is not (e.g. news
