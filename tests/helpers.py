@@ -44,7 +44,8 @@ def iso(d: datetime) -> str:
 
 def wipe_datasets() -> None:
     """Empty every dataset table and the series registry (inside the test's transaction)."""
-    tables = [d.table for d in DATASETS.values()] + ["timeseries_series", "ingestion_rejectedrow", "ingestion_load"]
+    tables = [d.table for d in DATASETS.values()]
+    tables += ["timeseries_series", "timeseries_outranked_version", "ingestion_rejectedrow", "ingestion_load"]
     with connection.cursor() as cur:
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # deferred FK checks of earlier inserts would block TRUNCATE
         cur.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")

@@ -12,16 +12,32 @@ The model
 * As of T (as recorded by S): for each key, among the versions with ``known_at <= T`` and
   ``recorded_at <= S`` the one with the greatest ``(known_at, recorded_at)`` is the truth; the
   others do not exist.
-* One load gets one ``recorded_at``, greater than every earlier load's. Within a load, rows with the
+* One load gets one ``recorded_at``, greater than every earlier load's, and a *feed* (the source
+  of its rows, "" = unnamed). A stored version's feed is its load's. Within a load, rows with the
   same (key, known_at) must carry the same values (they collapse into one, counted as duplicates);
   different values are a conflict and the load stores nothing (on_error="reject"), or every row
-  of the conflicting group is rejected and the rest loaded (on_error="skip"). A row is a
-  duplicate (not stored) when its values equal those of the version current for (key, its
-  known_at), where "current"
-  looks at the stored versions with known_at <= its known_at and at the same load's rows of the
-  key with a smaller known_at (these are newer than any stored version, their recorded_at being
-  the load's). Every other row is stored: "inserted" when the key had no version at all (stored,
-  or earlier-known in the same load), else "revised".
+  of the conflicting group is rejected and the rest loaded (on_error="skip").
+* Then, per key, the load's rows in known_at order. For row r at known_at K: Ks is the greatest
+  known_at <= K among the key's stored versions (as they were before the load), p the load's own
+  row of the key with the greatest known_at < K (if any).
+
+  - p exists and (no Ks, or p.known_at >= Ks): r is a duplicate iff its values equal p's; else it
+    is stored ("revised").
+  - else, Ks exists: cur is the stored version at (key, Ks) with the greatest recorded_at. r equal
+    to cur: a duplicate. Else, unless the load re-asserts: r equal to another stored version at
+    (key, Ks) is a duplicate *re-sent* (kind "superseded"), else r equal to an *outranked version*
+    at (key, Ks) is a duplicate re-sent (kind "outranked"). Else r is new: when Ks == K, the load
+    does not overrule and its feed ranks below cur's feed, r is kept as an outranked version
+    (``outranked_by`` = cur's recorded_at; never stored, never current, counted "outranked");
+    otherwise it is stored ("revised").
+  - else r is stored: "inserted" when the key had no version at all (stored, or earlier-known in
+    the same load), else "revised".
+
+  Ranks: the dataset's TSM_FEED_PRECEDENCE, highest first; a feed not listed (and "") ranks below
+  every listed one, equal to the other unlisted ones; no list = every feed equal. "duplicates"
+  counts the re-sent rows too; a re-sent row is remembered with its key, known_at, kind and the
+  recorded_at of cur (:attr:`Oracle.resent_rows`). Outranked versions are kept apart
+  (:attr:`Oracle.outranked`), so every answer below reads :attr:`Oracle.versions` only.
 
 Rows given to :meth:`Oracle.load` are already typed (datetimes, ``Decimal``, floats, ints, lists);
 missing or ``None`` columns get the declared defaults and ``known_at`` its dataset rule, like the
@@ -166,6 +182,15 @@ class Oracle:
     def __init__(self) -> None:
         self.versions: dict[str, list[dict]] = defaultdict(list)
         self.loads: list[datetime] = []
+        # versions a lower-ranked feed sent for a (key, known_at) whose current version comes from a
+        # higher-ranked feed: every column, known_at, recorded_at, feed, outranked_by; never current
+        self.outranked: dict[str, list[dict]] = defaultdict(list)
+        # (dataset, a load's recorded_at) -> the load's feed, and the rows it found re-sent
+        # ({key, known_at, kind, current_recorded_at})
+        self.feeds: dict[tuple[str, datetime], str] = {}
+        self.resent_rows: dict[tuple[str, datetime], list[dict]] = {}
+        # dataset -> its feed precedence (TSM_FEED_PRECEDENCE), used when load() is given no ranks
+        self.ranks: dict[str, tuple[str, ...]] = {}
         # curation (timeseries/quality/): per dataset, audit entries {version, old, new, changed_at}
         self.audits: dict[str, list[dict]] = defaultdict(list)
 
@@ -264,6 +289,14 @@ class Oracle:
             duplicates += len(group) - 1
         return distinct, duplicates, rejected
 
+    def rank(self, feed: str, ranks: tuple[str, ...]) -> int:
+        """A feed's rank, 0 the highest; a feed not in ``ranks`` (and "") ranks below every listed one."""
+        return ranks.index(feed) if feed in ranks else len(ranks)
+
+    def feed_of(self, dataset: str, version: dict) -> str:
+        """The feed of a stored version: that of the load with the same dataset and recorded_at."""
+        return self.feeds[(dataset, version["recorded_at"])]
+
     def load(
         self,
         dataset: str,
@@ -272,32 +305,79 @@ class Oracle:
         *,
         bar_interval: timedelta = timedelta(minutes=1),
         on_error: str = "reject",
+        feed: str = "",
+        reassert: bool = False,
+        overrule: bool = False,
+        ranks: tuple[str, ...] | None = None,
     ) -> dict[str, int]:
-        """Apply one load; returns {"inserted", "revised", "duplicates", "rejected"}.
+        """Apply one load; returns {"inserted", "revised", "duplicates", "rejected", "resent", "outranked"}.
 
-        Raises OracleConflict (and applies nothing) for a conflict when ``on_error="reject"``.
+        ``ranks``: the dataset's feed precedence (highest first) for this load; None: ``self.ranks``'s
+        entry for the dataset (none: every feed ranks the same). Raises OracleConflict (and applies
+        nothing) for a conflict when ``on_error="reject"``.
         """
         spec = DATASETS[dataset]
         if self.loads and recorded_at <= self.loads[-1]:
             raise AssertionError(f"recorded_at {recorded_at} is not after the previous load's {self.loads[-1]}")
+        if ranks is None:
+            ranks = self.ranks.get(dataset, ())
         distinct, duplicates, rejected = self.collapse(dataset, rows, bar_interval=bar_interval, on_error=on_error)
         by_key: dict[tuple, list[dict]] = defaultdict(list)
         for (key, _), row in distinct.items():
             by_key[key].append(row)
-        stored = self.by_key(dataset)
-        inserted = revised = 0
-        new_versions = []
+        stored = self.by_key(dataset)  # as before the load: this load's versions are judged by the rule's p
+        kept_apart = defaultdict(list)
+        for o in self.outranked[dataset]:
+            kept_apart[key_of(spec, o)].append(o)
+        inserted = revised = resent = outranked = 0
+        new_versions, new_outranked, resent_rows = [], [], []
         for key, group in by_key.items():
             group.sort(key=lambda r: r["known_at"])
             existing = stored.get(key, [])
             for i, row in enumerate(group):
-                # current for (key, row's known_at): stored versions known by then, and this load's
-                # earlier-known rows of the key (newer than anything stored: recorded_at is this load's)
-                candidates = [v for v in existing if v["known_at"] <= row["known_at"]]
-                candidates += [{**earlier, "recorded_at": recorded_at} for earlier in group[:i]]
-                current = max(candidates, key=version_of, default=None)
-                if current is not None and values_of(spec, current) == values_of(spec, row):
-                    duplicates += 1
+                k = row["known_at"]
+                ks = max((v["known_at"] for v in existing if v["known_at"] <= k), default=None)
+                p = group[i - 1] if i > 0 else None  # sorted, one row per known_at: the greatest known_at < K
+                if p is not None and (ks is None or p["known_at"] >= ks):
+                    if values_of(spec, row) == values_of(spec, p):
+                        duplicates += 1
+                        continue
+                    revised += 1
+                    new_versions.append({**row, "recorded_at": recorded_at})
+                    continue
+                if ks is not None:
+                    at_ks = [v for v in existing if v["known_at"] == ks]
+                    cur = max(at_ks, key=lambda v: v["recorded_at"])
+                    if values_of(spec, row) == values_of(spec, cur):
+                        duplicates += 1
+                        continue
+                    kind = None
+                    if not reassert:
+                        if any(values_of(spec, row) == values_of(spec, v) for v in at_ks):
+                            kind = "superseded"
+                        elif any(
+                            values_of(spec, row) == values_of(spec, o) for o in kept_apart[key] if o["known_at"] == ks
+                        ):
+                            kind = "outranked"
+                    if kind is not None:
+                        duplicates += 1
+                        resent += 1
+                        resent_rows.append(
+                            {"key": key, "known_at": k, "kind": kind, "current_recorded_at": cur["recorded_at"]}
+                        )
+                        continue
+                    if (
+                        ks == k
+                        and not overrule
+                        and self.rank(feed, ranks) > self.rank(self.feed_of(dataset, cur), ranks)
+                    ):
+                        outranked += 1
+                        new_outranked.append(
+                            {**row, "recorded_at": recorded_at, "feed": feed, "outranked_by": cur["recorded_at"]}
+                        )
+                        continue
+                    revised += 1
+                    new_versions.append({**row, "recorded_at": recorded_at})
                     continue
                 if existing or i > 0:
                     revised += 1
@@ -305,14 +385,17 @@ class Oracle:
                     inserted += 1
                 new_versions.append({**row, "recorded_at": recorded_at})
         self.versions[dataset].extend(new_versions)
+        self.outranked[dataset].extend(new_outranked)
+        self.resent_rows[(dataset, recorded_at)] = resent_rows
+        self.feeds[(dataset, recorded_at)] = feed
         self.loads.append(recorded_at)
         return {
             "inserted": inserted,
             "revised": revised,
             "duplicates": duplicates,
             "rejected": rejected,
-            "resent": 0,
-            "outranked": 0,
+            "resent": resent,
+            "outranked": outranked,
         }
 
     # -- reading ------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ class Tracked:
             [typed_row("market_data", r) for r in rows],
             recorded_at,
             bar_interval=kwargs.get("bar_interval", timedelta(minutes=1)),
+            on_error=kwargs.get("on_error", "reject"),
+            feed=kwargs.get("feed", ""),
+            reassert=kwargs.get("reassert", False),
         )
         self.last = recorded_at
         assert result.counts() == expected
@@ -100,11 +103,36 @@ def test_it_takes_the_normal_path_after_a_correction_with_the_same_known_at(trac
     fix = [bar("AAPL", 7, close="10.99")]  # same key, same known_at (time + 1 min), other values
     tracked.ingest(fix, csv_bytes(fix))
 
-    again = tracked.ingest(ROWS, bars_file)  # the original value is a new version again
+    again = tracked.ingest(ROWS, bars_file)  # the original value is a re-send of a superseded version (#16)
 
-    assert again.replay_of is None and again.revised == 1 and again.duplicates == 59
+    assert again.replay_of is None and again.revised == 0 and again.duplicates == 60 and again.resent == 1
     note = load_of(again).replay_note
     assert note.startswith("replay shortcut not taken: change ") and "AAPL" in note and "overlaps its span" in note
+
+
+def test_it_takes_the_shortcut_for_the_next_re_delivery_and_counts_the_re_sent_row_again(tracked, bars_file):
+    tracked.ingest(ROWS, bars_file)
+    fix = [bar("AAPL", 7, close="10.99")]
+    tracked.ingest(fix, csv_bytes(fix))
+    merged = tracked.ingest(ROWS, bars_file)  # normal path: nothing stored, one row re-sent
+
+    again = tracked.ingest(ROWS, bars_file)  # nothing changed since: the shortcut, the same outcome
+
+    assert again.replay_of == merged.load_id and again.recorded_at is None
+    assert (again.duplicates, again.resent, again.revised) == (60, 1, 0)
+
+
+def test_it_does_not_try_the_shortcut_for_a_re_assertion(tracked, bars_file):
+    tracked.ingest(ROWS, bars_file)
+    fix = [bar("AAPL", 7, close="10.99")]
+    tracked.ingest(fix, csv_bytes(fix))
+    tracked.ingest(ROWS, bars_file)
+
+    again = tracked.ingest(ROWS, bars_file, reassert=True)  # the file's value is made current again
+
+    assert again.replay_of is None and (again.revised, again.duplicates, again.resent) == (1, 59, 0)
+    assert load_of(again).replay_note == "replay shortcut not tried: a re-assertion stores rows a replay would not"
+    assert load_of(again).reassert
 
 
 def test_it_takes_the_normal_path_after_a_correction_with_a_later_known_at(tracked, bars_file):
