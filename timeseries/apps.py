@@ -2,13 +2,12 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
+from timeseries.calendars import exchange_problem
+
 
 def default_exchange_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """TSM_DEFAULT_EXCHANGE names a calendar of the exchange-calendars package (a misspelt one would
     fail the first quality check or session read instead of start-up)."""
-    # app loading: the calendars module imports the exchange-calendars package (pandas); checks run later
-    from timeseries.calendars import exchange_problem
-
     problem = exchange_problem(settings.TSM_DEFAULT_EXCHANGE)
     if problem is None:
         return []
