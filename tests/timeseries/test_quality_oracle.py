@@ -207,6 +207,7 @@ def minute_bars(draw, windows):
     return [t for t, k in zip(candidates, keep) if k or t.minute % 7 == 0]  # a few always there
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pandas 3 deprecations inside exchange-calendars
 @pytest.mark.parametrize("mic, windows", [("XNYS", XNYS_WINDOWS), ("XHKG", XHKG_WINDOWS)])
 @hsettings(max_examples=15, **SETTINGS)
 @given(data=st.data())
