@@ -590,3 +590,36 @@ class Oracle:
                     d[c] = None if row is None else row[c]
             out.append(d)
         return out
+
+
+# --- the quality checks' gap rule (timeseries/quality/checks.py, docs/calendars.md) -----------------
+
+
+def trading_periods(schedule) -> list[tuple[datetime, datetime]]:
+    """[start, end) trading periods of an exchange-calendars schedule (DataFrame): [open, close), or the
+    halves around a lunch break. Read straight from the package, not through timeseries.calendars."""
+    out = []
+    for o, bs, be, c in zip(schedule["open"], schedule["break_start"], schedule["break_end"], schedule["close"]):
+        o, c = o.to_pydatetime(), c.to_pydatetime()
+        if bs is None or bs != bs or be != be:  # NaT: no break
+            out.append((o, c))
+        else:
+            out += [(o, bs.to_pydatetime()), (be.to_pydatetime(), c)]
+    return out
+
+
+def gap_findings(times: list[datetime], periods: list[tuple[datetime, datetime]]) -> dict[datetime, int]:
+    """Brute force: the bars (sorted distinct times of one series) the gap check flags, with the minutes
+    missing before each. A bar is flagged when the bar before it is more than a minute earlier, both lie
+    in one trading period, and among the steps of the 30 bars either side (a step: a bar's time minus
+    the previous bar's) one is exactly a minute and none is shorter."""
+    minute = timedelta(minutes=1)
+    steps = [None] + [b - a for a, b in zip(times, times[1:])]
+    out = {}
+    for i in range(1, len(times)):
+        around = [s for s in steps[max(0, i - 30) : i + 31] if s is not None]
+        if steps[i] <= minute or minute not in around or any(s < minute for s in around):
+            continue
+        if any(start <= times[i - 1] and times[i] < end for start, end in periods):
+            out[times[i]] = int(steps[i].total_seconds()) // 60 - 1
+    return out

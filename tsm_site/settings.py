@@ -232,6 +232,9 @@ TSM_FEED_PRECEDENCE = env_feed_ranks(
     "TSM_FEED_PRECEDENCE",
     ["market_data", "news_events", "insider_trades", "social_sentiment", "government_events"],
 )
+# the exchange (an exchange-calendars name, e.g. a MIC such as XNYS) whose sessions apply to a symbol
+# without a known security (docs/calendars.md); `manage.py check` refuses a name the package does not know
+TSM_DEFAULT_EXCHANGE = env_str("TSM_DEFAULT_EXCHANGE", "XNYS").strip()
 TSM_UPLOAD_MAX_BYTES = env_int("TSM_UPLOAD_MAX_BYTES", 8 << 30)  # 8 GiB
 # docs/workers.md: an upload's attempt heartbeats from a background thread; one silent for
 # TSM_UPLOAD_STALE_SECONDS (or whose process is gone) is taken over by a redelivered task or re-queued by beat

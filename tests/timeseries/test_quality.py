@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import warnings
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
+import exchange_calendars as xcals
+import pandas as pd
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from ingestion.loader import ingest_table
 from tests.helpers import T0, bar, bars
 from timeseries import cache, quality
+from timeseries.calendars import session_at
 from timeseries.changes import changes_lag
 from timeseries.models import ChangeCursor, MarketData, NewsEvent, QualityAudit, QualityFlag
 
@@ -208,6 +213,88 @@ def test_it_looks_for_gaps_only_where_the_bars_around_are_one_minute_apart(step_
     )
     run_checks()
     assert [k[0] for k in flags() if k[0] == "gap"] == (["gap"] if gap_flagged else [])
+
+
+# --- the gap check follows the sessions of the symbol's exchange (docs/calendars.md) --------------
+
+
+def at_times(symbol: str, times: list[datetime]) -> list[dict]:
+    return [{**bar(symbol, 0), "time": t.isoformat()} for t in times]
+
+
+def minutes(start: datetime, count: int, missing: tuple[int, ...] = ()) -> list[datetime]:
+    return [start + timedelta(minutes=m) for m in range(count) if m not in missing]
+
+
+def gap_flags(symbol: str = "AAPL") -> dict[datetime, str]:
+    quality.quality_checks_range(
+        dataset="market_data",
+        symbols=[symbol],
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+        end=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    return {f.time: f.reason for f in QualityFlag.objects.filter(check_name="gap", symbol=symbol)}
+
+
+def package_session(mic: str, day: str):
+    """One session as the exchange-calendars package gives it (built here, not through timeseries.calendars)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pandas 3 deprecations inside the package
+        row = xcals.get_calendar(mic, start="2024-01-02", end="2024-12-31").schedule.loc[day]
+    return {k: (None if pd.isna(v) else v.to_pydatetime()) for k, v in row.items()}
+
+
+def test_a_gap_inside_a_session_is_flagged_with_the_minutes_missing():
+    start = package_session("XNYS", "2024-07-02")["open"] + timedelta(hours=2)
+    ingest_table(dataset="market_data", data=at_times("AAPL", minutes(start, 20, missing=(7, 8, 9, 10))))
+    found = gap_flags()
+    assert list(found) == [start + timedelta(minutes=11)]
+    assert "no bar for 4 minutes before this one during the XNYS session" in found[start + timedelta(minutes=11)]
+
+
+def test_no_gap_across_an_early_close_or_after_it_though_a_normal_day_has_them():
+    """2024-07-03: the package closes XNYS at 13:00 New York (17:00 UTC); the same minutes on July 2
+    lie inside its session and are gaps."""
+    early, normal = package_session("XNYS", "2024-07-03")["close"], package_session("XNYS", "2024-07-02")["close"]
+    assert early == datetime(2024, 7, 3, 17, tzinfo=UTC) and normal + timedelta(days=1) - early == timedelta(hours=3)
+    # 10 bars up to the close, then bars from 2 minutes after it with a gap of 3 minutes among them
+    pattern = minutes(early - timedelta(minutes=10), 30, missing=(10, 11, 20, 21, 22))
+    ingest_table(dataset="market_data", data=at_times("EARLY", pattern))
+    assert gap_flags("EARLY") == {}
+    ingest_table(dataset="market_data", data=at_times("NORMAL", [t + timedelta(days=-1) for t in pattern]))
+    assert sorted(gap_flags("NORMAL")) == [
+        early + timedelta(days=-1, minutes=2),
+        early + timedelta(days=-1, minutes=13),
+    ]
+
+
+def test_no_gap_on_a_holiday_though_the_next_day_has_one():
+    assert session_at(exchange="XNYS", at=datetime(2024, 7, 4, 16, tzinfo=UTC)) is None
+    pattern = minutes(datetime(2024, 7, 4, 16, tzinfo=UTC), 20, missing=(5, 6))
+    ingest_table(dataset="market_data", data=at_times("AAPL", pattern))
+    assert gap_flags() == {}
+    ingest_table(dataset="market_data", data=at_times("AAPL", [t + timedelta(days=1) for t in pattern]))
+    assert list(gap_flags()) == [datetime(2024, 7, 5, 16, 7, tzinfo=UTC)]
+
+
+def test_no_gap_overnight_at_a_weekend_or_at_the_close_itself():
+    friday, monday = package_session("XNYS", "2024-07-05"), package_session("XNYS", "2024-07-08")
+    times = minutes(friday["close"] - timedelta(minutes=10), 8)  # Friday, up to 3 minutes before the close
+    times += [friday["close"], friday["close"] + timedelta(minutes=3)]  # at the close and after: outside
+    times += minutes(datetime(2024, 7, 6, 15, tzinfo=UTC), 10, missing=(4,))  # Saturday
+    times += minutes(monday["open"], 10)  # Monday's open: the bar before it is Saturday's
+    ingest_table(dataset="market_data", data=at_times("AAPL", times))
+    assert gap_flags() == {}
+
+
+def test_a_lunch_break_is_no_gap_but_a_gap_after_it_is():
+    hk = package_session("XHKG", "2024-03-04")
+    times = minutes(hk["break_start"] - timedelta(minutes=10), 10) + minutes(hk["break_end"], 15, missing=(6, 7))
+    with override_settings(TSM_DEFAULT_EXCHANGE="XHKG"):
+        ingest_table(dataset="market_data", data=at_times("0700", times))
+        found = gap_flags("0700")
+    assert list(found) == [hk["break_end"] + timedelta(minutes=8)]
+    assert "during the XHKG session" in found[hk["break_end"] + timedelta(minutes=8)]
 
 
 def test_it_flags_and_marks_down_a_duplicate_news_title():

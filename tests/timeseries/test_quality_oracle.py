@@ -15,10 +15,12 @@ curation instant, 1 µs either side) and min_quality in {None, 0.3, 0.5, 1}:
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import exchange_calendars as xcals
 import pytest
 from django.db import connection
+from django.test import override_settings
 from hypothesis import given, note
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -26,10 +28,10 @@ from hypothesis import strategies as st
 from ingestion.loader import ingest_table
 from tests.helpers import T0, assert_same_rows, assert_same_sequence, bar, wipe_datasets
 from tests.histories import SETTINGS
-from tests.oracle import Oracle, typed_row
+from tests.oracle import Oracle, gap_findings, trading_periods, typed_row
 from timeseries import pit, quality
 from timeseries.datasets import DATASETS
-from timeseries.models import MarketData, QualityAudit
+from timeseries.models import MarketData, QualityAudit, QualityFlag
 
 pytestmark = pytest.mark.django_db
 US = timedelta(microseconds=1)
@@ -182,3 +184,44 @@ def test_it_refuses_a_bad_min_quality_naming_it(bad):
 def test_it_refuses_min_quality_on_a_dataset_without_scores():
     with pytest.raises(ValueError, match="min_quality: insider_trades has no quality_score"):
         pit.history(dataset="insider_trades", at=T0, min_quality=0.5)
+
+
+# --- the gap check against a brute-force rule on the package's own schedule --------------------------
+
+# minute bars drawn around an ordinary close and open (July 2 / 3), the early close of July 3 (17:00
+# UTC), the July 4 holiday, and a lunch break (XHKG); a bar is kept or dropped at random
+XNYS_WINDOWS = [
+    (datetime(2024, 7, 2, 19, 40, tzinfo=UTC), 30),
+    (datetime(2024, 7, 3, 13, 20, tzinfo=UTC), 25),
+    (datetime(2024, 7, 3, 16, 40, tzinfo=UTC), 40),
+    (datetime(2024, 7, 4, 15, 0, tzinfo=UTC), 20),
+    (datetime(2024, 7, 5, 13, 25, tzinfo=UTC), 25),
+]
+XHKG_WINDOWS = [(datetime(2024, 3, 4, 3, 45, tzinfo=UTC), 90)]
+
+
+@st.composite
+def minute_bars(draw, windows):
+    candidates = [start + timedelta(minutes=m) for start, count in windows for m in range(count)]
+    keep = draw(st.lists(st.booleans(), min_size=len(candidates), max_size=len(candidates)))
+    return [t for t, k in zip(candidates, keep) if k or t.minute % 7 == 0]  # a few always there
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pandas 3 deprecations inside exchange-calendars
+@pytest.mark.parametrize("mic, windows", [("XNYS", XNYS_WINDOWS), ("XHKG", XHKG_WINDOWS)])
+@hsettings(max_examples=15, **SETTINGS)
+@given(data=st.data())
+def test_the_gap_check_agrees_with_a_brute_force_rule_on_the_packages_sessions(mic, windows, data):
+    times = data.draw(minute_bars(windows))
+    wipe()
+    schedule = xcals.get_calendar(mic, start="2024-02-01", end="2024-07-31").schedule
+    ingest_table(dataset="market_data", data=[{**bar("S", 0), "time": t.isoformat()} for t in times])
+    with override_settings(TSM_DEFAULT_EXCHANGE=mic):
+        quality.quality_checks_range(
+            dataset="market_data", symbols=["S"], start=times[0] - timedelta(days=1), end=times[-1] + timedelta(days=1)
+        )
+    flagged = {
+        f.time: int(f.reason.split("no bar for ")[1].split(" ")[0])
+        for f in QualityFlag.objects.filter(check_name="gap")
+    }
+    assert flagged == gap_findings(times, trading_periods(schedule))

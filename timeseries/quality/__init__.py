@@ -11,6 +11,7 @@ This package re-exports their public names: ``from timeseries import quality; qu
 
 from timeseries.params import GOOD, SUSPECT, CurationError, min_quality_check
 from timeseries.quality.checks import (
+    BARS_BOUNDS_SQL,
     CHECKS,
     CONTEXT_MARGIN,
     DUPLICATE_TITLE_WINDOW,
@@ -18,15 +19,16 @@ from timeseries.quality.checks import (
     MARKET_CHECKS_SQL,
     NEWS_CHECKS_SQL,
     QUALITY_CONSUMER,
-    SESSION,
     SPANS_CTE,
     SPIKE_JUMP,
     SPIKE_NEIGHBOURS_AGREE,
     STALE_BARS,
+    SUITE_PREPARE,
     SUITES,
     VOLUME_FACTOR,
     CheckResult,
     Span,
+    bars_sessions,
     quality_changes_process,
     quality_checks_range,
     quality_checks_rows,
@@ -54,6 +56,7 @@ from timeseries.quality.report import quality_report
 __all__ = [
     "AUDIT_COLUMNS",
     "CHECKS",
+    "BARS_BOUNDS_SQL",
     "CONTEXT_MARGIN",
     "CURATED_DATASETS",
     "DUPLICATE_TITLE_WINDOW",
@@ -64,7 +67,7 @@ __all__ = [
     "NEWS_CHECKS_SQL",
     "QUALITY_CONSUMER",
     "RANGE_FILTERS",
-    "SESSION",
+    "SUITE_PREPARE",
     "SPANS_CTE",
     "SPIKE_JUMP",
     "SPIKE_NEIGHBOURS_AGREE",
@@ -91,5 +94,6 @@ __all__ = [
     "quality_scores_lower",
     "quality_scores_set",
     "quality_scores_set_filtered",
+    "bars_sessions",
     "spans_merge",
 ]

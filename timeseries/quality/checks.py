@@ -2,7 +2,9 @@
 admin rows, or the change log after the "quality" cursor).
 
 Automatic checks (``quality_checks_run``) are SQL over the current versions of the given spans
-(symbol, [lo, hi) widened to whole UTC days, so neighbours are seen). Each finding is a
+(symbol, [lo, hi) widened to whole UTC days for news; bars add margins counted in bars, so neighbours
+are seen). The gap check of minute bars follows the sessions of each symbol's exchange
+(``timeseries.calendars``, ``timeseries.exchanges``; docs/calendars.md). Each finding is a
 ``QualityFlag`` (one per row and check, refreshed on re-runs). Checks the dataset declares ``applied``
 (``Dataset.quality_checks``) also lower the row's score (never raise it), audited with the check's
 name as source; the others only propose a score for a curator to accept.
@@ -19,8 +21,10 @@ from django.db import connection, transaction
 from django.db.models import Max, Min, QuerySet
 from psycopg import sql
 
+from timeseries.calendars import sessions_between
 from timeseries.changes import changes_run, failures_retry
 from timeseries.datasets import DATASETS, Dataset
+from timeseries.exchanges import exchanges_of
 from timeseries.models import Series
 from timeseries.params import CurationError
 from timeseries.quality.curation import curated_spec, quality_scores_lower
@@ -37,7 +41,6 @@ SPIKE_JUMP = 0.10  # close at least 10% away from both neighbours...
 SPIKE_NEIGHBOURS_AGREE = 0.02  # ...which are within 2% of each other
 STALE_BARS = 5  # this many consecutive bars with identical open/high/low/close
 VOLUME_FACTOR = 10  # volume above 10x the mean of the 60 surrounding bars
-SESSION = ("09:30", "16:00", "America/New_York")  # trading hours checked for gaps in minute bars
 DUPLICATE_TITLE_WINDOW = timedelta(hours=24)
 
 
@@ -82,23 +85,38 @@ SPANS_CTE = (
 EVAL_MARGIN = 32
 CONTEXT_MARGIN = 64
 
-MARKET_CHECKS_SQL = """WITH spans AS (
+# each span's bounds: EVAL_MARGIN and CONTEXT_MARGIN bars either side (the first query of the bars suite;
+# the sessions the gap check needs are those overlapping [eval_lo, eval_hi])
+BARS_BOUNDS_SQL = """WITH spans AS (
     SELECT row_number() OVER () AS span_no, s.*
     FROM unnest(%(symbols)s::text[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(symbol, lo, hi)
-), bounds AS (
-    SELECT s.span_no, s.symbol, coalesce(cb.t, s.lo) AS ctx_lo, coalesce(eb.t, s.lo) AS eval_lo,
-           coalesce(ca.t, s.hi) AS ctx_hi, coalesce(ea.t, s.hi) AS eval_hi
-    FROM spans s
-    LEFT JOIN LATERAL (SELECT min(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
-        WHERE m.symbol = s.symbol AND m.time < s.lo ORDER BY m.time DESC LIMIT %(ctx)s) x) cb ON true
-    LEFT JOIN LATERAL (SELECT min(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
-        WHERE m.symbol = s.symbol AND m.time < s.lo ORDER BY m.time DESC LIMIT %(eval)s) x) eb ON true
-    LEFT JOIN LATERAL (SELECT max(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
-        WHERE m.symbol = s.symbol AND m.time > s.hi ORDER BY m.time LIMIT %(ctx)s) x) ca ON true
-    LEFT JOIN LATERAL (SELECT max(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
-        WHERE m.symbol = s.symbol AND m.time > s.hi ORDER BY m.time LIMIT %(eval)s) x) ea ON true
+)
+SELECT s.span_no, s.symbol, coalesce(cb.t, s.lo) AS ctx_lo, coalesce(eb.t, s.lo) AS eval_lo,
+       coalesce(ca.t, s.hi) AS ctx_hi, coalesce(ea.t, s.hi) AS eval_hi
+FROM spans s
+LEFT JOIN LATERAL (SELECT min(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+    WHERE m.symbol = s.symbol AND m.time < s.lo ORDER BY m.time DESC LIMIT %(ctx)s) x) cb ON true
+LEFT JOIN LATERAL (SELECT min(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+    WHERE m.symbol = s.symbol AND m.time < s.lo ORDER BY m.time DESC LIMIT %(eval)s) x) eb ON true
+LEFT JOIN LATERAL (SELECT max(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+    WHERE m.symbol = s.symbol AND m.time > s.hi ORDER BY m.time LIMIT %(ctx)s) x) ca ON true
+LEFT JOIN LATERAL (SELECT max(x.time) AS t FROM (SELECT DISTINCT m.time FROM market_data m
+    WHERE m.symbol = s.symbol AND m.time > s.hi ORDER BY m.time LIMIT %(eval)s) x) ea ON true
+ORDER BY s.span_no
+"""
+
+# the spans with their bounds and exchange, and the trading periods of those exchanges' sessions
+# ([open, close), or the two halves around a lunch break), all passed as parameters
+MARKET_CHECKS_SQL = """WITH bounds AS (
+    SELECT * FROM unnest(%(span_nos)s::bigint[], %(span_symbols)s::text[], %(span_exchanges)s::text[],
+                         %(ctx_los)s::timestamptz[], %(eval_los)s::timestamptz[],
+                         %(ctx_his)s::timestamptz[], %(eval_his)s::timestamptz[])
+        AS b(span_no, symbol, exchange, ctx_lo, eval_lo, ctx_hi, eval_hi)
+), periods AS (
+    SELECT * FROM unnest(%(period_exchanges)s::text[], %(period_opens)s::timestamptz[],
+                         %(period_closes)s::timestamptz[]) AS p(period_exchange, period_open, period_close)
 ), cur AS (
-    SELECT c.*, b.span_no, b.eval_lo, b.eval_hi FROM bounds b CROSS JOIN LATERAL (
+    SELECT c.*, b.span_no, b.exchange, b.eval_lo, b.eval_hi FROM bounds b CROSS JOIN LATERAL (
         SELECT DISTINCT ON (m.time) m.id, m.symbol, m.time, m.open, m.high, m.low, m.close, m.volume, m.vwap
         FROM market_data m WHERE m.symbol = b.symbol AND m.time >= b.ctx_lo AND m.time <= b.ctx_hi
         ORDER BY m.time, m.known_at DESC, m.recorded_at DESC
@@ -148,11 +166,10 @@ SELECT id, symbol, time,
         THEN format('volume %%s is %%sx the mean of the %%s surrounding bars', volume,
                     round(volume / ((vol_sum - volume)::numeric / (vol_n - 1)), 1), vol_n - 1) END AS r_volume,
     CASE WHEN time - prev_time > interval '1 minute' AND minute_steps > 0 AND shorter_steps = 0
-        AND (time AT TIME ZONE %(tz)s)::date = (prev_time AT TIME ZONE %(tz)s)::date
-        AND (prev_time AT TIME ZONE %(tz)s)::time >= %(open)s::time
-        AND (time AT TIME ZONE %(tz)s)::time <= %(close)s::time
-        THEN format('no bar for %%s minutes before this one during trading hours (previous bar %%s)',
-                    extract(epoch FROM time - prev_time)::bigint / 60 - 1, prev_time) END AS r_gap
+        AND EXISTS (SELECT 1 FROM periods p WHERE p.period_exchange = w2.exchange
+                    AND p.period_open <= w2.prev_time AND w2.time < p.period_close)
+        THEN format('no bar for %%s minutes before this one during the %%s session (previous bar %%s)',
+                    extract(epoch FROM time - prev_time)::bigint / 60 - 1, exchange, prev_time) END AS r_gap
 FROM w2 WHERE time >= eval_lo AND time <= eval_hi
 ) x CROSS JOIN LATERAL (
     VALUES ('ohlc', r_ohlc), ('spike', r_spike), ('stale', r_stale), ('volume', r_volume), ('gap', r_gap)
@@ -186,9 +203,6 @@ SUITES: dict[str, tuple[str, dict[str, Any]]] = {
     "bars": (
         MARKET_CHECKS_SQL,
         {
-            "tz": SESSION[2],
-            "open": SESSION[0],
-            "close": SESSION[1],
             "jump": SPIKE_JUMP,
             "agree": SPIKE_NEIGHBOURS_AGREE,
             "stale": STALE_BARS,
@@ -201,6 +215,40 @@ SUITES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "stories": (NEWS_CHECKS_SQL, {"window": DUPLICATE_TITLE_WINDOW}),
 }
+
+
+def bars_sessions(cur, params: dict[str, Any]) -> dict[str, Any]:
+    """The bars suite's first step: each span's bounds (``BARS_BOUNDS_SQL``), its symbol's exchange, and
+    the trading periods of the sessions overlapping the spans' [eval_lo, eval_hi] on those exchanges.
+
+    A gap is judged only between two bars of one trading period (a session's [open, close), or one
+    half of it around a lunch break), so holidays, early closes, nights and weekends have none."""
+    cur.execute(BARS_BOUNDS_SQL, params)
+    bounds = cur.fetchall()
+    exchanges = exchanges_of({row[1] for row in bounds})
+    periods: set[tuple[str, datetime, datetime]] = set()
+    for exchange, lo, hi in spans_merge(
+        [(exchanges[symbol], eval_lo, eval_hi) for _, symbol, _, eval_lo, _, eval_hi in bounds], whole_days=False
+    ):
+        for session in sessions_between(exchange=exchange, start=lo, end=hi):
+            periods.update((exchange, start, end) for start, end in session.periods())
+    ordered = sorted(periods)
+    return {
+        "span_nos": [row[0] for row in bounds],
+        "span_symbols": [row[1] for row in bounds],
+        "span_exchanges": [exchanges[row[1]] for row in bounds],
+        "ctx_los": [row[2] for row in bounds],
+        "eval_los": [row[3] for row in bounds],
+        "ctx_his": [row[4] for row in bounds],
+        "eval_his": [row[5] for row in bounds],
+        "period_exchanges": [p[0] for p in ordered],
+        "period_opens": [p[1] for p in ordered],
+        "period_closes": [p[2] for p in ordered],
+    }
+
+
+# a suite's first step, run on the checks' cursor before its SQL: returns more parameters for it
+SUITE_PREPARE = {"bars": bars_sessions}
 
 
 @dataclass
@@ -232,7 +280,10 @@ def quality_checks_run(*, dataset: str, spans: Iterable[tuple[str, datetime, dat
     query, suite_params = SUITES[declared.suite]
     params.update(suite_params)
     checks = CHECKS[spec.name]
+    prepare = SUITE_PREPARE.get(declared.suite)
     with transaction.atomic(), connection.cursor() as cur:
+        if prepare is not None:
+            params.update(prepare(cur, params))
         cur.execute(query, params)
         found = cur.fetchall()
         if not found:
