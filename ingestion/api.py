@@ -50,8 +50,9 @@ def rows_schema() -> dict:
         {
             "title": f"{name} row",
             "type": "object",
-            "properties": {c.name: _column_schema(c) for c in spec.columns} | {"known_at": _JSON_KINDS["timestamp"]},
-            "required": [c.name for c in spec.columns if c.required],
+            "properties": {spec.input_name(c.name): _column_schema(c) for c in spec.columns}
+            | {"known_at": _JSON_KINDS["timestamp"]},
+            "required": list(spec.input_required_columns),
             "additionalProperties": False,
         }
         for name, spec in DATASETS.items()

@@ -176,7 +176,7 @@ class _NestingGuard:
 
 
 def _ndjson_batches(stream: IO[bytes], dataset: Dataset) -> Iterator[pa.RecordBatch]:
-    time_columns = [c.name for c in dataset.columns if c.kind == "timestamp"] + ["known_at"]
+    time_columns = [dataset.input_name(c.name) for c in dataset.columns if c.kind == "timestamp"] + ["known_at"]
     reader = pjson.open_json(
         _NestingGuard(stream),
         read_options=pjson.ReadOptions(block_size=BLOCK_SIZE),

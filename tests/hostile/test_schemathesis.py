@@ -35,8 +35,8 @@ def dataset_of(rows: list) -> str | None:
     """The dataset whose columns the first row has (its required ones, and no others)."""
     row = rows[0] if rows and isinstance(rows[0], dict) else {}
     for name, spec in DATASETS.items():
-        columns = {c.name for c in spec.columns} | {"known_at"}
-        if {c.name for c in spec.columns if c.required} <= set(row) <= columns:
+        columns = {spec.input_name(c.name) for c in spec.columns} | {"known_at"}  # as the write API names them
+        if set(spec.input_required_columns) <= set(row) <= columns:
             return name
     return None
 
