@@ -288,6 +288,16 @@ def _outside_stored_range(values) -> pa.Array:
     return pc.fill_null(outside, False)
 
 
+def _stored_instant_problem(scalar: pa.Scalar) -> str:
+    """Why the instant ``scalar`` cannot be stored; one Python cannot hold (before year 1, as
+    ``0001-01-01T00:00:00+00:01`` is in UTC) is named by its text."""
+    try:
+        return rules.instant_problem(scalar.as_py())
+    except (OverflowError, ValueError):
+        text = pc.strftime(scalar, format="%Y-%m-%dT%H:%M:%SZ").as_py()
+        return f"{text} is outside the supported range of stored instants ({rules.STORED_RANGE_TEXT})"
+
+
 def _instant_text(value) -> str:
     return rules.format_instant(value) if value is not None else "?"
 
@@ -332,7 +342,7 @@ def input_named(batch: pa.RecordBatch, dataset: Dataset) -> tuple[pa.RecordBatch
     if dataset.time_input == "time" or dataset.time_input not in batch.schema.names:
         return batch, "time" if "time" in batch.schema.names else dataset.time_input
     names = ["time" if n == dataset.time_input else n for n in batch.schema.names]
-    return pa.RecordBatch.from_arrays(batch.columns, names=names), dataset.time_input
+    return batch.rename_columns(names), dataset.time_input  # a RecordBatch or (the write API's) a Table
 
 
 def _resolver(dataset: Dataset):
@@ -388,7 +398,7 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
         values = table.column(name)
         for i in _true_indices(_outside_stored_range(values)):
             outside_rows.add(i)
-            add(i, name, rules.instant_problem(values[i].as_py()))
+            add(i, name, _stored_instant_problem(values[i]))
 
     ctx_table = table
     default_known = dataset.default_known_at(ctx_table, ctx)
@@ -404,7 +414,7 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
     for i in _true_indices(_outside_stored_range(known)):
         if not derived[i].as_py():
             outside_rows.add(i)
-            add(i, "known_at", rules.instant_problem(known[i].as_py()))
+            add(i, "known_at", _stored_instant_problem(known[i]))
         elif i not in outside_rows:  # derived from an instant in range, but the rule pushes it out
             source = dataset.known_at_from
             add(

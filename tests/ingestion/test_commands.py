@@ -9,14 +9,10 @@ import csv
 import getpass
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -24,38 +20,12 @@ from django.db import connection
 from ingestion.loader import LoadResult
 from ingestion.management.commands import ingest
 from ingestion.models import Load, ResentRow
-from tests.helpers import T0, bar
+from tests.helpers import T0, bar, last_json, manage, write_csv
 from timeseries import pit
 from timeseries.datasets import DATASETS
 from timeseries.models import MarketData, OutrankedVersion
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def manage(*args: str, **more_env: str) -> subprocess.CompletedProcess:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "TSM_TIMESCALEDB": "off" if "timescale" not in db["ENGINE"] else "on",
-        **more_env,
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def last_json(stdout: str):
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_it_ingests_a_file_and_prints_the_counts_as_the_last_json_line(tmp_path):

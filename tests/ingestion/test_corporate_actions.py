@@ -14,12 +14,12 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from ingestion import uploads
+from ingestion import buffer, uploads
 from ingestion.checks import InputError
 from ingestion.loader import LoadRejected, ingest_table
 from ingestion.models import Upload
-from tests.helpers import csv_bytes, post_upload
-from tests.ingestion.test_commands import last_json, manage, write_csv
+from tests.helpers import csv_bytes, last_json, manage, post_upload, write_csv
+from tests.helpers import write_api_post as post
 from timeseries import pit
 from timeseries.models import CorporateAction, Security
 
@@ -380,3 +380,25 @@ def test_an_admin_upload_loads_corporate_actions(
     assert (processed.status, processed.inserted, processed.rejected) == ("done", 1, 1)
     assert CorporateAction.objects.filter(action_type="split").get().security_id == "S1"
     assert Security.objects.count() == 3
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_the_write_api_takes_both_datasets_by_their_input_names(
+    writer, master, fmt, django_capture_on_commit_callbacks
+):
+    listing = {"security_id": "S4", "symbol": "NEWCO", "exchange": "XNYS", "listed_at": "2023-01-03T14:30:00Z"}
+    with django_capture_on_commit_callbacks(execute=False):
+        accepted = post(writer, [listing], dataset="securities", fmt=fmt)
+    assert accepted.status_code == 202, accepted.content
+    assert buffer.buffer_flush(dataset="securities").rows == 1
+    rows = [
+        action("split", SPLIT, symbol="META", ratio="4"),
+        action("split", SPLIT, symbol="NOPE", ratio="4"),  # no such security: refused at the door
+    ]
+    with django_capture_on_commit_callbacks(execute=False):
+        response = post(writer, rows, dataset="corporate_actions", fmt=fmt, on_error="skip")
+    assert response.status_code == 202, response.content
+    assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
+    assert buffer.buffer_flush(dataset="corporate_actions").rows == 1
+    assert CorporateAction.objects.get(action_type="split").security_id == "S1"
+    assert Security.objects.get(security_id="S4").symbol == "NEWCO"

@@ -11,7 +11,7 @@ import pytest
 
 from ingestion.checks import InputError
 from ingestion.loader import LoadRejected, ingest_file, ingest_table
-from timeseries import pit, securities
+from timeseries import lifecycle, pit, securities
 from timeseries.models import Security
 
 pytestmark = pytest.mark.django_db
@@ -188,3 +188,17 @@ def test_the_helpers_read_the_security_master_as_known_at_an_instant():
     ingest_table(dataset="securities", data=[security(known_at=ANNOUNCED)])
     assert securities.ticker_at(security_id="S1", at=L0) == "FB"
     assert securities.ticker_at(security_id="S1", at=L0, known_at=ANNOUNCED - timedelta(seconds=1)) is None
+
+
+# --- lifecycle: reference data never expires ------------------------------------------------------
+
+
+def test_retention_never_expires_securities_even_if_configured(settings):
+    settings.TSM_RETENTION = {**settings.TSM_RETENTION, "securities": "1 day"}
+    ingest_table(dataset="securities", data=[security(listed=L0 - timedelta(days=9000))])
+    assert lifecycle.retention_horizon(dataset="securities") is None
+    assert lifecycle.compress_after(dataset="securities") is None
+    assert "reference data never expires" in lifecycle.retention_preview(dataset="securities").method
+    assert "securities" not in [r.dataset for r in lifecycle.retention_run()]
+    lifecycle.retention_apply(dataset="securities")
+    assert Security.objects.count() == 1
