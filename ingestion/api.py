@@ -40,6 +40,10 @@ def _column_schema(column) -> dict:
         schema.update(pattern=rf"^{rules.SYMBOL_SHAPE}$", maxLength=rules.SYMBOL_MAX_LENGTH)
     elif column.max_length is not None:
         schema["maxLength"] = column.max_length
+    if column.pattern is not None:
+        schema["pattern"] = column.pattern
+    if column.choices:
+        schema["enum"] = list(column.choices)
     return schema
 
 

@@ -55,6 +55,10 @@ class Column:
     max_length: int | None = None  # text: characters the column holds (the model's CharField max_length)
     symbol: bool = False  # text or text[]: every value obeys the symbol rule (timeseries/rules.py)
     nullable: bool | None = None  # the table column admits NULL; None: exactly when neither required nor defaulted
+    # text: the values a row check admits, told to clients too (the write API's JSON schema): a regular
+    # expression every non-empty value matches, or the allowed values
+    pattern: str | None = None
+    choices: tuple[str, ...] = ()
 
     @property
     def is_nullable(self) -> bool:
@@ -647,7 +651,7 @@ SECURITIES = Dataset(
         Column("security_id", "text", required=True, max_length=32, symbol=True),
         Column("symbol", "text", required=True, max_length=32, symbol=True),  # the ticker it listed under
         Column("name", "text", default=""),
-        Column("exchange", "text", required=True, max_length=16),
+        Column("exchange", "text", required=True, max_length=16, pattern=MIC_PATTERN),
         Column("delisted_at", "timestamp"),
         Column("figi", "text", default="", max_length=12),
     ),
@@ -692,10 +696,10 @@ CORPORATE_ACTIONS = Dataset(
         Column("security_id", "text", required=True, max_length=32, symbol=True),
         # the ticker the security traded under just before ex_date
         Column("symbol", "text", required=True, max_length=32, symbol=True),
-        Column("action_type", "text", required=True, max_length=16),
+        Column("action_type", "text", required=True, max_length=16, choices=ACTION_TYPES),
         Column("ratio", "price"),  # split: new shares per old share (a reverse split: below 1)
         Column("amount", "price"),  # cash_dividend: per share
-        Column("currency", "text", default="USD", max_length=3),
+        Column("currency", "text", default="USD", max_length=3, pattern=CURRENCY_PATTERN),
         Column("new_symbol", "text", default="", max_length=32, symbol=True),  # symbol_change: the new ticker
         Column("record_date", "timestamp"),
         Column("pay_date", "timestamp"),
