@@ -40,6 +40,10 @@ def _column_schema(column) -> dict:
         schema.update(pattern=rf"^{rules.SYMBOL_SHAPE}$", maxLength=rules.SYMBOL_MAX_LENGTH)
     elif column.max_length is not None:
         schema["maxLength"] = column.max_length
+    if column.pattern is not None:
+        schema["pattern"] = column.pattern
+    if column.choices:
+        schema["enum"] = list(column.choices)
     return schema
 
 
@@ -50,8 +54,9 @@ def rows_schema() -> dict:
         {
             "title": f"{name} row",
             "type": "object",
-            "properties": {c.name: _column_schema(c) for c in spec.columns} | {"known_at": _JSON_KINDS["timestamp"]},
-            "required": [c.name for c in spec.columns if c.required],
+            "properties": {spec.input_name(c.name): _column_schema(c) for c in spec.columns}
+            | {"known_at": _JSON_KINDS["timestamp"]},
+            "required": list(spec.input_required_columns),
             "additionalProperties": False,
         }
         for name, spec in DATASETS.items()

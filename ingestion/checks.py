@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from timeseries import rules
+from timeseries import rules, securities
 from timeseries.datasets import CheckContext, Column, Dataset
 
 
@@ -288,6 +288,16 @@ def _outside_stored_range(values) -> pa.Array:
     return pc.fill_null(outside, False)
 
 
+def _stored_instant_problem(scalar: pa.Scalar) -> str:
+    """Why the instant ``scalar`` cannot be stored; one Python cannot hold (before year 1, as
+    ``0001-01-01T00:00:00+00:01`` is in UTC) is named by its text."""
+    try:
+        return rules.instant_problem(scalar.as_py())
+    except (OverflowError, ValueError):
+        text = pc.strftime(scalar, format="%Y-%m-%dT%H:%M:%SZ").as_py()
+        return f"{text} is outside the supported range of stored instants ({rules.STORED_RANGE_TEXT})"
+
+
 def _instant_text(value) -> str:
     return rules.format_instant(value) if value is not None else "?"
 
@@ -296,7 +306,8 @@ def _instant_text(value) -> str:
 
 
 def check_columns(names: list[str], dataset: Dataset) -> None:
-    """File-level rules: every column known, every required column present."""
+    """File-level rules: every column known, every required column present (``time`` under its input
+    name, e.g. ``listed_at``, or as ``time``; not both), one of the resolved columns present."""
     unknown = [n for n in names if n not in dataset.accepted_input_columns]
     if unknown:
         raise InputError(
@@ -304,16 +315,45 @@ def check_columns(names: list[str], dataset: Dataset) -> None:
             f"expected some of: {', '.join(sorted(dataset.accepted_input_columns))}"
         )
     present = set(names)
+    if dataset.time_input != "time":
+        if {"time", dataset.time_input} <= present:
+            raise InputError(
+                f"columns 'time' and {dataset.time_input!r} name the same column for dataset {dataset.name!r}: "
+                f"give {dataset.time_input!r} only"
+            )
+        if "time" in present:
+            present.add(dataset.time_input)
     missing = [name for name in dataset.input_required_columns if name not in present]
     if missing:
         raise InputError(f"missing required column(s) {', '.join(map(repr, missing))} for dataset {dataset.name!r}")
+    if dataset.resolved_columns and not present & set(dataset.resolved_columns):
+        raise InputError(
+            f"missing column {' or '.join(map(repr, dataset.resolved_columns))} for dataset {dataset.name!r}: "
+            "give either (or both)"
+        )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(f"column(s) {', '.join(map(repr, duplicates))} appear more than once")
 
 
+def input_named(batch: pa.RecordBatch, dataset: Dataset) -> tuple[pa.RecordBatch, str]:
+    """``batch`` with the dataset's ``time_input`` column (e.g. ``listed_at``) named ``time``, and the
+    name the input gave that column (errors name it so)."""
+    if dataset.time_input == "time" or dataset.time_input not in batch.schema.names:
+        return batch, "time" if "time" in batch.schema.names else dataset.time_input
+    names = ["time" if n == dataset.time_input else n for n in batch.schema.names]
+    return batch.rename_columns(names), dataset.time_input  # a RecordBatch or (the write API's) a Table
+
+
+def _resolver(dataset: Dataset):
+    """The dataset's ``resolve`` function (timeseries.securities, by name), or None."""
+    return getattr(securities, dataset.resolve) if dataset.resolve else None
+
+
 def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext, row_offset: int) -> Prepared:
     n = batch.num_rows
+    raw_batch = batch
+    batch, time_name = input_named(batch, dataset)
     names = batch.schema.names
     errors: dict[int, list[tuple[str, str]]] = {}
 
@@ -334,6 +374,12 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
         if col.default is not None:
             values = pc.fill_null(values, pa.scalar(col.default, col.arrow_type))
         columns[col.name] = values
+    resolve = _resolver(dataset)
+    if resolve is not None:
+        filled, problems = resolve(columns, set(errors))
+        columns.update(filled)
+        for i, column, message in problems:
+            add(i, column, message)
     for col in dataset.columns:
         if col.required:
             values = columns[col.name]
@@ -341,6 +387,8 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
             if col.kind == "text":
                 missing = pc.or_(missing, pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), False))
             for i in _true_indices(missing):
+                if col.name in dataset.resolved_columns and i in errors:
+                    continue  # the resolution said why (or the row is bad already)
                 if i not in errors or all(c != col.name for c, _ in errors[i]):
                     add(i, col.name, f"{col.name} is required")
     table = pa.table(columns)
@@ -350,7 +398,7 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
         values = table.column(name)
         for i in _true_indices(_outside_stored_range(values)):
             outside_rows.add(i)
-            add(i, name, rules.instant_problem(values[i].as_py()))
+            add(i, name, _stored_instant_problem(values[i]))
 
     ctx_table = table
     default_known = dataset.default_known_at(ctx_table, ctx)
@@ -366,13 +414,13 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
     for i in _true_indices(_outside_stored_range(known)):
         if not derived[i].as_py():
             outside_rows.add(i)
-            add(i, "known_at", rules.instant_problem(known[i].as_py()))
+            add(i, "known_at", _stored_instant_problem(known[i]))
         elif i not in outside_rows:  # derived from an instant in range, but the rule pushes it out
             source = dataset.known_at_from
             add(
                 i,
                 "known_at",
-                f"{source} {_instant_text(table.column(source)[i].as_py())} gives known_at "
+                f"{dataset.input_name(source)} {_instant_text(table.column(source)[i].as_py())} gives known_at "
                 f"{_instant_text(known[i].as_py())} (derived: {dataset.known_at_rule}), outside the "
                 f"supported range of stored instants ({rules.STORED_RANGE_TEXT})",
             )
@@ -387,14 +435,21 @@ def prepare_batch(batch: pa.RecordBatch, *, dataset: Dataset, ctx: CheckContext,
     table = _numbered(table, row_offset)
     row_errors: list[RowError] = []
     if errors:
-        raw_rows = batch.take(pa.array(sorted(errors))).to_pylist()
+        raw_rows = raw_batch.take(pa.array(sorted(errors))).to_pylist()
         for (i, problems), raw in zip(sorted(errors.items()), raw_rows):
             raw = {k: jsonable(v) for k, v in raw.items()}
             for column, message in problems:
+                if column == "time" and time_name != "time":  # named as the input names it (listed_at)
+                    column, message = time_name, _renamed(message, time_name)
                 row_errors.append(RowError(row_offset + i + 1, column, message, raw))
         keep = pa.array([i not in errors for i in range(n)])
         table = table.filter(keep)
     return Prepared(table=table, errors=row_errors, rows_read=n)
+
+
+def _renamed(message: str, name: str) -> str:
+    """A message about ``time`` naming the column as the input did (``listed_at is required``)."""
+    return name + message[4:] if message.startswith("time ") else message
 
 
 def _numbered(table: pa.Table, row_offset: int) -> pa.Table:

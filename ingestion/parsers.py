@@ -176,7 +176,11 @@ class _NestingGuard:
 
 
 def _ndjson_batches(stream: IO[bytes], dataset: Dataset) -> Iterator[pa.RecordBatch]:
-    time_columns = [c.name for c in dataset.columns if c.kind == "timestamp"] + ["known_at"]
+    # pyarrow's JSON reader crashes the process (a segmentation fault, pyarrow 26) when the first value
+    # is null: refuse it first (a null on a later line is read as an empty row and refused by the checks)
+    if stream.peek(4096)[:4096].lstrip().startswith(b"null"):  # type: ignore[attr-defined]
+        raise InputError("cannot read the NDJSON input: the first line is null, not a JSON object")
+    time_columns = [dataset.input_name(c.name) for c in dataset.columns if c.kind == "timestamp"] + ["known_at"]
     reader = pjson.open_json(
         _NestingGuard(stream),
         read_options=pjson.ReadOptions(block_size=BLOCK_SIZE),

@@ -56,11 +56,8 @@ def rejected_rows_columns(dataset: str | None, rows: list) -> list[str]:
     spec = DATASETS.get(dataset) if dataset else None
     if spec is None:
         return sorted(seen)
-    declared = [
-        *spec.column_names,
-        "known_at",
-        *sorted(spec.accepted_input_columns.difference(spec.column_names, {"known_at"})),
-    ]
+    inputs = [spec.input_name(c) for c in spec.column_names]  # time as the input names it (listed_at)
+    declared = [*inputs, "known_at", *sorted(spec.accepted_input_columns.difference(inputs, {"known_at"}))]
     return [c for c in declared if c in seen]
 
 

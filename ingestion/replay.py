@@ -22,6 +22,9 @@ Besides, the shortcut is refused when
 * the dataset has a retention horizon and L's oldest row is past it (retention deletes rows without
   logging a change, so a replay could put them back),
 * L rejected rows (on_error=skip): the replay would have to quarantine them again,
+* the dataset resolves rows against other datasets (corporate actions: ``Dataset.resolve``),
+* for a dataset whose key has no time (securities), any later change of a series L covered blocks it,
+  whatever its event-time span,
 * the validation rules changed (``RULES_VERSION`` is part of the key: bump it with ingestion.checks).
 
 Everything runs under the dataset's merge lock, so no merge can slip between the check and the
@@ -48,7 +51,7 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from ingestion.models import Load
-from timeseries.datasets import Dataset
+from timeseries.datasets import Dataset, get_dataset
 from timeseries.lifecycle import retention_horizon
 
 RULES_VERSION = "1"  # bump when ingestion.checks / known_at rules change: old digests then never match
@@ -236,6 +239,9 @@ def replay_blocker(*, cur, dataset: str, earlier: Load) -> str | None:
     spans = earlier.replay_spans or []
     if not spans:
         return f"load {earlier.pk} covered no series"
+    spec = get_dataset(dataset)
+    if spec.resolve is not None:  # corporate actions: what a row names depends on the security master now
+        return f"{spec.name} rows are resolved against other datasets when they are loaded"
     args = _arrays(spans)
     horizon = retention_horizon(dataset=dataset)
     if horizon:
@@ -265,11 +271,13 @@ def replay_blocker(*, cur, dataset: str, earlier: Load) -> str | None:
         SELECT c.id, c.symbol, c.subkey, c.recorded_at
         FROM timeseries_change c
         JOIN unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS n(symbol, subkey, lo, hi)
-          ON c.symbol = n.symbol AND c.subkey = n.subkey AND c.first_time <= n.hi AND c.last_time >= n.lo
+          ON c.symbol = n.symbol AND c.subkey = n.subkey AND (%s OR (c.first_time <= n.hi AND c.last_time >= n.lo))
         WHERE c.dataset = %s AND c.id > %s
         ORDER BY c.id LIMIT 1
         """,
-        [*args, dataset, earlier.change_watermark],
+        # a key without time (a security): a version with another time is still a version of the key,
+        # so any later change of the series counts, whatever its span
+        [*args, not spec.time_keyed, dataset, earlier.change_watermark],
     )
     row = cur.fetchone()
     if row:

@@ -206,7 +206,10 @@ def _stored_versions(spec: Dataset, key: Mapping[str, object]) -> list[VersionIn
 
 def _outranked_versions(spec: Dataset, key: Mapping[str, object]) -> list[VersionInfo]:
     # the model's columns hold the symbol and time of the key; the other key columns are in ``row``
-    lookup = {"dataset": spec.name, "symbol": key.get(spec.symbol_column, ""), "time": key["time"]}
+    # (a dataset whose key has no time: its versions' times differ, the key alone finds them)
+    lookup = {"dataset": spec.name, "symbol": key.get(spec.symbol_column, "")}
+    if spec.time_keyed:
+        lookup["time"] = key["time"]
     lookup |= {f"row__{name}": key[name] for name in spec.key if name not in ("time", spec.symbol_column)}
     out = []
     for kept in OutrankedVersion.objects.filter(**lookup).order_by("known_at", "recorded_at"):

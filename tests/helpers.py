@@ -10,11 +10,16 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -377,3 +382,49 @@ def wipe_market_data() -> None:
 
 def restore() -> influx.RestoreResult:
     return influx.influx_restore(dataset="market_data", start=T0 - timedelta(days=1), end=T0 + timedelta(days=1))
+
+
+# --- commands and the write API (tests/ingestion) --------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def manage(*args: str, **more_env: str) -> subprocess.CompletedProcess:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "TSM_TIMESCALEDB": "off" if "timescale" not in db["ENGINE"] else "on",
+        **more_env,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def last_json(stdout: str):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def write_api_post(client, rows, *, dataset="market_data", fmt="json", **params):
+    """POST ``rows`` to the write API as JSON, NDJSON or CSV (``params``: the query string)."""
+    if fmt == "json":
+        body, ctype = json.dumps(rows), "application/json"
+    elif fmt == "ndjson":
+        body, ctype = "\n".join(json.dumps(r) for r in rows) + "\n", "application/x-ndjson"
+    else:
+        cols = list(rows[0])
+        body = "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n"
+        ctype = "text/csv"
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return client.generic(
+        "POST", f"/api/v1/ingest/{dataset}/" + (f"?{query}" if query else ""), body, content_type=ctype
+    )

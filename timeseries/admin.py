@@ -24,6 +24,7 @@ from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import DataError, connection, transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -178,25 +179,37 @@ class TimeSeriesAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 100
     search_help_text = "Exact symbol(s), comma-separated."
+    more_filters: tuple[str, ...] = ()  # the dataset's own columns to filter by (action_type, exchange)
     actions = (remove_versions,)
 
     @cached_property
     def spec(self):
         return dataset_of_model(self.model)
 
+    @cached_property
+    def search_columns(self) -> tuple[str, ...]:
+        """The symbol column, then every other text column under the symbol rule (a security's ticker)."""
+        spec = self.spec
+        others = [c.name for c in spec.columns if c.symbol and c.kind == "text" and c.name != spec.symbol_column]
+        return (spec.symbol_column, *others)
+
     def get_search_fields(self, request):
-        return (self.spec.symbol_column,)  # shows the box; the search itself is get_search_results
+        return self.search_columns[:1]  # shows the box; the search itself is get_search_results
 
     def get_search_results(self, request, queryset, search_term):
-        """Exact symbols (an index probe), never a case-insensitive scan of every row."""
+        """Exact symbols (an index probe), never a case-insensitive scan of every row; a dataset with
+        more symbol columns (security_id and ticker) matches any of them."""
         terms = [t.strip() for t in search_term.replace(" ", ",").split(",") if t.strip()]
         if terms:
-            queryset = queryset.filter(**{f"{self.spec.symbol_column}__in": terms})
+            match = Q()
+            for column in self.search_columns:
+                match |= Q(**{f"{column}__in": terms})
+            queryset = queryset.filter(match)
         return queryset, False
 
     def get_list_filter(self, request):
         first = SymbolSourceFilter if "source" in self.spec.column_names else SymbolFilter
-        return (first, TimeRangeFilter, KnownAtRangeFilter)
+        return (first, *self.more_filters, TimeRangeFilter, KnownAtRangeFilter)
 
     def get_readonly_fields(self, request, obj=None):
         fields = [f.name for f in self.model._meta.concrete_fields if f.name not in ("id", "quality_score")]
@@ -365,11 +378,11 @@ class CuratedAdmin(TimeSeriesAdmin):
         )
 
 
-def _register(dataset: str, columns: tuple[str, ...], ordering: tuple[str, ...]) -> None:
+def _register(dataset: str, columns: tuple[str, ...], ordering: tuple[str, ...], filters: tuple[str, ...] = ()) -> None:
     spec = DATASETS[dataset]
     base = CuratedAdmin if spec.curated else TimeSeriesAdmin
     display = (*columns, "known_at", "recorded_at", *(("report_link",) if spec.curated else ()))
-    attrs = {"list_display": display, "ordering": ordering}
+    attrs = {"list_display": display, "ordering": ordering, "more_filters": filters}
     admin.site.register(spec.model, type(f"{spec.model.__name__}Admin", (base,), attrs))
 
 
@@ -391,6 +404,19 @@ _register(
 )
 _register("social_sentiment", ("time", "symbol", "platform", "mention_count", "sentiment_avg"), ("-time",))
 _register("government_events", ("time", "event_type", "primary_symbol", "amount", "confidence"), ("-time",))
+# reference data: ``time`` is shown under its input name (listed_at, ex_date: the models' verbose names)
+_register(
+    "securities",
+    ("security_id", "symbol", "name", "exchange", "time", "delisted_at", "figi"),
+    ("security_id", "-known_at", "-recorded_at"),
+    filters=("exchange",),
+)
+_register(
+    "corporate_actions",
+    ("time", "security_id", "symbol", "action_type", "ratio", "amount", "currency", "new_symbol", "source"),
+    ("-time", "security_id", "action_type", "-known_at", "-recorded_at"),
+    filters=("action_type",),
+)
 
 
 @admin.register(models.Symbol)
@@ -597,6 +623,7 @@ class QualityAuditAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     search_fields = ("symbol",)
     search_help_text = "Exact symbol(s), comma-separated."
+    more_filters: tuple[str, ...] = ()  # the dataset's own columns to filter by (action_type, exchange)
     ordering = ("-changed_at", "-id")
 
     def get_queryset(self, request):
@@ -634,6 +661,7 @@ class QualityFlagAdmin(ReadOnlyAdmin):
     list_filter = (CuratedDatasetFilter,)
     search_fields = ("symbol",)
     search_help_text = "Exact symbol(s), comma-separated."
+    more_filters: tuple[str, ...] = ()  # the dataset's own columns to filter by (action_type, exchange)
     ordering = ("-created_at", "-id")
     actions = ("accept_proposals",)
 

@@ -55,6 +55,10 @@ class Column:
     max_length: int | None = None  # text: characters the column holds (the model's CharField max_length)
     symbol: bool = False  # text or text[]: every value obeys the symbol rule (timeseries/rules.py)
     nullable: bool | None = None  # the table column admits NULL; None: exactly when neither required nor defaulted
+    # text: the values a row check admits, told to clients too (the write API's JSON schema): a regular
+    # expression every non-empty value matches, or the allowed values
+    pattern: str | None = None
+    choices: tuple[str, ...] = ()
 
     @property
     def is_nullable(self) -> bool:
@@ -149,6 +153,22 @@ class Dataset:
     # the input's ``id`` column, else from other columns (news: a hash of source + url or title)
     id_column: str | None = None
     derive_ids: Callable[[pa.RecordBatch], pa.Array] | None = None
+    # a hypertable on the TimescaleDB lane (its model's time is a TimescaleDateTimeField); False for
+    # small reference data kept as plain tables on both lanes: compression, retention, continuous
+    # aggregates and the chunk figures of the storage report leave it alone
+    hypertable: bool = True
+    # the name files, the write API and error messages give the ``time`` column ("listed_at" for a
+    # security, "ex_date" for a corporate action); ``time`` is accepted too (not both in one input)
+    time_input: str = "time"
+    # every row's known_at is at or after its time (the loader's min_known_at makes it so): the
+    # point-in-time selectors then bound their scans with time <= T. False where a row may be known
+    # before its time (a listing or a split is announced before it takes effect)
+    known_after_time: bool = True
+    # columns the caller may give either of, the loader filling the other (and checking them against
+    # each other) before any row check: ``resolve`` names a function of timeseries.securities that
+    # takes (columns, rows to skip) and returns (filled columns, [(row index, column, message)])
+    resolved_columns: tuple[str, ...] = ()
+    resolve: str | None = None
 
     @property
     def model(self) -> type[models.Model]:
@@ -158,6 +178,17 @@ class Dataset:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def time_keyed(self) -> bool:
+        """Whether ``time`` is part of the key. If not (a security: a corrected listed_at is a new
+        version of the same security), a staged row can never be proven new by its time range alone
+        and the loader sends every row through the version merge."""
+        return "time" in self.key
+
+    def input_name(self, column: str) -> str:
+        """The name the input gives ``column`` (``time_input`` for ``time``)."""
+        return self.time_input if column == "time" else column
 
     @property
     def value_columns(self) -> tuple[str, ...]:
@@ -196,15 +227,20 @@ class Dataset:
 
     @property
     def accepted_input_columns(self) -> frozenset[str]:
-        extra = {"known_at"}
+        extra = {"known_at", self.time_input}
         if self.id_column is not None:
             extra.add("id")
         return frozenset(self.column_names) | extra
 
     @property
     def input_required_columns(self) -> tuple[str, ...]:
-        """Required columns the input must hold (a derived id column may be left out)."""
-        return tuple(c.name for c in self.columns if c.required and c.name != self.id_column)
+        """Required columns the input must hold, by their input names (a derived id column and the
+        resolved columns may be left out)."""
+        return tuple(
+            self.input_name(c.name)
+            for c in self.columns
+            if c.required and c.name != self.id_column and c.name not in self.resolved_columns
+        )
 
     @property
     def filters(self) -> dict[str, str]:
@@ -310,7 +346,7 @@ def _government_summary(row: dict, prev: dict | None) -> str:
     return f"{row['event_type']} {row['time']:%Y-%m-%d %H:%M}: {row['description'][:80]}"
 
 
-# --- the five datasets --------------------------------------------------------------------------
+# --- the five time series datasets ----------------------------------------------------------------
 
 MARKET_DATA = Dataset(
     name="market_data",
@@ -531,8 +567,198 @@ GOVERNMENT_EVENTS = Dataset(
     order_newest=("time DESC", "event_type", "primary_symbol"),
 )
 
+
+# --- reference data: the security master and corporate actions (plain tables on both lanes) -------
+
+ACTION_TYPES = ("split", "cash_dividend", "symbol_change", "delisting")
+MIC_PATTERN = "^[A-Z0-9]{4}$"  # an ISO 10383 market identifier code (XNYS, XNAS, ARCX, ...)
+CURRENCY_PATTERN = "^[A-Z]{3}$"  # an ISO 4217 code
+
+
+def _no_lower_bound(t: pa.Table, ctx: CheckContext) -> pa.Array:
+    """No earliest known_at: a listing or an action is announced before it takes effect."""
+    return pa.nulls(t.num_rows, pa.timestamp("us", tz="UTC"))
+
+
+def _not_matching(name: str, pattern: str):
+    def failing(t: pa.Table, ctx: CheckContext):
+        return pc.fill_null(pc.invert(pc.match_substring_regex(_col(t, name), pattern)), False)
+
+    return failing
+
+
+def _is_action(t: pa.Table, action: str):
+    return pc.fill_null(pc.equal(_col(t, "action_type"), action), False)
+
+
+def _given(t: pa.Table, name: str):
+    c = _col(t, name)
+    if pa.types.is_string(c.type):
+        return pc.fill_null(pc.not_equal(c, ""), False)
+    return pc.is_valid(c)
+
+
+def _required_for(name: str, action: str, invalid=None) -> Callable[[pa.Table, CheckContext], pa.Array]:
+    """``name`` must be given (and, with ``invalid``, not fail it) on rows of ``action``."""
+
+    def failing(t: pa.Table, ctx: CheckContext):
+        bad = pc.invert(_given(t, name))
+        if invalid is not None:
+            bad = pc.or_(bad, pc.fill_null(invalid(_col(t, name)), False))
+        return pc.and_(_is_action(t, action), bad)
+
+    return failing
+
+
+def _only_for(name: str, action: str) -> RowCheck:
+    return RowCheck(
+        name,
+        f"{name} must be empty unless action_type is {action}",
+        lambda t, ctx: pc.and_(pc.invert(_is_action(t, action)), _given(t, name)),
+    )
+
+
+def _security_summary(row: dict, prev: dict | None) -> str:
+    text = f"{row['security_id']} {row['symbol']} on {row['exchange']}, listed {row['time']:%Y-%m-%d}"
+    if row.get("delisted_at"):
+        text += f", delisted {row['delisted_at']:%Y-%m-%d}"
+    return text
+
+
+def _action_summary(row: dict, prev: dict | None) -> str:
+    detail = {
+        "split": lambda: f"ratio {decimal_text(row['ratio'])}",
+        "cash_dividend": lambda: f"{decimal_text(row['amount'])} {row['currency']}",
+        "symbol_change": lambda: f"to {row['new_symbol']}",
+    }.get(row["action_type"], lambda: "")()
+    parts = [f"{row['security_id']} ({row['symbol']})", row["action_type"], detail, f"ex {row['time']:%Y-%m-%d}"]
+    return " ".join(p for p in parts if p)
+
+
+SECURITIES = Dataset(
+    name="securities",
+    table="securities",
+    model_label="timeseries.Security",
+    label="Securities",
+    state_selector="securities",
+    change_summary=_security_summary,
+    hypertable=False,
+    time_input="listed_at",
+    known_after_time=False,
+    api_filters=(("ticker", "symbol"), ("exchange", "exchange"), ("delisted_at", "delisted_at")),
+    columns=(
+        Column("time", "timestamp", required=True),  # listed_at: the listing instant
+        Column("security_id", "text", required=True, max_length=32, symbol=True),
+        Column("symbol", "text", required=True, max_length=32, symbol=True),  # the ticker it listed under
+        Column("name", "text", default=""),
+        Column("exchange", "text", required=True, max_length=16, pattern=MIC_PATTERN),
+        Column("delisted_at", "timestamp"),
+        Column("figi", "text", default="", max_length=12),
+    ),
+    # no time: a corrected listed_at is a new version of the same security
+    key=("security_id",),
+    series=("security_id",),
+    symbol_column="security_id",
+    known_at_rule="the listing: listed_at by default; any earlier known_at (the announcement) is allowed",
+    default_known_at=_known_at_not_before("time"),
+    min_known_at=_no_lower_bound,
+    checks=(
+        RowCheck(
+            "exchange",
+            "exchange must be an ISO 10383 MIC: 4 characters A-Z or 0-9 (e.g. XNYS, XNAS)",
+            _not_matching("exchange", MIC_PATTERN),
+        ),
+        RowCheck(
+            "delisted_at",
+            "delisted_at is before listed_at",
+            lambda t, ctx: _less(_col(t, "delisted_at"), _col(t, "time")),
+        ),
+    ),
+    order_newest=("time DESC", "security_id"),
+)
+
+CORPORATE_ACTIONS = Dataset(
+    name="corporate_actions",
+    table="corporate_actions",
+    model_label="timeseries.CorporateAction",
+    label="Corporate actions",
+    state_selector="corporate_actions",
+    state_is_event_list=True,
+    change_summary=_action_summary,
+    hypertable=False,
+    time_input="ex_date",
+    known_after_time=False,
+    resolved_columns=("security_id", "symbol"),
+    resolve="corporate_action_securities",
+    api_filters=(("action_type", "action_type"), ("ticker", "symbol"), ("source", "source")),
+    columns=(
+        Column("time", "timestamp", required=True),  # ex_date: the first session on the new basis
+        Column("security_id", "text", required=True, max_length=32, symbol=True),
+        # the ticker the security traded under just before ex_date
+        Column("symbol", "text", required=True, max_length=32, symbol=True),
+        Column("action_type", "text", required=True, max_length=16, choices=ACTION_TYPES),
+        Column("ratio", "price"),  # split: new shares per old share (a reverse split: below 1)
+        Column("amount", "price"),  # cash_dividend: per share
+        Column("currency", "text", default="USD", max_length=3, pattern=CURRENCY_PATTERN),
+        Column("new_symbol", "text", default="", max_length=32, symbol=True),  # symbol_change: the new ticker
+        Column("record_date", "timestamp"),
+        Column("pay_date", "timestamp"),
+        Column("source", "text", default="", max_length=64),
+    ),
+    key=("security_id", "action_type", "time"),
+    series=("security_id",),
+    symbol_column="security_id",
+    known_at_rule="the announcement: ex_date when not given; any earlier known_at is allowed",
+    default_known_at=_known_at_not_before("time"),
+    min_known_at=_no_lower_bound,
+    checks=(
+        RowCheck(
+            "action_type",
+            f"action_type must be one of {', '.join(ACTION_TYPES)}",
+            lambda t, ctx: pc.fill_null(
+                pc.invert(pc.is_in(_col(t, "action_type"), value_set=pa.array(ACTION_TYPES))), False
+            ),
+        ),
+        RowCheck(
+            "ratio",
+            "ratio is required for a split and must be above 0 (new shares per old share)",
+            _required_for("ratio", "split", lambda c: pc.less_equal(c, 0)),
+        ),
+        _only_for("ratio", "split"),
+        RowCheck(
+            "amount",
+            "amount is required for a cash_dividend and must not be negative",
+            _required_for("amount", "cash_dividend", lambda c: pc.less(c, 0)),
+        ),
+        _only_for("amount", "cash_dividend"),
+        RowCheck(
+            "new_symbol", "new_symbol is required for a symbol_change", _required_for("new_symbol", "symbol_change")
+        ),
+        _only_for("new_symbol", "symbol_change"),
+        RowCheck(
+            "currency",
+            "currency must be an ISO 4217 code: 3 letters A-Z (e.g. USD); empty only unless action_type is"
+            " cash_dividend",
+            lambda t, ctx: pc.or_(
+                pc.and_(_given(t, "currency"), _not_matching("currency", CURRENCY_PATTERN)(t, ctx)),
+                pc.and_(_is_action(t, "cash_dividend"), pc.invert(_given(t, "currency"))),
+            ),
+        ),
+    ),
+    order_newest=("time DESC", "security_id", "action_type"),
+)
+
 DATASETS: dict[str, Dataset] = {
-    d.name: d for d in (MARKET_DATA, NEWS_EVENTS, INSIDER_TRADES, SOCIAL_SENTIMENT, GOVERNMENT_EVENTS)
+    d.name: d
+    for d in (
+        MARKET_DATA,
+        NEWS_EVENTS,
+        INSIDER_TRADES,
+        SOCIAL_SENTIMENT,
+        GOVERNMENT_EVENTS,
+        SECURITIES,
+        CORPORATE_ACTIONS,
+    )
 }
 
 

@@ -1,9 +1,11 @@
-"""The five datasets (+ Symbol and the series registry).
+"""The datasets (+ Symbol and the series registry): five time series and two of reference data.
 
 Every dataset row carries ``time`` (event time), ``known_at`` (knowledge time) and ``recorded_at``
 (set by tsm on commit). Rows are never updated in place by ingestion: a correction is a new version.
 ``time`` is a ``TimescaleDateTimeField`` so that, on the TimescaleDB lane, django-timescaledb turns
-each table into a hypertable; on plain PostgreSQL it is an ordinary timestamptz column.
+each table into a hypertable; on plain PostgreSQL it is an ordinary timestamptz column. The reference
+data (securities, corporate actions: ``ReferenceRow``) is small and stays a plain table on both lanes:
+its ``time`` is a plain ``DateTimeField``.
 
 The natural-key UniqueConstraint (key + known_at + recorded_at) is the version identity, the merge's
 conflict target and the index every point-in-time lookup walks backwards. Its column order puts the
@@ -154,6 +156,67 @@ class GovernmentEvent(TimeSeriesRow):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.primary_symbol or '(market)'} {self.time:%Y-%m-%d}"
+
+
+class ReferenceRow(models.Model):
+    """A dataset row of reference data: versioned like every dataset, never a hypertable."""
+
+    id = models.BigAutoField(primary_key=True)
+    known_at = models.DateTimeField(help_text="when a market participant could first have known the row")
+    recorded_at = models.DateTimeField(help_text="when tsm committed this version")
+
+    class Meta:
+        abstract = True
+
+
+class Security(ReferenceRow):
+    """The security master: one security per ``security_id``; a correction (another listed_at, a
+    delisting announced later) is a new version of it."""
+
+    time = models.DateTimeField("listed_at", help_text="the listing instant (input column listed_at)")
+    security_id = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=32, help_text="the ticker it listed under")
+    name = models.TextField(blank=True, default="")
+    exchange = models.CharField(max_length=16, help_text="ISO 10383 MIC (XNYS, XNAS, ...)")
+    delisted_at = models.DateTimeField(null=True, blank=True)
+    figi = models.CharField(max_length=12, blank=True, default="")
+
+    class Meta:
+        db_table = "securities"
+        verbose_name = "security"
+        verbose_name_plural = "securities"
+        constraints = [version_constraint("securities", "security_id")]
+        indexes = [models.Index(fields=["symbol"], name="securities_symbol")]
+
+    def __str__(self) -> str:
+        return f"{self.security_id} {self.symbol} {self.exchange}"
+
+
+class CorporateAction(ReferenceRow):
+    """A split, cash dividend, symbol change or delisting of a security, effective at ex_date."""
+
+    time = models.DateTimeField("ex_date", help_text="the first session on the new basis (input column ex_date)")
+    security_id = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=32, help_text="the ticker just before ex_date")
+    action_type = models.CharField(max_length=16)
+    ratio = models.DecimalField(**PRICE, null=True, blank=True, help_text="split: new shares per old share")
+    amount = models.DecimalField(**PRICE, null=True, blank=True, help_text="cash_dividend: per share")
+    currency = models.CharField(max_length=3, blank=True, default="USD")
+    new_symbol = models.CharField(max_length=32, blank=True, default="", help_text="symbol_change: the new ticker")
+    record_date = models.DateTimeField(null=True, blank=True)
+    pay_date = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        db_table = "corporate_actions"
+        constraints = [version_constraint("corporate_actions", "security_id", "action_type", "time")]
+        indexes = [
+            models.Index(fields=["time"], name="corporate_actions_time"),
+            models.Index(fields=["new_symbol"], name="corporate_actions_new_symbol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.security_id} {self.action_type} {self.time:%Y-%m-%d}"
 
 
 class Series(models.Model):

@@ -142,7 +142,10 @@ def _registry_bounds(cur, spec: Dataset) -> dict[tuple, tuple[datetime, datetime
 
 
 def proven_new(table: pa.Table, spec: Dataset, stored: dict, seen: dict) -> pa.ChunkedArray:
-    """Mask of the rows of one key-sorted batch that can be COPYed into the dataset as they are."""
+    """Mask of the rows of one key-sorted batch that can be COPYed into the dataset as they are (none
+    for a dataset whose key has no time: its time range proves nothing about its keys)."""
+    if not spec.time_keyed:
+        return pa.chunked_array([pa.array(np.zeros(table.num_rows, dtype=bool))])
     agg = table.group_by(list(spec.series)).aggregate([("time", "min"), ("time", "max")])
     keys = list(zip(*(agg.column(c).to_pylist() for c in spec.series)))
     clear = []

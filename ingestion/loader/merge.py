@@ -70,15 +70,22 @@ def merge_staged(
     if ranges.spans:
         straddling = ranges.straddling()
         mixed = straddling | _stored_overlaps(cur, spec, ranges)
-        # every staged series needs the version merge (a replay, a file of corrections): no row is
-        # left to append, and no per-row series test is needed to pick the merge's rows
-        everything = mixed >= ranges.spans.keys()
+        # every staged series needs the version merge (a replay, a file of corrections, a dataset
+        # whose key has no time): no row is left to append, and no per-row series test is needed
+        everything = not spec.time_keyed or mixed >= ranges.spans.keys()
         subset = sql.SQL("true") if everything else subset_predicate(spec, mixed, ranges.any_multi)
         if subset is not None:
             # row counts for the version merge's planner (it would guess ~34k rows); an append
             # needs no plan choice, and a 90k-row write-API flush spent 12 % of its time here
             cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
-            _merge_versions(cur, run, stage, recorded_at, subset, keys_repeat=ranges.any_multi or bool(straddling))
+            _merge_versions(
+                cur,
+                run,
+                stage,
+                recorded_at,
+                subset,
+                keys_repeat=ranges.any_multi or bool(straddling) or not spec.time_keyed,
+            )
         if not everything:
             result.inserted += _append(cur, spec, stage, recorded_at, subset)
         register_series(cur, spec, ranges)

@@ -90,7 +90,12 @@ def drop_conflicts(cur, spec: Dataset, stage: str, ranges: SeriesRanges, quarant
     Only keys repeated inside a chunk or series spread over several chunks can repeat at all, so
     nothing is scanned for a file without them. Runs before the merge.
     """
-    subset = merge.subset_predicate(spec, ranges.straddling(), ranges.any_multi)
+    if not ranges.spans:
+        return
+    if spec.time_keyed:
+        subset = merge.subset_predicate(spec, ranges.straddling(), ranges.any_multi)
+    else:  # the key has no time: any two staged rows may share it
+        subset = sql.SQL("true")
     if subset is None:
         return
     conflicts = merge.conflicting_rows(cur, spec, stage, subset)

@@ -162,12 +162,14 @@ def row_of(dataset: str):
     missing or an unknown one added."""
     spec = DATASETS[dataset]
     hostile = {"timestamp": instants, "text": hostile_text, "text[]": json_values, "bool": json_values}
-    columns = {
-        c.name: _mostly(PLAUSIBLE.get(c.kind, plausible_numbers), hostile.get(c.kind, numbers)) for c in spec.columns
+    columns = {  # as the input names them (listed_at, ex_date)
+        spec.input_name(c.name): _mostly(PLAUSIBLE.get(c.kind, plausible_numbers), hostile.get(c.kind, numbers))
+        for c in spec.columns
     }
-    if "symbol" in columns:
-        columns["symbol"] = _mostly(plausible_symbols, symbols)
-    required = {c.name for c in spec.columns if c.name in spec.series or c.kind == "timestamp"}
+    for name in ("symbol", *spec.resolved_columns):
+        if name in columns:
+            columns[name] = _mostly(plausible_symbols, symbols)
+    required = {spec.input_name(c.name) for c in spec.columns if c.name in spec.series or c.kind == "timestamp"}
     return st.fixed_dictionaries(
         {n: s for n, s in columns.items() if n in required},
         optional={

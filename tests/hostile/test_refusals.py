@@ -419,6 +419,16 @@ def test_ndjson_nesting_deeper_than_the_limit_is_refused_before_arrow_reads_it()
     )
 
 
+@pytest.mark.parametrize("dataset", ["market_data", "government_events", "corporate_actions"])
+@pytest.mark.parametrize("body", [b"null", b"  null\n", b"null\n{}\n"])
+def test_an_ndjson_body_starting_with_null_is_a_400_not_a_crash(writer, dataset, body):
+    """Arrow's JSON reader crashes the process (SIGSEGV) when the first value is null (found by the
+    write-API fuzz): parsers.read_batches refuses it before Arrow reads it."""
+    response = writer.generic("POST", f"/api/v1/ingest/{dataset}/", body, content_type="application/x-ndjson")
+    assert response.status_code == 400 and "the first line is null" in body_of(response)
+    assert nothing_stored()
+
+
 @pytest.mark.parametrize("depth", [2000, 100_000])
 def test_deeply_nested_asof_points_are_a_400(reader, depth):
     response = reader.generic("POST", ASOF, "[" * depth + "]" * depth, content_type="application/json")

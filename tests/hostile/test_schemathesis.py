@@ -35,8 +35,8 @@ def dataset_of(rows: list) -> str | None:
     """The dataset whose columns the first row has (its required ones, and no others)."""
     row = rows[0] if rows and isinstance(rows[0], dict) else {}
     for name, spec in DATASETS.items():
-        columns = {c.name for c in spec.columns} | {"known_at"}
-        if {c.name for c in spec.columns if c.required} <= set(row) <= columns:
+        columns = {spec.input_name(c.name) for c in spec.columns} | {"known_at"}  # as the write API names them
+        if set(spec.input_required_columns) <= set(row) <= columns:
             return name
     return None
 
@@ -101,7 +101,9 @@ def test_stateful_runs_following_the_links_never_answer_a_server_error(schema, w
             followed.append((case.operation.label, response.status_code))
             no_server_error(case, response, headers)
 
-    Machine.run(settings=hypothesis.settings(EXAMPLES, max_examples=15, stateful_step_count=4))
+    # 30 runs: with seven datasets' row shapes, fewer of 15 runs drew a valid write (a corporate action is
+    # never valid here: no security is loaded to resolve it against)
+    Machine.run(settings=hypothesis.settings(EXAMPLES, max_examples=30, stateful_step_count=4))
     assert followed
     if mode == GenerationMode.POSITIVE:  # valid writes are accepted, and their batch is looked up through the link
         assert ("POST /api/v1/ingest/{dataset}/", 202) in followed, followed

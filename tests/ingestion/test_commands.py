@@ -9,14 +9,10 @@ import csv
 import getpass
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -24,38 +20,12 @@ from django.db import connection
 from ingestion.loader import LoadResult
 from ingestion.management.commands import ingest
 from ingestion.models import Load, ResentRow
-from tests.helpers import T0, bar
+from tests.helpers import T0, bar, last_json, manage, write_csv
 from timeseries import pit
 from timeseries.datasets import DATASETS
 from timeseries.models import MarketData, OutrankedVersion
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def manage(*args: str, **more_env: str) -> subprocess.CompletedProcess:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "TSM_TIMESCALEDB": "off" if "timescale" not in db["ENGINE"] else "on",
-        **more_env,
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def last_json(stdout: str):
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_it_ingests_a_file_and_prints_the_counts_as_the_last_json_line(tmp_path):
@@ -113,7 +83,11 @@ def test_it_rejects_a_bad_bar_interval(tmp_path):
 def test_it_answers_asof_for_every_dataset_with_every_stored_column():
     seeded = manage("seed_demo", "--symbols", "5", "--days", "14", "--format", "json")
     assert seeded.returncode == 0, seeded.stderr
+    # the demo has no securities or corporate actions yet (#17, a later part): asof over them is
+    # tested in tests/timeseries/test_securities.py
     for name, spec in DATASETS.items():
+        if name not in last_json(seeded.stdout):
+            continue
         run = manage("asof", name, "--at", "2024-03-14T16:00:00Z", "--format", "json")
         assert run.returncode == 0, run.stderr
         rows = json.loads(run.stdout)
@@ -175,6 +149,8 @@ def test_it_exports_demo_csvs_that_load_as_the_same_rows_as_seeding(tmp_path):
     assert exported.returncode == 0, exported.stderr
     seeded = last_json(manage("seed_demo", "--symbols", "3", "--days", "7", "--format", "json").stdout)
     for name in DATASETS:
+        if name not in seeded:  # no demo securities or corporate actions yet (#17, a later part)
+            continue
         path = tmp_path / f"{name}.csv"
         if not any(seeded[name].values()):
             assert not path.exists() and f"{name}: no rows in this window" in exported.stdout

@@ -57,6 +57,11 @@ BAD_BAR_CASES = [
         " naive timestamps are ambiguous, add Z or +00:00",
     ),
     ({"time": "yesterday"}, "row 2, column 'time': 'yesterday' is not an ISO 8601 timestamp with an offset"),
+    (  # before year 1 in UTC: Python cannot hold it, the message names it all the same
+        {"time": "0001-01-01T00:00:00+00:01"},
+        "row 2, column 'time': 0000-12-31T23:59:00.000000Z is outside the supported range of stored instants"
+        " (from 1800-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z)",
+    ),
     ({"symbol": "  "}, "row 2, column 'symbol': symbol is required"),
     ({"quality_score": "1.5"}, "row 2, column 'quality_score': quality_score must be between 0 and 1"),
     ({"symbol": "X" * 33}, "row 2, column 'symbol': symbol is longer than 32 characters (33)"),

@@ -23,27 +23,13 @@ from ingestion.checks import prepare_batch
 from ingestion.models import IngestBatch, Load, RejectedRow, ResentRow
 from ingestion.parsers import rows_to_table
 from tests.helpers import T0, bar
+from tests.helpers import write_api_post as post
 from tests.ingestion.workers import merge_blocked_then_killed, private_queue, start_worker, worker_env
 from timeseries import pit
 from timeseries.datasets import CheckContext, get_dataset
 from timeseries.models import MarketData
 from timeseries.tokens import token_create
 from tsm_site.celery import app as celery_app
-
-
-def post(client, rows, *, dataset="market_data", fmt="json", **params):
-    if fmt == "json":
-        body, ctype = json.dumps(rows), "application/json"
-    elif fmt == "ndjson":
-        body, ctype = "\n".join(json.dumps(r) for r in rows) + "\n", "application/x-ndjson"
-    else:
-        cols = list(rows[0])
-        body = "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n"
-        ctype = "text/csv"
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return client.generic(
-        "POST", f"/api/v1/ingest/{dataset}/" + (f"?{query}" if query else ""), body, content_type=ctype
-    )
 
 
 @pytest.mark.django_db

@@ -12,8 +12,9 @@ import dataclasses
 import pytest
 from django.contrib.postgres.fields import ArrayField
 from django.db import connection, models
+from timescale.db.models.fields import TimescaleDateTimeField
 
-from timeseries import pit, quality
+from timeseries import pit, quality, securities
 from timeseries.datasets import DATASETS, Column, Dataset, dataset_of_model, get_dataset
 
 # the database type a column of each kind is stored as (text with a max_length: varchar(n))
@@ -140,3 +141,22 @@ def test_every_declared_selector_filter_ordering_and_check_exists():
             assert spec.column(spec.id_column).required and spec.derive_ids is not None
         if spec.quality_checks is not None:
             assert spec.curated and spec.quality_checks.suite in quality.SUITES
+
+
+def test_a_dataset_is_a_hypertable_exactly_when_its_model_time_is_a_timescale_field():
+    for name, spec in DATASETS.items():
+        field = spec.model._meta.get_field("time")
+        assert isinstance(field, TimescaleDateTimeField) == spec.hypertable, name
+
+
+def test_every_declared_time_input_and_resolve_hook_exists():
+    for name, spec in DATASETS.items():
+        assert spec.time_input == "time" or spec.time_input not in spec.column_names, name
+        assert spec.input_name("time") == spec.time_input and spec.time_input in spec.accepted_input_columns
+        assert set(spec.resolved_columns) <= set(spec.column_names), name
+        if spec.resolve is not None:
+            assert spec.resolved_columns and callable(getattr(securities, spec.resolve)), name
+        if not spec.time_keyed:
+            assert not spec.known_after_time, name  # its selectors must not bound scans by time
+    assert get_dataset("securities").input_required_columns == ("listed_at", "security_id", "symbol", "exchange")
+    assert "security_id" not in get_dataset("corporate_actions").input_required_columns

@@ -99,6 +99,17 @@ def edge_rows(db):
             for s in SYMS
         ],
     )
+    ingest_table(
+        dataset="securities",
+        data=[{"listed_at": iso(EARLY), "security_id": s, "symbol": s, "exchange": "XNYS"} for s in SYMS],
+    )
+    ingest_table(
+        dataset="corporate_actions",
+        data=[
+            {"ex_date": iso(T_LATE - timedelta(days=1)), "symbol": s, "action_type": "cash_dividend", "amount": "0.1"}
+            for s in SYMS
+        ],
+    )
 
 
 @pytest.fixture

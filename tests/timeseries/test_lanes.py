@@ -49,18 +49,35 @@ def test_it_gives_every_dataset_its_version_constraint_including_time_and_known_
                 assert f'"{column}"' in definition or column in definition, (spec.name, column)
 
 
+HYPERTABLE_DATASETS = [d for d in DATASETS.values() if d.hypertable]
+REFERENCE_DATASETS = [d for d in DATASETS.values() if not d.hypertable]
+
+
 @pytest.mark.timescaledb
-def test_it_makes_every_dataset_a_hypertable_partitioned_by_time():
+def test_it_makes_every_time_series_dataset_a_hypertable_partitioned_by_time():
     needs_timescaledb()
     caps = capabilities(fresh=True)
-    assert caps.hypertables == {d.table for d in DATASETS.values()}
+    assert caps.hypertables == {d.table for d in HYPERTABLE_DATASETS}
     with connection.cursor() as cur:
         cur.execute(
             "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions"
             " WHERE hypertable_name = ANY(%s)",
-            [[d.table for d in DATASETS.values()]],
+            [[d.table for d in HYPERTABLE_DATASETS]],
         )
         assert {column for _, column in cur.fetchall()} == {"time"}
+
+
+def test_it_keeps_reference_data_in_plain_tables_on_both_lanes():
+    assert {d.name for d in REFERENCE_DATASETS} == {"securities", "corporate_actions"}
+    with connection.cursor() as cur:
+        for spec in REFERENCE_DATASETS:
+            cur.execute("SELECT relkind FROM pg_class WHERE relname = %s", [spec.table])
+            assert cur.fetchone()[0] == "r", spec.table
+            cur.execute(  # its id is still the primary key (django-timescaledb never touched it)
+                "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", [spec.table]
+            )
+            assert cur.fetchone() is not None, spec.table
+    assert not {d.table for d in REFERENCE_DATASETS} & capabilities(fresh=True).hypertables
 
 
 @pytest.mark.timescaledb
@@ -91,7 +108,7 @@ def test_it_keeps_plain_tables_on_the_plain_lane():
 def test_it_indexes_id_on_hypertables_whose_primary_key_was_dropped():
     needs_timescaledb()
     with connection.cursor() as cur:
-        for spec in DATASETS.values():
+        for spec in HYPERTABLE_DATASETS:
             cur.execute(
                 "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s", [spec.table, "%(id)"]
             )

@@ -63,6 +63,7 @@ from tests.helpers import (
 from tests.histories import (
     BATCH_ROWS,
     CURATION,
+    NOT_MODELLED,
     PINNED,
     RANKS,
     ROWS,
@@ -91,6 +92,11 @@ from tests.histories import (
 from tests.oracle import Oracle, OracleConflict, key_of, typed_row, values_of
 from timeseries import pit
 from timeseries.datasets import DATASETS
+
+
+def test_every_dataset_is_modelled_or_named_out_of_scope_with_a_reason():
+    assert set(ROWS) | set(NOT_MODELLED) == set(DATASETS) and not set(ROWS) & set(NOT_MODELLED)
+    assert all(NOT_MODELLED.values())
 
 
 def count_rows(dataset: str) -> int:

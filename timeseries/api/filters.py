@@ -183,7 +183,8 @@ def current_versions(queryset, *, spec: Dataset, at: datetime, recorded_by: date
         recorded_at__lte=rb,
         **{k: OuterRef(k) for k in spec.key},
     )
-    return queryset.filter(~ProbeExists(newer), known_at__lte=at, recorded_at__lte=rb, time__lte=at)
+    bound = {"time__lte": at} if spec.known_after_time else {}  # only bounds the scan (timeseries/pit/_sql.py)
+    return queryset.filter(~ProbeExists(newer), known_at__lte=at, recorded_at__lte=rb, **bound)
 
 
 # --- one FilterSet per dataset --------------------------------------------------------------------

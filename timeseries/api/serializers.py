@@ -148,6 +148,10 @@ class InsiderQuery(PitQuery):
     limit = _limit_field(500)
 
 
+class CorporateActionsQuery(PitQuery):
+    limit = _limit_field(1000)
+
+
 class GovernmentQuery(PitQuery):
     sectors = CommaListField(
         required=False,
@@ -169,7 +173,11 @@ class ReconstructQuery(serializers.Serializer):
 
 
 class AsofJoinQuery(serializers.Serializer):
-    dataset = serializers.ChoiceField(choices=list(DATASETS), default="market_data", required=False)
+    # the latest row of a series at each point's time: datasets whose key has time (a security's
+    # versions are not a time series: pit.securities answers what was known of it at T)
+    dataset = serializers.ChoiceField(
+        choices=[name for name, spec in DATASETS.items() if spec.time_keyed], default="market_data", required=False
+    )
     recorded_by = InstantField(
         required=False, allow_null=True, help_text="Replay what tsm had recorded by this instant."
     )

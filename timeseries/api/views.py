@@ -39,9 +39,11 @@ from timeseries.api import renderers as r
 from timeseries.api.filters import FILTERSETS, FilterBackend, KeysetPagination, orderings_for
 from timeseries.api.serializers import (
     AsofJoinQuery,
+    CorporateActionsQuery,
     GovernmentQuery,
     InsiderQuery,
     NewsQuery,
+    PitQuery,
     ReconstructQuery,
     SentimentQuery,
     StateQuery,
@@ -264,6 +266,8 @@ NewsList = dataset_list_view("news_events")
 InsiderTradeList = dataset_list_view("insider_trades")
 SentimentList = dataset_list_view("social_sentiment")
 GovernmentEventList = dataset_list_view("government_events")
+SecurityList = dataset_list_view("securities")
+CorporateActionList = dataset_list_view("corporate_actions")
 
 
 # --- point in time --------------------------------------------------------------------------------
@@ -384,6 +388,36 @@ class GovernmentEventsBeforeView(PitView):
             sectors=query.get("sectors"),
             limit=query["limit"],
             recorded_by=query.get("recorded_by"),
+        )
+
+
+@_pit_schema(
+    DATASETS["securities"],
+    PitQuery,
+    "The security master known at T",
+    "The current version of every security known at T (listed or not then: listed_at is time, delisted_at"
+    " says when it left), by security_id; symbols match a security_id or the ticker it listed under.",
+)
+class SecuritiesView(PitView):
+    cache_name, spec, query_class = "securities", DATASETS["securities"], PitQuery
+
+    def select(self, query):
+        return pit.securities(at=query["at"], symbols=query.get("symbols"), recorded_by=query.get("recorded_by"))
+
+
+@_pit_schema(
+    DATASETS["corporate_actions"],
+    CorporateActionsQuery,
+    "Corporate actions known at T",
+    "Actions announced by T (the current version of each, ex_date as time, including ex_dates after T),"
+    " newest ex_date first; symbols match a security_id or the ticker just before ex_date.",
+)
+class CorporateActionsBeforeView(PitView):
+    cache_name, spec, query_class = "corporate_actions", DATASETS["corporate_actions"], CorporateActionsQuery
+
+    def select(self, query):
+        return pit.corporate_actions(
+            at=query["at"], symbols=query.get("symbols"), limit=query["limit"], recorded_by=query.get("recorded_by")
         )
 
 

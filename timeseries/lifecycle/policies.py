@@ -17,13 +17,17 @@ def datasets_selected(names: Iterable[str] | None) -> list[Dataset]:
 
 
 def compress_after(*, dataset: str) -> str | None:
-    """The configured age after which chunks of ``dataset`` are compressed (None: never)."""
-    return settings.TSM_COMPRESS_AFTER.get(get_dataset(dataset).name)
+    """The configured age after which chunks of ``dataset`` are compressed (None: never; always None
+    for reference data, which is no hypertable)."""
+    spec = get_dataset(dataset)
+    return settings.TSM_COMPRESS_AFTER.get(spec.name) if spec.hypertable else None
 
 
 def retention_horizon(*, dataset: str) -> str | None:
-    """The configured age after which rows of ``dataset`` are removed (None: kept forever)."""
-    return settings.TSM_RETENTION.get(get_dataset(dataset).name)
+    """The configured age after which rows of ``dataset`` are removed (None: kept forever; always None
+    for reference data: a security or a split of long ago still adjusts and resolves today's reads)."""
+    spec = get_dataset(dataset)
+    return settings.TSM_RETENTION.get(spec.name) if spec.hypertable else None
 
 
 @dataclass(frozen=True)

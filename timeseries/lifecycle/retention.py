@@ -101,7 +101,8 @@ def retention_preview(*, dataset: str, now: datetime | None = None) -> Retention
     caps = capabilities()
     horizon = retention_horizon(dataset=spec.name)
     if horizon is None:
-        return RetentionPreview(spec.name, caps.lane, None, None, "kept forever (retention is none)")
+        why = "retention is none" if spec.hypertable else "reference data never expires"
+        return RetentionPreview(spec.name, caps.lane, None, None, f"kept forever ({why})")
     with connection.cursor() as cur:
         cutoff = retention_cutoff(cur, horizon, now)
         if spec.table in caps.hypertables:
@@ -225,5 +226,9 @@ def retention_apply(*, dataset: str, batch_rows: int | None = None, now: datetim
 
 
 def retention_run(*, datasets: Iterable[str] | None = None, batch_rows: int | None = None) -> list[RetentionResult]:
-    """Apply retention to every dataset (the beat task)."""
-    return [retention_apply(dataset=spec.name, batch_rows=batch_rows) for spec in datasets_selected(datasets)]
+    """Apply retention to every dataset (the beat task); reference data (not a hypertable: securities,
+    corporate actions) never expires and is left out unless named."""
+    specs = datasets_selected(datasets)
+    if datasets is None:
+        specs = [spec for spec in specs if spec.hypertable]
+    return [retention_apply(dataset=spec.name, batch_rows=batch_rows) for spec in specs]

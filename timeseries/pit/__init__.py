@@ -16,7 +16,8 @@ anti-join live next to the function that runs them. The modules:
 - ``history``: rows over a time range, recent bars, ``reconstruct`` (everything about one symbol);
 - ``asof``: the as-of join (points -> latest row known at each point's time);
 - ``diff``: ``changes_between``, the timeline diff between two instants;
-- ``rollups``: daily bars, hourly and daily sentiment (thin over timeseries/aggregates.py).
+- ``rollups``: daily bars, hourly and daily sentiment (thin over timeseries/aggregates.py);
+- ``reference``: the security master and the corporate actions known at T.
 
 This package re-exports their public names: ``from timeseries import pit; pit.market_state(...)``.
 Constants are read where they are used: patch ``timeseries.pit.asof.PARALLEL_ASOF_POINTS``, not
@@ -35,6 +36,7 @@ from timeseries.pit.history import (
     recent_bars,
     reconstruct,
 )
+from timeseries.pit.reference import corporate_actions, securities
 from timeseries.pit.rollups import daily_bars, daily_sentiment, hourly_sentiment
 from timeseries.pit.state import (
     SELECTOR_FOR_DATASET,
@@ -57,6 +59,7 @@ __all__ = [
     "asof_join_table",
     "aware",
     "changes_between",
+    "corporate_actions",
     "daily_bars",
     "daily_sentiment",
     "government_events",
@@ -67,6 +70,7 @@ __all__ = [
     "news",
     "newest_recorded_at",
     "reconstruct",
+    "securities",
     "recent_bars",
     "sentiment",
     "state_as_of",

@@ -3,9 +3,10 @@ predicate, symbol filters, the quality score (as it stood when replaying) and th
 
 As of T (optionally as recorded by S), for each key consider the versions with known_at <= T (and
 recorded_at <= S); the one with the greatest (known_at, recorded_at) is the truth and every other
-version does not exist (the time model: timeseries/datasets.py). All the queries rely on
+version does not exist (the time model: timeseries/datasets.py). The queries rely on
 ``known_at >= time`` (the loader rejects rows that break it), so ``time <= T`` is added to let the
-indexes bound each scan.
+indexes bound each scan — except for datasets declared ``known_after_time=False`` (securities and
+corporate actions are announced before they take effect: ``time_bound``).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def is_current(spec: Dataset, alias: str = "a", inner: Sequence[sql.Composable] 
         sql.SQL("b.{k} = {a}.{k}").format(k=sql.Identifier(k), a=sql.Identifier(alias)) for k in spec.key
     )
     return sql.SQL(
-        "{a}.known_at <= %(at)s AND {a}.recorded_at <= %(rb)s AND {a}.time <= %(at)s AND NOT EXISTS ("
+        "{a}.known_at <= %(at)s AND {a}.recorded_at <= %(rb)s{time_bound} AND NOT EXISTS ("
         "SELECT 1 FROM {t} b WHERE {same_key} AND b.known_at <= %(at)s AND b.recorded_at <= %(rb)s"
         " AND (b.known_at, b.recorded_at) > ({a}.known_at, {a}.recorded_at){inner})"
     ).format(
@@ -93,7 +94,16 @@ def is_current(spec: Dataset, alias: str = "a", inner: Sequence[sql.Composable] 
         t=sql.Identifier(spec.table),
         same_key=same_key,
         inner=sql.SQL("").join(sql.SQL(" AND ") + c for c in inner),
+        time_bound=time_bound(spec, alias, "%(at)s"),
     )
+
+
+def time_bound(spec: Dataset, alias: str, at: str) -> sql.Composable:
+    """`` AND alias.time <= at`` where the dataset's rows are never known before their time (it only
+    bounds the scan), else nothing: a security listed after T, announced before T, is known at T."""
+    if not spec.known_after_time:
+        return sql.SQL("")
+    return sql.SQL(" AND {}.time <= {}").format(sql.Identifier(alias), sql.SQL(at))
 
 
 def current_rows(

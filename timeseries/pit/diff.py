@@ -9,7 +9,16 @@ from psycopg import sql
 
 from timeseries.datasets import DATASETS, Dataset, get_dataset
 from timeseries.params import positive_int
-from timeseries.pit._sql import aware, fetch_dicts, is_current, series_match, stored_cols, symbols_clean, time_params
+from timeseries.pit._sql import (
+    aware,
+    fetch_dicts,
+    is_current,
+    series_match,
+    stored_cols,
+    symbols_clean,
+    time_bound,
+    time_params,
+)
 from timeseries.sqltext import identifiers
 
 
@@ -46,7 +55,7 @@ def _changes(spec: Dataset, t1: datetime, t2: datetime, symbols, recorded_by, li
     previous = [f"prev_{c}" for c in spec.stored_columns]
     query = sql.SQL(
         "SELECT {cols}, {prev} FROM {t} a LEFT JOIN LATERAL (SELECT {pcols} FROM {t} p WHERE {same_key}"
-        " AND p.known_at <= %(t1)s AND p.time <= %(t1)s AND p.recorded_at <= %(rb)s"
+        " AND p.known_at <= %(t1)s{p_time} AND p.recorded_at <= %(rb)s"
         " ORDER BY p.known_at DESC, p.recorded_at DESC LIMIT 1) p ON true WHERE {where}"
         " ORDER BY a.known_at DESC, {key}"
     ).format(
@@ -60,6 +69,7 @@ def _changes(spec: Dataset, t1: datetime, t2: datetime, symbols, recorded_by, li
         same_key=same_key,
         where=sql.SQL(" AND ").join(where),
         key=identifiers(spec.key, "a"),
+        p_time=time_bound(spec, "p", "%(t1)s"),
     )
     if limit is not None:
         query += sql.SQL(" LIMIT %(limit)s")

@@ -19,9 +19,11 @@ from timeseries.pit._sql import (
     series_match,
     stored_cols,
     symbols_clean,
+    time_bound,
     time_params,
 )
 from timeseries.pit.events import government_events, insider_trades, news
+from timeseries.pit.reference import corporate_actions, securities
 
 # dataset -> the name of its "state as of T" selector in timeseries.pit (declared on each Dataset)
 SELECTOR_FOR_DATASET = {name: spec.state_selector for name, spec in DATASETS.items()}
@@ -80,7 +82,7 @@ def symbol_known(*, symbol: str, at: datetime, recorded_by: datetime | None = No
         where = [
             # every dataset's known_at is at or after its time: the time bound keeps the probe on the
             # (symbol, time) index however many rows of the symbol are known only after at
-            sql.SQL("a.time <= %(at)s AND a.known_at <= %(at)s AND a.recorded_at <= %(rb)s"),
+            sql.SQL("a.known_at <= %(at)s AND a.recorded_at <= %(rb)s") + time_bound(spec, "a", "%(at)s"),
             *series_match(spec, params, [symbol]),
         ]
         query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {t} a WHERE {where}) AS known").format(
@@ -105,7 +107,7 @@ def newest_recorded_at(
     spec = get_dataset(dataset)
     params = time_params(at, recorded_by)
     where = [
-        sql.SQL("a.known_at <= %(at)s AND a.time <= %(at)s AND a.recorded_at <= %(rb)s"),
+        sql.SQL("a.known_at <= %(at)s AND a.recorded_at <= %(rb)s") + time_bound(spec, "a", "%(at)s"),
         *series_match(spec, params, symbols_clean(symbols)),
     ]
     if start is not None:
@@ -140,4 +142,7 @@ def state_as_of(
     return rows[:limit] if limit is not None else rows
 
 
-_STATE_SELECTORS = {f.__name__: f for f in (market_state, news, insider_trades, sentiment, government_events)}
+_STATE_SELECTORS = {
+    f.__name__: f
+    for f in (market_state, news, insider_trades, sentiment, government_events, securities, corporate_actions)
+}
