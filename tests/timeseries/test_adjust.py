@@ -254,3 +254,37 @@ def test_a_ticker_naming_two_securities_at_t_asks_for_security_ids():
     ingest_table(dataset="securities", data=[security("S1", "DUP"), security("S2", "DUP")])
     with pytest.raises(params.ParameterError, match="symbols: 'DUP' names 2 securities .*S1, S2.*give security_ids"):
         pit.adjusted_history(at=D0, symbols=["DUP"])
+
+
+def test_the_worked_example_of_docs_adjustment_md():
+    bar_time = datetime(2025, 7, 16, 13, 30, tzinfo=UTC)
+    ingest_table(dataset="securities", data=[security("S1", "XYZ")])
+    row = {"time": iso(bar_time), "symbol": "XYZ", "open": "198.00", "high": "201.00", "low": "197.50"}
+    ingest_table(dataset="market_data", data=[{**row, "close": "200.00", "volume": "1000"}])
+    dividend = action("cash_dividend", datetime(2025, 7, 17, 13, 30, tzinfo=UTC), "XYZ", amount="2.00")
+    ingest_table(dataset="corporate_actions", data=[{**dividend, "known_at": "2025-07-01T00:00:00Z"}])
+    recorded_before_split = MarketData.objects.aggregate(last=Max("recorded_at"))["last"]
+    recorded_before_split = max(recorded_before_split, pit.corporate_actions(at=bar_time)[0]["recorded_at"])
+    split = action("split", datetime(2025, 7, 18, 13, 30, tzinfo=UTC), "XYZ", ratio="4")
+    ingest_table(dataset="corporate_actions", data=[{**split, "known_at": "2025-07-21T00:00:00Z"}])
+
+    def values(at: str, adjust: str, **more) -> tuple:
+        t = datetime.fromisoformat(at)
+        (b,) = pit.adjusted_history(at=t, symbols=["XYZ"], adjust=adjust, **more)["bars"]
+        return tuple(str(b[c]) for c in ("open", "high", "low", "close")) + (b["volume"],)
+
+    raw = ("198.000000", "201.000000", "197.500000", "200.000000", 1000)
+    assert values("2025-07-20T00:00:00+00:00", "none") == values("2025-07-21T12:00:00+00:00", "none") == raw
+    assert values("2025-07-20T00:00:00+00:00", "split") == raw
+    assert values("2025-07-20T00:00:00+00:00", "total") == (
+        "196.020000",
+        "198.990000",
+        "195.525000",
+        "198.000000",
+        1000,
+    )
+    assert values("2025-07-21T12:00:00+00:00", "split") == ("49.500000", "50.250000", "49.375000", "50.000000", 4000)
+    assert values("2025-07-21T12:00:00+00:00", "total") == ("49.005000", "49.747500", "48.881250", "49.500000", 4000)
+    assert all(values("2025-07-16T20:00:00+00:00", a) == raw for a in ("none", "split", "total"))
+    replay = values("2025-07-21T12:00:00+00:00", "split", recorded_by=recorded_before_split)
+    assert replay == raw
