@@ -24,11 +24,12 @@ history follows it across ticker changes.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import heapq
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 
 from psycopg import sql
@@ -43,7 +44,6 @@ from timeseries.pit._sql import (
     is_current,
     min_quality_clean,
     quality_ok,
-    stored_cols,
     symbols_clean,
     time_params,
 )
@@ -52,7 +52,6 @@ from timeseries.securities import securities_for_tickers
 
 BEGINNING = datetime.min.replace(tzinfo=UTC)
 PRICE_COLUMNS = ("open", "high", "low", "close", "vwap")
-SCALE = 10**6  # numeric(18,6): prices are integers of micro-units
 ONE = Fraction(1)
 
 
@@ -68,21 +67,40 @@ class Span:
 
 # --- exact rounding -------------------------------------------------------------------------------------
 
+MICRO = Decimal("0.000001")
+
 
 def _half_even(n: int, d: int) -> int:
-    """n / d (d > 0) rounded to an integer, half to even."""
-    q, r = divmod(abs(n), d)
-    if 2 * r > d or (2 * r == d and q % 2):
-        q += 1
-    return q if n >= 0 else -q
+    """n / d (d > 0) rounded to an integer, half to even (divmod floors: r is in [0, d) for any sign)."""
+    q, r = divmod(n, d)
+    return q + 1 if 2 * r > d or (2 * r == d and q % 2) else q
+
+
+class Scaler:
+    """Multiplies prices by an exact rational N / D, rounding once to 6 places, half to even.
+
+    ``v * N`` is exact, and ``/ D`` is computed with ``precision`` significant digits: 30 more than N
+    and D have together. The exact quotient is either a tie at 6 places (at most 7 decimals: exact in
+    that precision) or at least 1 / (2·10^6·D) away from every tie, farther than the division's
+    rounding error, so the one rounding that counts (``quantize``) sees the exact quotient's side:
+    the result is the exact rational rounded half to even."""
+
+    def __init__(self, factor: Fraction) -> None:
+        self.identity = factor == ONE
+        precision = 30 + len(str(abs(factor.numerator))) + len(str(factor.denominator))
+        context = Context(prec=max(precision, 60), rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
+        self._n, self._d = Decimal(factor.numerator), Decimal(factor.denominator)
+        self._multiply, self._divide, self._quantize = context.multiply, context.divide, context.quantize
+
+    def __call__(self, value: Decimal | None) -> Decimal | None:
+        if value is None or self.identity:
+            return value
+        return self._quantize(self._divide(self._multiply(value, self._n), self._d), MICRO)
 
 
 def scale_price(value: Decimal | None, factor: Fraction) -> Decimal | None:
     """value × factor rounded to 6 decimal places, half to even (value has at most 6 places)."""
-    if value is None or factor == ONE:
-        return value
-    micro = int(value.scaleb(6))
-    return Decimal(_half_even(micro * factor.numerator, factor.denominator)).scaleb(-6)
+    return Scaler(factor)(value)
 
 
 def scale_volume(value: int | None, factor: Fraction) -> int | None:
@@ -169,42 +187,48 @@ def ticker_spans(security: dict, changes: list[dict]) -> list[Span]:
 
 # --- bars -----------------------------------------------------------------------------------------------
 
-SPANS = "unnest(%(sp_symbol)s::text[], %(sp_lo)s::timestamptz[], %(sp_hi)s::timestamptz[], %(sp_id)s::text[])"
+
+def _span_bars(span: Span, p: dict, start, end, limit, min_quality) -> list[dict]:
+    """Current bars of one span with time in [start, end], oldest first (the version index's order: no
+    sort), each with the span's security_id."""
+    lo = span.lo if start is None else max(span.lo, start)
+    p = {**p, "symbol": span.symbol, "lo": lo, "hi": span.hi}
+    bounds = [sql.SQL("b.symbol = %(symbol)s"), sql.SQL("b.time >= %(lo)s"), sql.SQL("b.time < %(hi)s")]
+    where = [sql.SQL("a.symbol = %(symbol)s"), sql.SQL("a.time >= %(lo)s"), sql.SQL("a.time < %(hi)s")]
+    if end is not None:
+        p["end"] = end
+        where.append(sql.SQL("a.time <= %(end)s"))
+        bounds.append(sql.SQL("b.time <= %(end)s"))
+    if min_quality is not None:
+        where.append(quality_ok(MARKET_DATA, "a", p, min_quality))
+    rows = current_rows(MARKET_DATA, p, where=where, order=("time",), limit=limit, inner=bounds)
+    for row in rows:
+        row["security_id"] = span.security_id
+    return rows
 
 
-def _span_params(spans: list[Span]) -> dict:
-    return {
-        "sp_symbol": [s.symbol for s in spans],
-        "sp_lo": [s.lo for s in spans],
-        "sp_hi": [s.hi for s in spans],
-        "sp_id": [s.security_id for s in spans],
-    }
+def _merge_order(bar: dict) -> tuple:
+    return (bar["time"], bar["symbol"], bar["security_id"] is None, bar["security_id"] or "")
 
 
 def _bars(spans: list[Span], p: dict, start, end, limit, min_quality) -> list[dict]:
     """Current bars in the spans with time in [start, end], oldest first (ties: by symbol), each with the
-    span's security_id; a bar two spans claim is given once (a resolved span first)."""
-    if not spans:
-        return []
-    p = {**p, **_span_params(spans)}
-    where = [is_current(MARKET_DATA)]
-    if start is not None:
-        p["start"] = start
-        where.append(sql.SQL("a.time >= %(start)s"))
-    if end is not None:
-        p["end"] = end
-        where.append(sql.SQL("a.time <= %(end)s"))
-    if min_quality is not None:
-        where.append(quality_ok(MARKET_DATA, "a", p, min_quality))
-    query = sql.SQL(
-        "SELECT DISTINCT ON (a.time, a.symbol) {cols}, sp.security_id FROM {spans} AS sp(symbol, lo, hi, security_id)"
-        " JOIN market_data a ON a.symbol = sp.symbol AND a.time >= sp.lo AND a.time < sp.hi WHERE {where}"
-        " ORDER BY a.time, a.symbol, sp.security_id NULLS LAST"
-    ).format(cols=stored_cols(MARKET_DATA, "a", p), spans=sql.SQL(SPANS), where=sql.SQL(" AND ").join(where))
+    span's security_id; a bar two spans claim is given once (a resolved span first, the smaller id).
+
+    One query per span, merged: each comes in the index's order, so nothing is sorted but the merge."""
     if limit is not None:
-        query += sql.SQL(" LIMIT %(limit)s")
-        p["limit"] = parameters.positive_int("limit", limit)
-    return fetch_dicts(query, p)
+        parameters.positive_int("limit", limit)
+    parts = [_span_bars(s, p, start, end, limit, min_quality) for s in spans if start is None or s.hi > start]
+    out: list[dict] = []
+    last = None
+    for bar in parts[0] if len(parts) == 1 else heapq.merge(*parts, key=_merge_order):
+        if (bar["time"], bar["symbol"]) == last:
+            continue
+        last = (bar["time"], bar["symbol"])
+        out.append(bar)
+        if limit is not None and len(out) == limit:
+            break
+    return out
 
 
 LAST_CLOSE_SQL = """
@@ -274,14 +298,31 @@ def _factors(
 
 
 def adjust_bars(bars: list[dict], exdates: list[datetime], suffix: list[tuple[Fraction, Fraction]]) -> None:
-    """Adjust ``bars`` (one security's) in place: each by the actions with ex_date after its time."""
-    for bar in bars:
-        price, volume = suffix[bisect_right(exdates, bar["time"])]
+    """Adjust ``bars`` (one security's, oldest first) in place: each by the actions with ex_date after its time.
+
+    The bars between two ex_dates share one factor: they are adjusted together, with ``Scaler``'s
+    arithmetic inlined (a call per price would cost as much as the arithmetic)."""
+    times = [bar["time"] for bar in bars]
+    lo = 0
+    for i in range(len(exdates) + 1):
+        hi = bisect_left(times, exdates[i]) if i < len(exdates) else len(bars)  # bars with time < exdates[i]
+        price, volume = suffix[i]
+        group = bars[lo:hi]
+        lo = max(lo, hi)
         if price != ONE:
-            for c in PRICE_COLUMNS:
-                bar[c] = scale_price(bar[c], price)
+            scaler = Scaler(price)
+            n, d, multiply, divide, quantize = scaler._n, scaler._d, scaler._multiply, scaler._divide, scaler._quantize
+            for bar in group:
+                bar["open"] = quantize(divide(multiply(bar["open"], n), d), MICRO)
+                bar["high"] = quantize(divide(multiply(bar["high"], n), d), MICRO)
+                bar["low"] = quantize(divide(multiply(bar["low"], n), d), MICRO)
+                bar["close"] = quantize(divide(multiply(bar["close"], n), d), MICRO)
+                if bar["vwap"] is not None:
+                    bar["vwap"] = quantize(divide(multiply(bar["vwap"], n), d), MICRO)
         if volume != ONE:
-            bar["volume"] = scale_volume(bar["volume"], volume)
+            vn, vd = volume.numerator, volume.denominator
+            for bar in group:
+                bar["volume"] = _half_even(bar["volume"] * vn, vd)
 
 
 # --- the selector -------------------------------------------------------------------------------------------
