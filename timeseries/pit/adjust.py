@@ -89,13 +89,13 @@ class Scaler:
         self.identity = factor == ONE
         precision = 30 + len(str(abs(factor.numerator))) + len(str(factor.denominator))
         context = Context(prec=max(precision, 60), rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
-        self._n, self._d = Decimal(factor.numerator), Decimal(factor.denominator)
-        self._multiply, self._divide, self._quantize = context.multiply, context.divide, context.quantize
+        self.n, self.d = Decimal(factor.numerator), Decimal(factor.denominator)
+        self.multiply, self.divide, self.quantize = context.multiply, context.divide, context.quantize
 
     def __call__(self, value: Decimal | None) -> Decimal | None:
         if value is None or self.identity:
             return value
-        return self._quantize(self._divide(self._multiply(value, self._n), self._d), MICRO)
+        return self.quantize(self.divide(self.multiply(value, self.n), self.d), MICRO)
 
 
 def scale_price(value: Decimal | None, factor: Fraction) -> Decimal | None:
@@ -311,7 +311,7 @@ def adjust_bars(bars: list[dict], exdates: list[datetime], suffix: list[tuple[Fr
         lo = max(lo, hi)
         if price != ONE:
             scaler = Scaler(price)
-            n, d, multiply, divide, quantize = scaler._n, scaler._d, scaler._multiply, scaler._divide, scaler._quantize
+            n, d, multiply, divide, quantize = scaler.n, scaler.d, scaler.multiply, scaler.divide, scaler.quantize
             for bar in group:
                 bar["open"] = quantize(divide(multiply(bar["open"], n), d), MICRO)
                 bar["high"] = quantize(divide(multiply(bar["high"], n), d), MICRO)
