@@ -125,6 +125,8 @@ def test_meta_over_the_rename_returns_the_fb_bars_under_fb_with_the_security_id(
     assert [b["time"] for b in bars] == sorted(b["time"] for b in bars)
     by_id = pit.adjusted_history(at=D0 + 40 * DAY, security_ids=["S1"])
     assert [b["time"] for b in by_id["bars"]] == [b["time"] for b in bars]
+    through_history = pit.history(dataset="market_data", at=D0 + 40 * DAY, security_ids=["S1"])
+    assert through_history["adjust"] == "none" and through_history["bars"] == by_id["bars"]
 
 
 def test_a_ticker_not_trading_at_t_falls_back_to_the_security_it_named_at_the_end_of_the_range(meta):
@@ -242,6 +244,8 @@ def test_a_bad_adjust_is_an_error_naming_the_parameter_and_the_choices(value):
 def test_only_market_data_is_adjusted_and_a_symbol_is_required():
     with pytest.raises(params.ParameterError, match="only market_data has prices to adjust, not news_events"):
         pit.history(dataset="news_events", at=D0, adjust="split")
+    with pytest.raises(params.ParameterError, match="security_ids: only market_data has prices to adjust"):
+        pit.history(dataset="news_events", at=D0, security_ids=["S1"])
     with pytest.raises(params.ParameterError, match="symbols or security_ids is required"):
         pit.adjusted_history(at=D0, adjust="split")
     with pytest.raises(params.ParameterError, match="security_ids"):

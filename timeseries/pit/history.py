@@ -37,6 +37,7 @@ def history(
     recorded_by: datetime | None = None,
     min_quality: float | None = None,
     adjust: str = "none",
+    security_ids: Iterable[str] | None = None,
 ) -> list[dict] | dict:
     """Rows of ``dataset`` as known at ``at`` with event time in [start, end], oldest first.
 
@@ -44,15 +45,18 @@ def history(
     ``adjust``: none (default: the stored rows, as a list, ordered by key), or for market_data split or
     total: bars adjusted for corporate actions as known at ``at``, the tickers resolved to securities
     (``adjusted_history``'s answer, a dict saying which adjustment it applied; docs/adjustment.md).
+    ``security_ids`` (market_data) names securities directly: the answer is that dict too.
     """
     spec = get_dataset(dataset)
     adjust = adjustment("adjust", adjust)
-    if adjust != "none":
+    if adjust != "none" or security_ids is not None:
         if spec is not MARKET_DATA:
-            raise ParameterError(f"adjust={adjust!r}: only market_data has prices to adjust, not {dataset}")
+            what = f"adjust={adjust!r}" if adjust != "none" else "security_ids"
+            raise ParameterError(f"{what}: only market_data has prices to adjust, not {dataset}")
         return adjusted_history(
             at=at,
             symbols=symbols,
+            security_ids=security_ids,
             start=start,
             end=end,
             limit=limit,
