@@ -23,7 +23,7 @@ them all, in pure Python with exact ``fractions.Fraction`` arithmetic:
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from fractions import Fraction
 
 PRICES = ("open", "high", "low", "close", "vwap")
@@ -45,7 +45,8 @@ def truth(versions: list[dict], key: tuple[str, ...], at: datetime, recorded_by:
 
 
 def _decimal(f: Fraction) -> Decimal:
-    return Decimal(f.numerator) / Decimal(f.denominator)
+    """A Fraction rounded to 6 places as a Decimal (exact: its denominator divides 10^6)."""
+    return Context(prec=400).divide(Decimal(f.numerator), Decimal(f.denominator))
 
 
 class AdjustModel:
