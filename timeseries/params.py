@@ -170,6 +170,23 @@ def int_between(name: str, value: str, *, minimum: int, maximum: int) -> int:
     return number
 
 
+# --- choices ----------------------------------------------------------------------------------------
+
+ADJUSTMENTS = ("none", "split", "total")  # how a price series is adjusted for corporate actions (docs/adjustment.md)
+
+
+def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed`` (exactly as written); else an error naming the parameter and the allowed values."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ParameterError(f"{name}={str(value)[:64]!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def adjustment(name: str, value: Any) -> str:
+    """``adjust``: none, split or total."""
+    return choice(name, value, ADJUSTMENTS)
+
+
 # --- scores -----------------------------------------------------------------------------------------
 
 GOOD = 1.0  # the default score of a market data bar

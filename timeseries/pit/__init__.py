@@ -17,7 +17,9 @@ anti-join live next to the function that runs them. The modules:
 - ``asof``: the as-of join (points -> latest row known at each point's time);
 - ``diff``: ``changes_between``, the timeline diff between two instants;
 - ``rollups``: daily bars, hourly and daily sentiment (thin over timeseries/aggregates.py);
-- ``reference``: the security master and the corporate actions known at T.
+- ``reference``: the security master and the corporate actions known at T;
+- ``adjust``: bars adjusted for splits and dividends as known at T, following a security across its
+  tickers (``adjusted_history``).
 
 This package re-exports their public names: ``from timeseries import pit; pit.market_state(...)``.
 Constants are read where they are used: patch ``timeseries.pit.asof.PARALLEL_ASOF_POINTS``, not
@@ -25,6 +27,7 @@ the copy here.
 """
 
 from timeseries.pit._sql import NaiveDatetime, aware
+from timeseries.pit.adjust import adjusted_history
 from timeseries.pit.asof import ASOF_CONNECTIONS, PARALLEL_ASOF_POINTS, asof_join, asof_join_table
 from timeseries.pit.diff import changes_between
 from timeseries.pit.events import government_events, insider_trades, news, window_events
@@ -55,6 +58,7 @@ __all__ = [
     "RECENT_GOOD_BARS_SQL",
     "SELECTOR_FOR_DATASET",
     "NaiveDatetime",
+    "adjusted_history",
     "asof_join",
     "asof_join_table",
     "aware",

@@ -10,7 +10,7 @@ from psycopg import sql
 
 from timeseries import indicators
 from timeseries.datasets import MARKET_DATA, get_dataset
-from timeseries.params import positive_int
+from timeseries.params import ParameterError, adjustment, positive_int
 from timeseries.pit._sql import (
     aware,
     current_rows,
@@ -21,6 +21,7 @@ from timeseries.pit._sql import (
     symbols_clean,
     time_params,
 )
+from timeseries.pit.adjust import adjusted_history
 from timeseries.pit.events import government_events, insider_trades, news
 from timeseries.pit.state import market_state, sentiment
 
@@ -35,12 +36,34 @@ def history(
     limit: int | None = None,
     recorded_by: datetime | None = None,
     min_quality: float | None = None,
-) -> list[dict]:
+    adjust: str = "none",
+    security_ids: Iterable[str] | None = None,
+) -> list[dict] | dict:
     """Rows of ``dataset`` as known at ``at`` with event time in [start, end], oldest first.
 
     ``min_quality=q`` drops the current rows scored below q (as the score stood at ``recorded_by``).
+    ``adjust``: none (default: the stored rows, as a list, ordered by key), or for market_data split or
+    total: bars adjusted for corporate actions as known at ``at``, the tickers resolved to securities
+    (``adjusted_history``'s answer, a dict saying which adjustment it applied; docs/adjustment.md).
+    ``security_ids`` (market_data) names securities directly: the answer is that dict too.
     """
     spec = get_dataset(dataset)
+    adjust = adjustment("adjust", adjust)
+    if adjust != "none" or security_ids is not None:
+        if spec is not MARKET_DATA:
+            what = f"adjust={adjust!r}" if adjust != "none" else "security_ids"
+            raise ParameterError(f"{what}: only market_data has prices to adjust, not {dataset}")
+        return adjusted_history(
+            at=at,
+            symbols=symbols,
+            security_ids=security_ids,
+            start=start,
+            end=end,
+            limit=limit,
+            recorded_by=recorded_by,
+            min_quality=min_quality,
+            adjust=adjust,
+        )
     params = time_params(at, recorded_by)
     where = symbol_filter(spec, params, symbols_clean(symbols))
     # the same symbol and time range on the anti-join's b (compressed chunks: ~60x faster, lifecycle.py)
