@@ -2,16 +2,15 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
+from timeseries.datasets import DATASETS
 from timeseries.rules import feed_problem
 
 
 def feed_precedence_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Every feed TSM_FEED_PRECEDENCE ranks is a feed name a load can carry (a misspelt one would
     silently rank nothing), once per dataset, for a dataset that exists."""
-    from timeseries.datasets import DATASETS  # imports models: not at app loading
-
     errors = []
-    for dataset, feeds in getattr(settings, "TSM_FEED_PRECEDENCE", {}).items():
+    for dataset, feeds in settings.TSM_FEED_PRECEDENCE.items():
         variable = f"TSM_FEED_PRECEDENCE_{str(dataset).upper()}"
         if dataset not in DATASETS:
             errors.append(
